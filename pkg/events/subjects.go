@@ -1,0 +1,110 @@
+package events
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Streams and the subjects they hold.
+//
+//	REQUESTS    upshift.request.<team>                  a user asks for an upgrade or maintenance run
+//	            upshift.control.<saga>.<op>             an operator approves, rejects or cancels a saga
+//	COMMANDS    upshift.cmd.<service>.<action>.<target> the coordinator commands a phase service (work queue)
+//	EVENTS      upshift.evt.<saga>.<phase>.<status>     what a phase service did (started, progress, succeeded, failed)
+//	            upshift.evt.<saga>.saga.<kind>          what the coordinator decided; with the above, the audit log
+//	NOTIFY      upshift.notify.<team>.<saga>.<kind>     what a team subscribes to
+//	TIMERS      upshift.timer.schedule.<saga>.<n>       a deadline, held by JetStream's message scheduler
+//	            upshift.timer.fire.<saga>               the same deadline, delivered when it falls due
+//	DEADLETTER  upshift.dlq.<stream>.<consumer>         a message a consumer terminated, with the reason
+const (
+	StreamRequests   = "REQUESTS"
+	StreamCommands   = "COMMANDS"
+	StreamEvents     = "EVENTS"
+	StreamNotify     = "NOTIFY"
+	StreamTimers     = "TIMERS"
+	StreamDeadLetter = "DEADLETTER"
+
+	prefix = "upshift"
+)
+
+// Subject patterns of each stream.
+var (
+	RequestSubjects    = []string{prefix + ".request.>", prefix + ".control.>"}
+	CommandSubjects    = []string{prefix + ".cmd.>"}
+	EventSubjects      = []string{prefix + ".evt.>"}
+	NotifySubjects     = []string{prefix + ".notify.>"}
+	TimerSubjects      = []string{prefix + ".timer.>"}
+	DeadLetterSubjects = []string{prefix + ".dlq.>"}
+)
+
+// SagaToken is the phase token of the coordinator's own events.
+const SagaToken = "saga"
+
+// RequestSubject is where a team's requests are published.
+func RequestSubject(team string) string { return join("request", team) }
+
+// ControlSubject is where an operator's decision on a saga is published.
+func ControlSubject(saga string, op ControlOp) string { return join("control", saga, string(op)) }
+
+// CommandSubject is where the coordinator commands service to act on target.
+func CommandSubject(service Phase, action Action, target string) string {
+	return join("cmd", string(service), string(action), target)
+}
+
+// CommandFilter matches every command for one target of one service.
+func CommandFilter(service Phase, target string) string {
+	return join("cmd", string(service), "*", target)
+}
+
+// ResultSubject is where a phase service reports on a step.
+func ResultSubject(saga string, phase Phase, status StepStatus) string {
+	return join("evt", saga, string(phase), string(status))
+}
+
+// ResultFilter matches every report of one phase, for every saga.
+func ResultFilter(phase Phase) string { return join("evt", "*", string(phase), ">") }
+
+// SagaSubject is where the coordinator publishes what it decided.
+func SagaSubject(saga, kind string) string { return join("evt", saga, SagaToken, kind) }
+
+// SagaFilter matches every coordinator event of every saga.
+func SagaFilter() string { return join("evt", "*", SagaToken, ">") }
+
+// SagaEventsFilter matches every event, of any phase, of one saga.
+func SagaEventsFilter(saga string) string { return join("evt", saga, ">") }
+
+// NotifySubject is where a team receives a notice about a saga.
+func NotifySubject(team, saga, kind string) string { return join("notify", team, saga, kind) }
+
+// TimerScheduleSubject holds the schedule of one deadline of a saga.
+func TimerScheduleSubject(saga string, n int) string {
+	return join("timer", "schedule", saga, fmt.Sprint(n))
+}
+
+// TimerFireSubject is where a saga's deadlines are delivered.
+func TimerFireSubject(saga string) string { return join("timer", "fire", saga) }
+
+// TimerFireFilter matches every delivered deadline.
+func TimerFireFilter() string { return join("timer", "fire", "*") }
+
+// DeadLetterSubject is where a consumer reports a message it terminated.
+func DeadLetterSubject(stream, consumer string) string { return join("dlq", stream, consumer) }
+
+// Tokens splits a subject into its tokens.
+func Tokens(subject string) []string { return strings.Split(subject, ".") }
+
+// CheckToken reports whether s can be one token of a subject: not empty, and
+// free of the separator, the wildcards and white space.
+func CheckToken(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty subject token")
+	}
+	if strings.ContainsAny(s, ".*> \t\r\n") {
+		return fmt.Errorf("subject token %q contains '.', '*', '>' or white space", s)
+	}
+	return nil
+}
+
+func join(parts ...string) string {
+	return prefix + "." + strings.Join(parts, ".")
+}

@@ -1,0 +1,304 @@
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Event types. Commands, reports and the coordinator's decisions each have one
+// type; the phase, action, status or kind is in the data and the subject.
+const (
+	TypeRequest    = "io.upshift.request.submitted"
+	TypeControl    = "io.upshift.control.requested"
+	TypeCommand    = "io.upshift.command.issued"
+	TypeStep       = "io.upshift.step.reported"
+	TypeSaga       = "io.upshift.saga.changed"
+	TypeNotice     = "io.upshift.notice.published"
+	TypeTimer      = "io.upshift.timer.due"
+	TypeDeadLetter = "io.upshift.message.deadlettered"
+)
+
+// Phase is a phase of a saga and the name of the service that runs it.
+type Phase string
+
+// The phases, in the order a saga runs them.
+const (
+	Precheck Phase = "precheck"
+	Backup   Phase = "backup"
+	Deploy   Phase = "deploy"
+	Verify   Phase = "verify"
+)
+
+// Phases lists the phase services.
+var Phases = []Phase{Precheck, Backup, Deploy, Verify}
+
+// Action is what a command asks a phase service to do.
+type Action string
+
+// The actions, by service.
+const (
+	Check    Action = "check"    // precheck
+	Archive  Action = "archive"  // backup
+	Restore  Action = "restore"  // backup, compensating archive
+	Apply    Action = "apply"    // deploy
+	Rollback Action = "rollback" // deploy, compensating apply
+	Maintain Action = "maintain" // deploy, a maintenance run
+	Probe    Action = "probe"    // verify
+)
+
+// StepStatus is what a phase service reports about a step.
+type StepStatus string
+
+// Reported statuses.
+const (
+	Started   StepStatus = "started"
+	Progress  StepStatus = "progress"
+	Succeeded StepStatus = "succeeded"
+	Failed    StepStatus = "failed"
+)
+
+// Final reports whether no further report on the step is expected.
+func (s StepStatus) Final() bool { return s == Succeeded || s == Failed }
+
+// ControlOp is an operator's decision on a saga.
+type ControlOp string
+
+// Operator decisions.
+const (
+	Approve ControlOp = "approve"
+	Reject  ControlOp = "reject"
+	Cancel  ControlOp = "cancel"
+)
+
+// StepID names one attempt of one action on one target. It is the command's
+// event id and Nats-Msg-Id, and the key under which a service records it.
+func StepID(saga string, phase Phase, action Action, target string, attempt int) string {
+	return saga + "." + string(phase) + "." + string(action) + "." + target + "." + strconv.Itoa(attempt)
+}
+
+// ResultID is the id of a report on a step; n numbers progress reports.
+func ResultID(step string, status StepStatus, n int) string {
+	if status == Progress {
+		return step + "/progress/" + strconv.Itoa(n)
+	}
+	return step + "/" + string(status)
+}
+
+// SagaEventID is the id of the i-th event the coordinator emitted when a saga
+// reached sequence number seq.
+func SagaEventID(saga string, seq, i int, kind string) string {
+	return fmt.Sprintf("%s/%d.%d/%s", saga, seq, i, kind)
+}
+
+// Upgrade is what a phase service needs to know of the request behind a
+// command. It never carries commands or secrets: those live in the config of
+// the service instance that serves the target.
+type Upgrade struct {
+	Kind        string   `json:"kind"`
+	Software    string   `json:"software"`
+	From        string   `json:"from,omitempty"`
+	To          string   `json:"to,omitempty"`
+	Artifact    Artifact `json:"artifact"`
+	Environment string   `json:"environment,omitempty"`
+	Actions     []string `json:"actions,omitempty"`
+}
+
+// Artifact is a release package and its digest ("sha256:<hex>").
+type Artifact struct {
+	URL    string `json:"url,omitempty"`
+	Digest string `json:"digest,omitempty"`
+}
+
+// Command asks a phase service to perform one step.
+type Command struct {
+	Step        string    `json:"step"`
+	Saga        string    `json:"saga"`
+	Phase       Phase     `json:"phase"`
+	Action      Action    `json:"action"`
+	Target      string    `json:"target"`
+	Batch       int       `json:"batch"`
+	Attempt     int       `json:"attempt"`
+	Deadline    time.Time `json:"deadline"`
+	NotAfter    time.Time `json:"notAfter,omitzero"`
+	Compensates string    `json:"compensates,omitempty"`
+	Upgrade     Upgrade   `json:"upgrade"`
+}
+
+// Check implements Checker.
+func (c Command) Check() error {
+	if err := missing([2]string{"step", c.Step}, [2]string{"saga", c.Saga},
+		[2]string{"phase", string(c.Phase)}, [2]string{"action", string(c.Action)},
+		[2]string{"target", c.Target}); err != nil {
+		return err
+	}
+	if c.Attempt < 1 {
+		return fmt.Errorf("%w: attempt %d", ErrMalformed, c.Attempt)
+	}
+	return nil
+}
+
+// ReportLine is one line of a structured report: a precheck, a verification
+// probe.
+type ReportLine struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// StepResult is a phase service's report on a step.
+type StepResult struct {
+	Step       string            `json:"step"`
+	Saga       string            `json:"saga"`
+	Phase      Phase             `json:"phase"`
+	Action     Action            `json:"action"`
+	Target     string            `json:"target"`
+	Attempt    int               `json:"attempt"`
+	Status     StepStatus        `json:"status"`
+	Reason     string            `json:"reason,omitempty"`
+	Error      string            `json:"error,omitempty"`
+	Message    string            `json:"message,omitempty"`
+	Output     map[string]string `json:"output,omitempty"`
+	Report     []ReportLine      `json:"report,omitempty"`
+	StartedAt  time.Time         `json:"startedAt,omitzero"`
+	FinishedAt time.Time         `json:"finishedAt,omitzero"`
+}
+
+// Check implements Checker.
+func (r StepResult) Check() error {
+	if err := missing([2]string{"step", r.Step}, [2]string{"saga", r.Saga},
+		[2]string{"phase", string(r.Phase)}, [2]string{"action", string(r.Action)},
+		[2]string{"target", r.Target}, [2]string{"status", string(r.Status)}); err != nil {
+		return err
+	}
+	switch r.Status {
+	case Started, Progress, Succeeded, Failed:
+		return nil
+	}
+	return fmt.Errorf("%w: status %q", ErrMalformed, r.Status)
+}
+
+// Reasons a phase service gives for a failure it did not even try to avoid.
+const (
+	ReasonExpired     = "expired"     // the command arrived after its NotAfter
+	ReasonUnsupported = "unsupported" // the service cannot perform that action
+	ReasonUnknown     = "unknown_target"
+	ReasonGaveUp      = "gave_up" // transient errors outlasted every redelivery
+)
+
+// StepRef points at a step from a saga event.
+type StepRef struct {
+	ID      string `json:"id"`
+	Phase   Phase  `json:"phase"`
+	Action  Action `json:"action"`
+	Target  string `json:"target"`
+	Batch   int    `json:"batch"`
+	Attempt int    `json:"attempt"`
+	Status  string `json:"status"`
+	Error   string `json:"error,omitempty"`
+}
+
+// SagaEvent is something the coordinator decided or noticed about a saga.
+// Kind is the new state on a state change, or one of the Kind* constants.
+type SagaEvent struct {
+	Saga        string          `json:"saga"`
+	Kind        string          `json:"kind"`
+	State       string          `json:"state"`
+	Previous    string          `json:"previous,omitempty"`
+	Reason      string          `json:"reason,omitempty"`
+	Seq         int             `json:"seq"`
+	Name        string          `json:"name,omitempty"`
+	Team        string          `json:"team"`
+	Teams       []string        `json:"teams"`
+	Environment string          `json:"environment,omitempty"`
+	Software    string          `json:"software"`
+	From        string          `json:"from,omitempty"`
+	To          string          `json:"to,omitempty"`
+	Batch       int             `json:"batch"`
+	Batches     int             `json:"batches"`
+	Step        *StepRef        `json:"step,omitempty"`
+	Actor       string          `json:"actor,omitempty"`
+	Comment     string          `json:"comment,omitempty"`
+	Request     json.RawMessage `json:"request,omitempty"`
+}
+
+// Check implements Checker.
+func (e SagaEvent) Check() error {
+	return missing([2]string{"saga", e.Saga}, [2]string{"kind", e.Kind}, [2]string{"state", e.State})
+}
+
+// Saga event kinds that are not states.
+const (
+	KindDispatched = "dispatched"  // a command was issued (audit)
+	KindStepFailed = "step_failed" // a step failed or timed out
+	KindApproved   = "approved"    // an operator approved; the saga may not move yet
+	KindIgnored    = "ignored"     // an input had no effect (late, duplicate, too late to cancel)
+	KindRejected   = "invalid"     // a request was refused before a saga existed
+)
+
+// Control is an operator's decision on a saga.
+type Control struct {
+	ID      string    `json:"id"`
+	Saga    string    `json:"saga"`
+	Op      ControlOp `json:"op"`
+	Actor   string    `json:"actor"`
+	Comment string    `json:"comment,omitempty"`
+}
+
+// Check implements Checker.
+func (c Control) Check() error {
+	if err := missing([2]string{"id", c.ID}, [2]string{"saga", c.Saga}, [2]string{"op", string(c.Op)}, [2]string{"actor", c.Actor}); err != nil {
+		return err
+	}
+	switch c.Op {
+	case Approve, Reject, Cancel:
+		return nil
+	}
+	return fmt.Errorf("%w: op %q", ErrMalformed, c.Op)
+}
+
+// Timer is a deadline of a saga falling due.
+type Timer struct {
+	Saga string    `json:"saga"`
+	Due  time.Time `json:"due"`
+	N    int       `json:"n"`
+}
+
+// Check implements Checker.
+func (t Timer) Check() error {
+	if t.Due.IsZero() {
+		return fmt.Errorf("%w: [due]", ErrMissingField)
+	}
+	return missing([2]string{"saga", t.Saga})
+}
+
+// Notice is what a team receives.
+type Notice struct {
+	Team     string    `json:"team"`
+	Saga     string    `json:"saga"`
+	Kind     string    `json:"kind"`
+	Severity string    `json:"severity"`
+	Summary  string    `json:"summary"`
+	Event    SagaEvent `json:"event"`
+}
+
+// Check implements Checker.
+func (n Notice) Check() error {
+	return missing([2]string{"team", n.Team}, [2]string{"saga", n.Saga}, [2]string{"kind", n.Kind})
+}
+
+// DeadLetter reports a message that a consumer terminated instead of
+// processing, with everything needed to inspect or replay it.
+type DeadLetter struct {
+	Stream     string              `json:"stream"`
+	Consumer   string              `json:"consumer"`
+	Subject    string              `json:"subject"`
+	Sequence   uint64              `json:"sequence"`
+	Deliveries uint64              `json:"deliveries"`
+	Reason     string              `json:"reason"`
+	Error      string              `json:"error"`
+	Headers    map[string][]string `json:"headers,omitempty"`
+	Payload    []byte              `json:"payload"`
+	Truncated  bool                `json:"truncated,omitempty"`
+}

@@ -1,0 +1,511 @@
+package saga
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/spec"
+)
+
+// InputKind says what happened.
+type InputKind string
+
+// Inputs.
+const (
+	Start   InputKind = "start"   // the request was accepted
+	Report  InputKind = "report"  // a phase service reported on a step
+	Tick    InputKind = "tick"    // time passed: a deadline or a window may be due
+	Approve InputKind = "approve" // an operator approved
+	Reject  InputKind = "reject"  // an operator rejected
+	Cancel  InputKind = "cancel"  // an operator cancelled
+)
+
+// Input is one thing that happened to a saga, at a time.
+type Input struct {
+	Kind    InputKind          `json:"kind"`
+	At      time.Time          `json:"at"`
+	Result  *events.StepResult `json:"result,omitempty"`
+	Actor   string             `json:"actor,omitempty"`
+	Comment string             `json:"comment,omitempty"`
+}
+
+// Effects are what the coordinator must do after a transition.
+type Effects struct {
+	Commands []events.Command
+	Events   []events.SagaEvent
+	// Wake asks to be given a Tick at (or after) each of these times.
+	Wake []time.Time
+	// Ignored says why the input changed nothing; the saga is unchanged then.
+	Ignored string
+}
+
+// Apply returns the saga after the input and the effects of the transition.
+// s itself is not modified. When the input has no effect (a duplicate, a
+// late report, a decision that comes too late) the saga is returned as it
+// was and Effects.Ignored says why.
+func Apply(s Saga, in Input) (Saga, Effects) {
+	n := s.clone()
+	m := &machine{s: &n, at: in.At.UTC()}
+	switch in.Kind {
+	case Start:
+		m.start()
+	case Report:
+		if in.Result == nil {
+			m.ignore("report without a result")
+		} else {
+			m.report(*in.Result)
+		}
+	case Tick:
+		m.tick()
+	case Approve:
+		m.approve(in)
+	case Reject:
+		m.reject(in)
+	case Cancel:
+		m.cancel(in)
+	default:
+		m.ignore(fmt.Sprintf("unknown input %q", in.Kind))
+	}
+	if m.ignored != "" {
+		return s, Effects{Ignored: m.ignored}
+	}
+	n.Seq++
+	n.UpdatedAt = m.at
+	for i := range m.eff.Events {
+		m.stamp(&m.eff.Events[i])
+	}
+	return n, m.eff
+}
+
+type machine struct {
+	s       *Saga
+	at      time.Time
+	eff     Effects
+	ignored string
+}
+
+func (m *machine) ignore(why string) { m.ignored = why }
+
+// enter moves to a state and announces it.
+func (m *machine) enter(st State, reason string) {
+	m.s.Previous, m.s.State, m.s.Reason = m.s.State, st, reason
+	if st.Terminal() {
+		m.s.Deadline = time.Time{}
+	}
+	m.note(events.SagaEvent{Kind: string(st), Reason: reason})
+}
+
+func (m *machine) note(e events.SagaEvent) { m.eff.Events = append(m.eff.Events, e) }
+
+// stamp fills in what every event of this saga carries.
+func (m *machine) stamp(e *events.SagaEvent) {
+	r := m.s.Request
+	e.Saga, e.Seq, e.State = m.s.ID, m.s.Seq, string(m.s.State)
+	if e.Kind == string(m.s.State) {
+		e.Previous = string(m.s.Previous)
+	}
+	e.Name, e.Team, e.Teams = r.Metadata.Name, r.Metadata.Team, r.Spec.Notify
+	e.Environment, e.Software, e.From, e.To = r.Metadata.Environment, r.Spec.Software, r.Spec.From, r.Spec.To
+	e.Batch, e.Batches = m.s.Batch, len(m.s.Batches)
+}
+
+func (m *machine) start() {
+	if m.s.State != Requested {
+		m.ignore("already started")
+		return
+	}
+	raw, _ := json.Marshal(m.s.Request)
+	m.note(events.SagaEvent{Kind: string(Requested), Reason: m.s.Request.Title(), Request: raw})
+	m.enter(Prechecking, "")
+	m.dispatch(events.Precheck, events.Check, m.targets(), 0, m.s.Request.Spec.Timeouts.Precheck.Duration, "")
+}
+
+func (m *machine) targets() []string { return m.s.Request.Spec.Targets }
+
+// dispatch sends one command per target and sets the phase deadline.
+func (m *machine) dispatch(phase events.Phase, action events.Action, targets []string, batch int, timeout time.Duration, compensates string) {
+	deadline := m.at.Add(timeout)
+	for _, t := range targets {
+		attempt := 1
+		for _, st := range m.s.Steps {
+			if st.Phase == phase && st.Action == action && st.Target == t {
+				attempt++
+			}
+		}
+		st := Step{
+			ID:    events.StepID(m.s.ID, phase, action, t, attempt),
+			Phase: phase, Action: action, Target: t, Batch: batch, Attempt: attempt,
+			Status: StepDispatched, Compensates: compensates,
+			DispatchedAt: m.at, Deadline: deadline,
+		}
+		m.s.Steps = append(m.s.Steps, st)
+		cmd := events.Command{
+			Step: st.ID, Saga: m.s.ID, Phase: phase, Action: action, Target: t,
+			Batch: batch, Attempt: attempt, Deadline: deadline, Compensates: compensates,
+			Upgrade: upgrade(m.s.Request),
+		}
+		// A forward step done after the saga gave up on it would do harm; a
+		// compensation done late still puts the target back.
+		if compensates == "" {
+			cmd.NotAfter = deadline
+		}
+		m.eff.Commands = append(m.eff.Commands, cmd)
+	}
+	m.wait(deadline)
+}
+
+func (m *machine) wait(deadline time.Time) {
+	m.s.Deadline = deadline
+	m.s.Wakes++
+	m.eff.Wake = append(m.eff.Wake, deadline)
+}
+
+func upgrade(r spec.Request) events.Upgrade {
+	return events.Upgrade{
+		Kind: string(r.Kind), Software: r.Spec.Software, From: r.Spec.From, To: r.Spec.To,
+		Artifact:    events.Artifact{URL: r.Spec.Artifact.URL, Digest: r.Spec.Artifact.Digest},
+		Environment: r.Metadata.Environment, Actions: r.Actions(),
+	}
+}
+
+func (m *machine) report(r events.StepResult) {
+	st, ok := m.s.Step(r.Step)
+	if !ok || r.Saga != m.s.ID {
+		m.ignore(fmt.Sprintf("report on unknown step %q", r.Step))
+		return
+	}
+	if st.Status.Final() {
+		if st.Status == StepTimedOut && r.Status.Final() && st.Late == "" {
+			// Recorded for the record; the saga moved on when it timed out.
+			st.Late = r.Status
+			m.note(events.SagaEvent{Kind: events.KindIgnored, Step: ref(st),
+				Reason: fmt.Sprintf("%s of %s reported %s after timing out", st.Action, st.Target, r.Status)})
+			return
+		}
+		m.ignore(fmt.Sprintf("step %s is already %s", st.ID, st.Status))
+		return
+	}
+	switch r.Status {
+	case events.Started:
+		if st.Status != StepDispatched {
+			m.ignore(fmt.Sprintf("step %s already started", st.ID))
+			return
+		}
+		st.Status, st.StartedAt = StepRunning, orAt(r.StartedAt, m.at)
+	case events.Progress:
+		st.Status, st.HeartbeatAt, st.Progress = StepRunning, m.at, r.Message
+		if st.StartedAt.IsZero() {
+			st.StartedAt = m.at
+		}
+	case events.Succeeded, events.Failed:
+		status := StepSucceeded
+		if r.Status == events.Failed {
+			status = StepFailed
+		}
+		if st.StartedAt.IsZero() {
+			st.StartedAt = orAt(r.StartedAt, m.at)
+		}
+		m.finish(st, status, r.Reason, r.Error)
+		st.FinishedAt = orAt(r.FinishedAt, m.at)
+		st.Output, st.Report = r.Output, r.Report
+		m.advance()
+	default:
+		m.ignore(fmt.Sprintf("unknown status %q", r.Status))
+	}
+}
+
+func orAt(t, at time.Time) time.Time {
+	if t.IsZero() {
+		return at
+	}
+	return t.UTC()
+}
+
+func (m *machine) finish(st *Step, status StepStatus, reason, msg string) {
+	m.s.Finished++
+	st.Status, st.Done, st.Reason, st.Error, st.FinishedAt = status, m.s.Finished, reason, msg, m.at
+	if status != StepSucceeded {
+		m.note(events.SagaEvent{Kind: events.KindStepFailed, Step: ref(st), Reason: describe(st)})
+	}
+}
+
+func ref(st *Step) *events.StepRef {
+	return &events.StepRef{ID: st.ID, Phase: st.Phase, Action: st.Action, Target: st.Target,
+		Batch: st.Batch, Attempt: st.Attempt, Status: string(st.Status), Error: st.Error}
+}
+
+func describe(st *Step) string {
+	what := fmt.Sprintf("%s %s on %s", st.Phase, st.Action, st.Target)
+	if st.Status == StepTimedOut {
+		return fmt.Sprintf("%s timed out: %s", what, st.Error)
+	}
+	return fmt.Sprintf("%s failed: %s", what, st.Error)
+}
+
+// tick handles time passing: a phase deadline, an approval deadline.
+func (m *machine) tick() {
+	switch {
+	case m.s.State.Terminal():
+		m.ignore("saga is over")
+		return
+	case m.s.Deadline.IsZero() || m.at.Before(m.s.Deadline):
+		m.ignore("nothing due")
+		return
+	}
+	if m.s.State == AwaitingApproval {
+		m.enter(Failed, fmt.Sprintf("no approval within %s", m.s.Options.ApprovalTimeout))
+		return
+	}
+	for _, st := range m.current() {
+		if !st.Status.Final() {
+			m.finish(st, StepTimedOut, "timeout", fmt.Sprintf("no result within %s", st.Deadline.Sub(st.DispatchedAt)))
+		}
+	}
+	m.advance()
+}
+
+// current returns the steps the saga is waiting for.
+func (m *machine) current() []*Step {
+	var out []*Step
+	for i := range m.s.Steps {
+		st := &m.s.Steps[i]
+		switch m.s.State {
+		case Prechecking:
+			if st.Phase == events.Precheck {
+				out = append(out, st)
+			}
+		case BackingUp:
+			if st.Phase == events.Backup && st.Compensates == "" {
+				out = append(out, st)
+			}
+		case Deploying:
+			if st.Phase == events.Deploy && st.Compensates == "" && st.Batch == m.s.Batch {
+				out = append(out, st)
+			}
+		case Verifying:
+			if st.Phase == events.Verify && st.Batch == m.s.Batch {
+				out = append(out, st)
+			}
+		case RollingBack:
+			if m.s.Next < len(m.s.Plan) && st.Compensates == m.s.Plan[m.s.Next] {
+				out = append(out, st)
+			}
+		}
+	}
+	return out
+}
+
+// advance moves on once the steps the saga waits for allow it.
+func (m *machine) advance() {
+	steps := m.current()
+	var bad *Step
+	done := true
+	for _, st := range steps {
+		if st.Status.Final() && st.Status != StepSucceeded && bad == nil {
+			bad = st
+		}
+		done = done && st.Status.Final()
+	}
+	switch m.s.State {
+	case Prechecking:
+		if bad != nil {
+			m.enter(Failed, describe(bad)+"; nothing was changed")
+		} else if done {
+			m.afterPrecheck()
+		}
+	case BackingUp:
+		if bad != nil {
+			m.enter(Failed, describe(bad)+"; nothing was deployed, partial backups are discarded")
+		} else if done {
+			m.deploy(0)
+		}
+	case Deploying:
+		if bad != nil {
+			m.rollBack(describe(bad))
+		} else if done {
+			m.verify(m.s.Batch)
+		}
+	case Verifying:
+		if bad != nil {
+			m.rollBack(describe(bad))
+		} else if done && m.s.Batch+1 < len(m.s.Batches) {
+			m.deploy(m.s.Batch + 1)
+		} else if done {
+			m.enter(Succeeded, "")
+		}
+	case RollingBack:
+		if done {
+			m.s.Next++
+			m.compensateNext()
+		}
+	}
+}
+
+func (m *machine) afterPrecheck() {
+	if m.s.Options.RequireApproval && m.s.Approval == nil {
+		m.enter(AwaitingApproval, "approval required")
+		m.wait(m.at.Add(m.s.Options.ApprovalTimeout))
+		return
+	}
+	m.backup()
+}
+
+func (m *machine) backup() {
+	if m.s.Request.Spec.Backup.Skip {
+		m.deploy(0)
+		return
+	}
+	m.enter(BackingUp, "")
+	m.dispatch(events.Backup, events.Archive, m.targets(), 0, m.s.Request.Spec.Timeouts.Backup.Duration, "")
+}
+
+func (m *machine) deploy(batch int) {
+	action := events.Apply
+	if m.s.Request.Kind == spec.KindMaintenance {
+		action = events.Maintain
+	}
+	m.s.Batch = batch
+	m.enter(Deploying, "")
+	m.dispatch(events.Deploy, action, m.s.Batches[batch], batch, m.s.Request.Spec.Timeouts.Deploy.Duration, "")
+}
+
+func (m *machine) verify(batch int) {
+	m.enter(Verifying, "")
+	m.dispatch(events.Verify, events.Probe, m.s.Batches[batch], batch, m.s.Request.Spec.Timeouts.Verify.Duration, "")
+}
+
+// compensation is the action that undoes a completed one.
+var compensation = map[events.Action]events.Action{
+	events.Apply:   events.Rollback,
+	events.Archive: events.Restore,
+}
+
+// rollBack plans the compensation of every step whose effect may have
+// reached a target, newest first, and starts it:
+//   - every deploy that was dispatched, finished or not: one still running
+//     is newest (its roll-back queues behind it on the target), then the
+//     finished ones by the order they finished, failed and timed-out ones
+//     included, since they may have half switched;
+//   - then every completed backup of a target that a deploy or maintenance
+//     step touched, newest first: restoring an untouched target would only
+//     redo what is there.
+func (m *machine) rollBack(reason string) {
+	var running, finished, backups []*Step
+	touched := map[string]bool{}
+	for i := range m.s.Steps {
+		st := &m.s.Steps[i]
+		if st.Phase != events.Deploy || st.Compensates != "" {
+			continue
+		}
+		touched[st.Target] = true
+		if st.Action != events.Apply {
+			continue
+		}
+		if st.Status.Final() {
+			finished = append(finished, st)
+		} else {
+			running = append(running, st)
+		}
+	}
+	for i := range m.s.Steps {
+		st := &m.s.Steps[i]
+		if st.Phase == events.Backup && st.Action == events.Archive && st.Status == StepSucceeded && touched[st.Target] {
+			backups = append(backups, st)
+		}
+	}
+	slices.Reverse(running)
+	newest := func(l []*Step) { sort.Slice(l, func(i, j int) bool { return l[i].Done > l[j].Done }) }
+	newest(finished)
+	newest(backups)
+	m.s.Plan, m.s.Next = nil, 0
+	for _, l := range [][]*Step{running, finished, backups} {
+		for _, st := range l {
+			m.s.Plan = append(m.s.Plan, st.ID)
+		}
+	}
+	m.enter(RollingBack, reason)
+	m.compensateNext()
+}
+
+func (m *machine) compensateNext() {
+	if m.s.Next < len(m.s.Plan) {
+		orig, _ := m.s.Step(m.s.Plan[m.s.Next])
+		m.dispatch(orig.Phase, compensation[orig.Action], []string{orig.Target}, orig.Batch,
+			m.s.Request.Spec.Timeouts.Rollback.Duration, orig.ID)
+		return
+	}
+	var failed []string
+	for _, st := range m.s.Steps {
+		if st.Compensates != "" && st.Status != StepSucceeded {
+			failed = append(failed, fmt.Sprintf("%s %s on %s %s", st.Phase, st.Action, st.Target, st.Status))
+		}
+	}
+	if len(failed) > 0 {
+		m.enter(RollbackFailed, fmt.Sprintf("%s; roll-back incomplete, a human is needed: %s", m.s.Reason, strings.Join(failed, ", ")))
+		return
+	}
+	m.enter(RolledBack, m.s.Reason)
+}
+
+func (m *machine) decision(in Input) *Decision {
+	return &Decision{Actor: in.Actor, Comment: in.Comment, At: m.at}
+}
+
+func (m *machine) approve(in Input) {
+	switch {
+	case m.s.State.Terminal() || m.s.State == RollingBack:
+		m.ignore(fmt.Sprintf("saga is %s", m.s.State))
+	case !m.s.Options.RequireApproval:
+		m.ignore("this saga needs no approval")
+	case m.s.Approval != nil:
+		m.ignore(fmt.Sprintf("already approved by %s", m.s.Approval.Actor))
+	default:
+		m.s.Approval = m.decision(in)
+		m.note(events.SagaEvent{Kind: events.KindApproved, Actor: in.Actor, Comment: in.Comment})
+		if m.s.State == AwaitingApproval {
+			m.backup()
+		}
+	}
+}
+
+func (m *machine) reject(in Input) {
+	switch {
+	case !m.s.Options.RequireApproval:
+		m.ignore("this saga needs no approval")
+	case m.s.Approval != nil:
+		m.ignore(fmt.Sprintf("already approved by %s; cancel it instead", m.s.Approval.Actor))
+	case m.s.State != Requested && m.s.State != Prechecking && m.s.State != AwaitingApproval:
+		m.ignore(fmt.Sprintf("saga is %s", m.s.State))
+	default:
+		m.s.Rejection = m.decision(in)
+		m.enter(Rejected, decided("rejected", in))
+	}
+}
+
+func (m *machine) cancel(in Input) {
+	switch m.s.State {
+	case Requested, Prechecking, AwaitingApproval, AwaitingWindow, BackingUp:
+		m.s.Cancel = m.decision(in)
+		m.enter(Cancelled, decided("cancelled", in)+"; nothing was deployed")
+	case Deploying, Verifying:
+		m.s.Cancel = m.decision(in)
+		m.rollBack(decided("cancelled", in))
+	case RollingBack:
+		m.ignore("already rolling back")
+	default:
+		m.ignore(fmt.Sprintf("saga is already %s", m.s.State))
+	}
+}
+
+func decided(verb string, in Input) string {
+	s := verb + " by " + in.Actor
+	if in.Comment != "" {
+		s += ": " + in.Comment
+	}
+	return s
+}

@@ -1,0 +1,369 @@
+package saga_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/pkg/spec"
+)
+
+func TestStartDispatchesPrechecksWithADeadline(t *testing.T) {
+	r := start(t, request(spec.KindUpgrade, 1, "a", "b"), saga.Options{})
+	r.state(saga.Prechecking)
+	r.sent("precheck.check.a", "precheck.check.b")
+	if got := kinds(r.last.Events); got != "requested prechecking" {
+		t.Fatalf("events %q", got)
+	}
+	due := t0.Add(spec.DefaultTimeouts.Precheck.Duration)
+	if len(r.last.Wake) != 1 || !r.last.Wake[0].Equal(due) || !r.s.Deadline.Equal(due) {
+		t.Fatalf("wake %v deadline %v, want %v", r.last.Wake, r.s.Deadline, due)
+	}
+	c := r.last.Commands[0]
+	if c.Step != "s1.precheck.check.a.1" || !c.NotAfter.Equal(due) || c.Upgrade.To != "1.1" {
+		t.Fatalf("command %+v", c)
+	}
+	if e := r.last.Events[1]; e.Saga != "s1" || e.Seq != 1 || e.Previous != "requested" || e.Team != "platform" {
+		t.Fatalf("event %+v", e)
+	}
+	r.ignored(saga.Input{Kind: saga.Start})
+}
+
+func TestHappyPathRunsBatchesInOrder(t *testing.T) {
+	r := start(t, request(spec.KindUpgrade, 2, "a", "b", "c"), saga.Options{})
+	r.answer(events.Succeeded)
+	r.state(saga.BackingUp)
+	r.sent("backup.archive.a", "backup.archive.b", "backup.archive.c")
+	r.answer(events.Succeeded)
+	r.state(saga.Deploying)
+	r.sent("deploy.apply.a", "deploy.apply.b")
+	r.answer(events.Succeeded)
+	r.state(saga.Verifying)
+	r.sent("verify.probe.a", "verify.probe.b")
+	r.answer(events.Succeeded)
+	r.state(saga.Deploying)
+	if r.s.Batch != 1 {
+		t.Fatalf("batch %d", r.s.Batch)
+	}
+	r.sent("deploy.apply.c")
+	r.answer(events.Succeeded)
+	r.sent("verify.probe.c")
+	r.answer(events.Succeeded)
+	r.state(saga.Succeeded)
+	if !r.s.Deadline.IsZero() {
+		t.Fatalf("terminal saga keeps deadline %v", r.s.Deadline)
+	}
+	r.ignored(saga.Input{Kind: saga.Tick, At: t0.Add(48 * time.Hour)})
+}
+
+func TestStartedAndProgressMarkTheStepRunning(t *testing.T) {
+	r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
+	c := r.last.Commands[0]
+	r.now = t0.Add(time.Second)
+	r.must(saga.Input{Kind: saga.Report, Result: result(c, events.Started)})
+	st, _ := r.s.Step(c.Step)
+	if st.Status != saga.StepRunning || !st.StartedAt.Equal(r.now) {
+		t.Fatalf("step %+v", st)
+	}
+	r.ignored(saga.Input{Kind: saga.Report, Result: result(c, events.Started)})
+	r.now = t0.Add(2 * time.Second)
+	p := result(c, events.Progress)
+	p.Message = "hashing 40%"
+	r.must(saga.Input{Kind: saga.Report, Result: p})
+	st, _ = r.s.Step(c.Step)
+	if !st.HeartbeatAt.Equal(r.now) || st.Progress != "hashing 40%" {
+		t.Fatalf("step %+v", st)
+	}
+}
+
+func TestPrecheckFailureOrTimeoutFailsWithNothingToUndo(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		act  func(r *run)
+		want string
+	}{
+		{"failure", func(r *run) { r.report(r.last.Commands[1], events.Failed) }, "precheck check on b failed: boom"},
+		{"timeout", func(r *run) {
+			r.report(r.last.Commands[0], events.Succeeded)
+			r.ignored(saga.Input{Kind: saga.Tick, At: r.s.Deadline.Add(-time.Second)})
+			r.must(saga.Input{Kind: saga.Tick, At: r.s.Deadline})
+		}, "precheck check on b timed out: no result within 5m0s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := start(t, request(spec.KindUpgrade, 1, "a", "b"), saga.Options{})
+			tc.act(r)
+			r.state(saga.Failed)
+			if !strings.HasPrefix(r.s.Reason, tc.want) {
+				t.Fatalf("reason %q, want %q", r.s.Reason, tc.want)
+			}
+			if len(r.last.Commands) != 0 {
+				t.Fatalf("sent %v", names(r.last.Commands))
+			}
+			if !strings.Contains(kinds(r.last.Events), "step_failed failed") {
+				t.Fatalf("events %q", kinds(r.last.Events))
+			}
+		})
+	}
+}
+
+func TestBackupFailureFailsWithoutDeploying(t *testing.T) {
+	r := start(t, request(spec.KindUpgrade, 1, "a", "b"), saga.Options{})
+	r.answer(events.Succeeded)
+	r.report(r.last.Commands[0], events.Failed)
+	r.state(saga.Failed)
+	if !strings.Contains(r.s.Reason, "partial backups are discarded") {
+		t.Fatalf("reason %q", r.s.Reason)
+	}
+	for _, c := range r.cmds {
+		if c.Phase == events.Deploy {
+			t.Fatalf("deployed after a failed backup: %v", names(r.cmds))
+		}
+	}
+}
+
+func TestSkippedBackupGoesStraightToDeploy(t *testing.T) {
+	req := request(spec.KindUpgrade, 1, "a")
+	req.Spec.Backup.Skip = true
+	r := start(t, req, saga.Options{})
+	r.answer(events.Succeeded)
+	r.state(saga.Deploying)
+	r.sent("deploy.apply.a")
+}
+
+// upTo drives a two-batch saga of a, b, c (batch size 2) to the verify of
+// batch 2, every step succeeding.
+func upTo(t *testing.T) *run {
+	r := start(t, request(spec.KindUpgrade, 2, "a", "b", "c"), saga.Options{})
+	r.answer(events.Succeeded) // precheck
+	r.answer(events.Succeeded) // backup
+	d := r.last.Commands
+	r.report(d[1], events.Succeeded) // b finishes before a
+	r.report(d[0], events.Succeeded)
+	r.answer(events.Succeeded) // verify batch 1
+	r.answer(events.Succeeded) // deploy c
+	r.state(saga.Verifying)
+	return r
+}
+
+func TestVerifyFailureRollsBackEveryBatchNewestFirstThenRestores(t *testing.T) {
+	r := upTo(t)
+	r.report(r.last.Commands[0], events.Failed)
+	r.state(saga.RollingBack)
+	if !strings.HasPrefix(r.s.Reason, "verify probe on c failed") {
+		t.Fatalf("reason %q", r.s.Reason)
+	}
+	// One compensation at a time, newest first: c, then a (finished after b),
+	// then b; then the backups, newest first.
+	want := []string{"deploy.rollback.c", "deploy.rollback.a", "deploy.rollback.b",
+		"backup.restore.c", "backup.restore.b", "backup.restore.a"}
+	for i, w := range want {
+		r.sent(w)
+		if r.last.Commands[0].NotAfter != (time.Time{}) || r.last.Commands[0].Compensates == "" {
+			t.Fatalf("compensation %+v", r.last.Commands[0])
+		}
+		r.answer(events.Succeeded)
+		if i < len(want)-1 {
+			r.state(saga.RollingBack)
+		}
+	}
+	r.state(saga.RolledBack)
+	if !strings.HasPrefix(r.s.Reason, "verify probe on c failed") {
+		t.Fatalf("reason %q", r.s.Reason)
+	}
+}
+
+func TestRestoresOnlyTargetsADeployTouched(t *testing.T) {
+	r := start(t, request(spec.KindUpgrade, 1, "a", "b"), saga.Options{})
+	r.answer(events.Succeeded)
+	r.answer(events.Succeeded)
+	r.report(r.last.Commands[0], events.Failed) // deploy a fails; b never deployed
+	r.sent("deploy.rollback.a")
+	r.answer(events.Succeeded)
+	r.sent("backup.restore.a")
+	r.answer(events.Succeeded)
+	r.state(saga.RolledBack)
+}
+
+func TestDeployStillRunningIsCompensatedFirst(t *testing.T) {
+	r := start(t, request(spec.KindUpgrade, 3, "a", "b", "c"), saga.Options{})
+	r.answer(events.Succeeded)
+	r.answer(events.Succeeded)
+	d := r.last.Commands
+	r.report(d[0], events.Succeeded)
+	r.report(d[1], events.Failed) // c is still deploying
+	r.sent("deploy.rollback.c")
+	r.report(d[2], events.Succeeded) // c's apply finishes behind us: recorded only
+	r.state(saga.RollingBack)
+	r.sent("deploy.rollback.c")
+	r.answer(events.Succeeded)
+	r.sent("deploy.rollback.b")
+	r.answer(events.Succeeded)
+	r.sent("deploy.rollback.a")
+}
+
+func TestFailedCompensationContinuesAndEndsRollbackFailed(t *testing.T) {
+	r := upTo(t)
+	r.report(r.last.Commands[0], events.Failed)
+	r.answer(events.Failed) // rollback c fails
+	r.state(saga.RollingBack)
+	r.sent("deploy.rollback.a")
+	for r.s.State == saga.RollingBack {
+		r.answer(events.Succeeded)
+	}
+	r.state(saga.RollbackFailed)
+	if !strings.Contains(r.s.Reason, "a human is needed: deploy rollback on c failed") {
+		t.Fatalf("reason %q", r.s.Reason)
+	}
+}
+
+func TestCompensationTimeoutMovesOnAndRecordsTheLateResult(t *testing.T) {
+	r := upTo(t)
+	r.report(r.last.Commands[0], events.Failed)
+	slow := r.last.Commands[0]
+	r.must(saga.Input{Kind: saga.Tick, At: r.s.Deadline})
+	r.sent("deploy.rollback.a")
+	st, _ := r.s.Step(slow.Step)
+	if st.Status != saga.StepTimedOut {
+		t.Fatalf("status %s", st.Status)
+	}
+	eff := r.report(slow, events.Succeeded)
+	if eff.Ignored != "" || len(eff.Commands) != 0 || kinds(eff.Events) != events.KindIgnored {
+		t.Fatalf("late result: %+v", eff)
+	}
+	st, _ = r.s.Step(slow.Step)
+	if st.Late != events.Succeeded || st.Status != saga.StepTimedOut {
+		t.Fatalf("step %+v", st)
+	}
+	r.ignored(saga.Input{Kind: saga.Report, Result: result(slow, events.Succeeded)})
+}
+
+func TestDuplicateAndUnknownReportsAreIgnored(t *testing.T) {
+	r := start(t, request(spec.KindUpgrade, 1, "a", "b"), saga.Options{})
+	c := r.last.Commands[0]
+	r.report(c, events.Succeeded)
+	r.ignored(saga.Input{Kind: saga.Report, Result: result(c, events.Succeeded)})
+	r.ignored(saga.Input{Kind: saga.Report, Result: result(c, events.Failed)})
+	bogus := result(c, events.Succeeded)
+	bogus.Step = "s1.deploy.apply.a.1"
+	r.ignored(saga.Input{Kind: saga.Report, Result: bogus})
+	other := result(c, events.Succeeded)
+	other.Saga = "s2"
+	r.ignored(saga.Input{Kind: saga.Report, Result: other})
+	r.ignored(saga.Input{Kind: saga.Report})
+}
+
+func TestCancel(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		steps int // phases answered before the cancel
+		want  saga.State
+	}{
+		{"while prechecking", 0, saga.Cancelled},
+		{"while backing up", 1, saga.Cancelled},
+		{"while deploying", 2, saga.RollingBack},
+		{"while verifying", 3, saga.RollingBack},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
+			for range tc.steps {
+				r.answer(events.Succeeded)
+			}
+			r.must(saga.Input{Kind: saga.Cancel, Actor: "alice", Comment: "wrong day"})
+			r.state(tc.want)
+			if !strings.HasPrefix(r.s.Reason, "cancelled by alice: wrong day") || r.s.Cancel.Actor != "alice" {
+				t.Fatalf("reason %q", r.s.Reason)
+			}
+			if tc.want == saga.RollingBack {
+				r.sent("deploy.rollback.a")
+				r.ignored(saga.Input{Kind: saga.Cancel, Actor: "bob"})
+				r.answer(events.Succeeded)
+				r.answer(events.Succeeded)
+				r.state(saga.RolledBack)
+			}
+			r.ignored(saga.Input{Kind: saga.Cancel, Actor: "bob"})
+		})
+	}
+}
+
+func TestApprovalGate(t *testing.T) {
+	opts := saga.Options{RequireApproval: true, ApprovalTimeout: time.Hour}
+	t.Run("approve", func(t *testing.T) {
+		r := start(t, request(spec.KindUpgrade, 1, "a"), opts)
+		r.answer(events.Succeeded)
+		r.state(saga.AwaitingApproval)
+		if !r.s.Deadline.Equal(t0.Add(time.Hour)) || len(r.last.Wake) != 1 {
+			t.Fatalf("deadline %v wake %v", r.s.Deadline, r.last.Wake)
+		}
+		r.must(saga.Input{Kind: saga.Approve, Actor: "carol", Comment: "go"})
+		r.state(saga.BackingUp)
+		if kinds(r.last.Events) != "approved backing_up" || r.last.Events[0].Actor != "carol" {
+			t.Fatalf("events %q", kinds(r.last.Events))
+		}
+		r.ignored(saga.Input{Kind: saga.Approve, Actor: "dave"})
+		r.ignored(saga.Input{Kind: saga.Reject, Actor: "dave"})
+	})
+	t.Run("approved early", func(t *testing.T) {
+		r := start(t, request(spec.KindUpgrade, 1, "a"), opts)
+		r.must(saga.Input{Kind: saga.Approve, Actor: "carol"})
+		r.state(saga.Prechecking)
+		r.answer(events.Succeeded)
+		r.state(saga.BackingUp)
+	})
+	t.Run("reject", func(t *testing.T) {
+		r := start(t, request(spec.KindUpgrade, 1, "a"), opts)
+		r.answer(events.Succeeded)
+		r.must(saga.Input{Kind: saga.Reject, Actor: "erin", Comment: "freeze"})
+		r.state(saga.Rejected)
+		if r.s.Reason != "rejected by erin: freeze" {
+			t.Fatalf("reason %q", r.s.Reason)
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		r := start(t, request(spec.KindUpgrade, 1, "a"), opts)
+		r.answer(events.Succeeded)
+		r.must(saga.Input{Kind: saga.Tick, At: t0.Add(time.Hour)})
+		r.state(saga.Failed)
+		if r.s.Reason != "no approval within 1h0m0s" {
+			t.Fatalf("reason %q", r.s.Reason)
+		}
+	})
+	t.Run("not required", func(t *testing.T) {
+		r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
+		r.ignored(saga.Input{Kind: saga.Approve, Actor: "carol"})
+		r.ignored(saga.Input{Kind: saga.Reject, Actor: "carol"})
+		r.answer(events.Succeeded)
+		r.state(saga.BackingUp)
+	})
+}
+
+func TestMaintenanceRunsMaintainAndRestoresOnFailure(t *testing.T) {
+	r := start(t, request(spec.KindMaintenance, 1, "a"), saga.Options{})
+	r.answer(events.Succeeded)
+	r.answer(events.Succeeded)
+	r.sent("deploy.maintain.a")
+	if got := r.last.Commands[0].Upgrade.Actions; len(got) != 1 || got[0] != "reindex" {
+		t.Fatalf("actions %v", got)
+	}
+	r.answer(events.Failed)
+	r.state(saga.RollingBack)
+	r.sent("backup.restore.a")
+	r.answer(events.Succeeded)
+	r.state(saga.RolledBack)
+}
+
+func TestIgnoredInputsLeaveTheSagaAlone(t *testing.T) {
+	r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
+	before := r.s
+	next, eff := saga.Apply(before, saga.Input{Kind: "poke", At: t0})
+	if eff.Ignored == "" || next.Seq != before.Seq || len(eff.Commands)+len(eff.Events) != 0 {
+		t.Fatalf("unknown input applied: %+v", eff)
+	}
+	// Apply must not modify its argument either.
+	steps := len(before.Steps)
+	saga.Apply(before, saga.Input{Kind: saga.Report, At: t0, Result: result(r.last.Commands[0], events.Succeeded)})
+	if len(before.Steps) != steps || before.Steps[0].Status != saga.StepDispatched {
+		t.Fatalf("Apply modified its input: %+v", before.Steps[0])
+	}
+}

@@ -1,0 +1,289 @@
+package saga_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/pkg/spec"
+)
+
+// world simulates the bus and the phase services around one saga: commands
+// are answered in any order, answered twice, lost (so only a time-out ends
+// them), answered after their time-out; operators cancel, approve, reject.
+type world struct {
+	t        *rapid.T
+	s        saga.Saga
+	now      time.Time
+	pending  []events.Command        // issued, not yet answered or lost
+	answered []events.StepResult     // every result delivered, for duplicates
+	issued   map[string]int          // step id -> times commanded
+	order    []events.Command        // every command in issue order
+	finished []string                // step ids in the order they became final
+	atRoll   map[string]bool         // step ids final when the roll-back began
+	plan     []string                // what was final/unfinished when roll-back began
+	rolled   bool                    // a roll-back has begun
+	sawState map[saga.State]struct{} // states visited
+}
+
+func (w *world) apply(in saga.Input) {
+	in.At = w.now
+	before := w.s
+	next, eff := saga.Apply(w.s, in)
+	if eff.Ignored != "" {
+		if !reflect.DeepEqual(next, before) || len(eff.Commands)+len(eff.Events)+len(eff.Wake) != 0 {
+			w.t.Fatalf("ignored %s (%s) but changed the saga", in.Kind, eff.Ignored)
+		}
+		return
+	}
+	if next.Seq != before.Seq+1 {
+		w.t.Fatalf("seq %d -> %d", before.Seq, next.Seq)
+	}
+	if before.State.Terminal() && next.State != before.State {
+		w.t.Fatalf("left terminal state %s for %s", before.State, next.State)
+	}
+	if before.State.Terminal() && len(eff.Commands) > 0 {
+		w.t.Fatalf("terminal saga sent %v", names(eff.Commands))
+	}
+	// Steps that became final, in order of their Done number.
+	var done []saga.Step
+	for _, st := range next.Steps {
+		if prev, ok := before.Step(st.ID); st.Status.Final() && (!ok || !prev.Status.Final()) {
+			done = append(done, st)
+		}
+	}
+	slices.SortFunc(done, func(a, b saga.Step) int { return a.Done - b.Done })
+	for _, st := range done {
+		w.finished = append(w.finished, st.ID)
+	}
+	if next.State == saga.RollingBack && !w.rolled {
+		w.rolled = true
+		w.atRoll = map[string]bool{}
+		for _, st := range next.Steps {
+			if st.Status.Final() {
+				w.atRoll[st.ID] = true
+			}
+		}
+	}
+	for _, c := range eff.Commands {
+		if w.rolled && c.Compensates == "" {
+			w.t.Fatalf("forward command %s after the roll-back began", c.Step)
+		}
+		w.issued[c.Step]++
+		if w.issued[c.Step] > 1 {
+			w.t.Fatalf("step %s commanded twice", c.Step)
+		}
+		w.order = append(w.order, c)
+		w.pending = append(w.pending, c)
+	}
+	w.sawState[next.State] = struct{}{}
+	w.s = next
+}
+
+func (w *world) take(i int) events.Command {
+	c := w.pending[i]
+	w.pending = slices.Delete(w.pending, i, i+1)
+	return c
+}
+
+func (w *world) deliver(r events.StepResult) {
+	w.answered = append(w.answered, r)
+	w.apply(saga.Input{Kind: saga.Report, Result: &r})
+}
+
+func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		n := rapid.IntRange(1, 5).Draw(t, "targets")
+		targets := make([]string, n)
+		for i := range targets {
+			targets[i] = fmt.Sprintf("t%d", i)
+		}
+		kind := rapid.SampledFrom([]spec.Kind{spec.KindUpgrade, spec.KindUpgrade, spec.KindMaintenance}).Draw(t, "kind")
+		req := request(kind, rapid.IntRange(1, 3).Draw(t, "batch"), targets...)
+		req.Spec.Backup.Skip = rapid.Float64Range(0, 1).Draw(t, "skipDraw") < 0.15
+		hour := spec.Duration{Duration: time.Hour}
+		req.Spec.Timeouts = spec.Timeouts{Precheck: hour, Backup: hour, Deploy: hour, Verify: hour, Rollback: hour}
+		opts := saga.Options{RequireApproval: rapid.Bool().Draw(t, "approval"), ApprovalTimeout: time.Hour}
+		w := &world{t: t, s: saga.New("s", req, opts, t0), now: t0, issued: map[string]int{}, sawState: map[saga.State]struct{}{}}
+		w.apply(saga.Input{Kind: saga.Start})
+
+		// rapid draws the shape; the walk itself comes from a seeded
+		// generator, because rapid's draws lean to small values and would
+		// make nearly every step fail.
+		rng := rand.New(rand.NewPCG(rapid.Uint64().Draw(t, "seed"), 1))
+		failP, loseP := rng.Float64()*0.3, rng.Float64()*0.3
+		for range rng.IntN(300) {
+			if w.s.State.Terminal() && len(w.pending) == 0 {
+				break
+			}
+			switch rng.IntN(16) {
+			case 0, 1, 2, 3, 10, 11, 12, 13, 14, 15: // answer a pending command, perhaps with a started first
+				if len(w.pending) == 0 {
+					continue
+				}
+				c := w.take(rng.IntN(len(w.pending)))
+				if rng.IntN(2) == 0 {
+					w.deliver(*result(c, events.Started))
+				}
+				status := events.Succeeded
+				if rng.Float64() < failP {
+					status = events.Failed
+				}
+				w.deliver(*result(c, status))
+			case 4: // redeliver something already answered
+				if len(w.answered) > 0 {
+					w.deliver(w.answered[rng.IntN(len(w.answered))])
+				}
+			case 5: // lose a command: only its deadline will end it
+				if len(w.pending) > 0 && rng.Float64() < loseP*3 {
+					w.take(rng.IntN(len(w.pending)))
+				}
+			case 6, 7: // time passes, now and then past a deadline
+				w.now = w.now.Add(time.Duration(rng.Int64N(int64(20 * time.Minute))))
+				w.apply(saga.Input{Kind: saga.Tick})
+			case 8: // an operator decides
+				op := []saga.InputKind{saga.Approve, saga.Approve, saga.Approve, saga.Approve, saga.Reject, saga.Cancel}[rng.IntN(6)]
+				w.apply(saga.Input{Kind: op, Actor: "op"})
+			case 9: // a progress report
+				if len(w.pending) > 0 {
+					w.deliver(*result(w.pending[rng.IntN(len(w.pending))], events.Progress))
+				}
+			}
+		}
+		// Then each pending command is answered or lost, and time passes
+		// past every deadline: the saga must end, however the draws fell.
+		for i := 0; !w.s.State.Terminal(); i++ {
+			if i > 4*len(w.s.Steps)+10 {
+				t.Fatalf("saga stuck in %s after %d rounds", w.s.State, i)
+			}
+			for len(w.pending) > 0 {
+				c := w.take(0)
+				if rng.Float64() >= loseP {
+					status := events.Succeeded
+					if rng.Float64() < failP {
+						status = events.Failed
+					}
+					w.deliver(*result(c, status))
+				}
+			}
+			if w.s.State == saga.AwaitingApproval && rng.IntN(2) == 0 {
+				w.apply(saga.Input{Kind: saga.Approve, Actor: "op"})
+				continue
+			}
+			w.now = w.now.Add(25 * time.Hour)
+			w.apply(saga.Input{Kind: saga.Tick})
+		}
+		w.checkEnd()
+	})
+}
+
+func (w *world) checkEnd() {
+	s := w.s
+	var comps []events.Command
+	deployed := false
+	for _, c := range w.order {
+		if c.Compensates != "" {
+			comps = append(comps, c)
+		}
+		if c.Phase == events.Deploy && c.Compensates == "" {
+			deployed = true
+		}
+	}
+	switch s.State {
+	case saga.Succeeded:
+		if len(comps) > 0 {
+			w.t.Fatalf("succeeded with compensations %v", names(comps))
+		}
+		for _, st := range s.Steps {
+			if st.Status != saga.StepSucceeded && (st.Phase == events.Deploy || st.Phase == events.Verify) {
+				w.t.Fatalf("succeeded with step %s %s", st.ID, st.Status)
+			}
+		}
+		return
+	case saga.Failed, saga.Rejected, saga.Cancelled:
+		if deployed || len(comps) > 0 {
+			w.t.Fatalf("%s after deploying: %v", s.State, names(w.order))
+		}
+		return
+	}
+
+	// Rolled back, or not: every step whose effect reached a target is
+	// compensated exactly once.
+	touched := map[string]bool{}
+	want := map[string]bool{}
+	for _, st := range s.Steps {
+		if st.Phase == events.Deploy && st.Compensates == "" {
+			touched[st.Target] = true
+			if st.Action == events.Apply {
+				want[st.ID] = true
+			}
+		}
+	}
+	for _, st := range s.Steps {
+		if st.Phase == events.Backup && st.Action == events.Archive && touched[st.Target] && w.atRoll[st.ID] && st.Status == saga.StepSucceeded {
+			want[st.ID] = true
+		}
+	}
+	got := map[string]bool{}
+	for _, c := range comps {
+		if got[c.Compensates] {
+			w.t.Fatalf("%s compensated twice", c.Compensates)
+		}
+		got[c.Compensates] = true
+	}
+	if !reflect.DeepEqual(got, want) {
+		w.t.Fatalf("compensated %v, want %v", keys(got), keys(want))
+	}
+	// Newest first: among deploys, those unfinished when the roll-back began
+	// come first; the rest in reverse order of finishing; then the backups,
+	// in reverse order of finishing.
+	pos := map[string]int{}
+	for i, id := range w.finished {
+		if _, ok := pos[id]; !ok {
+			pos[id] = i
+		}
+	}
+	rank := func(c events.Command) (group, order int) {
+		orig, _ := s.Step(c.Compensates)
+		switch {
+		case orig.Phase == events.Backup:
+			return 2, -pos[orig.ID]
+		case !w.atRoll[orig.ID]:
+			return 0, 0
+		default:
+			return 1, -pos[orig.ID]
+		}
+	}
+	for i := 1; i < len(comps); i++ {
+		g0, o0 := rank(comps[i-1])
+		g1, o1 := rank(comps[i])
+		if g1 < g0 || g1 == g0 && g1 > 0 && o1 < o0 {
+			w.t.Fatalf("compensation order %v is not newest first (finished %v)", names(comps), w.finished)
+		}
+	}
+	allOK := true
+	for _, st := range s.Steps {
+		if st.Compensates != "" && st.Status != saga.StepSucceeded {
+			allOK = false
+		}
+	}
+	if allOK != (s.State == saga.RolledBack) {
+		w.t.Fatalf("state %s with every compensation succeeded = %v", s.State, allOK)
+	}
+}
+
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,164 @@
+// Package saga is the upgrade saga as a pure state machine: given a saga and
+// an input (a report from a phase service, time passing, an operator's
+// decision) it returns the next saga and what must happen because of it (the
+// commands to send, the events to publish, when to be woken). It does no I/O
+// and reads no clock, so every transition is a table test away.
+//
+//	requested -> prechecking -> [awaiting approval] -> [awaiting window]
+//	          -> backing up -> deploying (batch 1..n) <-> verifying (batch 1..n) -> succeeded
+//	failure or timeout in precheck/backup, reject, cancel before deploy -> failed | rejected | cancelled
+//	failure or timeout in deploy/verify, or cancel -> rolling back: compensate newest first,
+//	                                                  one step at a time -> rolled back | rollback failed
+package saga
+
+import (
+	"time"
+
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/spec"
+)
+
+// State is where a saga is.
+type State string
+
+// The states of a saga.
+const (
+	Requested        State = "requested"
+	Prechecking      State = "prechecking"
+	AwaitingApproval State = "awaiting_approval"
+	AwaitingWindow   State = "awaiting_window"
+	BackingUp        State = "backing_up"
+	Deploying        State = "deploying"
+	Verifying        State = "verifying"
+	RollingBack      State = "rolling_back"
+	Succeeded        State = "succeeded"
+	Failed           State = "failed"
+	Rejected         State = "rejected"
+	Cancelled        State = "cancelled"
+	RolledBack       State = "rolled_back"
+	RollbackFailed   State = "rollback_failed"
+)
+
+// States lists every state, in roughly the order a saga meets them.
+var States = []State{Requested, Prechecking, AwaitingApproval, AwaitingWindow, BackingUp,
+	Deploying, Verifying, RollingBack, Succeeded, Failed, Rejected, Cancelled, RolledBack, RollbackFailed}
+
+// Terminal reports whether the saga is over.
+func (s State) Terminal() bool {
+	switch s {
+	case Succeeded, Failed, Rejected, Cancelled, RolledBack, RollbackFailed:
+		return true
+	}
+	return false
+}
+
+// StepStatus is where a step is, as the coordinator sees it.
+type StepStatus string
+
+// Step statuses.
+const (
+	StepDispatched StepStatus = "dispatched"
+	StepRunning    StepStatus = "running"
+	StepSucceeded  StepStatus = "succeeded"
+	StepFailed     StepStatus = "failed"
+	StepTimedOut   StepStatus = "timed_out"
+)
+
+// Final reports whether the step's outcome is settled for the saga.
+func (s StepStatus) Final() bool {
+	return s == StepSucceeded || s == StepFailed || s == StepTimedOut
+}
+
+// Step is one command sent to a phase service and what became of it.
+type Step struct {
+	ID           string              `json:"id"`
+	Phase        events.Phase        `json:"phase"`
+	Action       events.Action       `json:"action"`
+	Target       string              `json:"target"`
+	Batch        int                 `json:"batch"`
+	Attempt      int                 `json:"attempt"`
+	Status       StepStatus          `json:"status"`
+	Compensates  string              `json:"compensates,omitempty"`
+	DispatchedAt time.Time           `json:"dispatchedAt"`
+	Deadline     time.Time           `json:"deadline"`
+	StartedAt    time.Time           `json:"startedAt,omitzero"`
+	HeartbeatAt  time.Time           `json:"heartbeatAt,omitzero"`
+	FinishedAt   time.Time           `json:"finishedAt,omitzero"`
+	Reason       string              `json:"reason,omitempty"`
+	Error        string              `json:"error,omitempty"`
+	Output       map[string]string   `json:"output,omitempty"`
+	Report       []events.ReportLine `json:"report,omitempty"`
+	Done         int                 `json:"done,omitempty"`     // order in which steps became final
+	Late         events.StepStatus   `json:"late,omitempty"`     // a result that came after a time-out
+	Progress     string              `json:"progress,omitempty"` // the last progress message
+}
+
+// Decision is an operator's approval, rejection or cancellation.
+type Decision struct {
+	Actor   string    `json:"actor"`
+	Comment string    `json:"comment,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// Options are the coordinator's policies for one saga, fixed at creation.
+type Options struct {
+	// RequireApproval holds the saga before backup until an operator
+	// approves it.
+	RequireApproval bool `json:"requireApproval,omitempty"`
+	// ApprovalTimeout fails the saga if no decision comes in time.
+	ApprovalTimeout time.Duration `json:"approvalTimeout,omitempty"`
+}
+
+// Saga is one upgrade or maintenance run.
+type Saga struct {
+	ID        string       `json:"id"`
+	Request   spec.Request `json:"request"`
+	Options   Options      `json:"options"`
+	State     State        `json:"state"`
+	Previous  State        `json:"previous,omitempty"`
+	Reason    string       `json:"reason,omitempty"`
+	Batches   [][]string   `json:"batches"`
+	Batch     int          `json:"batch"`
+	Steps     []Step       `json:"steps"`
+	Deadline  time.Time    `json:"deadline,omitzero"`
+	Plan      []string     `json:"plan,omitempty"` // ids of the steps to compensate, in order
+	Next      int          `json:"next,omitempty"` // index in Plan of the compensation in flight
+	Approval  *Decision    `json:"approval,omitempty"`
+	Rejection *Decision    `json:"rejection,omitempty"`
+	Cancel    *Decision    `json:"cancel,omitempty"`
+	Seq       int          `json:"seq"`      // inputs applied
+	Finished  int          `json:"finished"` // steps that became final
+	Wakes     int          `json:"wakes"`    // wake-ups requested
+	CreatedAt time.Time    `json:"createdAt"`
+	UpdatedAt time.Time    `json:"updatedAt"`
+}
+
+// New returns a saga for a validated request, in state requested.
+func New(id string, req spec.Request, opts Options, at time.Time) Saga {
+	if opts.RequireApproval && opts.ApprovalTimeout <= 0 {
+		opts.ApprovalTimeout = DefaultApprovalTimeout
+	}
+	return Saga{
+		ID: id, Request: req, Options: opts, State: Requested,
+		Batches: req.Batches(), CreatedAt: at.UTC(), UpdatedAt: at.UTC(),
+	}
+}
+
+// DefaultApprovalTimeout is how long a saga waits for an approval by default.
+const DefaultApprovalTimeout = 24 * time.Hour
+
+// Step returns the step with the given id.
+func (s *Saga) Step(id string) (*Step, bool) {
+	for i := range s.Steps {
+		if s.Steps[i].ID == id {
+			return &s.Steps[i], true
+		}
+	}
+	return nil, false
+}
+
+func (s Saga) clone() Saga {
+	s.Steps = append([]Step(nil), s.Steps...)
+	s.Plan = append([]string(nil), s.Plan...)
+	return s
+}

@@ -1,0 +1,191 @@
+// Package spec is the upgrade and maintenance request a user submits: its
+// schema (apiVersion upshift/v1), parsing from YAML or JSON, defaults and
+// validation that reports every problem at once with its field path.
+//
+// A request names software, versions, an artifact and targets. It never
+// carries commands or secrets: how to act on a target is configured where the
+// target is served, so publishing a request cannot run code on a host.
+package spec
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// APIVersion is the only version this build accepts.
+const APIVersion = "upshift/v1"
+
+// Kind is what the request asks for.
+type Kind string
+
+// Request kinds.
+const (
+	KindUpgrade     Kind = "Upgrade"
+	KindMaintenance Kind = "Maintenance"
+)
+
+// Request is one upgrade or maintenance run, as submitted.
+type Request struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       Kind     `json:"kind"`
+	Metadata   Metadata `json:"metadata"`
+	Spec       Spec     `json:"spec"`
+}
+
+// Metadata says who asks and where.
+type Metadata struct {
+	// Name is a human label, e.g. "billing 4.2 rollout".
+	Name string `json:"name,omitempty"`
+	// Team owns the request; it is published on that team's subject.
+	Team string `json:"team"`
+	// Environment names where the targets live, e.g. test or production.
+	Environment string            `json:"environment"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+// Spec is what to do.
+type Spec struct {
+	Software string   `json:"software"`
+	From     string   `json:"from,omitempty"`
+	To       string   `json:"to,omitempty"`
+	Artifact Artifact `json:"artifact,omitzero"`
+	// Targets are names registered in the config of the service instances
+	// that serve them.
+	Targets []string `json:"targets"`
+	Rollout Rollout  `json:"rollout,omitzero"`
+	// Notify lists the teams told about every step; the owning team is
+	// always among them.
+	Notify      []string     `json:"notify,omitempty"`
+	Timeouts    Timeouts     `json:"timeouts,omitzero"`
+	Maintenance *Maintenance `json:"maintenance,omitempty"`
+	Backup      Backup       `json:"backup,omitzero"`
+}
+
+// Artifact is the release package.
+type Artifact struct {
+	// URL is file://, http:// or https://.
+	URL string `json:"url"`
+	// Digest is "<algorithm>:<hex>", algorithm sha256, sha512 or md5.
+	Digest string `json:"digest"`
+}
+
+// Rollout says how targets are grouped into batches.
+type Rollout struct {
+	// BatchSize is how many targets are deployed and verified together; a
+	// failed batch rolls back every batch before it too. Default 1.
+	BatchSize int `json:"batchSize,omitempty"`
+}
+
+// Timeouts bound each phase; a phase that does not finish in time fails.
+type Timeouts struct {
+	Precheck Duration `json:"precheck,omitzero"`
+	Backup   Duration `json:"backup,omitzero"`
+	Deploy   Duration `json:"deploy,omitzero"`
+	Verify   Duration `json:"verify,omitzero"`
+	// Rollback bounds each compensation step.
+	Rollback Duration `json:"rollback,omitzero"`
+}
+
+// Maintenance lists the actions of a Maintenance request.
+type Maintenance struct {
+	Actions []string `json:"actions"`
+}
+
+// Backup tunes the backup phase.
+type Backup struct {
+	// Skip leaves the backup phase out (stateless software); roll-back
+	// then only switches releases back.
+	Skip bool `json:"skip,omitempty"`
+}
+
+// Default time-outs, used where a request sets none.
+var DefaultTimeouts = Timeouts{
+	Precheck: Duration{5 * time.Minute},
+	Backup:   Duration{30 * time.Minute},
+	Deploy:   Duration{15 * time.Minute},
+	Verify:   Duration{10 * time.Minute},
+	Rollback: Duration{15 * time.Minute},
+}
+
+// WithDefaults returns the request with every optional setting filled in.
+func (r Request) WithDefaults() Request {
+	if r.Spec.Rollout.BatchSize == 0 {
+		r.Spec.Rollout.BatchSize = 1
+	}
+	t := &r.Spec.Timeouts
+	for _, f := range []struct{ v, d *Duration }{
+		{&t.Precheck, &DefaultTimeouts.Precheck}, {&t.Backup, &DefaultTimeouts.Backup},
+		{&t.Deploy, &DefaultTimeouts.Deploy}, {&t.Verify, &DefaultTimeouts.Verify},
+		{&t.Rollback, &DefaultTimeouts.Rollback},
+	} {
+		if f.v.Duration == 0 {
+			*f.v = *f.d
+		}
+	}
+	if nameRE.MatchString(r.Metadata.Team) && !contains(r.Spec.Notify, r.Metadata.Team) {
+		r.Spec.Notify = append([]string{r.Metadata.Team}, r.Spec.Notify...)
+	}
+	return r
+}
+
+// Batches splits the targets into rollout batches, in request order.
+func (r Request) Batches() [][]string {
+	size := max(r.Spec.Rollout.BatchSize, 1)
+	var out [][]string
+	for i := 0; i < len(r.Spec.Targets); i += size {
+		out = append(out, r.Spec.Targets[i:min(i+size, len(r.Spec.Targets))])
+	}
+	return out
+}
+
+// Title is a one-line description for humans.
+func (r Request) Title() string {
+	switch r.Kind {
+	case KindMaintenance:
+		return fmt.Sprintf("maintenance of %s (%s)", r.Spec.Software, strings.Join(r.Actions(), ", "))
+	default:
+		return fmt.Sprintf("upgrade of %s from %s to %s", r.Spec.Software, r.Spec.From, r.Spec.To)
+	}
+}
+
+// Actions returns the maintenance actions, if any.
+func (r Request) Actions() []string {
+	if r.Spec.Maintenance == nil {
+		return nil
+	}
+	return r.Spec.Maintenance.Actions
+}
+
+// Duration is a time.Duration written as "90s", "5m" or "1h30m".
+type Duration struct{ time.Duration }
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string such as \"5m\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("a duration is a string such as \"5m\": %q", s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// IsZero lets omitzero leave unset durations out.
+func (d Duration) IsZero() bool { return d.Duration == 0 }
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,190 @@
+package spec
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Limits on a request.
+const (
+	MaxTargets    = 200
+	MaxPhaseLimit = 24 * time.Hour
+)
+
+var (
+	// Names become NATS subject tokens and directory names: keep them plain.
+	nameRE     = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	softwareRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	versionRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$`)
+	digestLen  = map[string]int{"sha256": 64, "sha512": 128, "md5": 32}
+	hexRE      = regexp.MustCompile(`^[0-9a-f]+$`)
+)
+
+// MaintenanceActions are the actions a Maintenance request may name.
+var MaintenanceActions = []string{"reindex", "analyze", "archive-logs", "config-drift"}
+
+// Validate checks a request that has its defaults applied and returns a
+// *ValidationError listing every problem, or nil.
+func (r Request) Validate() error {
+	var v validator
+	if r.APIVersion != APIVersion {
+		v.add("apiVersion", "must be %q, got %q", APIVersion, r.APIVersion)
+	}
+	v.name("metadata.team", r.Metadata.Team)
+	v.name("metadata.environment", r.Metadata.Environment)
+	if len(r.Metadata.Name) > 200 {
+		v.add("metadata.name", "longer than 200 characters")
+	}
+	s := r.Spec
+	if s.Software == "" {
+		v.add("spec.software", "required")
+	} else if !softwareRE.MatchString(s.Software) {
+		v.add("spec.software", "%q: letters, digits, '.', '_' and '-' only", s.Software)
+	}
+	switch r.Kind {
+	case KindUpgrade:
+		v.version("spec.from", s.From, true)
+		v.version("spec.to", s.To, true)
+		if s.From != "" && s.From == s.To {
+			v.add("spec.to", "equals spec.from (%q): nothing to upgrade", s.To)
+		}
+		v.artifact(s.Artifact)
+		if s.Maintenance != nil {
+			v.add("spec.maintenance", "only for kind Maintenance")
+		}
+	case KindMaintenance:
+		v.version("spec.from", s.From, false)
+		if s.To != "" {
+			v.add("spec.to", "a maintenance run does not change the version")
+		}
+		if s.Artifact != (Artifact{}) {
+			v.add("spec.artifact", "a maintenance run installs nothing")
+		}
+		v.maintenance(s.Maintenance)
+	case "":
+		v.add("kind", "required: Upgrade or Maintenance")
+	default:
+		v.add("kind", "%q: must be Upgrade or Maintenance", r.Kind)
+	}
+	v.targets(s.Targets)
+	if s.Rollout.BatchSize < 1 {
+		v.add("spec.rollout.batchSize", "must be at least 1, got %d", s.Rollout.BatchSize)
+	}
+	seen := map[string]bool{}
+	for i, team := range s.Notify {
+		p := fmt.Sprintf("spec.notify[%d]", i)
+		v.name(p, team)
+		if seen[team] {
+			v.add(p, "%q listed twice", team)
+		}
+		seen[team] = true
+	}
+	for _, t := range []struct {
+		path string
+		d    Duration
+	}{
+		{"spec.timeouts.precheck", s.Timeouts.Precheck}, {"spec.timeouts.backup", s.Timeouts.Backup},
+		{"spec.timeouts.deploy", s.Timeouts.Deploy}, {"spec.timeouts.verify", s.Timeouts.Verify},
+		{"spec.timeouts.rollback", s.Timeouts.Rollback},
+	} {
+		if t.d.Duration <= 0 || t.d.Duration > MaxPhaseLimit {
+			v.add(t.path, "must be between 1s and %s, got %s", MaxPhaseLimit, t.d)
+		}
+	}
+	return v.err()
+}
+
+type validator struct{ problems []Problem }
+
+func (v *validator) add(path, format string, args ...any) {
+	v.problems = append(v.problems, Problem{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) err() error {
+	if len(v.problems) == 0 {
+		return nil
+	}
+	return &ValidationError{v.problems}
+}
+
+func (v *validator) name(path, s string) {
+	switch {
+	case s == "":
+		v.add(path, "required")
+	case !nameRE.MatchString(s):
+		v.add(path, "%q: lower-case letters, digits and '-', at most 63, starting and ending with a letter or digit", s)
+	}
+}
+
+func (v *validator) version(path, s string, required bool) {
+	switch {
+	case s == "" && required:
+		v.add(path, "required")
+	case s != "" && !versionRE.MatchString(s):
+		v.add(path, "%q: letters, digits, '.', '_', '+' and '-' only, starting with a letter or digit", s)
+	}
+}
+
+func (v *validator) artifact(a Artifact) {
+	if a.URL == "" {
+		v.add("spec.artifact.url", "required")
+	} else if u, err := url.Parse(a.URL); err != nil {
+		v.add("spec.artifact.url", "%v", err)
+	} else if u.Scheme != "file" && u.Scheme != "http" && u.Scheme != "https" {
+		v.add("spec.artifact.url", "scheme %q: must be file, http or https", u.Scheme)
+	} else if u.Scheme == "file" && u.Path == "" {
+		v.add("spec.artifact.url", "a file URL needs an absolute path, e.g. file:///srv/pkg.tar.gz")
+	}
+	if err := CheckDigest(a.Digest); err != nil {
+		v.add("spec.artifact.digest", "%v", err)
+	}
+}
+
+// CheckDigest checks the form "<algorithm>:<lower-case hex>".
+func CheckDigest(d string) error {
+	if d == "" {
+		return fmt.Errorf("required")
+	}
+	alg, hex, ok := strings.Cut(d, ":")
+	n, known := digestLen[alg]
+	switch {
+	case !ok || !known:
+		return fmt.Errorf("%q: must be sha256:<hex>, sha512:<hex> or md5:<hex>", d)
+	case len(hex) != n || !hexRE.MatchString(hex):
+		return fmt.Errorf("%q: a %s digest is %d lower-case hex digits", d, alg, n)
+	}
+	return nil
+}
+
+func (v *validator) targets(ts []string) {
+	if len(ts) == 0 {
+		v.add("spec.targets", "at least one target is required")
+	}
+	if len(ts) > MaxTargets {
+		v.add("spec.targets", "%d targets, limit %d", len(ts), MaxTargets)
+	}
+	seen := map[string]bool{}
+	for i, t := range ts {
+		p := fmt.Sprintf("spec.targets[%d]", i)
+		v.name(p, t)
+		if seen[t] {
+			v.add(p, "%q listed twice", t)
+		}
+		seen[t] = true
+	}
+}
+
+func (v *validator) maintenance(m *Maintenance) {
+	if m == nil || len(m.Actions) == 0 {
+		v.add("spec.maintenance.actions", "at least one of %s is required", strings.Join(MaintenanceActions, ", "))
+		return
+	}
+	for i, a := range m.Actions {
+		if !contains(MaintenanceActions, a) {
+			v.add(fmt.Sprintf("spec.maintenance.actions[%d]", i), "%q: must be one of %s", a, strings.Join(MaintenanceActions, ", "))
+		}
+	}
+}
