@@ -1,0 +1,177 @@
+// Package artifact stages release packages on a host: it copies or downloads
+// a package into a local store, checks its digest while writing, and hands
+// out the verified copy. Deploy extracts from that copy, never from the
+// source, so what was verified is what is installed.
+package artifact
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Errors, for errors.Is.
+var (
+	ErrDigestMismatch = errors.New("digest mismatch")
+	ErrUnsupported    = errors.New("unsupported artifact")
+	ErrTooLarge       = errors.New("artifact too large")
+	ErrUnavailable    = errors.New("artifact unavailable")
+)
+
+// Store is a directory of verified artifacts, named by digest.
+type Store struct {
+	Dir string
+	// Client downloads http(s) artifacts. Default: 10 minute time-out.
+	Client *http.Client
+	// MaxSize bounds an artifact. Default 4 GiB.
+	MaxSize int64
+}
+
+// NewHash returns the hash for a digest's algorithm.
+func NewHash(alg string) (hash.Hash, error) {
+	switch alg {
+	case "sha256":
+		return sha256.New(), nil
+	case "sha512":
+		return sha512.New(), nil
+	case "md5":
+		return md5.New(), nil
+	}
+	return nil, fmt.Errorf("%w: digest algorithm %q", ErrUnsupported, alg)
+}
+
+// Digest hashes r with the algorithm named and returns "<alg>:<hex>".
+func Digest(r io.Reader, alg string) (string, error) {
+	h, err := NewHash(alg)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(h, r); err != nil {
+		return "", err
+	}
+	return alg + ":" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Verify checks that the file at path has the digest.
+func Verify(path, digest string) error {
+	alg, _, _ := strings.Cut(digest, ":")
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	got, err := Digest(f, alg)
+	if err != nil {
+		return err
+	}
+	if got != digest {
+		return fmt.Errorf("%w: %s is %s, want %s", ErrDigestMismatch, filepath.Base(path), got, digest)
+	}
+	return nil
+}
+
+// Path is where the store keeps the artifact with a digest.
+func (s *Store) Path(digest string) string {
+	return filepath.Join(s.Dir, strings.ReplaceAll(digest, ":", "-"))
+}
+
+// Fetch returns the path of a verified local copy of the artifact at rawURL
+// (file, http or https). A copy already in the store is verified again and
+// reused.
+func (s *Store) Fetch(ctx context.Context, rawURL, digest string) (string, error) {
+	alg, _, _ := strings.Cut(digest, ":")
+	if _, err := NewHash(alg); err != nil {
+		return "", err
+	}
+	dest := s.Path(digest)
+	if err := Verify(dest, digest); err == nil {
+		return dest, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		_ = os.Remove(dest) // a bad copy: fetch it again
+	}
+	src, err := s.open(ctx, rawURL)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	if err := os.MkdirAll(s.Dir, 0o750); err != nil {
+		return "", fmt.Errorf("artifact store: %w", err)
+	}
+	tmp, err := os.CreateTemp(s.Dir, ".fetch-*")
+	if err != nil {
+		return "", fmt.Errorf("artifact store: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	h, _ := NewHash(alg)
+	limit := s.MaxSize
+	if limit <= 0 {
+		limit = 4 << 30
+	}
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(src, limit+1))
+	if err != nil {
+		return "", fmt.Errorf("%w: read %s: %v", ErrUnavailable, rawURL, err)
+	}
+	if n > limit {
+		return "", fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
+	}
+	if got := alg + ":" + hex.EncodeToString(h.Sum(nil)); got != digest {
+		return "", fmt.Errorf("%w: %s is %s, want %s", ErrDigestMismatch, rawURL, got, digest)
+	}
+	if err := tmp.Sync(); err != nil {
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp.Name(), dest); err != nil {
+		return "", fmt.Errorf("artifact store: %w", err)
+	}
+	return dest, nil
+}
+
+func (s *Store) open(ctx context.Context, rawURL string) (io.ReadCloser, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnsupported, err)
+	}
+	switch u.Scheme {
+	case "file":
+		f, err := os.Open(u.Path)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return f, nil
+	case "http", "https":
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnsupported, err)
+		}
+		client := s.Client
+		if client == nil {
+			client = &http.Client{Timeout: 10 * time.Minute}
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return nil, fmt.Errorf("%w: GET %s: %s", ErrUnavailable, rawURL, resp.Status)
+		}
+		return resp.Body, nil
+	}
+	return nil, fmt.Errorf("%w: scheme %q", ErrUnsupported, u.Scheme)
+}

@@ -1,0 +1,78 @@
+package bus_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/upshift/upshift/pkg/bus"
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/streams"
+)
+
+func TestEnsureIsIdempotent(t *testing.T) {
+	_, js := natstest.Start(t) // provisions once
+	ctx := context.Background()
+	if err := streams.Ensure(ctx, js, streams.Config{}, streams.All...); err != nil {
+		t.Fatalf("second provisioning: %v", err)
+	}
+	s, err := js.Stream(ctx, events.StreamCommands)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.CachedInfo().Config.Retention != jetstream.WorkQueuePolicy {
+		t.Fatal("COMMANDS is not a work queue")
+	}
+	if _, err := streams.Stream("NOPE", streams.Config{}); err == nil {
+		t.Fatal("unknown stream accepted")
+	}
+}
+
+func TestPublishDeduplicatesByEventID(t *testing.T) {
+	_, js := natstest.Start(t)
+	ctx := context.Background()
+	env, _ := events.New("same-id", events.TypeSaga, "test", "s1", 1, time.Now(), events.SagaEvent{Saga: "s1", Kind: "k", State: "s"})
+	for range 3 {
+		if err := bus.Publish(ctx, js, events.SagaSubject("s1", "k"), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(natstest.Read(t, js, events.StreamEvents, "upshift.evt.>")); n != 1 {
+		t.Fatalf("%d copies stored", n)
+	}
+}
+
+func TestScheduleIsNeverEarly(t *testing.T) {
+	_, js := natstest.Start(t)
+	ctx := context.Background()
+	due := time.Now().Add(1200 * time.Millisecond)
+	env, _ := events.New("s1/timer/1", events.TypeTimer, "test", "s1", 0, time.Now(), events.Timer{Saga: "s1", Due: due, N: 1})
+	m, err := bus.Schedule(events.TimerScheduleSubject("s1", 1), events.TimerFireSubject("s1"), due, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.At.Before(due) || m.At.Sub(due) >= time.Second || m.At.Nanosecond() != 0 {
+		t.Fatalf("scheduled at %v for %v", m.At, due)
+	}
+	if err := bus.Send(ctx, js, m); err != nil {
+		t.Fatal(err)
+	}
+	c, err := js.OrderedConsumer(ctx, events.StreamTimers, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.TimerFireFilter()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Now().Before(due) {
+		t.Fatalf("delivered %v before it was due", due.Sub(time.Now()))
+	}
+	got, err := events.Decode(msg.Data())
+	if err != nil || got.ID != "s1/timer/1" {
+		t.Fatalf("delivered %s: %v", msg.Data(), err)
+	}
+}

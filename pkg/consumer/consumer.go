@@ -1,0 +1,317 @@
+// Package consumer runs a handler over a durable JetStream pull consumer with
+// the policies every upshift service needs, so that handlers hold only their
+// own logic:
+//
+//   - explicit ack after the handler returns nil;
+//   - InProgress heartbeats while it works, so a slow step is not redelivered;
+//   - a handler error is retried with a growing delay (NakWithDelay) up to
+//     MaxDeliver deliveries, then given up: reported and terminated;
+//   - an undecodable message, or a permanent error, is terminated at once;
+//   - every terminated message is published whole to the DEADLETTER stream
+//     first, so nothing is dropped silently (if that publish fails the
+//     message is retried instead of terminated);
+//   - a panicking handler is an error, not a crash;
+//   - on shutdown the consumer stops pulling, lets running handlers finish
+//     within a grace period, then cancels them.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/upshift/upshift/pkg/bus"
+	"github.com/upshift/upshift/pkg/events"
+)
+
+// ErrPermanent marks an error that no retry can fix.
+var ErrPermanent = errors.New("permanent failure")
+
+// Permanent wraps err so the message is terminated at once.
+func Permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err) }
+
+// Message is a delivered message with its decoded envelope.
+type Message struct {
+	jetstream.Msg
+	Event events.Envelope
+	Meta  *jetstream.MsgMetadata
+}
+
+// Handler processes one message. A nil error acks it.
+type Handler func(ctx context.Context, m *Message) error
+
+// GiveUp is called once a message has failed its last delivery, before it is
+// terminated; a phase service uses it to report the step failed.
+type GiveUp func(ctx context.Context, m *Message, err error)
+
+// Config of a runner.
+type Config struct {
+	Stream string
+	// Name is the durable consumer name, shared by every instance.
+	Name    string
+	Filters []string
+	// AckWait is how long the server waits for an ack before redelivering;
+	// heartbeats are sent at a third of it. Default 30s.
+	AckWait time.Duration
+	// MaxDeliver bounds deliveries of one message. Default 5.
+	MaxDeliver int
+	// MaxAckPending bounds unacknowledged messages across every instance;
+	// 1 makes processing strictly one at a time, in order. Default 256.
+	MaxAckPending int
+	// Concurrency is how many handlers run at once here. Default 1.
+	Concurrency int
+	// Backoff is the delay before redelivery after a handler error, by
+	// attempt; the last value repeats. Default 1s, 5s, 15s, 30s.
+	Backoff []time.Duration
+	// Grace bounds how long shutdown waits for running handlers. Default 10s.
+	Grace time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.MaxDeliver <= 0 {
+		c.MaxDeliver = 5
+	}
+	if c.MaxAckPending <= 0 {
+		c.MaxAckPending = 256
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 1
+	}
+	if len(c.Backoff) == 0 {
+		c.Backoff = []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second}
+	}
+	if c.Grace <= 0 {
+		c.Grace = 10 * time.Second
+	}
+	return c
+}
+
+// Runner consumes one durable consumer.
+type Runner struct {
+	js      jetstream.JetStream
+	cfg     Config
+	handler Handler
+	giveUp  GiveUp
+	log     *slog.Logger
+	metrics *Metrics
+}
+
+// Option tunes a Runner.
+type Option func(*Runner)
+
+// WithGiveUp sets the hook called when a message is given up.
+func WithGiveUp(g GiveUp) Option { return func(r *Runner) { r.giveUp = g } }
+
+// WithMetrics records what the runner does.
+func WithMetrics(m *Metrics) Option { return func(r *Runner) { r.metrics = m } }
+
+// New returns a runner; Run starts it.
+func New(js jetstream.JetStream, cfg Config, h Handler, log *slog.Logger, opts ...Option) *Runner {
+	r := &Runner{js: js, cfg: cfg.withDefaults(), handler: h, log: log.With("consumer", cfg.Name)}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// Ensure creates or updates the durable consumer.
+func (r *Runner) Ensure(ctx context.Context) (jetstream.Consumer, error) {
+	c := r.cfg
+	cc := jetstream.ConsumerConfig{
+		Durable:       c.Name,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.AckWait,
+		MaxDeliver:    c.MaxDeliver,
+		MaxAckPending: c.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if len(c.Filters) == 1 {
+		cc.FilterSubject = c.Filters[0]
+	} else {
+		cc.FilterSubjects = c.Filters
+	}
+	cons, err := r.js.CreateOrUpdateConsumer(ctx, c.Stream, cc)
+	if err != nil {
+		return nil, fmt.Errorf("ensure consumer %s on %s: %w", c.Name, c.Stream, err)
+	}
+	return cons, nil
+}
+
+// Run consumes until ctx is cancelled, then drains: it stops pulling, lets
+// running handlers finish within the grace period and returns.
+func (r *Runner) Run(ctx context.Context) error {
+	cons, err := r.Ensure(ctx)
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(r.cfg.Concurrency))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", r.cfg.Name, err)
+	}
+	// Handlers outlive ctx by the grace period, so that work under way ends
+	// cleanly rather than half done.
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			it.Drain()
+		case <-stopped:
+		}
+	}()
+	defer close(stopped)
+
+	sem := make(chan struct{}, r.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for {
+		msg, err := it.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			break
+		}
+		if err != nil {
+			r.log.Warn("consumer interrupted", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			r.process(hctx, msg)
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(r.cfg.Grace):
+		r.log.Warn("handlers still running after the grace period; cancelling them", "grace", r.cfg.Grace)
+		hcancel()
+		<-done
+	}
+	return nil
+}
+
+func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
+	start := time.Now()
+	meta, err := msg.Metadata()
+	if err != nil {
+		// Not a JetStream message: nothing to ack or terminate.
+		r.log.Error("message without metadata", "subject", msg.Subject(), "err", err)
+		return
+	}
+	m := &Message{Msg: msg, Meta: meta}
+	m.Event, err = events.Decode(msg.Data())
+	if err == nil {
+		err = r.run(ctx, m)
+	}
+	result := r.settle(ctx, m, err)
+	r.metrics.observe(r.cfg.Stream, r.cfg.Name, result, time.Since(start), meta.NumPending)
+}
+
+// run calls the handler with heartbeats and panic recovery.
+func (r *Runner) run(ctx context.Context, m *Message) (err error) {
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		t := time.NewTicker(r.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if err := m.InProgress(); err != nil {
+					r.log.Warn("heartbeat failed", "subject", m.Subject(), "err", err)
+				}
+			}
+		}
+	}()
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("handler panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return r.handler(ctx, m)
+}
+
+// Results of processing a message, as counted by Metrics.
+const (
+	ResultAcked    = "acked"
+	ResultRetried  = "retried"
+	ResultTermed   = "terminated"
+	ResultGaveUp   = "gave_up"
+	ResultAckError = "ack_error"
+)
+
+func (r *Runner) settle(ctx context.Context, m *Message, err error) string {
+	log := r.log.With("subject", m.Subject(), "seq", m.Meta.Sequence.Stream, "delivery", m.Meta.NumDelivered)
+	if m.Event.Saga != "" {
+		log = log.With("saga", m.Event.Saga)
+	}
+	switch {
+	case err == nil:
+		if err := m.Ack(); err != nil {
+			log.Warn("ack failed; the message will be redelivered", "err", err)
+			return ResultAckError
+		}
+		return ResultAcked
+	case errors.Is(err, events.ErrMalformed) || errors.Is(err, ErrPermanent):
+		log.Error("terminating message", "err", err)
+		return r.terminate(ctx, m, log, "rejected", err, ResultTermed)
+	case m.Meta.NumDelivered >= uint64(r.cfg.MaxDeliver):
+		log.Error("giving up on message after its last delivery", "err", err)
+		if r.giveUp != nil {
+			r.giveUp(ctx, m, err)
+		}
+		return r.terminate(ctx, m, log, "gave up", err, ResultGaveUp)
+	default:
+		delay := r.cfg.Backoff[min(int(m.Meta.NumDelivered)-1, len(r.cfg.Backoff)-1)]
+		log.Warn("handler failed; retrying", "err", err, "in", delay)
+		if err := m.NakWithDelay(delay); err != nil {
+			log.Warn("nak failed", "err", err)
+		}
+		return ResultRetried
+	}
+}
+
+// maxDeadPayload bounds the copy of a message kept in a dead letter.
+const maxDeadPayload = 64 << 10
+
+func (r *Runner) terminate(ctx context.Context, m *Message, log *slog.Logger, why string, cause error, result string) string {
+	data := m.Data()
+	dl := events.DeadLetter{
+		Stream: r.cfg.Stream, Consumer: r.cfg.Name, Subject: m.Subject(),
+		Sequence: m.Meta.Sequence.Stream, Deliveries: m.Meta.NumDelivered,
+		Reason: why, Error: cause.Error(), Headers: m.Headers(),
+		Payload: data[:min(len(data), maxDeadPayload)], Truncated: len(data) > maxDeadPayload,
+	}
+	id := fmt.Sprintf("dlq/%s/%s/%d", r.cfg.Stream, r.cfg.Name, dl.Sequence)
+	env, err := events.New(id, events.TypeDeadLetter, "upshift/"+r.cfg.Name, m.Event.Saga, 0, time.Now(), dl)
+	if err == nil {
+		err = bus.Publish(ctx, r.js, events.DeadLetterSubject(r.cfg.Stream, r.cfg.Name), env)
+	}
+	if err != nil {
+		// Keep the message rather than lose it: it comes back later.
+		log.Error("cannot dead-letter; keeping the message for a later delivery", "err", err)
+		_ = m.NakWithDelay(r.cfg.Backoff[len(r.cfg.Backoff)-1])
+		return ResultRetried
+	}
+	if err := m.TermWithReason(fmt.Sprintf("%s: %.200s", why, cause)); err != nil {
+		log.Warn("term failed", "err", err)
+	}
+	return result
+}

@@ -1,0 +1,45 @@
+package consumer
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics records what runners do. One Metrics serves every runner of a
+// process; build it from the registry the process exposes.
+type Metrics struct {
+	messages *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	pending  *prometheus.GaugeVec
+}
+
+// NewMetrics registers the consumer metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "upshift_consumer_messages_total",
+			Help: "Messages processed by a consumer, by result (acked, retried, terminated, gave_up, ack_error).",
+		}, []string{"stream", "consumer", "result"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "upshift_consumer_handle_seconds",
+			Help:    "Time to process one message, handler and settlement included.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}, []string{"stream", "consumer"}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "upshift_consumer_pending",
+			Help: "Messages in the stream not yet delivered to the consumer, as of its last delivery.",
+		}, []string{"stream", "consumer"}),
+	}
+	reg.MustRegister(m.messages, m.duration, m.pending)
+	return m
+}
+
+func (m *Metrics) observe(stream, consumer, result string, d time.Duration, pending uint64) {
+	if m == nil {
+		return
+	}
+	m.messages.WithLabelValues(stream, consumer, result).Inc()
+	m.duration.WithLabelValues(stream, consumer).Observe(d.Seconds())
+	m.pending.WithLabelValues(stream, consumer).Set(float64(pending))
+}

@@ -1,0 +1,78 @@
+package hooks_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/upshift/upshift/pkg/hooks"
+)
+
+func TestRunCapturesOutputAndEnvInDir(t *testing.T) {
+	dir := t.TempDir()
+	res, err := hooks.Run(context.Background(), []string{"sh", "-c", `echo "in $(pwd) as $WHO"; echo oops >&2`},
+		dir, []string{"WHO=deploy", "PATH=" + os.Getenv("PATH")}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitCode != 0 || !strings.Contains(res.Output, "in "+dir+" as deploy") || !strings.Contains(res.Output, "oops") {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+func TestNonZeroExitIsFailedWithTheLastLine(t *testing.T) {
+	res, err := hooks.Run(context.Background(), []string{"sh", "-c", "echo starting; echo 'port 8080 in use'; exit 3"}, "", nil, 5*time.Second)
+	if !errors.Is(err, hooks.ErrFailed) || res.ExitCode != 3 || !strings.HasSuffix(err.Error(), "exited 3: port 8080 in use") {
+		t.Fatalf("err %v, result %+v", err, res)
+	}
+	if _, err := hooks.Run(context.Background(), []string{"/nonexistent/hook"}, "", nil, time.Second); !errors.Is(err, hooks.ErrFailed) {
+		t.Fatalf("missing binary: %v", err)
+	}
+}
+
+func TestTimeoutKillsTheWholeProcessGroup(t *testing.T) {
+	pidfile := filepath.Join(t.TempDir(), "child.pid")
+	start := time.Now()
+	_, err := hooks.Run(context.Background(), []string{"sh", "-c", "sleep 60 & echo $! > " + pidfile + "; wait"}, "", nil, 300*time.Millisecond)
+	if !errors.Is(err, hooks.ErrTimeout) {
+		t.Fatalf("err %v", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("took %s", time.Since(start))
+	}
+	b, _ := os.ReadFile(pidfile)
+	var pid int
+	for _, c := range strings.TrimSpace(string(b)) {
+		pid = pid*10 + int(c-'0')
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("child %d survived the time-out", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestDaemonWithRedirectedOutputDoesNotHoldTheHook(t *testing.T) {
+	pidfile := filepath.Join(t.TempDir(), "d.pid")
+	start := time.Now()
+	_, err := hooks.Run(context.Background(), []string{"sh", "-c", "nohup sleep 30 >/dev/null 2>&1 & echo $! > " + pidfile}, "", nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("hook held for %s by its daemon", took)
+	}
+	b, _ := os.ReadFile(pidfile)
+	var pid int
+	for _, c := range strings.TrimSpace(string(b)) {
+		pid = pid*10 + int(c-'0')
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+}

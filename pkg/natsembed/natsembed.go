@@ -1,0 +1,110 @@
+// Package natsembed runs a NATS server with JetStream inside the process: the
+// all-in-one `upshift dev` mode and every test use it, on ports chosen by the
+// kernel and storage in a directory of their own, so nothing depends on what
+// else runs on the machine.
+package natsembed
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Options configures an embedded server.
+type Options struct {
+	// Dir holds JetStream's file storage. Required.
+	Dir string
+	// Host to listen on; default 127.0.0.1.
+	Host string
+	// Port to listen on; 0 or -1 picks a free one.
+	Port int
+	// Name of the server; default "upshift-dev".
+	Name string
+	// Cluster, when set, joins a cluster of embedded servers (fault tests).
+	Cluster *Cluster
+	// Logs makes the server log to stderr.
+	Logs bool
+}
+
+// Cluster places the server in a JetStream cluster.
+type Cluster struct {
+	Name   string
+	Port   int      // route port; -1 picks one
+	Routes []string // nats-route://host:port of every member
+}
+
+// Server is a running embedded server.
+type Server struct {
+	*server.Server
+}
+
+// Start starts a server and waits until it accepts connections.
+func Start(o Options) (*Server, error) {
+	if o.Dir == "" {
+		return nil, errors.New("natsembed: a storage directory is required")
+	}
+	if err := os.MkdirAll(o.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("natsembed: %w", err)
+	}
+	opts := &server.Options{
+		ServerName: o.Name,
+		Host:       o.Host,
+		Port:       o.Port,
+		JetStream:  true,
+		StoreDir:   filepath.Clean(o.Dir),
+		NoSigs:     true,
+		// A request may hold a few hundred targets; leave room above the
+		// event size limit.
+		MaxPayload: 4 << 20,
+	}
+	if opts.ServerName == "" {
+		opts.ServerName = "upshift-dev"
+	}
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	if opts.Port == 0 {
+		opts.Port = server.RANDOM_PORT
+	}
+	if c := o.Cluster; c != nil {
+		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: opts.Host, Port: c.Port}
+		opts.Routes = server.RoutesFromStr(joinRoutes(c.Routes))
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("natsembed: %w", err)
+	}
+	if o.Logs {
+		s.ConfigureLogger()
+	}
+	go s.Start()
+	if !s.ReadyForConnections(15 * time.Second) {
+		s.Shutdown()
+		return nil, errors.New("natsembed: server not ready after 15s")
+	}
+	return &Server{s}, nil
+}
+
+func joinRoutes(rs []string) string {
+	out := ""
+	for i, r := range rs {
+		if i > 0 {
+			out += ","
+		}
+		out += r
+	}
+	return out
+}
+
+// URL is the client URL of the server.
+func (s *Server) URL() string { return s.ClientURL() }
+
+// Stop shuts the server down and waits until it has.
+func (s *Server) Stop() {
+	s.Shutdown()
+	s.WaitForShutdown()
+}

@@ -1,0 +1,101 @@
+// Package natstest gives a test its own embedded NATS server with JetStream,
+// on a random port with storage in the test's temporary directory, and
+// connections to it; everything is stopped when the test ends.
+package natstest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/upshift/upshift/pkg/natsembed"
+	"github.com/upshift/upshift/pkg/streams"
+)
+
+// Server starts a server for t.
+func Server(t testing.TB) *natsembed.Server {
+	t.Helper()
+	s, err := natsembed.Start(natsembed.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Connect opens a connection and a JetStream context to s.
+func Connect(t testing.TB, s *natsembed.Server) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(s.URL(), nats.Name(t.Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// Start starts a server with every upshift stream and returns a JetStream
+// context to it.
+func Start(t testing.TB) (*natsembed.Server, jetstream.JetStream) {
+	t.Helper()
+	s := Server(t)
+	_, js := Connect(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := streams.Ensure(ctx, js, streams.Config{}, streams.All...); err != nil {
+		t.Fatal(err)
+	}
+	return s, js
+}
+
+// Eventually polls cond until it holds or the time is up.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Read returns the data of every message in stream matching filter, oldest
+// first.
+func Read(t testing.TB, js jetstream.JetStream, stream, filter string) [][]byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for pending := info.NumPending; pending > 0; {
+		batch, err := c.Fetch(int(min(pending, 1000)), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			out = append(out, m.Data())
+			n++
+		}
+		if n == 0 {
+			t.Fatalf("read %s %s: %d messages pending, none delivered", stream, filter, pending)
+		}
+		pending -= uint64(n)
+	}
+	return out
+}

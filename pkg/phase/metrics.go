@@ -1,0 +1,40 @@
+package phase
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/upshift/upshift/pkg/events"
+)
+
+// Metrics counts the commands a phase service handles.
+type Metrics struct {
+	commands *prometheus.CounterVec
+	steps    *prometheus.HistogramVec
+}
+
+// NewMetrics registers the phase service metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "upshift_commands_total",
+			Help: "Commands handled by a phase service, by result: succeeded, failed, duplicate (answered from the record), expired, unsupported, gave_up, error (to be retried).",
+		}, []string{"service", "action", "result"}),
+		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "upshift_step_duration_seconds",
+			Help:    "Time a phase service took over one step, by outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 3, 10),
+		}, []string{"service", "action", "outcome"}),
+	}
+	reg.MustRegister(m.commands, m.steps)
+	return m
+}
+
+func (m *Metrics) command(service events.Phase, action events.Action, result string) {
+	m.commands.WithLabelValues(string(service), string(action), result).Inc()
+}
+
+func (m *Metrics) duration(service events.Phase, action events.Action, status events.StepStatus, d time.Duration) {
+	m.steps.WithLabelValues(string(service), string(action), string(status)).Observe(d.Seconds())
+}

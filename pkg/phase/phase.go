@@ -1,0 +1,306 @@
+// Package phase runs a phase service (precheck, backup, deploy, verify): it
+// consumes the commands for the targets the instance serves and reports on
+// each step, so that the service itself is only an Executor.
+//
+// What it guarantees around the executor:
+//   - one durable consumer per target, at most one command in flight per
+//     target and in stream order, so a roll-back never overtakes the apply it
+//     undoes;
+//   - a command is executed at most once per step id: the result is recorded
+//     in the DoneBucket before it is published, and a redelivered command is
+//     answered from the record (published again under the same id);
+//   - a forward command that arrives after its NotAfter is not executed, and
+//     is reported failed as expired;
+//   - started, progress and final reports are published to EVENTS with
+//     deterministic ids;
+//   - an executor that keeps returning errors is given up after the last
+//     delivery, and the step reported failed, rather than left to time out.
+package phase
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/upshift/upshift/pkg/bus"
+	"github.com/upshift/upshift/pkg/consumer"
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/streams"
+)
+
+// Executor performs the steps of one phase service.
+type Executor interface {
+	// Execute performs cmd on its target. The Outcome, success or failure,
+	// is reported to the coordinator. An error means "try again": the
+	// command is redelivered with back-off and given up after the last
+	// delivery. ctx is cancelled when the instance shuts down past its grace.
+	Execute(ctx context.Context, cmd events.Command, progress Progress) (Outcome, error)
+}
+
+// ExecutorFunc adapts a function to Executor.
+type ExecutorFunc func(ctx context.Context, cmd events.Command, progress Progress) (Outcome, error)
+
+// Execute implements Executor.
+func (f ExecutorFunc) Execute(ctx context.Context, cmd events.Command, p Progress) (Outcome, error) {
+	return f(ctx, cmd, p)
+}
+
+// Progress reports how a step is going; it also proves the step alive.
+type Progress func(message string)
+
+// Outcome is how a step ended.
+type Outcome struct {
+	Failed bool
+	// Reason is a short machine-readable cause, e.g. "digest_mismatch".
+	Reason string
+	Error  string
+	Output map[string]string
+	Report []events.ReportLine
+}
+
+// Success is a successful outcome.
+func Success(output map[string]string, report ...events.ReportLine) Outcome {
+	return Outcome{Output: output, Report: report}
+}
+
+// Failure is a failed outcome.
+func Failure(reason string, err error, report ...events.ReportLine) Outcome {
+	return Outcome{Failed: true, Reason: reason, Error: err.Error(), Report: report}
+}
+
+// Config of a phase service instance.
+type Config struct {
+	// Service is the phase the instance serves.
+	Service events.Phase
+	// Instance names this process in event sources, e.g. "deploy@host-1".
+	Instance string
+	// Targets served by this instance.
+	Targets []string
+	// Actions the executor supports; any other is reported unsupported.
+	Actions []events.Action
+	// Consumer tunes the per-target consumers (AckWait, MaxDeliver, Backoff,
+	// Grace); stream, name, filters and concurrency are set here.
+	Consumer consumer.Config
+	// DoneTTL is how long step results are remembered. Default 7 days.
+	DoneTTL time.Duration
+	// Streams configures provisioning.
+	Streams streams.Config
+}
+
+// Service runs a phase service.
+type Service struct {
+	js       jetstream.JetStream
+	cfg      Config
+	exec     Executor
+	log      *slog.Logger
+	metrics  *Metrics
+	consumer *consumer.Metrics
+	done     jetstream.KeyValue
+	ready    atomic.Bool
+}
+
+// New returns a service; Run starts it.
+func New(js jetstream.JetStream, cfg Config, exec Executor, log *slog.Logger, reg prometheus.Registerer) *Service {
+	if cfg.DoneTTL <= 0 {
+		cfg.DoneTTL = 7 * 24 * time.Hour
+	}
+	if cfg.Instance == "" {
+		cfg.Instance = string(cfg.Service)
+	}
+	return &Service{js: js, cfg: cfg, exec: exec, log: log.With("service", cfg.Service),
+		metrics: NewMetrics(reg), consumer: consumer.NewMetrics(reg)}
+}
+
+// Ready reports whether every consumer is in place.
+func (s *Service) Ready() bool { return s.ready.Load() }
+
+// Run provisions the streams and buckets the service needs, then consumes
+// the commands of every target until ctx is cancelled.
+func (s *Service) Run(ctx context.Context) error {
+	if len(s.cfg.Targets) == 0 {
+		return errors.New("phase: no targets to serve")
+	}
+	if err := streams.Ensure(ctx, s.js, s.cfg.Streams, events.StreamCommands, events.StreamEvents, events.StreamDeadLetter); err != nil {
+		return err
+	}
+	done, err := streams.EnsureBucket(ctx, s.js, s.cfg.Streams, streams.DoneBucket, s.cfg.DoneTTL)
+	if err != nil {
+		return err
+	}
+	s.done = done
+	runners := make([]*consumer.Runner, 0, len(s.cfg.Targets))
+	for _, t := range s.cfg.Targets {
+		cc := s.cfg.Consumer
+		cc.Stream = events.StreamCommands
+		cc.Name = fmt.Sprintf("%s-%s", s.cfg.Service, t)
+		cc.Filters = []string{events.CommandFilter(s.cfg.Service, t)}
+		cc.MaxAckPending, cc.Concurrency = 1, 1
+		r := consumer.New(s.js, cc, s.handle, s.log.With("target", t),
+			consumer.WithGiveUp(s.giveUp), consumer.WithMetrics(s.consumer))
+		if _, err := r.Ensure(ctx); err != nil {
+			return err
+		}
+		runners = append(runners, r)
+	}
+	s.ready.Store(true)
+	defer s.ready.Store(false)
+	s.log.Info("serving", "targets", s.cfg.Targets)
+	errs := make(chan error, len(runners))
+	var wg sync.WaitGroup
+	for _, r := range runners {
+		wg.Go(func() { errs <- r.Run(ctx) })
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+func (s *Service) handle(ctx context.Context, m *consumer.Message) error {
+	var cmd events.Command
+	if err := events.Open(m.Event, events.TypeCommand, &cmd); err != nil {
+		return err
+	}
+	log := s.log.With("saga", cmd.Saga, "step", cmd.Step)
+	if prev, err := s.done.Get(ctx, cmd.Step); err == nil {
+		// Done before: answer again from the record, do not execute again.
+		s.metrics.command(s.cfg.Service, s.action(cmd), "duplicate")
+		log.Info("command already executed; re-publishing its result")
+		return s.publishRecord(ctx, prev.Value())
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("look up %s: %w", cmd.Step, err)
+	}
+
+	var out Outcome
+	started := time.Now()
+	switch {
+	case cmd.Phase != s.cfg.Service || !s.supports(cmd.Action):
+		out = Failure(events.ReasonUnsupported, fmt.Errorf("%s does not perform %s %s", s.cfg.Instance, cmd.Phase, cmd.Action))
+	case !cmd.NotAfter.IsZero() && started.After(cmd.NotAfter):
+		out = Failure(events.ReasonExpired, fmt.Errorf("arrived %s after its deadline; not executed",
+			started.Sub(cmd.NotAfter).Round(time.Millisecond)))
+	default:
+		if err := s.report(ctx, cmd, events.Started, 0, "", started); err != nil {
+			return err
+		}
+		var n atomic.Int32
+		progress := func(msg string) {
+			if err := s.report(ctx, cmd, events.Progress, int(n.Add(1)), msg, started); err != nil {
+				log.Warn("progress report failed", "err", err)
+			}
+		}
+		var err error
+		out, err = s.exec.Execute(ctx, cmd, progress)
+		if err != nil {
+			s.metrics.command(s.cfg.Service, s.action(cmd), "error")
+			return err
+		}
+	}
+	return s.finish(ctx, cmd, out, started, log)
+}
+
+// finish records the outcome, then publishes it. Recording first means a
+// crash in between is repaired by the redelivery, from the record.
+func (s *Service) finish(ctx context.Context, cmd events.Command, out Outcome, started time.Time, log *slog.Logger) error {
+	status := events.Succeeded
+	if out.Failed {
+		status = events.Failed
+	}
+	env, err := s.result(cmd, status, 0, out, "", started, time.Now())
+	if err != nil {
+		return err
+	}
+	b, err := events.Encode(env)
+	if err != nil {
+		return err
+	}
+	if _, err := s.done.Create(ctx, cmd.Step, b); errors.Is(err, jetstream.ErrKeyExists) {
+		// Someone recorded it first; theirs is the answer.
+		prev, err := s.done.Get(ctx, cmd.Step)
+		if err != nil {
+			return fmt.Errorf("load record of %s: %w", cmd.Step, err)
+		}
+		b = prev.Value()
+	} else if err != nil {
+		return fmt.Errorf("record %s: %w", cmd.Step, err)
+	}
+	result := string(status)
+	if out.Reason == events.ReasonExpired || out.Reason == events.ReasonUnsupported || out.Reason == events.ReasonGaveUp {
+		result = out.Reason
+	}
+	s.metrics.command(s.cfg.Service, s.action(cmd), result)
+	s.metrics.duration(s.cfg.Service, s.action(cmd), status, time.Since(started))
+	log.Info("step "+string(status), "target", cmd.Target, "action", cmd.Action, "reason", out.Reason, "error", out.Error,
+		"took", time.Since(started).Round(time.Millisecond))
+	return s.publishRecord(ctx, b)
+}
+
+func (s *Service) publishRecord(ctx context.Context, b []byte) error {
+	env, err := events.Decode(b)
+	if err != nil {
+		return fmt.Errorf("recorded result: %w", err)
+	}
+	var r events.StepResult
+	if err := events.Open(env, events.TypeStep, &r); err != nil {
+		return fmt.Errorf("recorded result: %w", err)
+	}
+	return bus.Send(ctx, s.js, bus.Message{ID: env.ID, Subject: events.ResultSubject(r.Saga, r.Phase, r.Status), Data: b})
+}
+
+func (s *Service) report(ctx context.Context, cmd events.Command, status events.StepStatus, n int, msg string, started time.Time) error {
+	env, err := s.result(cmd, status, n, Outcome{}, msg, started, time.Time{})
+	if err != nil {
+		return err
+	}
+	return bus.Publish(ctx, s.js, events.ResultSubject(cmd.Saga, cmd.Phase, status), env)
+}
+
+func (s *Service) result(cmd events.Command, status events.StepStatus, n int, out Outcome, msg string, started, finished time.Time) (events.Envelope, error) {
+	r := events.StepResult{
+		Step: cmd.Step, Saga: cmd.Saga, Phase: cmd.Phase, Action: cmd.Action, Target: cmd.Target,
+		Attempt: cmd.Attempt, Status: status, Reason: out.Reason, Error: out.Error, Message: msg,
+		Output: out.Output, Report: out.Report, StartedAt: started, FinishedAt: finished,
+	}
+	return events.New(events.ResultID(cmd.Step, status, n), events.TypeStep, "upshift/"+s.cfg.Instance,
+		cmd.Saga, cmd.Attempt, time.Now(), r)
+}
+
+// giveUp reports the step failed once its command has used every delivery.
+func (s *Service) giveUp(ctx context.Context, m *consumer.Message, cause error) {
+	var cmd events.Command
+	if err := events.Open(m.Event, events.TypeCommand, &cmd); err != nil {
+		return
+	}
+	out := Failure(events.ReasonGaveUp, fmt.Errorf("gave up after %d deliveries: %w", m.Meta.NumDelivered, cause))
+	if err := s.finish(ctx, cmd, out, time.Now(), s.log.With("saga", cmd.Saga, "step", cmd.Step)); err != nil {
+		s.log.Error("cannot report a given-up step; the saga will time it out", "step", cmd.Step, "err", err)
+	}
+}
+
+// action is the command's action as a metric label: only known values,
+// whatever a message says.
+func (s *Service) action(cmd events.Command) events.Action {
+	if !s.supports(cmd.Action) {
+		return "other"
+	}
+	return cmd.Action
+}
+
+func (s *Service) supports(a events.Action) bool {
+	for _, x := range s.cfg.Actions {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}

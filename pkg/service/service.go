@@ -1,0 +1,238 @@
+// Package service is the plumbing every upshift process shares: the common
+// settings (flags, or UPSHIFT_* environment variables), the logger, the NATS
+// connection, the operations HTTP server (/metrics, /healthz, /readyz) and
+// signal handling. Each service's main wires these by hand around its own
+// library package.
+package service
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/peterbourgon/ff/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/upshift/upshift/pkg/streams"
+)
+
+// EnvPrefix prefixes the environment variable of every flag:
+// --nats-url is UPSHIFT_NATS_URL.
+const EnvPrefix = "UPSHIFT"
+
+// Common are the settings of every service.
+type Common struct {
+	NATSURL      string
+	NATSUser     string
+	NATSPassword Secret
+	NATSCreds    string
+	NATSCA       string
+	OpsAddr      string
+	LogLevel     string
+	LogFormat    string
+	Replicas     int
+}
+
+// Register adds the common flags to fs.
+func (c *Common) Register(fs *flag.FlagSet, opsAddr string) {
+	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated")
+	fs.StringVar(&c.NATSUser, "nats-user", "", "NATS user")
+	fs.Var(&c.NATSPassword, "nats-password", "NATS password")
+	fs.StringVar(&c.NATSCreds, "nats-creds", "", "NATS credentials file")
+	fs.StringVar(&c.NATSCA, "nats-ca", "", "CA certificate that signed the NATS server's (enables TLS)")
+	fs.StringVar(&c.OpsAddr, "ops-addr", opsAddr, "address of /metrics, /healthz and /readyz (empty: off)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
+	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of the streams and buckets this service creates")
+}
+
+// Streams is the provisioning configuration the settings imply.
+func (c Common) Streams() streams.Config { return streams.Config{Replicas: c.Replicas} }
+
+// Parse parses args, then UPSHIFT_* environment variables for flags not given.
+func Parse(fs *flag.FlagSet, args []string) error {
+	return ff.Parse(fs, args, ff.WithEnvVarPrefix(EnvPrefix))
+}
+
+// Settings lists every flag's value for the start-up log line; secrets print
+// masked because their type says so.
+func Settings(fs *flag.FlagSet) []any {
+	var out []any
+	fs.VisitAll(func(f *flag.Flag) { out = append(out, f.Name, f.Value.String()) })
+	return out
+}
+
+// Secret is a flag value kept out of logs.
+type Secret string
+
+// String masks the value.
+func (s *Secret) String() string {
+	if s == nil || *s == "" {
+		return ""
+	}
+	return "*****"
+}
+
+// Set implements flag.Value.
+func (s *Secret) Set(v string) error { *s = Secret(v); return nil }
+
+// NewLogger returns the process's logger.
+func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: json or text", format)
+}
+
+// Connect opens the NATS connection: it reconnects for ever, and logs when
+// it loses and regains the server.
+func Connect(c Common, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "err", err) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
+			subj := ""
+			if s != nil {
+				subj = s.Subject
+			}
+			log.Warn("NATS error", "subject", subj, "err", err)
+		}),
+	}
+	if c.NATSUser != "" {
+		opts = append(opts, nats.UserInfo(c.NATSUser, string(c.NATSPassword)))
+	}
+	if c.NATSCreds != "" {
+		opts = append(opts, nats.UserCredentials(c.NATSCreds))
+	}
+	if c.NATSCA != "" {
+		opts = append(opts, nats.RootCAs(c.NATSCA))
+	}
+	nc, err := nats.Connect(c.NATSURL, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", redact(c.NATSURL), err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return nc, js, nil
+}
+
+func redact(url string) string {
+	if at := strings.LastIndex(url, "@"); at >= 0 {
+		if scheme := strings.Index(url, "://"); scheme >= 0 && scheme < at {
+			return url[:scheme+3] + "*****" + url[at:]
+		}
+	}
+	return url
+}
+
+// NewRegistry returns a registry with the Go and process collectors.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// OpsServer serves /metrics, /healthz (the process is alive) and /readyz
+// (every ready check passes).
+type OpsServer struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// NewOpsServer listens on addr; ":0" picks a port.
+func NewOpsServer(addr string, reg *prometheus.Registry, ready ...func() error) (*OpsServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("ops server: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		for _, check := range ready {
+			if err := check(); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return &OpsServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}, nil
+}
+
+// Addr is the address the server listens on.
+func (o *OpsServer) Addr() string { return o.ln.Addr().String() }
+
+// Run serves until ctx is cancelled, then shuts down within 5 seconds.
+func (o *OpsServer) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- o.srv.Serve(o.ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := o.srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Connected is a ready check on a NATS connection.
+func Connected(nc *nats.Conn) func() error {
+	return func() error {
+		if !nc.IsConnected() {
+			return errors.New("NATS " + nc.Status().String())
+		}
+		return nil
+	}
+}
+
+// Ready adapts a boolean probe to a ready check.
+func Ready(what string, ok func() bool) func() error {
+	return func() error {
+		if !ok() {
+			return errors.New(what + " not ready")
+		}
+		return nil
+	}
+}
+
+// Interrupted returns a context cancelled by SIGINT or SIGTERM: the one place
+// that handles signals.
+func Interrupted(ctx context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+}

@@ -1,0 +1,130 @@
+package spec_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/upshift/upshift/pkg/spec"
+)
+
+const good = `
+apiVersion: upshift/v1
+kind: Upgrade
+metadata:
+  name: billing 4.2
+  team: payments
+  environment: production
+spec:
+  software: billing
+  from: "4.1"
+  to: "4.2"
+  artifact:
+    url: https://artifacts.example.com/billing-4.2.tar.gz
+    digest: sha256:` + "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" + `
+  targets: [web-1, web-2, web-3]
+  rollout: {batchSize: 2}
+  notify: [dba]
+  timeouts: {deploy: 20m}
+`
+
+func TestParseAppliesDefaults(t *testing.T) {
+	r, err := spec.Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Spec.Timeouts.Deploy.Duration != 20*time.Minute || r.Spec.Timeouts.Verify != spec.DefaultTimeouts.Verify {
+		t.Fatalf("timeouts %+v", r.Spec.Timeouts)
+	}
+	if strings.Join(r.Spec.Notify, ",") != "payments,dba" {
+		t.Fatalf("notify %v: the owning team must be told", r.Spec.Notify)
+	}
+	b := r.Batches()
+	if len(b) != 2 || len(b[0]) != 2 || b[1][0] != "web-3" {
+		t.Fatalf("batches %v", b)
+	}
+	if r.Title() != "upgrade of billing from 4.1 to 4.2" {
+		t.Fatalf("title %q", r.Title())
+	}
+}
+
+func TestParseJSONToo(t *testing.T) {
+	_, err := spec.Parse([]byte(`{"apiVersion":"upshift/v1","kind":"Maintenance","metadata":{"team":"ops","environment":"test"},
+		"spec":{"software":"billing","targets":["db-1"],"maintenance":{"actions":["reindex","analyze"]}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseReportsEveryProblemWithItsPath(t *testing.T) {
+	_, err := spec.Parse([]byte(`
+apiVersion: upshift/v2
+kind: Upgrade
+metadata: {team: Payments, colour: red}
+spec:
+  software: billing
+  from: "4.1"
+  to: "4.1"
+  artifact: {url: "ftp://x/y", digest: "sha256:abc"}
+  targets: [web-1, web-1, Web_2]
+  rollout: {batchSize: two}
+  timeouts: {deploy: 5x, verify: 48h}
+  command: rm -rf /
+`))
+	var verr *spec.ValidationError
+	if !errors.As(err, &verr) || !errors.Is(err, spec.ErrInvalid) {
+		t.Fatalf("err %v", err)
+	}
+	want := map[string]string{
+		"apiVersion":             `must be "upshift/v1"`,
+		"metadata.colour":        "unknown field",
+		"metadata.team":          `"Payments"`,
+		"metadata.environment":   "required",
+		"spec.to":                "equals spec.from",
+		"spec.artifact.url":      `scheme "ftp"`,
+		"spec.artifact.digest":   "64 lower-case hex digits",
+		"spec.targets[1]":        "listed twice",
+		"spec.targets[2]":        `"Web_2"`,
+		"spec.rollout.batchSize": "expected a whole number",
+		"spec.timeouts.deploy":   `"5x"`,
+		"spec.timeouts.verify":   "between 1s and 24h0m0s",
+		"spec.command":           "unknown field",
+	}
+	got := map[string]string{}
+	for _, p := range verr.Problems {
+		got[p.Path] = p.Message
+	}
+	for path, msg := range want {
+		if !strings.Contains(got[path], msg) {
+			t.Errorf("%s: got %q, want it to mention %q", path, got[path], msg)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("problems %v", verr.Problems)
+	}
+}
+
+func TestKindRules(t *testing.T) {
+	for _, tc := range []struct{ doc, path string }{
+		{`{"apiVersion":"upshift/v1","kind":"Maintenance","metadata":{"team":"a","environment":"b"},"spec":{"software":"x","to":"2","targets":["t"]}}`, "spec.to"},
+		{`{"apiVersion":"upshift/v1","kind":"Maintenance","metadata":{"team":"a","environment":"b"},"spec":{"software":"x","targets":["t"],"maintenance":{"actions":["defrag"]}}}`, "spec.maintenance.actions[0]"},
+		{`{"apiVersion":"upshift/v1","kind":"Rollout","metadata":{"team":"a","environment":"b"},"spec":{"software":"x","targets":["t"]}}`, "kind"},
+		{`{"apiVersion":"upshift/v1","kind":"Upgrade","metadata":{"team":"a","environment":"b"},"spec":{"software":"x","from":"1","to":"2","targets":[],"artifact":{"url":"file:///a","digest":"md5:d41d8cd98f00b204e9800998ecf8427e"}}}`, "spec.targets"},
+		{`[1,2]`, ""},
+		{"\t: nope", ""},
+	} {
+		_, err := spec.Parse([]byte(tc.doc))
+		var verr *spec.ValidationError
+		if !errors.As(err, &verr) {
+			t.Fatalf("%s: err %v", tc.doc, err)
+		}
+		found := false
+		for _, p := range verr.Problems {
+			found = found || p.Path == tc.path
+		}
+		if !found {
+			t.Errorf("%s: no problem at %q in %v", tc.doc, tc.path, verr.Problems)
+		}
+	}
+}

@@ -1,0 +1,66 @@
+package targets_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/upshift/upshift/pkg/targets"
+)
+
+func TestParseFillsDefaults(t *testing.T) {
+	r, err := targets.Parse([]byte(`
+targets:
+  web-1:
+    root: web1
+    hooks:
+      start: {command: [./ctl, start], timeout: 5s}
+      stop: {command: [./ctl, stop]}
+    env: {DB_PASSWORD: hunter2}
+    health: {url: "http://127.0.0.1:8080/healthz"}
+    precheck: {minFreeDisk: 1.5GiB}
+`), "/srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := r.Get("web-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Root != "/srv/web1" || w.Backup.Dir != "/srv/web1/backups" || w.Keep != 3 || w.Health.Successes != 3 {
+		t.Fatalf("target %+v", w)
+	}
+	if w.Hooks.Start.Timeout.Duration != 5*time.Second || w.Hooks.Stop.Timeout.Duration != time.Minute {
+		t.Fatalf("hook time-outs %v %v", w.Hooks.Start.Timeout, w.Hooks.Stop.Timeout)
+	}
+	if w.Precheck.MinFreeDisk != targets.Bytes(1.5*(1<<30)) {
+		t.Fatalf("min free disk %d", w.Precheck.MinFreeDisk)
+	}
+	if w.Env["DB_PASSWORD"].String() != "*****" {
+		t.Fatal("secret printed")
+	}
+	env := strings.Join(w.HookEnv(map[string]string{"UPSHIFT_VERSION": "1.1"}), " ")
+	for _, want := range []string{"DB_PASSWORD=hunter2", "UPSHIFT_TARGET=web-1", "UPSHIFT_ROOT=/srv/web1", "UPSHIFT_VERSION=1.1"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("hook env lacks %s", want)
+		}
+	}
+	if _, err := r.Get("web-2"); !errors.Is(err, targets.ErrUnknown) {
+		t.Fatalf("unknown target: %v", err)
+	}
+}
+
+func TestParseRefuses(t *testing.T) {
+	for _, doc := range []string{
+		"targets: {web-1: {root: /a, hoks: {}}}",
+		"targets: {Web_1: {root: /a}}",
+		"targets: {web-1: {}}",
+		"targets: {web-1: {root: /a, hooks: {start: {command: []}}}}",
+		"targets: {web-1: {root: /a, precheck: {minFreeDisk: lots}}}",
+	} {
+		if _, err := targets.Parse([]byte(doc), "/"); err == nil {
+			t.Errorf("accepted %s", doc)
+		}
+	}
+}
