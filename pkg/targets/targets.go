@@ -278,6 +278,8 @@ func (b *Bytes) UnmarshalJSON(data []byte) error {
 
 func (b Bytes) String() string {
 	switch {
+	case b >= 1<<40:
+		return fmt.Sprintf("%.1fTiB", float64(b)/(1<<40))
 	case b >= 1<<30:
 		return fmt.Sprintf("%.1fGiB", float64(b)/(1<<30))
 	case b >= 1<<20:
