@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/upshift/upshift/pkg/promreg"
 )
 
 // Metrics records what runners do. One Metrics serves every runner of a
@@ -17,21 +19,20 @@ type Metrics struct {
 // NewMetrics registers the consumer metrics with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+		messages: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "upshift_consumer_messages_total",
 			Help: "Messages processed by a consumer, by result (acked, retried, terminated, gave_up, ack_error).",
-		}, []string{"stream", "consumer", "result"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		}, []string{"stream", "consumer", "result"})),
+		duration: promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "upshift_consumer_handle_seconds",
 			Help:    "Time to process one message, handler and settlement included.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
-		}, []string{"stream", "consumer"}),
-		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		}, []string{"stream", "consumer"})),
+		pending: promreg.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "upshift_consumer_pending",
 			Help: "Messages in the stream not yet delivered to the consumer, as of its last delivery.",
-		}, []string{"stream", "consumer"}),
+		}, []string{"stream", "consumer"})),
 	}
-	reg.MustRegister(m.messages, m.duration, m.pending)
 	return m
 }
 

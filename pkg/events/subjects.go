@@ -16,6 +16,7 @@ import (
 //	TIMERS      upshift.timer.schedule.<saga>.<n>       a deadline, held by JetStream's message scheduler
 //	            upshift.timer.fire.<saga>               the same deadline, delivered when it falls due
 //	DEADLETTER  upshift.dlq.<stream>.<consumer>         a message a consumer terminated, with the reason
+//	AUDIT       upshift.audit.<saga>                    the coordinator's audit log, when its store is JetStream KV
 const (
 	StreamRequests   = "REQUESTS"
 	StreamCommands   = "COMMANDS"
@@ -23,6 +24,7 @@ const (
 	StreamNotify     = "NOTIFY"
 	StreamTimers     = "TIMERS"
 	StreamDeadLetter = "DEADLETTER"
+	StreamAudit      = "AUDIT"
 
 	prefix = "upshift"
 )
@@ -35,6 +37,7 @@ var (
 	NotifySubjects     = []string{prefix + ".notify.>"}
 	TimerSubjects      = []string{prefix + ".timer.>"}
 	DeadLetterSubjects = []string{prefix + ".dlq.>"}
+	AuditSubjects      = []string{prefix + ".audit.>"}
 )
 
 // SagaToken is the phase token of the coordinator's own events.
@@ -89,6 +92,9 @@ func TimerFireFilter() string { return join("timer", "fire", "*") }
 
 // DeadLetterSubject is where a consumer reports a message it terminated.
 func DeadLetterSubject(stream, consumer string) string { return join("dlq", stream, consumer) }
+
+// AuditSubject holds the audit log of one saga.
+func AuditSubject(saga string) string { return join("audit", saga) }
 
 // Tokens splits a subject into its tokens.
 func Tokens(subject string) []string { return strings.Split(subject, ".") }

@@ -234,7 +234,7 @@ const (
 	KindStepFailed = "step_failed" // a step failed or timed out
 	KindApproved   = "approved"    // an operator approved; the saga may not move yet
 	KindIgnored    = "ignored"     // an input had no effect (late, duplicate, too late to cancel)
-	KindRejected   = "invalid"     // a request was refused before a saga existed
+	KindInvalid    = "invalid"     // a request was refused before a saga existed
 )
 
 // Control is an operator's decision on a saga.

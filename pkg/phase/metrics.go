@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/upshift/upshift/pkg/promreg"
+
 	"github.com/upshift/upshift/pkg/events"
 )
 
@@ -17,17 +19,16 @@ type Metrics struct {
 // NewMetrics registers the phase service metrics with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+		commands: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "upshift_commands_total",
 			Help: "Commands handled by a phase service, by result: succeeded, failed, duplicate (answered from the record), expired, unsupported, gave_up, error (to be retried).",
-		}, []string{"service", "action", "result"}),
-		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		}, []string{"service", "action", "result"})),
+		steps: promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "upshift_step_duration_seconds",
 			Help:    "Time a phase service took over one step, by outcome.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 3, 10),
-		}, []string{"service", "action", "outcome"}),
+		}, []string{"service", "action", "outcome"})),
 	}
-	reg.MustRegister(m.commands, m.steps)
 	return m
 }
 

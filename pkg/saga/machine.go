@@ -93,7 +93,7 @@ func (m *machine) ignore(why string) { m.ignored = why }
 
 // enter moves to a state and announces it.
 func (m *machine) enter(st State, reason string) {
-	m.s.Previous, m.s.State, m.s.Reason = m.s.State, st, reason
+	m.s.Previous, m.s.State, m.s.Reason, m.s.EnteredAt = m.s.State, st, reason, m.at
 	if st.Terminal() {
 		m.s.Deadline = time.Time{}
 	}

@@ -115,6 +115,7 @@ type Saga struct {
 	Request   spec.Request `json:"request"`
 	Options   Options      `json:"options"`
 	State     State        `json:"state"`
+	EnteredAt time.Time    `json:"enteredAt"` // when it entered State
 	Previous  State        `json:"previous,omitempty"`
 	Reason    string       `json:"reason,omitempty"`
 	Batches   [][]string   `json:"batches"`
@@ -139,7 +140,7 @@ func New(id string, req spec.Request, opts Options, at time.Time) Saga {
 		opts.ApprovalTimeout = DefaultApprovalTimeout
 	}
 	return Saga{
-		ID: id, Request: req, Options: opts, State: Requested,
+		ID: id, Request: req, Options: opts, State: Requested, EnteredAt: at.UTC(),
 		Batches: req.Batches(), CreatedAt: at.UTC(), UpdatedAt: at.UTC(),
 	}
 }

@@ -80,6 +80,9 @@ func Stream(name string, c Config) (jetstream.StreamConfig, error) {
 	case events.StreamDeadLetter:
 		sc.Subjects, sc.MaxAge = events.DeadLetterSubjects, 90*day
 		sc.Description = "messages a consumer terminated, with the reason"
+	case events.StreamAudit:
+		sc.Subjects, sc.MaxAge = events.AuditSubjects, 365*day
+		sc.Description = "what the coordinator saw and emitted, per saga (KV store only)"
 	default:
 		return sc, fmt.Errorf("unknown stream %q", name)
 	}

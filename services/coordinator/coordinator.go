@@ -1,0 +1,151 @@
+// Package coordinator drives upgrade sagas: it turns each request into a
+// saga, sends the phase services their commands, listens to their reports
+// and to the deadlines it set, and rolls back when a phase fails or times
+// out. The saga's logic is the pure state machine of pkg/saga; this package
+// does the I/O around it.
+//
+// Every input arrives as a JetStream message (REQUESTS: requests and
+// operators' decisions; EVENTS: phase reports; TIMERS: deadlines, published
+// as scheduled messages) and is acknowledged only after its transition is
+// stored and its outbox published. Several instances may run against one
+// store: compare-and-set keeps each transition single, deterministic message
+// ids keep each command single.
+//
+// Status, history and decisions are served over NATS (micro service
+// "upshift-coordinator"). Not yet: the HTTP API, maintenance windows and the
+// rehearsal gate (see the production-coordinator issue).
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/upshift/upshift/pkg/consumer"
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/streams"
+	"github.com/upshift/upshift/services/coordinator/sagastore"
+)
+
+// Config of a coordinator instance.
+type Config struct {
+	// Instance names this process in event sources.
+	Instance string
+	Store    sagastore.Store
+	Policy   Policy
+	Streams  streams.Config
+	// Consumer tunes the three consumers (AckWait, MaxDeliver, Backoff,
+	// Grace); names, filters and concurrency are set here.
+	Consumer consumer.Config
+	// Concurrency is how many inputs this instance handles at once.
+	// Default 8.
+	Concurrency int
+	// RelayInterval is how often leftovers in the outbox are looked for.
+	// Default 15s.
+	RelayInterval time.Duration
+	// GaugeInterval is how often the in-flight gauge is read from the store.
+	// Default 15s.
+	GaugeInterval time.Duration
+	// Now is the clock; tests may set it.
+	Now func() time.Time
+}
+
+// Coordinator is one coordinator instance.
+type Coordinator struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	store   sagastore.Store
+	policy  Policy
+	cfg     Config
+	log     *slog.Logger
+	engine  *engine
+	cmetric *consumer.Metrics
+	now     func() time.Time
+	ready   atomic.Bool
+}
+
+// New returns a coordinator; Run starts it.
+func New(nc *nats.Conn, js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Registerer) *Coordinator {
+	if cfg.Instance == "" {
+		cfg.Instance = "coordinator"
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.RelayInterval <= 0 {
+		cfg.RelayInterval = 15 * time.Second
+	}
+	if cfg.GaugeInterval <= 0 {
+		cfg.GaugeInterval = 15 * time.Second
+	}
+	now := cfg.Now
+	if now == nil {
+		now = func() time.Time { return time.Now().UTC() }
+	}
+	log = log.With("service", "coordinator")
+	c := &Coordinator{nc: nc, js: js, store: cfg.Store, policy: cfg.Policy, cfg: cfg, log: log, now: now,
+		cmetric: consumer.NewMetrics(reg)}
+	c.engine = &engine{store: cfg.Store, js: js, log: log, source: "upshift/" + cfg.Instance, now: now,
+		metrics: NewMetrics(reg)}
+	return c
+}
+
+// Ready reports whether the instance is consuming.
+func (c *Coordinator) Ready() bool { return c.ready.Load() }
+
+// Run provisions the streams, consumes until ctx is cancelled, drains and
+// returns.
+func (c *Coordinator) Run(ctx context.Context) error {
+	if err := streams.Ensure(ctx, c.js, c.cfg.Streams, streams.All...); err != nil {
+		return err
+	}
+	mk := func(name, stream string, filters []string, h consumer.Handler) *consumer.Runner {
+		cc := c.cfg.Consumer
+		cc.Stream, cc.Name, cc.Filters, cc.Concurrency = stream, name, filters, c.cfg.Concurrency
+		return consumer.New(c.js, cc, h, c.log, consumer.WithMetrics(c.cmetric))
+	}
+	var results []string
+	for _, p := range events.Phases {
+		results = append(results, events.ResultFilter(p))
+	}
+	runners := []*consumer.Runner{
+		mk("coordinator-requests", events.StreamRequests, events.RequestSubjects, c.onRequest),
+		mk("coordinator-results", events.StreamEvents, results, c.onResult),
+		mk("coordinator-timers", events.StreamTimers, []string{events.TimerFireFilter()}, c.onTimer),
+	}
+	for _, r := range runners {
+		if _, err := r.Ensure(ctx); err != nil {
+			return err
+		}
+	}
+	api, err := c.serveAPI(c.nc)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = api.Stop() }()
+
+	c.ready.Store(true)
+	defer c.ready.Store(false)
+	c.log.Info("coordinating", "instance", c.cfg.Instance)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(runners)+2)
+	for _, r := range runners {
+		wg.Go(func() { errs <- r.Run(ctx) })
+	}
+	wg.Go(func() { errs <- c.engine.relay(ctx, c.cfg.RelayInterval) })
+	wg.Go(func() { errs <- c.engine.metrics.refresh(ctx, c.store, c.cfg.GaugeInterval, c.log) })
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}

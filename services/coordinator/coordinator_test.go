@@ -1,0 +1,304 @@
+package coordinator_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/pkg/streams"
+	"github.com/upshift/upshift/services/coordinator"
+	"github.com/upshift/upshift/services/coordinator/sagastore"
+)
+
+var streamsCfg = streams.Config{}
+
+func TestSuccessRunsEveryPhaseAndBatchOnce(t *testing.T) {
+	w := newWorld(t, "a", "b")
+	w.coordinator("c1")
+	id := w.submit(request("test", "a", "b"))
+	s := w.wait(id, 20*time.Second)
+	if s.State != saga.Succeeded {
+		t.Fatalf("state %s: %s; steps %v", s.State, s.Reason, commands(s))
+	}
+	want := "requested prechecking backing_up deploying verifying deploying verifying succeeded"
+	var got string
+	natstest.Eventually(t, 5*time.Second, "every event published", func() bool {
+		got = strings.Join(w.sagaEvents(id), " ")
+		return got == want
+	})
+	for step, n := range w.executions() {
+		if n != 1 {
+			t.Errorf("%s executed %d times", step, n)
+		}
+	}
+	if n := len(w.executions()); n != 8 {
+		t.Fatalf("%d steps executed, want 8", n)
+	}
+	hist, err := w.store.History(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in, out int
+	for _, e := range hist {
+		if e.Direction == sagastore.In {
+			in++
+		} else {
+			out++
+		}
+	}
+	// In: the request and 8 steps' started + succeeded reports. Out: 8
+	// commands and 8 saga events.
+	if in != 17 || out != 16 {
+		t.Fatalf("audit has %d in, %d out", in, out)
+	}
+	if got := w.metric("upshift_sagas_total", "succeeded"); got != 1 {
+		t.Fatalf("upshift_sagas_total{succeeded} = %v", got)
+	}
+}
+
+func TestVerifyFailureRollsBackNewestFirst(t *testing.T) {
+	w := newWorld(t, "a", "b")
+	w.on("verify.probe.b", "fail")
+	w.coordinator("c1")
+	id := w.submit(request("test", "a", "b"))
+	s := w.wait(id, 20*time.Second)
+	if s.State != saga.RolledBack || !strings.HasPrefix(s.Reason, "verify probe on b failed: scripted failure") {
+		t.Fatalf("state %s: %s", s.State, s.Reason)
+	}
+	var comp []string
+	for _, st := range s.Steps {
+		if st.Compensates != "" {
+			comp = append(comp, string(st.Action)+"."+st.Target)
+		}
+	}
+	// The two backups ran at once: the one that finished last is restored
+	// first.
+	a, _ := s.Step(events.StepID(id, events.Backup, events.Archive, "a", 1))
+	b, _ := s.Step(events.StepID(id, events.Backup, events.Archive, "b", 1))
+	restores := "restore.b restore.a"
+	if a.Done > b.Done {
+		restores = "restore.a restore.b"
+	}
+	if strings.Join(comp, " ") != "rollback.b rollback.a "+restores {
+		t.Fatalf("compensations %v (backup a done %d, b done %d)", comp, a.Done, b.Done)
+	}
+	var kinds []string
+	natstest.Eventually(t, 5*time.Second, "rolled_back published", func() bool {
+		kinds = w.sagaEvents(id)
+		return kinds[len(kinds)-1] == "rolled_back"
+	})
+	if !slices.Contains(kinds, events.KindStepFailed) {
+		t.Fatalf("events %v", kinds)
+	}
+}
+
+func TestPrecheckFailureEndsFailedWithNothingDeployed(t *testing.T) {
+	w := newWorld(t, "a")
+	w.on("precheck.check.a", "fail")
+	w.coordinator("c1")
+	s := w.wait(w.submit(request("test", "a")), 10*time.Second)
+	if s.State != saga.Failed || !strings.Contains(s.Reason, "nothing was changed") {
+		t.Fatalf("state %s: %s", s.State, s.Reason)
+	}
+	for step := range w.executions() {
+		if !strings.Contains(step, ".precheck.") {
+			t.Fatalf("executed %s after a failed precheck", step)
+		}
+	}
+}
+
+func TestSilentPhaseTimesOutAndRollsBack(t *testing.T) {
+	w := newWorld(t, "a")
+	w.on("verify.probe.a", "hang")
+	w.coordinator("c1")
+	s := w.wait(w.submit(request("test", "a")), 20*time.Second)
+	if s.State != saga.RolledBack || !strings.Contains(s.Reason, "verify probe on a timed out: no result within 2s") {
+		t.Fatalf("state %s: %s", s.State, s.Reason)
+	}
+}
+
+func TestInvalidRequestIsRefusedWithTheReason(t *testing.T) {
+	w := newWorld(t, "a")
+	w.coordinator("c1")
+	r := request("test")
+	r.Spec.To = r.Spec.From
+	id := w.submit(r)
+	natstest.Eventually(t, 5*time.Second, "refusal", func() bool { return len(w.sagaEvents(id)) == 1 })
+	b := natstest.Read(t, w.js, events.StreamEvents, events.SagaSubject(id, events.KindInvalid))
+	env, _ := events.Decode(b[0])
+	var e events.SagaEvent
+	json.Unmarshal(env.Data, &e)
+	if !strings.Contains(e.Reason, "spec.targets: at least one target is required") || !strings.Contains(e.Reason, "spec.to: equals spec.from") {
+		t.Fatalf("reason %q", e.Reason)
+	}
+	if _, err := w.store.Load(context.Background(), id); !errors.Is(err, sagastore.ErrNotFound) {
+		t.Fatalf("a saga was created: %v", err)
+	}
+}
+
+func TestMalformedInputsAreDeadLetteredAndWorkGoesOn(t *testing.T) {
+	w := newWorld(t, "a")
+	w.coordinator("c1")
+	ctx := context.Background()
+	for _, subj := range []string{"upshift.request.platform", "upshift.evt.x.deploy.succeeded", "upshift.timer.fire.x"} {
+		if _, err := w.js.Publish(ctx, subj, []byte("not an event")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Well formed, about a saga that does not exist.
+	w.publish(events.ControlSubject("ghost", events.Cancel), "ctl-1", events.TypeControl,
+		events.Control{ID: "ctl-1", Saga: "ghost", Op: events.Cancel, Actor: "x"})
+	s := w.wait(w.submit(request("test", "a")), 20*time.Second)
+	if s.State != saga.Succeeded {
+		t.Fatalf("state %s", s.State)
+	}
+	natstest.Eventually(t, 5*time.Second, "four dead letters", func() bool {
+		return len(natstest.Read(t, w.js, events.StreamDeadLetter, "upshift.dlq.>")) == 4
+	})
+	for _, b := range natstest.Read(t, w.js, events.StreamDeadLetter, "upshift.dlq.>") {
+		env, _ := events.Decode(b)
+		var dl events.DeadLetter
+		json.Unmarshal(env.Data, &dl)
+		if !strings.HasPrefix(dl.Consumer, "coordinator-") || dl.Deliveries != 1 {
+			t.Errorf("dead letter %+v", dl)
+		}
+	}
+}
+
+func TestDuplicateRequestMakesOneSaga(t *testing.T) {
+	w := newWorld(t, "a")
+	w.coordinator("c1")
+	r := request("test", "a")
+	id := w.submit(r)
+	w.wait(id, 20*time.Second)
+	// The same request again, past the stream's duplicate window.
+	env, _ := events.New(id, events.TypeRequest, "test", "", 0, time.Now(), r)
+	b, _ := events.Encode(env)
+	if _, err := w.js.Publish(context.Background(), events.RequestSubject("platform"), b); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := len(w.executions()); n != 4 {
+		t.Fatalf("%d steps executed, want 4", n)
+	}
+	if got := strings.Join(w.sagaEvents(id), " "); strings.Count(got, "requested") != 1 {
+		t.Fatalf("events %q", got)
+	}
+}
+
+func TestCoordinatorRestartedMidSagaFinishesIt(t *testing.T) {
+	w := newWorld(t, "a", "b")
+	_, stop := w.coordinator("c1")
+	id := w.submit(request("test", "a", "b"))
+	w.wait(id, 10*time.Second, saga.Deploying)
+	stop()
+	// Reports keep arriving while no coordinator runs.
+	time.Sleep(time.Second)
+	w.coordinator("c2")
+	s := w.wait(id, 20*time.Second)
+	if s.State != saga.Succeeded {
+		t.Fatalf("state %s: %s", s.State, s.Reason)
+	}
+	for step, n := range w.executions() {
+		if n != 1 {
+			t.Errorf("%s executed %d times", step, n)
+		}
+	}
+}
+
+func TestCancelThroughTheAPIRollsBack(t *testing.T) {
+	w := newWorld(t, "a")
+	w.on("verify.probe.a", "hang")
+	c, _ := w.coordinator("c1")
+	r := request("test", "a")
+	r.Spec.Timeouts.Verify = sec(60)
+	id := w.submit(r)
+	w.wait(id, 10*time.Second, saga.Verifying)
+	reply, err := c.Decide(context.Background(), coordinator.ControlRequest{ID: id, Op: events.Cancel, Actor: "alice", Comment: "wrong day"})
+	if err != nil || !reply.Accepted {
+		t.Fatalf("cancel: %+v %v", reply, err)
+	}
+	s := w.wait(id, 20*time.Second)
+	if s.State != saga.RolledBack || s.Reason != "cancelled by alice: wrong day" {
+		t.Fatalf("state %s: %s", s.State, s.Reason)
+	}
+	if _, err := c.Decide(context.Background(), coordinator.ControlRequest{ID: id, Op: events.Cancel, Actor: "bob"}); !errors.Is(err, coordinator.ErrTooLate) {
+		t.Fatalf("cancel of a finished saga: %v", err)
+	}
+}
+
+func TestApprovalGateThroughTheAPI(t *testing.T) {
+	w := newWorld(t, "a")
+	w.policy = coordinator.Policy{ApprovalEnvironments: []string{"production"}, ApprovalTimeout: time.Hour}
+	c, _ := w.coordinator("c1")
+	ctx := context.Background()
+
+	ok := w.submit(request("production", "a"))
+	no := w.submit(request("production", "a"))
+	w.wait(ok, 10*time.Second, saga.AwaitingApproval)
+	w.wait(no, 10*time.Second, saga.AwaitingApproval)
+	if _, err := c.Decide(ctx, coordinator.ControlRequest{ID: ok, Op: events.Approve, Actor: "carol", Comment: "CAB-42"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Decide(ctx, coordinator.ControlRequest{ID: no, Op: events.Reject, Actor: "dave", Comment: "freeze"}); err != nil {
+		t.Fatal(err)
+	}
+	if s := w.wait(ok, 20*time.Second); s.State != saga.Succeeded || s.Approval.Actor != "carol" || s.Approval.Comment != "CAB-42" {
+		t.Fatalf("approved saga: %s %+v", s.State, s.Approval)
+	}
+	if s := w.wait(no, 10*time.Second); s.State != saga.Rejected || s.Reason != "rejected by dave: freeze" {
+		t.Fatalf("rejected saga: %s %s", s.State, s.Reason)
+	}
+	natstest.Eventually(t, 5*time.Second, "approved event", func() bool {
+		return slices.Contains(w.sagaEvents(ok), events.KindApproved)
+	})
+	// A saga in test needs no approval.
+	if _, err := c.Decide(ctx, coordinator.ControlRequest{ID: "nope", Op: events.Approve, Actor: "x"}); !errors.Is(err, sagastore.ErrNotFound) {
+		t.Fatalf("approve unknown: %v", err)
+	}
+}
+
+func TestAPIOverNATS(t *testing.T) {
+	w := newWorld(t, "a")
+	w.coordinator("c1")
+	id := w.submit(request("test", "a"))
+	w.wait(id, 20*time.Second)
+	call := func(subject string, req any, out any) error {
+		b, _ := json.Marshal(req)
+		msg, err := w.nc.Request(subject, b, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		if code := msg.Header.Get("Nats-Service-Error-Code"); code != "" {
+			return errors.New(code + " " + msg.Header.Get("Nats-Service-Error"))
+		}
+		return json.Unmarshal(msg.Data, out)
+	}
+	var v coordinator.View
+	if err := call(coordinator.SubjectGet, coordinator.IDRequest{ID: id}, &v); err != nil || v.Saga.State != saga.Succeeded {
+		t.Fatalf("get: %+v %v", v.Saga.State, err)
+	}
+	var list []sagastore.Summary
+	if err := call(coordinator.SubjectList, sagastore.Filter{Team: "platform"}, &list); err != nil || len(list) != 1 || list[0].ID != id {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+	var hist []sagastore.Entry
+	if err := call(coordinator.SubjectHistory, coordinator.IDRequest{ID: id}, &hist); err != nil || len(hist) < 10 {
+		t.Fatalf("history: %d entries, %v", len(hist), err)
+	}
+	err := call(coordinator.SubjectGet, coordinator.IDRequest{ID: "nope"}, &v)
+	if err == nil || !strings.HasPrefix(err.Error(), "404") {
+		t.Fatalf("get unknown: %v", err)
+	}
+	err = call(coordinator.SubjectControl, coordinator.ControlRequest{ID: id, Op: "explode", Actor: "x"}, &v)
+	if err == nil || !strings.HasPrefix(err.Error(), "400") {
+		t.Fatalf("bad control: %v", err)
+	}
+}

@@ -1,0 +1,217 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/upshift/upshift/pkg/bus"
+	"github.com/upshift/upshift/pkg/consumer"
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/services/coordinator/sagastore"
+)
+
+// engine applies inputs to sagas: load, transition, store with
+// compare-and-set (a conflict reloads and tries again), then publish the
+// transition's outbox. An input is acknowledged only after that, so a crash
+// anywhere leaves it to be redelivered, and the redelivery either finds the
+// transition not stored (and makes it) or stored (and ignores it as a
+// duplicate) and in both cases publishes what is still pending.
+type engine struct {
+	store   sagastore.Store
+	js      jetstream.JetStream
+	log     *slog.Logger
+	source  string
+	now     func() time.Time
+	metrics *Metrics
+}
+
+// maxConflicts bounds the reload-and-retry loop on one input.
+const maxConflicts = 100
+
+// seen is the message an input arrived in, for the audit log.
+type seen struct {
+	env     events.Envelope
+	subject string
+	raw     []byte
+}
+
+func seenOf(m *consumer.Message) seen {
+	return seen{env: m.Event, subject: m.Subject(), raw: m.Data()}
+}
+
+func (s seen) entry(sagaID string, seq int, at time.Time, note string) sagastore.Entry {
+	return sagastore.Entry{ID: string(sagastore.In) + "/" + s.env.ID, Saga: sagaID, Seq: seq, At: at,
+		Direction: sagastore.In, Type: s.env.Type, Subject: s.subject, Note: note, Event: s.raw}
+}
+
+// create stores a new saga after its first transition.
+func (e *engine) create(ctx context.Context, s saga.Saga, in saga.Input, from seen) error {
+	next, eff := saga.Apply(s, in)
+	msgs, entries, err := e.effects(next, eff)
+	if err != nil {
+		return err
+	}
+	entries = append([]sagastore.Entry{from.entry(s.ID, next.Seq, in.At, "")}, entries...)
+	_, err = e.store.Create(ctx, next, sagastore.Change{Outbox: msgs, Audit: entries})
+	if errors.Is(err, sagastore.ErrExists) {
+		// A redelivered request: the saga exists; publish what it may still
+		// have pending.
+		e.log.Info("request already accepted", "saga", s.ID)
+		return e.flush(ctx, s.ID)
+	}
+	if err != nil {
+		return err
+	}
+	e.metrics.transition(saga.Saga{}, next, eff)
+	return e.flush(ctx, s.ID)
+}
+
+// handle applies an input to an existing saga.
+func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen) error {
+	for attempt := 1; ; attempt++ {
+		rec, err := e.store.Load(ctx, id)
+		if errors.Is(err, sagastore.ErrNotFound) {
+			return consumer.Permanent(err)
+		}
+		if err != nil {
+			return err
+		}
+		next, eff := saga.Apply(rec.Saga, in)
+		if eff.Ignored != "" {
+			e.log.Debug("input ignored", "saga", id, "input", in.Kind, "why", eff.Ignored)
+			if in.Kind != saga.Tick { // stale deadlines are routine, not news
+				if err := e.store.Record(ctx, []sagastore.Entry{from.entry(id, 0, in.At, eff.Ignored)}); err != nil {
+					return err
+				}
+			}
+			if len(rec.Pending) > 0 {
+				return e.flush(ctx, id)
+			}
+			return nil
+		}
+		msgs, entries, err := e.effects(next, eff)
+		if err != nil {
+			return err
+		}
+		entries = append([]sagastore.Entry{from.entry(id, next.Seq, in.At, "")}, entries...)
+		_, err = e.store.Update(ctx, next, rec.Revision, sagastore.Change{Outbox: msgs, Audit: entries})
+		if errors.Is(err, sagastore.ErrConflict) && attempt < maxConflicts {
+			e.metrics.conflicts.Inc()
+			time.Sleep(time.Duration(rand.IntN(5*attempt)+1) * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		e.metrics.transition(rec.Saga, next, eff)
+		if next.State != rec.Saga.State {
+			e.log.Info("saga "+string(next.State), "saga", id, "from", rec.Saga.State, "reason", next.Reason, "batch", next.Batch)
+		}
+		return e.flush(ctx, id)
+	}
+}
+
+// effects turns a transition's effects into outbox messages and audit
+// entries, each message with its deterministic id.
+func (e *engine) effects(s saga.Saga, eff saga.Effects) ([]bus.Message, []sagastore.Entry, error) {
+	now := e.now()
+	var msgs []bus.Message
+	var entries []sagastore.Entry
+	add := func(subject string, env events.Envelope) error {
+		m, err := bus.Encode(subject, env)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, m)
+		entries = append(entries, sagastore.Entry{ID: string(sagastore.Out) + "/" + env.ID, Saga: s.ID, Seq: s.Seq,
+			At: now, Direction: sagastore.Out, Type: env.Type, Subject: subject, Event: m.Data})
+		return nil
+	}
+	for _, c := range eff.Commands {
+		env, err := events.New(c.Step, events.TypeCommand, e.source, s.ID, c.Attempt, now, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := add(events.CommandSubject(c.Phase, c.Action, c.Target), env); err != nil {
+			return nil, nil, err
+		}
+	}
+	for i, ev := range eff.Events {
+		env, err := events.New(events.SagaEventID(s.ID, s.Seq, i, ev.Kind), events.TypeSaga, e.source, s.ID, 0, now, ev)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := add(events.SagaSubject(s.ID, ev.Kind), env); err != nil {
+			return nil, nil, err
+		}
+	}
+	for j, due := range eff.Wake {
+		n := s.Wakes - len(eff.Wake) + j + 1
+		env, err := events.New(fmt.Sprintf("%s/timer/%d", s.ID, n), events.TypeTimer, e.source, s.ID, 0, now,
+			events.Timer{Saga: s.ID, Due: due, N: n})
+		if err != nil {
+			return nil, nil, err
+		}
+		m, err := bus.Schedule(events.TimerScheduleSubject(s.ID, n), events.TimerFireSubject(s.ID), due, env)
+		if err != nil {
+			return nil, nil, err
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, entries, nil
+}
+
+// flush publishes everything the saga has pending, in order, and marks it
+// sent. Publishing twice is harmless: every message has its id.
+func (e *engine) flush(ctx context.Context, id string) error {
+	rec, err := e.store.Load(ctx, id)
+	if err != nil {
+		return err
+	}
+	if len(rec.Pending) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(rec.Pending))
+	for _, m := range rec.Pending {
+		if err := bus.Send(ctx, e.js, m); err != nil {
+			return fmt.Errorf("flush saga %s: %w", id, err)
+		}
+		ids = append(ids, m.ID)
+	}
+	if err := e.store.Sent(ctx, id, ids); err != nil {
+		// Sent already; they will be sent again, and dropped as duplicates.
+		e.log.Warn("cannot mark outbox sent", "saga", id, "err", err)
+	}
+	return nil
+}
+
+// relay publishes what transitions left pending: after a crash between
+// storing and publishing, for sagas no new input will touch.
+func (e *engine) relay(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		recs, err := e.store.Unsent(ctx, 100)
+		if err != nil {
+			e.log.Warn("relay: cannot list the outbox", "err", err)
+			continue
+		}
+		for _, r := range recs {
+			if err := e.flush(ctx, r.Saga.ID); err != nil {
+				e.log.Warn("relay: cannot flush", "saga", r.Saga.ID, "err", err)
+			}
+		}
+	}
+}

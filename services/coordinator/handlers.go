@@ -1,0 +1,101 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+
+	"github.com/upshift/upshift/pkg/bus"
+	"github.com/upshift/upshift/pkg/consumer"
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/pkg/spec"
+)
+
+// idRE bounds saga ids: they become subject tokens and store keys.
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+
+// onRequest handles the REQUESTS stream: new requests and operators'
+// decisions.
+func (c *Coordinator) onRequest(ctx context.Context, m *consumer.Message) error {
+	switch m.Event.Type {
+	case events.TypeRequest:
+		return c.submit(ctx, m)
+	case events.TypeControl:
+		return c.control(ctx, m)
+	}
+	return fmt.Errorf("%w: %s on %s", events.ErrWrongType, m.Event.Type, m.Subject())
+}
+
+func (c *Coordinator) submit(ctx context.Context, m *consumer.Message) error {
+	var req spec.Request
+	if err := events.Open(m.Event, events.TypeRequest, &req); err != nil {
+		return err
+	}
+	id := m.Event.ID
+	if !idRE.MatchString(id) {
+		return consumer.Permanent(fmt.Errorf("request id %q: letters, digits, '_' and '-', at most 64", id))
+	}
+	req = req.WithDefaults()
+	if err := req.Validate(); err != nil {
+		return c.refuse(ctx, id, req, err)
+	}
+	if err := c.policy.admit(ctx, c.store, req); err != nil {
+		return c.refuse(ctx, id, req, err)
+	}
+	now := c.now()
+	s := saga.New(id, req, c.policy.options(req), now)
+	return c.engine.create(ctx, s, saga.Input{Kind: saga.Start, At: now}, seenOf(m))
+}
+
+// refuse tells the submitter, on the saga's own subject, why no saga was
+// started. The request itself stays in REQUESTS.
+func (c *Coordinator) refuse(ctx context.Context, id string, req spec.Request, why error) error {
+	c.log.Warn("request refused", "saga", id, "err", why)
+	c.engine.metrics.sagas.WithLabelValues(events.KindInvalid).Inc()
+	ev := events.SagaEvent{Saga: id, Kind: events.KindInvalid, State: events.KindInvalid, Reason: why.Error(),
+		Name: req.Metadata.Name, Team: req.Metadata.Team, Teams: req.Spec.Notify, Environment: req.Metadata.Environment,
+		Software: req.Spec.Software, From: req.Spec.From, To: req.Spec.To}
+	env, err := events.New(id+"/"+events.KindInvalid, events.TypeSaga, c.engine.source, id, 0, c.now(), ev)
+	if err != nil {
+		return err
+	}
+	return bus.Publish(ctx, c.js, events.SagaSubject(id, events.KindInvalid), env)
+}
+
+var controlInput = map[events.ControlOp]saga.InputKind{
+	events.Approve: saga.Approve, events.Reject: saga.Reject, events.Cancel: saga.Cancel,
+}
+
+func (c *Coordinator) control(ctx context.Context, m *consumer.Message) error {
+	var ctl events.Control
+	if err := events.Open(m.Event, events.TypeControl, &ctl); err != nil {
+		return err
+	}
+	in := saga.Input{Kind: controlInput[ctl.Op], At: c.now(), Actor: ctl.Actor, Comment: ctl.Comment}
+	return c.engine.handle(ctx, ctl.Saga, in, seenOf(m))
+}
+
+// onResult handles the phase services' reports.
+func (c *Coordinator) onResult(ctx context.Context, m *consumer.Message) error {
+	var r events.StepResult
+	if err := events.Open(m.Event, events.TypeStep, &r); err != nil {
+		return err
+	}
+	return c.engine.handle(ctx, r.Saga, saga.Input{Kind: saga.Report, At: c.now(), Result: &r}, seenOf(m))
+}
+
+// onTimer handles a deadline falling due. The scheduler may deliver it a
+// little late, never early; a clock behind the scheduler's must not make it
+// early either, hence the max.
+func (c *Coordinator) onTimer(ctx context.Context, m *consumer.Message) error {
+	var t events.Timer
+	if err := events.Open(m.Event, events.TypeTimer, &t); err != nil {
+		return err
+	}
+	at := c.now()
+	if at.Before(t.Due) {
+		at = t.Due
+	}
+	return c.engine.handle(ctx, t.Saga, saga.Input{Kind: saga.Tick, At: at}, seenOf(m))
+}

@@ -1,0 +1,281 @@
+// Package kvstore keeps sagas in a JetStream key-value bucket: the embedded
+// default, needing nothing but NATS.
+//
+// One key per saga holds a document with the saga and its outbox messages not
+// yet sent; a bucket holds no transaction across keys, so the outbox lives in
+// the document and is written by the same compare-and-set. Audit entries go
+// through that outbox to the AUDIT stream, one subject per saga; History reads
+// that subject and adds the entries still waiting in the document.
+//
+// Listing, and the relay's search for unsent messages, read every key: fine
+// for the hundreds of sagas a single team runs, not for a fleet; that is what
+// pgstore is for.
+package kvstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/upshift/upshift/pkg/bus"
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/pkg/streams"
+	"github.com/upshift/upshift/services/coordinator/sagastore"
+)
+
+// Store is a sagastore.Store over JetStream KV.
+type Store struct {
+	js jetstream.JetStream
+	kv jetstream.KeyValue
+}
+
+// document is what one key holds.
+type document struct {
+	Saga    saga.Saga     `json:"saga"`
+	Pending []bus.Message `json:"pending,omitempty"`
+}
+
+const keyPrefix = "saga."
+
+func key(id string) string { return keyPrefix + id }
+
+// Open provisions the bucket and the AUDIT stream and returns the store.
+func Open(ctx context.Context, js jetstream.JetStream, c streams.Config) (*Store, error) {
+	kv, err := streams.EnsureBucket(ctx, js, c, streams.SagasBucket, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := streams.Ensure(ctx, js, c, events.StreamAudit); err != nil {
+		return nil, err
+	}
+	return &Store{js: js, kv: kv}, nil
+}
+
+// Create implements sagastore.Store.
+func (s *Store) Create(ctx context.Context, sg saga.Saga, ch sagastore.Change) (sagastore.Revision, error) {
+	b, err := encode(document{Saga: sg, Pending: outbox(ch)})
+	if err != nil {
+		return 0, err
+	}
+	rev, err := s.kv.Create(ctx, key(sg.ID), b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, fmt.Errorf("create saga %s: %w", sg.ID, sagastore.ErrExists)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("create saga %s: %w", sg.ID, err)
+	}
+	return sagastore.Revision(rev), nil
+}
+
+// Load implements sagastore.Store.
+func (s *Store) Load(ctx context.Context, id string) (sagastore.Record, error) {
+	d, rev, err := s.get(ctx, id)
+	if err != nil {
+		return sagastore.Record{}, err
+	}
+	return sagastore.Record{Saga: d.Saga, Revision: rev, Pending: d.Pending}, nil
+}
+
+func (s *Store) get(ctx context.Context, id string) (document, sagastore.Revision, error) {
+	var d document
+	e, err := s.kv.Get(ctx, key(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return d, 0, fmt.Errorf("load saga %s: %w", id, sagastore.ErrNotFound)
+	}
+	if err != nil {
+		return d, 0, fmt.Errorf("load saga %s: %w", id, err)
+	}
+	if err := json.Unmarshal(e.Value(), &d); err != nil {
+		return d, 0, fmt.Errorf("decode saga %s: %w", id, err)
+	}
+	return d, sagastore.Revision(e.Revision()), nil
+}
+
+// Update implements sagastore.Store. The messages still pending at rev are
+// kept ahead of the new ones, so the outbox stays in order.
+func (s *Store) Update(ctx context.Context, sg saga.Saga, rev sagastore.Revision, ch sagastore.Change) (sagastore.Revision, error) {
+	d, cur, err := s.get(ctx, sg.ID)
+	if err != nil {
+		return 0, err
+	}
+	if cur != rev {
+		return 0, fmt.Errorf("update saga %s at revision %d (now %d): %w", sg.ID, rev, cur, sagastore.ErrConflict)
+	}
+	return s.put(ctx, document{Saga: sg, Pending: append(d.Pending, outbox(ch)...)}, rev)
+}
+
+func (s *Store) put(ctx context.Context, d document, rev sagastore.Revision) (sagastore.Revision, error) {
+	b, err := encode(d)
+	if err != nil {
+		return 0, err
+	}
+	next, err := s.kv.Update(ctx, key(d.Saga.ID), b, uint64(rev))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, fmt.Errorf("update saga %s at revision %d: %w", d.Saga.ID, rev, sagastore.ErrConflict)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("update saga %s: %w", d.Saga.ID, err)
+	}
+	return sagastore.Revision(next), nil
+}
+
+// Record implements sagastore.Store: entries go straight to the AUDIT
+// stream, de-duplicated by their ids.
+func (s *Store) Record(ctx context.Context, entries []sagastore.Entry) error {
+	for _, m := range outbox(sagastore.Change{Audit: entries}) {
+		if err := bus.Send(ctx, s.js, m); err != nil {
+			return fmt.Errorf("record audit: %w", err)
+		}
+	}
+	return nil
+}
+
+// Sent implements sagastore.Store.
+func (s *Store) Sent(ctx context.Context, id string, msgIDs []string) error {
+	for attempt := 0; ; attempt++ {
+		d, rev, err := s.get(ctx, id)
+		if err != nil {
+			return err
+		}
+		kept := slices.DeleteFunc(slices.Clone(d.Pending), func(m bus.Message) bool { return slices.Contains(msgIDs, m.ID) })
+		if len(kept) == len(d.Pending) {
+			return nil
+		}
+		d.Pending = kept
+		_, err = s.put(ctx, d, rev)
+		if !errors.Is(err, sagastore.ErrConflict) || attempt == 10 {
+			return err
+		}
+	}
+}
+
+// Unsent implements sagastore.Store by reading every saga.
+func (s *Store) Unsent(ctx context.Context, limit int) ([]sagastore.Record, error) {
+	var out []sagastore.Record
+	err := s.each(ctx, func(d document, rev sagastore.Revision) bool {
+		if len(d.Pending) > 0 {
+			out = append(out, sagastore.Record{Saga: d.Saga, Revision: rev, Pending: d.Pending})
+		}
+		return len(out) < limit
+	})
+	return out, err
+}
+
+// List implements sagastore.Store by reading every saga.
+func (s *Store) List(ctx context.Context, f sagastore.Filter) ([]sagastore.Summary, error) {
+	var out []sagastore.Summary
+	err := s.each(ctx, func(d document, _ sagastore.Revision) bool {
+		if sum := sagastore.Summarize(d.Saga); f.Match(sum) {
+			out = append(out, sum)
+		}
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
+	limit := f.Limit
+	if limit <= 0 {
+		limit = sagastore.DefaultLimit
+	}
+	return out[:min(len(out), limit)], err
+}
+
+func (s *Store) each(ctx context.Context, fn func(document, sagastore.Revision) bool) error {
+	keys, err := s.kv.ListKeysFiltered(ctx, keyPrefix+">")
+	if err != nil {
+		return fmt.Errorf("list sagas: %w", err)
+	}
+	defer keys.Stop()
+	for k := range keys.Keys() {
+		d, rev, err := s.get(ctx, strings.TrimPrefix(k, keyPrefix))
+		if errors.Is(err, sagastore.ErrNotFound) {
+			continue // deleted since listed
+		}
+		if err != nil {
+			return err
+		}
+		if !fn(d, rev) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// History implements sagastore.Store.
+func (s *Store) History(ctx context.Context, id string) ([]sagastore.Entry, error) {
+	d, _, err := s.get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	out, seen := []sagastore.Entry{}, map[string]bool{}
+	add := func(data []byte) error {
+		var e sagastore.Entry
+		if err := json.Unmarshal(data, &e); err != nil {
+			return fmt.Errorf("decode audit entry: %w", err)
+		}
+		if !seen[e.ID] {
+			seen[e.ID] = true
+			out = append(out, e)
+		}
+		return nil
+	}
+	c, err := s.js.OrderedConsumer(ctx, events.StreamAudit, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.AuditSubject(id)}})
+	if err != nil {
+		return nil, fmt.Errorf("read audit of %s: %w", id, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read audit of %s: %w", id, err)
+	}
+	for left := info.NumPending; left > 0; {
+		batch, err := c.Fetch(int(min(left, 500)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("read audit of %s: %w", id, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			if err := add(m.Data()); err != nil {
+				return nil, err
+			}
+			n++
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("read audit of %s: %d entries pending, none delivered", id, left)
+		}
+		left -= uint64(n)
+	}
+	for _, m := range d.Pending {
+		if m.Subject == events.AuditSubject(id) {
+			if err := add(m.Data); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// outbox turns a change into the messages the document keeps: the outbox,
+// then the audit entries bound for the AUDIT stream.
+func outbox(ch sagastore.Change) []bus.Message {
+	out := slices.Clone(ch.Outbox)
+	for _, e := range ch.Audit {
+		b, _ := json.Marshal(e) // an Entry always marshals
+		out = append(out, bus.Message{ID: "audit/" + e.ID, Subject: events.AuditSubject(e.Saga), Data: b})
+	}
+	return out
+}
+
+func encode(d document) ([]byte, error) {
+	b, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("encode saga %s: %w", d.Saga.ID, err)
+	}
+	return b, nil
+}

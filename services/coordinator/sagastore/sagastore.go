@@ -1,0 +1,153 @@
+// Package sagastore is the coordinator's storage contract: sagas with
+// optimistic concurrency, the outbox of messages each transition must send,
+// and the audit log of what the coordinator saw and emitted. Two stores
+// implement it: kvstore (JetStream KV, the embedded default) and pgstore
+// (PostgreSQL, for production); storetest holds the conformance suite both
+// pass.
+package sagastore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/upshift/upshift/pkg/bus"
+	"github.com/upshift/upshift/pkg/saga"
+)
+
+// Errors every store returns, whatever its driver says.
+var (
+	ErrNotFound = errors.New("saga not found")
+	ErrExists   = errors.New("saga already exists")
+	ErrConflict = errors.New("saga changed since it was loaded")
+)
+
+// Revision is a stored version of a saga; Update succeeds only against the
+// revision it was loaded at.
+type Revision uint64
+
+// Direction says whether the coordinator saw or emitted an audited event.
+type Direction string
+
+// Directions.
+const (
+	In  Direction = "in"
+	Out Direction = "out"
+)
+
+// Entry is one line of a saga's audit log.
+type Entry struct {
+	// ID is unique in the log: the direction and the event id. Writing an
+	// entry twice keeps the first.
+	ID        string          `json:"id"`
+	Saga      string          `json:"saga"`
+	Seq       int             `json:"seq"` // the saga's sequence after the transition; 0 if none
+	At        time.Time       `json:"at"`
+	Direction Direction       `json:"direction"`
+	Type      string          `json:"type"`
+	Subject   string          `json:"subject"`
+	Note      string          `json:"note,omitempty"` // e.g. why an input changed nothing
+	Event     json.RawMessage `json:"event"`          // the CloudEvent
+}
+
+// Change is what one transition writes together with the saga: all of it,
+// or none of it.
+type Change struct {
+	Outbox []bus.Message
+	Audit  []Entry
+}
+
+// Record is a stored saga, its revision and its outbox messages not yet
+// marked sent, oldest first.
+type Record struct {
+	Saga     saga.Saga
+	Revision Revision
+	Pending  []bus.Message
+}
+
+// Filter selects sagas to list. Zero fields select everything.
+type Filter struct {
+	States      []saga.State `json:"states,omitempty"`
+	Active      bool         `json:"active,omitempty"` // only sagas not in a terminal state
+	Team        string       `json:"team,omitempty"`
+	Environment string       `json:"environment,omitempty"`
+	Software    string       `json:"software,omitempty"`
+	Digest      string       `json:"digest,omitempty"` // artifact digest
+	Limit       int          `json:"limit,omitempty"`  // default 100, newest first
+}
+
+// Summary is a saga in a listing.
+type Summary struct {
+	ID          string     `json:"id"`
+	Name        string     `json:"name,omitempty"`
+	Kind        string     `json:"kind"`
+	Team        string     `json:"team"`
+	Environment string     `json:"environment"`
+	Software    string     `json:"software"`
+	From        string     `json:"from,omitempty"`
+	To          string     `json:"to,omitempty"`
+	Digest      string     `json:"digest,omitempty"`
+	State       saga.State `json:"state"`
+	Reason      string     `json:"reason,omitempty"`
+	Batch       int        `json:"batch"`
+	Batches     int        `json:"batches"`
+	CreatedAt   time.Time  `json:"createdAt"`
+	UpdatedAt   time.Time  `json:"updatedAt"`
+}
+
+// Summarize returns a saga's listing line.
+func Summarize(s saga.Saga) Summary {
+	r := s.Request
+	return Summary{
+		ID: s.ID, Name: r.Metadata.Name, Kind: string(r.Kind), Team: r.Metadata.Team,
+		Environment: r.Metadata.Environment, Software: r.Spec.Software, From: r.Spec.From, To: r.Spec.To,
+		Digest: r.Spec.Artifact.Digest, State: s.State, Reason: s.Reason,
+		Batch: s.Batch, Batches: len(s.Batches), CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
+	}
+}
+
+// Match reports whether a saga passes the filter.
+func (f Filter) Match(s Summary) bool {
+	if f.Active && s.State.Terminal() {
+		return false
+	}
+	if len(f.States) > 0 {
+		found := false
+		for _, st := range f.States {
+			found = found || st == s.State
+		}
+		if !found {
+			return false
+		}
+	}
+	return (f.Team == "" || f.Team == s.Team) && (f.Environment == "" || f.Environment == s.Environment) &&
+		(f.Software == "" || f.Software == s.Software) && (f.Digest == "" || f.Digest == s.Digest)
+}
+
+// DefaultLimit bounds a listing when the filter sets no limit.
+const DefaultLimit = 100
+
+// Store keeps sagas. Every implementation passes storetest.Run.
+type Store interface {
+	// Create stores a new saga with its first change; ErrExists if the id
+	// is taken.
+	Create(ctx context.Context, s saga.Saga, ch Change) (Revision, error)
+	// Load returns a saga; ErrNotFound if there is none.
+	Load(ctx context.Context, id string) (Record, error)
+	// Update stores the saga and its change if it is still at rev;
+	// ErrConflict otherwise, and nothing is written.
+	Update(ctx context.Context, s saga.Saga, rev Revision, ch Change) (Revision, error)
+	// Record appends audit entries that change no saga (an ignored input).
+	Record(ctx context.Context, entries []Entry) error
+	// Sent marks outbox messages of a saga as published.
+	Sent(ctx context.Context, id string, msgIDs []string) error
+	// Unsent returns up to limit sagas' unsent outbox messages, oldest
+	// first, for the relay.
+	Unsent(ctx context.Context, limit int) ([]Record, error)
+	// List returns summaries of the sagas that pass the filter, newest
+	// first.
+	List(ctx context.Context, f Filter) ([]Summary, error)
+	// History returns a saga's audit log, oldest first.
+	History(ctx context.Context, id string) ([]Entry, error)
+}

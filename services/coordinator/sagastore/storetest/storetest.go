@@ -1,0 +1,390 @@
+// Package storetest is the conformance suite of sagastore.Store: every store
+// runs it from its own tests, against a real backend.
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/upshift/upshift/pkg/bus"
+	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/pkg/spec"
+	"github.com/upshift/upshift/services/coordinator/sagastore"
+)
+
+// Harness is a fresh, empty store and a JetStream context on a server with
+// every upshift stream, for publishing what the store holds.
+type Harness struct {
+	Store sagastore.Store
+	JS    jetstream.JetStream
+}
+
+// Run runs the suite; open returns a fresh harness for each test.
+func Run(t *testing.T, open func(t *testing.T) Harness) {
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T, Harness)
+	}{
+		{"CreateAndLoad", testCreateAndLoad},
+		{"CreateTwiceConflicts", testCreateTwice},
+		{"LoadMissing", testLoadMissing},
+		{"UpdateIsCompareAndSet", testUpdateCAS},
+		{"ConcurrentUpdatersLoseNothing", testConcurrent},
+		{"OutboxKeepsOrderUntilSent", testOutbox},
+		{"UnsentFindsEverySagaWithPendingMessages", testUnsent},
+		{"ListFilters", testList},
+		{"HistoryKeepsEveryEntryOnceInOrder", testHistory},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
+	}
+}
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+// Saga returns a started saga with the given id and request details.
+func Saga(id, team, env, to string, created time.Time) (saga.Saga, saga.Effects) {
+	req := spec.Request{
+		APIVersion: spec.APIVersion, Kind: spec.KindUpgrade,
+		Metadata: spec.Metadata{Team: team, Environment: env},
+		Spec: spec.Spec{Software: "app", From: "1.0", To: to, Targets: []string{"a", "b"},
+			Artifact: spec.Artifact{URL: "file:///a.tgz", Digest: "sha256:" + strings.Repeat(to[:1], 64)}},
+	}.WithDefaults()
+	return saga.Apply(saga.New(id, req, saga.Options{}, created), saga.Input{Kind: saga.Start, At: created})
+}
+
+func msg(id string) bus.Message {
+	return bus.Message{ID: id, Subject: "upshift.evt.x.saga.test", Data: []byte(`{"id":"` + id + `"}`)}
+}
+
+func entry(sagaID, id string, dir sagastore.Direction, seq int) sagastore.Entry {
+	return sagastore.Entry{ID: string(dir) + "/" + id, Saga: sagaID, Seq: seq, At: t0.Add(time.Duration(seq) * time.Second),
+		Direction: dir, Type: "io.upshift.test", Subject: "upshift.evt." + sagaID + ".saga.test",
+		Event: json.RawMessage(`{"id":"` + id + `"}`)}
+}
+
+// outboxIDs returns the ids of the pending messages a store holds for the
+// outbox (a store may keep its own messages there too, on audit subjects).
+func outboxIDs(r sagastore.Record) []string {
+	var ids []string
+	for _, m := range r.Pending {
+		if !strings.HasPrefix(m.Subject, "upshift.audit.") {
+			ids = append(ids, m.ID)
+		}
+	}
+	return ids
+}
+
+func testCreateAndLoad(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s, _ := Saga("s1", "payments", "test", "2.0", t0)
+	rev, err := h.Store.Create(ctx, s, sagastore.Change{Outbox: []bus.Message{msg("m1"), msg("m2")},
+		Audit: []sagastore.Entry{entry("s1", "e1", sagastore.In, 1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := h.Store.Load(ctx, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Revision != rev {
+		t.Fatalf("revision %d, created at %d", r.Revision, rev)
+	}
+	want, _ := json.Marshal(s)
+	got, _ := json.Marshal(r.Saga)
+	if string(got) != string(want) {
+		t.Fatalf("loaded saga differs:\n got %s\nwant %s", got, want)
+	}
+	if ids := outboxIDs(r); !slices.Equal(ids, []string{"m1", "m2"}) {
+		t.Fatalf("pending %v", ids)
+	}
+	if string(r.Pending[0].Data) != `{"id":"m1"}` || r.Pending[0].Subject != "upshift.evt.x.saga.test" {
+		t.Fatalf("pending message %+v", r.Pending[0])
+	}
+}
+
+func testCreateTwice(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s, _ := Saga("s1", "payments", "test", "2.0", t0)
+	if _, err := h.Store.Create(ctx, s, sagastore.Change{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Store.Create(ctx, s, sagastore.Change{Outbox: []bus.Message{msg("m9")}}); !errors.Is(err, sagastore.ErrExists) {
+		t.Fatalf("second create: %v", err)
+	}
+	if r, _ := h.Store.Load(ctx, "s1"); len(outboxIDs(r)) != 0 {
+		t.Fatalf("refused create wrote its outbox: %v", outboxIDs(r))
+	}
+}
+
+func testLoadMissing(t *testing.T, h Harness) {
+	if _, err := h.Store.Load(context.Background(), "nope"); !errors.Is(err, sagastore.ErrNotFound) {
+		t.Fatalf("err %v", err)
+	}
+	if _, err := h.Store.History(context.Background(), "nope"); !errors.Is(err, sagastore.ErrNotFound) {
+		t.Fatalf("history err %v", err)
+	}
+}
+
+func testUpdateCAS(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s, _ := Saga("s1", "payments", "test", "2.0", t0)
+	rev0, err := h.Store.Create(ctx, s, sagastore.Change{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Reason = "first"
+	rev1, err := h.Store.Update(ctx, s, rev0, sagastore.Change{Outbox: []bus.Message{msg("m1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev1 == rev0 {
+		t.Fatal("revision did not change")
+	}
+	s.Reason = "stale"
+	if _, err := h.Store.Update(ctx, s, rev0, sagastore.Change{Outbox: []bus.Message{msg("m2")},
+		Audit: []sagastore.Entry{entry("s1", "stale", sagastore.In, 2)}}); !errors.Is(err, sagastore.ErrConflict) {
+		t.Fatalf("stale update: %v", err)
+	}
+	r, _ := h.Store.Load(ctx, "s1")
+	if r.Saga.Reason != "first" || r.Revision != rev1 || !slices.Equal(outboxIDs(r), []string{"m1"}) {
+		t.Fatalf("after refused update: reason %q rev %d pending %v", r.Saga.Reason, r.Revision, outboxIDs(r))
+	}
+	hist, _ := h.Store.History(ctx, "s1")
+	for _, e := range hist {
+		if e.ID == "in/stale" {
+			t.Fatal("refused update wrote its audit entry")
+		}
+	}
+	missing, _ := Saga("s2", "payments", "test", "2.0", t0)
+	if _, err := h.Store.Update(ctx, missing, 1, sagastore.Change{}); !errors.Is(err, sagastore.ErrNotFound) && !errors.Is(err, sagastore.ErrConflict) {
+		t.Fatalf("update of a missing saga: %v", err)
+	}
+}
+
+func testConcurrent(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s, _ := Saga("s1", "payments", "test", "2.0", t0)
+	if _, err := h.Store.Create(ctx, s, sagastore.Change{}); err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 6, 10
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conflicts := 0
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				for {
+					r, err := h.Store.Load(ctx, "s1")
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					r.Saga.Seq++
+					id := fmt.Sprintf("w%d-%d", w, i)
+					_, err = h.Store.Update(ctx, r.Saga, r.Revision, sagastore.Change{Outbox: []bus.Message{msg(id)}})
+					if errors.Is(err, sagastore.ErrConflict) {
+						mu.Lock()
+						conflicts++
+						mu.Unlock()
+						continue
+					}
+					if err != nil {
+						t.Error(err)
+					}
+					break
+				}
+			}
+		})
+	}
+	wg.Wait()
+	r, _ := h.Store.Load(ctx, "s1")
+	if r.Saga.Seq != s.Seq+workers*each {
+		t.Fatalf("seq %d, want %d: an update was lost", r.Saga.Seq, s.Seq+workers*each)
+	}
+	if n := len(outboxIDs(r)); n != workers*each {
+		t.Fatalf("%d pending messages, want %d", n, workers*each)
+	}
+	t.Logf("%d conflicts resolved by reloading", conflicts)
+}
+
+func testOutbox(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s, _ := Saga("s1", "payments", "test", "2.0", t0)
+	rev, _ := h.Store.Create(ctx, s, sagastore.Change{Outbox: []bus.Message{msg("a"), msg("b")}})
+	if _, err := h.Store.Update(ctx, s, rev, sagastore.Change{Outbox: []bus.Message{msg("c")}}); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := h.Store.Load(ctx, "s1")
+	if !slices.Equal(outboxIDs(r), []string{"a", "b", "c"}) {
+		t.Fatalf("pending %v", outboxIDs(r))
+	}
+	if err := h.Store.Sent(ctx, "s1", []string{"a", "c", "unknown"}); err != nil {
+		t.Fatal(err)
+	}
+	r, _ = h.Store.Load(ctx, "s1")
+	if !slices.Equal(outboxIDs(r), []string{"b"}) {
+		t.Fatalf("pending after sent %v", outboxIDs(r))
+	}
+	if err := h.Store.Sent(ctx, "s1", []string{"a"}); err != nil {
+		t.Fatalf("marking twice: %v", err)
+	}
+}
+
+func testUnsent(t *testing.T, h Harness) {
+	ctx := context.Background()
+	for i, pending := range []bool{true, false, true} {
+		id := fmt.Sprintf("s%d", i)
+		s, _ := Saga(id, "payments", "test", "2.0", t0.Add(time.Duration(i)*time.Minute))
+		var ch sagastore.Change
+		if pending {
+			ch.Outbox = []bus.Message{msg(id + "-m")}
+		}
+		if _, err := h.Store.Create(ctx, s, ch); err != nil {
+			t.Fatal(err)
+		}
+		if !pending {
+			flush(t, h, id)
+		}
+	}
+	recs, err := h.Store.Unsent(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range recs {
+		if len(outboxIDs(r)) > 0 {
+			ids = append(ids, r.Saga.ID)
+		}
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, []string{"s0", "s2"}) {
+		t.Fatalf("unsent %v", ids)
+	}
+	for _, id := range ids {
+		flush(t, h, id)
+	}
+	if recs, _ := h.Store.Unsent(ctx, 10); len(recs) != 0 {
+		t.Fatalf("still unsent after sending: %d", len(recs))
+	}
+}
+
+// flush publishes what a saga has pending and marks it sent, as the
+// coordinator's relay does.
+func flush(t *testing.T, h Harness, id string) {
+	ctx := context.Background()
+	r, err := h.Store.Load(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range r.Pending {
+		if err := bus.Send(ctx, h.JS, m); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.ID)
+	}
+	if err := h.Store.Sent(ctx, id, ids); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testList(t *testing.T, h Harness) {
+	ctx := context.Background()
+	for i, c := range []struct{ team, env, to string }{
+		{"payments", "test", "2.0"}, {"payments", "production", "2.0"}, {"search", "test", "3.0"}, {"search", "production", "3.0"},
+	} {
+		s, _ := Saga(fmt.Sprintf("s%d", i), c.team, c.env, c.to, t0.Add(time.Duration(i)*time.Minute))
+		if i == 3 {
+			s.State = saga.Succeeded
+		}
+		if _, err := h.Store.Create(ctx, s, sagastore.Change{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		f    sagastore.Filter
+		want []string
+	}{
+		{sagastore.Filter{}, []string{"s3", "s2", "s1", "s0"}},
+		{sagastore.Filter{Team: "payments"}, []string{"s1", "s0"}},
+		{sagastore.Filter{Environment: "production"}, []string{"s3", "s1"}},
+		{sagastore.Filter{Active: true}, []string{"s2", "s1", "s0"}},
+		{sagastore.Filter{States: []saga.State{saga.Succeeded}}, []string{"s3"}},
+		{sagastore.Filter{Digest: "sha256:" + strings.Repeat("3", 64), Environment: "test"}, []string{"s2"}},
+		{sagastore.Filter{Software: "other"}, nil},
+		{sagastore.Filter{Limit: 2}, []string{"s3", "s2"}},
+	} {
+		got, err := h.Store.List(ctx, tc.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, s := range got {
+			ids = append(ids, s.ID)
+		}
+		if !slices.Equal(ids, tc.want) {
+			t.Errorf("filter %+v: got %v, want %v", tc.f, ids, tc.want)
+		}
+	}
+	got, _ := h.Store.List(ctx, sagastore.Filter{Team: "search", Active: true})
+	if len(got) != 1 || got[0].Environment != "test" || got[0].To != "3.0" || got[0].Batches != 2 || got[0].State != saga.Prechecking {
+		t.Fatalf("summary %+v", got)
+	}
+}
+
+func testHistory(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s, _ := Saga("s1", "payments", "test", "2.0", t0)
+	if _, err := h.Store.Create(ctx, s, sagastore.Change{Audit: []sagastore.Entry{
+		entry("s1", "req", sagastore.In, 1), entry("s1", "cmd-a", sagastore.Out, 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, h, "s1") // part of the log published, part still pending
+	r, _ := h.Store.Load(ctx, "s1")
+	if _, err := h.Store.Update(ctx, s, r.Revision, sagastore.Change{Audit: []sagastore.Entry{entry("s1", "res-a", sagastore.In, 2)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Store.Record(ctx, []sagastore.Entry{entry("s1", "dup", sagastore.In, 0), entry("s1", "dup", sagastore.In, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Store.Record(ctx, []sagastore.Entry{entry("s1", "req", sagastore.In, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := Saga("s2", "payments", "test", "2.0", t0)
+	if _, err := h.Store.Create(ctx, other, sagastore.Change{Audit: []sagastore.Entry{entry("s2", "x", sagastore.In, 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	hist, err := h.Store.History(ctx, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range hist {
+		ids = append(ids, e.ID)
+	}
+	want := []string{"in/req", "out/cmd-a", "in/res-a", "in/dup"}
+	// Entries recorded alone (Record) may land before the pending ones.
+	sortedGot, sortedWant := slices.Clone(ids), slices.Clone(want)
+	slices.Sort(sortedGot)
+	slices.Sort(sortedWant)
+	if !slices.Equal(sortedGot, sortedWant) {
+		t.Fatalf("history %v, want %v", ids, want)
+	}
+	if !slices.Equal(ids[:2], want[:2]) || slices.Index(ids, "in/res-a") < 2 {
+		t.Fatalf("history out of order: %v", ids)
+	}
+	first := hist[0]
+	if first.Saga != "s1" || first.Direction != sagastore.In || first.Type != "io.upshift.test" || string(first.Event) != `{"id":"req"}` || !first.At.Equal(t0.Add(time.Second)) {
+		t.Fatalf("entry %+v", first)
+	}
+}
