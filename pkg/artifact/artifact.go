@@ -28,6 +28,9 @@ var (
 	ErrUnsupported    = errors.New("unsupported artifact")
 	ErrTooLarge       = errors.New("artifact too large")
 	ErrUnavailable    = errors.New("artifact unavailable")
+	// ErrTransient marks an unavailability worth retrying: a network error,
+	// a 5xx or 429 answer. A missing file or a 404 is not.
+	ErrTransient = errors.New("transient")
 )
 
 // Store is a directory of verified artifacts, named by digest.
@@ -122,7 +125,7 @@ func (s *Store) Fetch(ctx context.Context, rawURL, digest string) (string, error
 	}
 	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(src, limit+1))
 	if err != nil {
-		return "", fmt.Errorf("%w: read %s: %v", ErrUnavailable, rawURL, err)
+		return "", fmt.Errorf("%w (%w): read %s: %v", ErrUnavailable, ErrTransient, rawURL, err)
 	}
 	if n > limit {
 		return "", fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
@@ -165,10 +168,13 @@ func (s *Store) open(ctx context.Context, rawURL string) (io.ReadCloser, error) 
 		}
 		resp, err := client.Do(req)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			return nil, fmt.Errorf("%w (%w): %v", ErrUnavailable, ErrTransient, err)
 		}
 		if resp.StatusCode != http.StatusOK {
 			resp.Body.Close()
+			if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+				return nil, fmt.Errorf("%w (%w): GET %s: %s", ErrUnavailable, ErrTransient, rawURL, resp.Status)
+			}
 			return nil, fmt.Errorf("%w: GET %s: %s", ErrUnavailable, rawURL, resp.Status)
 		}
 		return resp.Body, nil

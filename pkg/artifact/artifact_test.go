@@ -58,8 +58,12 @@ func TestFetchFileAndHTTPVerifiesAndCaches(t *testing.T) {
 
 func TestFetchRefuses(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/missing" {
+		switch r.URL.Path {
+		case "/missing":
 			http.NotFound(w, r)
+			return
+		case "/busy":
+			http.Error(w, "try later", http.StatusServiceUnavailable)
 			return
 		}
 		w.Write(make([]byte, 2048))
@@ -74,6 +78,8 @@ func TestFetchRefuses(t *testing.T) {
 	}{
 		{"wrong digest", srv.URL + "/a", sha([]byte("other")), 0, artifact.ErrDigestMismatch},
 		{"not found", srv.URL + "/missing", zero, 0, artifact.ErrUnavailable},
+		{"busy", srv.URL + "/busy", zero, 0, artifact.ErrTransient},
+		{"unreachable", "http://127.0.0.1:1/a", zero, 0, artifact.ErrTransient},
 		{"too large", srv.URL + "/a", zero, 1024, artifact.ErrTooLarge},
 		{"scheme", "ftp://x/y", zero, 0, artifact.ErrUnsupported},
 		{"algorithm", srv.URL + "/a", "crc32:00", 0, artifact.ErrUnsupported},
@@ -81,8 +87,12 @@ func TestFetchRefuses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &artifact.Store{Dir: t.TempDir(), MaxSize: tc.max}
-			if _, err := s.Fetch(ctx, tc.url, tc.digest); !errors.Is(err, tc.want) {
+			_, err := s.Fetch(ctx, tc.url, tc.digest)
+			if !errors.Is(err, tc.want) {
 				t.Fatalf("err %v, want %v", err, tc.want)
+			}
+			if transient := errors.Is(err, artifact.ErrTransient); transient != (tc.want == artifact.ErrTransient) {
+				t.Fatalf("err %v: transient %v", err, transient)
 			}
 			if left, _ := os.ReadDir(s.Dir); len(left) != 0 {
 				t.Fatalf("left %v behind", left)

@@ -20,8 +20,9 @@ import (
 
 // Errors, for errors.Is.
 var (
-	ErrTimeout = errors.New("hook timed out")
-	ErrFailed  = errors.New("hook failed")
+	ErrTimeout     = errors.New("hook timed out")
+	ErrFailed      = errors.New("hook failed")
+	ErrInterrupted = errors.New("hook interrupted")
 )
 
 // MaxOutput is how much of a hook's output is kept: the end of it.
@@ -39,13 +40,14 @@ type Result struct {
 }
 
 // Run runs argv in dir with env and waits at most timeout. A non-zero exit is
-// ErrFailed, an overrun ErrTimeout; both come with the result.
-func Run(ctx context.Context, argv []string, dir string, env []string, timeout time.Duration) (Result, error) {
+// ErrFailed, an overrun ErrTimeout, the caller's ctx ending ErrInterrupted
+// (wrapping ctx.Err()); each comes with the result.
+func Run(parent context.Context, argv []string, dir string, env []string, timeout time.Duration) (Result, error) {
 	res := Result{Command: argv, ExitCode: -1}
 	if len(argv) == 0 {
 		return res, fmt.Errorf("%w: empty command", ErrFailed)
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir, cmd.Env = dir, env
@@ -62,6 +64,8 @@ func Run(ctx context.Context, argv []string, dir string, env []string, timeout t
 	}
 	name := strings.Join(argv, " ")
 	switch {
+	case parent.Err() != nil:
+		return res, fmt.Errorf("%w: %s: %w", ErrInterrupted, name, parent.Err())
 	case ctx.Err() == context.DeadlineExceeded:
 		return res, fmt.Errorf("%w after %s: %s", ErrTimeout, timeout, name)
 	case errors.Is(err, exec.ErrWaitDelay):

@@ -76,3 +76,12 @@ func TestDaemonWithRedirectedOutputDoesNotHoldTheHook(t *testing.T) {
 	}
 	syscall.Kill(pid, syscall.SIGKILL)
 }
+
+func TestCallerCancellationIsAnInterruptionNotAFailure(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
+	_, err := hooks.Run(ctx, []string{"sleep", "10"}, "", nil, time.Minute)
+	if !errors.Is(err, hooks.ErrInterrupted) || !errors.Is(err, context.Canceled) || errors.Is(err, hooks.ErrFailed) {
+		t.Fatalf("err %v", err)
+	}
+}

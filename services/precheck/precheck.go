@@ -73,8 +73,9 @@ func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress pha
 	if a := cmd.Upgrade.Artifact; a.URL != "" {
 		progress("staging " + a.URL)
 		path, err := e.Artifacts.Fetch(ctx, a.URL, a.Digest)
-		if err != nil && ctx.Err() != nil {
-			return phase.Outcome{}, ctx.Err()
+		if err != nil && (ctx.Err() != nil || errors.Is(err, artifact.ErrTransient)) {
+			// Retried with back-off; reported failed at the last delivery.
+			return phase.Outcome{}, fmt.Errorf("stage artifact: %w", err)
 		}
 		add("artifact digest", err, "staged and verified "+a.Digest)
 		out["artifact"] = path

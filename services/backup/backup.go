@@ -1,0 +1,160 @@
+// Package backup is the backup service: before a deploy touches a target it
+// archives the release in service and the target's configured extra paths
+// (configuration under shared/, say), verifies the archive, and, as the
+// saga's compensation after a failed deploy has been rolled back, restores
+// those paths exactly as they were.
+//
+// The backup of one saga for one target lives in <backup dir>/<saga id>/: a
+// tar.gz archive and manifest.json, which lists every entry with its mode and
+// sha256 and the archive's own sha256. The manifest is written last, after
+// the archive has been read back and checked against it, so its presence
+// means a complete, verified backup; restore finds it from the saga id and
+// the target's configuration alone. Restore never works from an archive whose
+// checksum does not match, replaces files by rename (a running program keeps
+// the file it has open), and touches nothing outside the backed-up paths.
+//
+// Not done yet (they come with the backup issue): retention of old backups,
+// storage in a NATS Object Store bucket, PostgreSQL (pg_dump) backups, and
+// file ownership (modes are kept, owners are not).
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/upshift/upshift/pkg/consumer"
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/phase"
+	"github.com/upshift/upshift/pkg/streams"
+	"github.com/upshift/upshift/pkg/targets"
+)
+
+// Reasons of the failures this service reports.
+const (
+	ReasonNothingInstalled = "nothing_installed" // archive: no current release to back up
+	ReasonUnsupportedFile  = "unsupported_file"  // archive: a fifo, socket or device in a backed-up path
+	ReasonArchiveFailed    = "archive_failed"    // archive: writing the archive failed
+	ReasonVerifyFailed     = "verify_failed"     // archive: the archive read back does not match
+	ReasonNoBackup         = "no_backup"         // restore: no complete backup for the saga
+	ReasonCorrupt          = "backup_corrupt"    // restore: the archive does not match its manifest
+	ReasonUnsafe           = "unsafe_backup"     // restore: an entry is absolute or escapes the root
+	ReasonRestoreFailed    = "restore_failed"    // restore: writing the tree back failed
+	ReasonBadConfig        = "bad_config"        // the target's backup settings cannot work
+)
+
+// Errors behind the reasons, for errors.Is.
+var (
+	ErrNothingInstalled = errors.New("nothing installed")
+	ErrUnsupportedFile  = errors.New("unsupported file type")
+	ErrNoBackup         = errors.New("no backup")
+	ErrCorrupt          = errors.New("backup corrupt")
+	ErrUnsafe           = errors.New("unsafe backup entry")
+	ErrBadConfig        = errors.New("bad backup configuration")
+)
+
+// Files of one backup.
+const (
+	ArchiveFile  = "backup.tar.gz"
+	ManifestFile = "manifest.json"
+)
+
+// Config of a backup instance.
+type Config struct {
+	Instance string
+	Targets  *targets.Registry
+	Consumer consumer.Config
+	Streams  streams.Config
+}
+
+// New returns the backup service over js.
+func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Registerer) *phase.Service {
+	return phase.New(js, phase.Config{
+		Service: events.Backup, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
+		Actions: []events.Action{events.Archive, events.Restore}, Consumer: cfg.Consumer, Streams: cfg.Streams,
+	}, &Executor{Targets: cfg.Targets}, log, reg)
+}
+
+// Executor archives and restores.
+type Executor struct {
+	Targets *targets.Registry
+}
+
+// Execute implements phase.Executor. Anything that goes wrong on the target
+// is a reported failure; only a cancelled ctx is returned as an error, so the
+// command is redelivered and done again (both actions are idempotent).
+func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress phase.Progress) (phase.Outcome, error) {
+	t, err := e.Targets.Get(cmd.Target)
+	if err != nil {
+		return phase.Failure(events.ReasonUnknown, err), nil
+	}
+	dir, err := e.dir(t, cmd.Saga)
+	if err != nil {
+		return phase.Failure(ReasonBadConfig, err), nil
+	}
+	var out map[string]string
+	var report []events.ReportLine
+	switch cmd.Action {
+	case events.Archive:
+		out, report, err = archive(ctx, t, cmd, dir, progress)
+	case events.Restore:
+		out, report, err = restore(ctx, t, cmd, dir, progress)
+	default:
+		return phase.Failure(events.ReasonUnsupported, fmt.Errorf("backup does not %s", cmd.Action)), nil
+	}
+	if err != nil && ctx.Err() != nil {
+		return phase.Outcome{}, ctx.Err()
+	}
+	if err != nil {
+		return phase.Failure(reason(cmd.Action, err), err, report...), nil
+	}
+	return phase.Success(out, report...), nil
+}
+
+// Dir is where the backup of saga for t lives.
+func Dir(t targets.Target, saga string) string { return filepath.Join(t.Backup.Dir, saga) }
+
+// dir checks that saga is one path element and that no other target of the
+// registry shares t's backup directory: two targets would otherwise write,
+// and discard, each other's backups under the same saga.
+func (e *Executor) dir(t targets.Target, saga string) (string, error) {
+	if saga == "" || saga == "." || saga == ".." || strings.ContainsAny(saga, `/\`) {
+		return "", fmt.Errorf("%w: saga id %q cannot name a directory", ErrBadConfig, saga)
+	}
+	for _, name := range e.Targets.Names() {
+		o, err := e.Targets.Get(name)
+		if err == nil && name != t.Name && filepath.Clean(o.Backup.Dir) == filepath.Clean(t.Backup.Dir) {
+			return "", fmt.Errorf("%w: targets %s and %s share backup dir %s; give each its own",
+				ErrBadConfig, t.Name, name, t.Backup.Dir)
+		}
+	}
+	return Dir(t, saga), nil
+}
+
+func reason(action events.Action, err error) string {
+	if action == events.Archive && errors.Is(err, ErrCorrupt) {
+		return ReasonVerifyFailed
+	}
+	for _, r := range []struct {
+		err    error
+		reason string
+	}{
+		{ErrNothingInstalled, ReasonNothingInstalled}, {ErrUnsupportedFile, ReasonUnsupportedFile},
+		{ErrNoBackup, ReasonNoBackup}, {ErrUnsafe, ReasonUnsafe}, {ErrCorrupt, ReasonCorrupt},
+		{ErrBadConfig, ReasonBadConfig},
+	} {
+		if errors.Is(err, r.err) {
+			return r.reason
+		}
+	}
+	if action == events.Restore {
+		return ReasonRestoreFailed
+	}
+	return ReasonArchiveFailed
+}

@@ -1,0 +1,168 @@
+// Package deploy is the deploy service: it installs a verified release
+// package on a target and switches the target to it, or switches it back.
+//
+// A target's root holds releases/<version>/ (one directory per installed
+// version), current -> releases/<version> (the release in service) and,
+// optionally, shared/ (configuration and data kept across releases, linked
+// into each release that does not bring its own).
+//
+// Actions done now:
+//   - apply: stage the package through the artifact store (digest checked),
+//     extract it safely into releases/<version>, then stop, migrate, switch
+//     the current link atomically and start; on success remove releases
+//     beyond the target's keep count. If stop, migrate or start fails, the
+//     previous release is switched back to and started again before the
+//     failure is reported: the compensating rollback then finds it current
+//     and rightly does nothing.
+//   - rollback: switch back to the version the apply came from (stop,
+//     switch, start); a no-op when that version is already current, so the
+//     compensation of an apply that never ran leaves a healthy app alone.
+//
+// Each step holds an exclusive flock on <root>/.upshift.lock, in case two
+// processes serve one target. Extracted files are fsynced and the current
+// link is switched by rename, so a crash leaves the old release or the new
+// one in service, and a redelivered apply finishes the job.
+//
+// Extraction refuses absolute paths, ".." escapes, paths through a link,
+// symbolic links that resolve outside the release, hard links, device and
+// fifo entries, and packages over the size or file-count limit. Setuid,
+// setgid and sticky bits are stripped (not refused): a package built on a
+// workstation often carries setgid directories, and stripping removes the
+// risk without failing the deploy. Owners are not restored: files belong to
+// the user the service runs as.
+//
+// Not done yet: maintenance actions (events.Maintain: reindex, analyze,
+// archive logs, configuration drift check) come with a later issue, and the
+// framework reports them as unsupported until then. Rollback does not run
+// down-migrations: undoing the database is backup.restore's compensation.
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/upshift/upshift/pkg/artifact"
+	"github.com/upshift/upshift/pkg/consumer"
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/phase"
+	"github.com/upshift/upshift/pkg/streams"
+	"github.com/upshift/upshift/pkg/targets"
+)
+
+// Reasons of a failed step, as reported to the coordinator.
+const (
+	ReasonDigestMismatch      = "digest_mismatch"
+	ReasonArtifactUnavailable = "artifact_unavailable"
+	ReasonArtifactUnsupported = "artifact_unsupported"
+	ReasonArtifactTooLarge    = "artifact_too_large"
+	ReasonUnsafePackage       = "unsafe_package"
+	ReasonBadPackage          = "bad_package"
+	ReasonReleaseConflict     = "release_conflict"
+	ReasonInvalidVersion      = "invalid_version"
+	ReasonStopFailed          = "stop_failed"
+	ReasonMigrateFailed       = "migrate_failed"
+	ReasonStartFailed         = "start_failed"
+	ReasonSwitchFailed        = "switch_failed"
+	ReasonNoPreviousRelease   = "no_previous_release"
+)
+
+// Errors, for errors.Is.
+var (
+	// ErrUnsafePackage is a package entry that would write outside its
+	// release, link out of it, or is of a kind a release must not hold.
+	ErrUnsafePackage = errors.New("unsafe package")
+	// ErrBadPackage is a package that is not a readable .tar.gz.
+	ErrBadPackage = errors.New("bad package")
+	// ErrReleaseConflict is a release directory that holds another package.
+	ErrReleaseConflict = errors.New("release conflict")
+)
+
+// Default limits of an extracted release.
+const (
+	DefaultMaxSize  = 4 << 30
+	DefaultMaxFiles = 100_000
+)
+
+// MarkerFile, in a release directory, holds the digest of the package it was
+// extracted from: a re-run reuses the release only if it is the same package.
+const MarkerFile = ".upshift-release"
+
+// LockFile, in a target's root, is locked for the whole of a step, in case
+// two processes serve one target.
+const LockFile = ".upshift.lock"
+
+// Config of a deploy instance.
+type Config struct {
+	Instance  string
+	Targets   *targets.Registry
+	Artifacts *artifact.Store
+	Consumer  consumer.Config
+	Streams   streams.Config
+}
+
+// New returns the deploy service over js.
+func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Registerer) *phase.Service {
+	return phase.New(js, phase.Config{
+		Service: events.Deploy, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
+		Actions: []events.Action{events.Apply, events.Rollback}, Consumer: cfg.Consumer, Streams: cfg.Streams,
+	}, &Executor{Targets: cfg.Targets, Artifacts: cfg.Artifacts, Log: log}, log, reg)
+}
+
+// Executor applies and rolls back releases.
+type Executor struct {
+	Targets   *targets.Registry
+	Artifacts *artifact.Store
+	Log       *slog.Logger
+	// MaxSize bounds the uncompressed size of a release. Default 4 GiB.
+	MaxSize int64
+	// MaxFiles bounds the entries of a release. Default 100k.
+	MaxFiles int
+}
+
+// Execute implements phase.Executor.
+func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress phase.Progress) (phase.Outcome, error) {
+	t, err := e.Targets.Get(cmd.Target)
+	if err != nil {
+		return phase.Failure(events.ReasonUnknown, err), nil
+	}
+	log := e.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &step{e: e, t: t, cmd: cmd, progress: progress,
+		log: log.With("saga", cmd.Saga, "step", cmd.Step, "target", cmd.Target, "action", cmd.Action)}
+	switch cmd.Action {
+	case events.Apply:
+		return s.apply(ctx)
+	case events.Rollback:
+		return s.rollback(ctx)
+	}
+	return phase.Failure(events.ReasonUnsupported, fmt.Errorf("deploy does not perform %q", cmd.Action)), nil
+}
+
+func (e *Executor) limits() (int64, int) {
+	size, files := e.MaxSize, e.MaxFiles
+	if size <= 0 {
+		size = DefaultMaxSize
+	}
+	if files <= 0 {
+		files = DefaultMaxFiles
+	}
+	return size, files
+}
+
+// checkVersion refuses a version that is not one plain directory name, so a
+// request cannot aim a release, a switch or a clean-up outside releases/.
+// A leading dot is refused too: those names are the service's own.
+func checkVersion(what, v string) error {
+	if v == "" || v == "." || v == ".." || strings.HasPrefix(v, ".") || strings.ContainsAny(v, "/\\\x00") {
+		return fmt.Errorf("%s version %q is not a plain directory name", what, v)
+	}
+	return nil
+}

@@ -1,0 +1,71 @@
+package deploy_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/upshift/upshift/pkg/bus"
+	"github.com/upshift/upshift/pkg/consumer"
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/services/deploy"
+)
+
+func TestServiceAppliesACommandFromNATS(t *testing.T) {
+	h := newHost(t, 0)
+	h.installed("1.0")
+	_, js := natstest.Start(t)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	svc := deploy.New(js, deploy.Config{Instance: "deploy@test", Targets: h.exec.Targets, Artifacts: h.exec.Artifacts,
+		Consumer: consumer.Config{AckWait: time.Second, MaxDeliver: 3, Backoff: []time.Duration{10 * time.Millisecond}},
+	}, log, prometheus.NewRegistry())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	natstest.Eventually(t, 5*time.Second, "service ready", svc.Ready)
+
+	url, digest := h.pack("app-1.1", release("1.1"))
+	apply := command(events.Apply, "1.0", "1.1", url, digest)
+	maintain := command(events.Maintain, "", "", "", "")
+	maintain.Step = events.StepID(maintain.Saga, events.Deploy, events.Maintain, "web-1", 1)
+	for _, c := range []events.Command{apply, maintain} {
+		env, err := events.New(c.Step, events.TypeCommand, "test", c.Saga, c.Attempt, time.Now(), c)
+		must(t, err)
+		must(t, bus.Publish(context.Background(), js, events.CommandSubject(c.Phase, c.Action, c.Target), env))
+	}
+
+	final := map[string]events.StepResult{}
+	natstest.Eventually(t, 10*time.Second, "final results", func() bool {
+		for _, b := range natstest.Read(t, js, events.StreamEvents, "upshift.evt.>") {
+			env, err := events.Decode(b)
+			must(t, err)
+			var r events.StepResult
+			must(t, events.Open(env, events.TypeStep, &r))
+			if r.Status.Final() {
+				final[r.Step] = r
+			}
+		}
+		return len(final) == 2
+	})
+	if r := final[apply.Step]; r.Status != events.Succeeded || r.Output["current"] != "1.1" || r.Output["previous"] != "1.0" ||
+		names(r.Report) != "stage=ok extract=ok stop=ok migrate=ok switch=ok start=ok cleanup=ok" {
+		t.Fatalf("apply result %+v", r)
+	}
+	if h.current() != "releases/1.1" {
+		t.Fatalf("current -> %q", h.current())
+	}
+	if r := final[maintain.Step]; r.Status != events.Failed || r.Reason != events.ReasonUnsupported {
+		t.Fatalf("maintain result %+v", r)
+	}
+}

@@ -1,0 +1,163 @@
+// Package notify is the notify service: it tells teams what happens to their
+// sagas. It runs two durable consumers:
+//
+//   - the router reads the coordinator's saga events from EVENTS, keeps those
+//     worth telling a team (every state change, failed steps, approvals,
+//     late results; not the audit-only "dispatched"), and publishes one
+//     Notice per team on upshift.notify.<team>.<saga>.<kind>, with a
+//     severity and a one-line summary. That subject is how a team
+//     subscribes; its id is derived from the saga event's, so a redelivered
+//     saga event is dropped by the NOTIFY stream's duplicate window.
+//   - the deliverer reads NOTIFY and hands each notice to every configured
+//     Channel, exactly once per notice and channel: a record in the
+//     DoneBucket, written after a successful delivery, answers a
+//     redelivery. A channel error is retried with back-off by the consumer
+//     runner and, after the last delivery, dead-lettered.
+//
+// Channels done now: the log channel (one log line per notice). Webhook
+// channels (generic CloudEvent JSON and Slack-compatible, HMAC-SHA256
+// signed, retried with back-off, dead-lettered) come with the notify issue;
+// they are further Channel implementations and need nothing else here.
+// Per-team channel routing (which team goes to which webhook) comes with
+// them; today every channel receives every notice.
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/upshift/upshift/pkg/consumer"
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/promreg"
+	"github.com/upshift/upshift/pkg/streams"
+)
+
+// Durable consumer names, shared by every instance.
+const (
+	RouterConsumer  = "notify-router"
+	DeliverConsumer = "notify-deliver"
+)
+
+// doneTTL is how long delivery records are kept. It matches the phase
+// services' records in the same bucket, so that neither side reconfigures
+// the bucket under the other.
+const doneTTL = 7 * 24 * time.Hour
+
+// Config of a notify instance.
+type Config struct {
+	// Instance names this process in event sources, e.g. "notify@host-1".
+	Instance string
+	// Channels receive every notice. Names must be unique and stable: a
+	// delivery is recorded under its channel's name.
+	Channels []Channel
+	// Consumer tunes both consumers (AckWait, MaxDeliver, Backoff, Grace,
+	// Concurrency); stream, name and filters are set here.
+	Consumer consumer.Config
+	// Streams configures provisioning.
+	Streams streams.Config
+}
+
+// Service runs the router and the deliverer.
+type Service struct {
+	js       jetstream.JetStream
+	cfg      Config
+	log      *slog.Logger
+	sent     *prometheus.CounterVec
+	consumer *consumer.Metrics
+	done     jetstream.KeyValue
+	ready    atomic.Bool
+}
+
+// Results counted by upshift_notifications_total.
+const (
+	ResultDelivered = "delivered"
+	ResultDuplicate = "duplicate"
+	ResultFailed    = "failed"
+)
+
+// New returns a service; Run starts it.
+func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Registerer) *Service {
+	if cfg.Instance == "" {
+		cfg.Instance = "notify"
+	}
+	sent := promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "upshift_notifications_total",
+		Help: "Notices handed to a channel, by result: delivered, duplicate (delivered before, not again), failed (to be retried).",
+	}, []string{"channel", "result"}))
+	return &Service{js: js, cfg: cfg, log: log.With("service", "notify"), sent: sent, consumer: consumer.NewMetrics(reg)}
+}
+
+// Ready reports whether both consumers are in place.
+func (s *Service) Ready() bool { return s.ready.Load() }
+
+// Run provisions the streams and the bucket, then runs both consumers until
+// ctx is cancelled.
+func (s *Service) Run(ctx context.Context) error {
+	if err := s.checkChannels(); err != nil {
+		return err
+	}
+	if err := streams.Ensure(ctx, s.js, s.cfg.Streams, events.StreamEvents, events.StreamNotify, events.StreamDeadLetter); err != nil {
+		return err
+	}
+	done, err := streams.EnsureBucket(ctx, s.js, s.cfg.Streams, streams.DoneBucket, doneTTL)
+	if err != nil {
+		return err
+	}
+	s.done = done
+	runners := []*consumer.Runner{
+		s.runner(events.StreamEvents, RouterConsumer, []string{events.SagaFilter()}, s.route),
+		s.runner(events.StreamNotify, DeliverConsumer, events.NotifySubjects, s.deliver),
+	}
+	for _, r := range runners {
+		if _, err := r.Ensure(ctx); err != nil {
+			return err
+		}
+	}
+	s.ready.Store(true)
+	defer s.ready.Store(false)
+	s.log.Info("serving", "channels", s.channelNames())
+	errs := make([]error, len(runners))
+	var wg sync.WaitGroup
+	for i, r := range runners {
+		wg.Go(func() { errs[i] = r.Run(ctx) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (s *Service) runner(stream, name string, filters []string, h consumer.Handler) *consumer.Runner {
+	cc := s.cfg.Consumer
+	cc.Stream, cc.Name, cc.Filters = stream, name, append([]string(nil), filters...)
+	return consumer.New(s.js, cc, h, s.log, consumer.WithMetrics(s.consumer))
+}
+
+func (s *Service) checkChannels() error {
+	seen := map[string]bool{}
+	for _, c := range s.cfg.Channels {
+		switch n := c.Name(); {
+		case n == "":
+			return errors.New("notify: a channel has no name")
+		case seen[n]:
+			return fmt.Errorf("notify: two channels named %q; deliveries are recorded by name", n)
+		default:
+			seen[n] = true
+		}
+	}
+	return nil
+}
+
+func (s *Service) channelNames() []string {
+	out := make([]string, 0, len(s.cfg.Channels))
+	for _, c := range s.cfg.Channels {
+		out = append(out, c.Name())
+	}
+	return out
+}
