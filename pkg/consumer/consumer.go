@@ -71,6 +71,10 @@ type Config struct {
 	Backoff []time.Duration
 	// Grace bounds how long shutdown waits for running handlers. Default 10s.
 	Grace time.Duration
+	// Since, when set, makes a consumer created now start with the messages
+	// of that last stretch of time instead of the whole stream. An existing
+	// consumer resumes where it was.
+	Since time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -138,6 +142,20 @@ func (r *Runner) Ensure(ctx context.Context) (jetstream.Consumer, error) {
 		cc.FilterSubject = c.Filters[0]
 	} else {
 		cc.FilterSubjects = c.Filters
+	}
+	if c.Since > 0 {
+		// A deliver policy cannot change once the consumer exists: keep its.
+		existing, err := r.js.Consumer(ctx, c.Stream, c.Name)
+		switch {
+		case err == nil:
+			ec := existing.CachedInfo().Config
+			cc.DeliverPolicy, cc.OptStartTime = ec.DeliverPolicy, ec.OptStartTime
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			start := time.Now().Add(-c.Since)
+			cc.DeliverPolicy, cc.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+		default:
+			return nil, fmt.Errorf("look up consumer %s on %s: %w", c.Name, c.Stream, err)
+		}
 	}
 	cons, err := r.js.CreateOrUpdateConsumer(ctx, c.Stream, cc)
 	if err != nil {

@@ -281,3 +281,33 @@ func TestKeepsAMessageItCannotDeadLetter(t *testing.T) {
 		t.Fatal("terminated a message that was never dead-lettered")
 	}
 }
+
+func TestSinceSkipsOldHistoryOnlyWhenCreated(t *testing.T) {
+	f := newFixture(t)
+	f.publish("old")
+	time.Sleep(1100 * time.Millisecond)
+	f.publish("recent")
+	f.cfg.Since = time.Second
+	var mu sync.Mutex
+	var seen []string
+	record := func(ctx context.Context, m *consumer.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, m.Event.ID)
+		return nil
+	}
+	stop := f.run(record)
+	natstest.Eventually(t, 5*time.Second, "recent handled", func() bool { return f.count(consumer.ResultAcked) == 1 })
+	stop()
+	// Restarted later, the consumer resumes where it was: nothing is skipped.
+	time.Sleep(1100 * time.Millisecond)
+	f.publish("later")
+	f.reg = prometheus.NewRegistry()
+	f.run(record)
+	natstest.Eventually(t, 5*time.Second, "later handled", func() bool { return f.count(consumer.ResultAcked) == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(seen, " ") != "recent later" {
+		t.Fatalf("handled %v", seen)
+	}
+}

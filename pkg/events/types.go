@@ -200,7 +200,11 @@ type StepRef struct {
 }
 
 // SagaEvent is something the coordinator decided or noticed about a saga.
-// Kind is the new state on a state change, or one of the Kind* constants.
+// Kind is the state entered on a state change, or one of the Kind*
+// constants. State is where the saga is at the end of the transition that
+// emitted the event: one transition may pass through several states
+// (rolling_back then at once rolled_back when nothing is left to undo), and
+// each of its events carries the last.
 type SagaEvent struct {
 	Saga        string          `json:"saga"`
 	Kind        string          `json:"kind"`
@@ -209,6 +213,7 @@ type SagaEvent struct {
 	Reason      string          `json:"reason,omitempty"`
 	Seq         int             `json:"seq"`
 	Name        string          `json:"name,omitempty"`
+	RequestKind string          `json:"requestKind,omitempty"` // Upgrade or Maintenance
 	Team        string          `json:"team"`
 	Teams       []string        `json:"teams"`
 	Environment string          `json:"environment,omitempty"`

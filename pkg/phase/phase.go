@@ -88,8 +88,6 @@ type Config struct {
 	// Consumer tunes the per-target consumers (AckWait, MaxDeliver, Backoff,
 	// Grace); stream, name, filters and concurrency are set here.
 	Consumer consumer.Config
-	// DoneTTL is how long step results are remembered. Default 7 days.
-	DoneTTL time.Duration
 	// Streams configures provisioning.
 	Streams streams.Config
 }
@@ -108,9 +106,6 @@ type Service struct {
 
 // New returns a service; Run starts it.
 func New(js jetstream.JetStream, cfg Config, exec Executor, log *slog.Logger, reg prometheus.Registerer) *Service {
-	if cfg.DoneTTL <= 0 {
-		cfg.DoneTTL = 7 * 24 * time.Hour
-	}
 	if cfg.Instance == "" {
 		cfg.Instance = string(cfg.Service)
 	}
@@ -130,7 +125,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := streams.Ensure(ctx, s.js, s.cfg.Streams, events.StreamCommands, events.StreamEvents, events.StreamDeadLetter); err != nil {
 		return err
 	}
-	done, err := streams.EnsureBucket(ctx, s.js, s.cfg.Streams, streams.DoneBucket, s.cfg.DoneTTL)
+	done, err := streams.EnsureBucket(ctx, s.js, s.cfg.Streams, streams.DoneBucket, streams.DoneTTL)
 	if err != nil {
 		return err
 	}

@@ -109,7 +109,7 @@ func (m *machine) stamp(e *events.SagaEvent) {
 	if e.Kind == string(m.s.State) {
 		e.Previous = string(m.s.Previous)
 	}
-	e.Name, e.Team, e.Teams = r.Metadata.Name, r.Metadata.Team, r.Spec.Notify
+	e.Name, e.RequestKind, e.Team, e.Teams = r.Metadata.Name, string(r.Kind), r.Metadata.Team, r.Spec.Notify
 	e.Environment, e.Software, e.From, e.To = r.Metadata.Environment, r.Spec.Software, r.Spec.From, r.Spec.To
 	e.Batch, e.Batches = m.s.Batch, len(m.s.Batches)
 }

@@ -18,9 +18,14 @@ const (
 	// SagasBucket holds saga state when the coordinator uses the KV store.
 	SagasBucket = "upshift_sagas"
 	// DoneBucket holds what each phase service did, per command id, so a
-	// redelivered command is answered without being executed again.
+	// redelivered command is answered without being executed again, and
+	// what notify delivered, per notice and channel.
 	DoneBucket = "upshift_done"
 )
+
+// DoneTTL is how long DoneBucket remembers. One value for every user of the
+// bucket, or each start-up would reconfigure it under the others.
+const DoneTTL = 7 * 24 * time.Hour
 
 // Config sets what differs between a laptop and a cluster.
 type Config struct {

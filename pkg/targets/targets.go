@@ -81,7 +81,8 @@ type Precheck struct {
 
 // Backup says where backups go and what they hold beyond the release.
 type Backup struct {
-	// Dir holds the backups. Default <root>/backups.
+	// Dir holds the backups; relative to the root. Default <root>/backups.
+	// No two targets may share one.
 	Dir string `json:"dir,omitempty"`
 	// Paths, relative to the root, to back up besides the current release
 	// (configuration kept under shared/, say).
@@ -155,12 +156,27 @@ func New(ts map[string]Target, base string) (*Registry, error) {
 			t.Precheck.MinFreeDisk = 100 << 20
 		}
 		if t.Backup.Dir == "" {
-			t.Backup.Dir = filepath.Join(t.Root, "backups")
+			t.Backup.Dir = "backups"
+		}
+		if !filepath.IsAbs(t.Backup.Dir) {
+			t.Backup.Dir = filepath.Join(t.Root, t.Backup.Dir)
+		}
+		for _, p := range t.Backup.Paths {
+			if !filepath.IsLocal(p) {
+				problems = append(problems, fmt.Sprintf("%s: backup path %q must be relative and stay inside the root", name, p))
+			}
 		}
 		if t.Keep == 0 {
 			t.Keep = 3
 		}
 		r.targets[name] = t
+	}
+	byDir := map[string]string{}
+	for name, t := range r.targets {
+		if other, ok := byDir[t.Backup.Dir]; ok {
+			problems = append(problems, fmt.Sprintf("%s and %s share the backup directory %s", min(name, other), max(name, other), t.Backup.Dir))
+		}
+		byDir[t.Backup.Dir] = name
 	}
 	if len(problems) > 0 {
 		sort.Strings(problems)

@@ -14,6 +14,7 @@ func TestParseFillsDefaults(t *testing.T) {
 targets:
   web-1:
     root: web1
+    backup: {dir: saved, paths: [shared]}
     hooks:
       start: {command: [./ctl, start], timeout: 5s}
       stop: {command: [./ctl, stop]}
@@ -28,7 +29,7 @@ targets:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.Root != "/srv/web1" || w.Backup.Dir != "/srv/web1/backups" || w.Keep != 3 || w.Health.Successes != 3 {
+	if w.Root != "/srv/web1" || w.Backup.Dir != "/srv/web1/saved" || w.Keep != 3 || w.Health.Successes != 3 {
 		t.Fatalf("target %+v", w)
 	}
 	if w.Hooks.Start.Timeout.Duration != 5*time.Second || w.Hooks.Stop.Timeout.Duration != time.Minute {
@@ -58,6 +59,9 @@ func TestParseRefuses(t *testing.T) {
 		"targets: {web-1: {}}",
 		"targets: {web-1: {root: /a, hooks: {start: {command: []}}}}",
 		"targets: {web-1: {root: /a, precheck: {minFreeDisk: lots}}}",
+		"targets: {web-1: {root: /a, backup: {paths: [../etc]}}}",
+		"targets: {web-1: {root: /a, backup: {paths: [/etc]}}}",
+		"targets: {web-1: {root: /a, backup: {dir: /b}}, web-2: {root: /c, backup: {dir: /b}}}",
 	} {
 		if _, err := targets.Parse([]byte(doc), "/"); err == nil {
 			t.Errorf("accepted %s", doc)

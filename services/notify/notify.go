@@ -46,10 +46,10 @@ const (
 	DeliverConsumer = "notify-deliver"
 )
 
-// doneTTL is how long delivery records are kept. It matches the phase
-// services' records in the same bucket, so that neither side reconfigures
-// the bucket under the other.
-const doneTTL = 7 * 24 * time.Hour
+// RouterSince is how far back the router starts when it is first created:
+// a notify deployed beside a year of history tells teams of the last few
+// minutes, not of the whole year. Once created, it resumes where it was.
+const RouterSince = 10 * time.Minute
 
 // Config of a notify instance.
 type Config struct {
@@ -107,14 +107,14 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := streams.Ensure(ctx, s.js, s.cfg.Streams, events.StreamEvents, events.StreamNotify, events.StreamDeadLetter); err != nil {
 		return err
 	}
-	done, err := streams.EnsureBucket(ctx, s.js, s.cfg.Streams, streams.DoneBucket, doneTTL)
+	done, err := streams.EnsureBucket(ctx, s.js, s.cfg.Streams, streams.DoneBucket, streams.DoneTTL)
 	if err != nil {
 		return err
 	}
 	s.done = done
 	runners := []*consumer.Runner{
-		s.runner(events.StreamEvents, RouterConsumer, []string{events.SagaFilter()}, s.route),
-		s.runner(events.StreamNotify, DeliverConsumer, events.NotifySubjects, s.deliver),
+		s.runner(events.StreamEvents, RouterConsumer, []string{events.SagaFilter()}, RouterSince, s.route),
+		s.runner(events.StreamNotify, DeliverConsumer, events.NotifySubjects, 0, s.deliver),
 	}
 	for _, r := range runners {
 		if _, err := r.Ensure(ctx); err != nil {
@@ -133,9 +133,9 @@ func (s *Service) Run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (s *Service) runner(stream, name string, filters []string, h consumer.Handler) *consumer.Runner {
+func (s *Service) runner(stream, name string, filters []string, since time.Duration, h consumer.Handler) *consumer.Runner {
 	cc := s.cfg.Consumer
-	cc.Stream, cc.Name, cc.Filters = stream, name, append([]string(nil), filters...)
+	cc.Stream, cc.Name, cc.Filters, cc.Since = stream, name, append([]string(nil), filters...), since
 	return consumer.New(s.js, cc, h, s.log, consumer.WithMetrics(s.consumer))
 }
 
