@@ -1,0 +1,275 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/peterbourgon/ff/v3/ffcli"
+
+	"github.com/upshift/upshift/cmd/upshift/internal/devstack"
+	"github.com/upshift/upshift/cmd/upshift/internal/view"
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/pkg/service"
+	"github.com/upshift/upshift/pkg/spec"
+	"github.com/upshift/upshift/services/coordinator"
+	"github.com/upshift/upshift/services/coordinator/sagastore"
+)
+
+// conn are the connection flags every client command has.
+type conn struct {
+	url, creds, user, password string
+	timeout                    time.Duration
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func (c *conn) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.url, "nats", envOr("UPSHIFT_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL ($UPSHIFT_NATS_URL)")
+	fs.StringVar(&c.creds, "creds", os.Getenv("UPSHIFT_NATS_CREDS"), "NATS credentials file ($UPSHIFT_NATS_CREDS)")
+	fs.StringVar(&c.user, "user", os.Getenv("UPSHIFT_NATS_USER"), "NATS user ($UPSHIFT_NATS_USER)")
+	fs.StringVar(&c.password, "password", os.Getenv("UPSHIFT_NATS_PASSWORD"), "NATS password ($UPSHIFT_NATS_PASSWORD)")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for an answer")
+}
+
+func (c *conn) open() (*nats.Conn, jetstream.JetStream, error) {
+	common := service.Common{NATSURL: c.url, NATSCreds: c.creds, NATSUser: c.user, NATSPassword: service.Secret(c.password)}
+	return service.Connect(common, "upshift-cli", slog.New(slog.DiscardHandler))
+}
+
+// command builds a client command: flags, then exec with a connection.
+func command(name, usage, help string, out io.Writer, flags func(*flag.FlagSet),
+	exec func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error) *ffcli.Command {
+	var c conn
+	fs := flag.NewFlagSet("upshift "+name, flag.ContinueOnError)
+	c.register(fs)
+	if flags != nil {
+		flags(fs)
+	}
+	return &ffcli.Command{Name: name, ShortUsage: "upshift " + name + " " + usage, ShortHelp: help, FlagSet: fs,
+		Exec: func(ctx context.Context, args []string) error {
+			nc, js, err := c.open()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			ctx, cancel := context.WithTimeout(ctx, c.timeout)
+			defer cancel()
+			return exec(ctx, nc, js, args)
+		}}
+}
+
+func oneID(args []string) (string, error) {
+	if len(args) != 1 {
+		return "", fmt.Errorf("%w: give one saga id", exitInvalid)
+	}
+	return args[0], nil
+}
+
+// readRequest reads and checks a request file; problems are printed one per
+// line.
+func readRequest(path string, out io.Writer) (spec.Request, error) {
+	if path == "" {
+		return spec.Request{}, fmt.Errorf("%w: -f FILE is required", exitInvalid)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return spec.Request{}, err
+	}
+	r, err := spec.Parse(b)
+	var verr *spec.ValidationError
+	if errors.As(err, &verr) {
+		fmt.Fprintf(out, "%s is not a valid request:\n", path)
+		for _, p := range verr.Problems {
+			fmt.Fprintf(out, "  %s\n", p)
+		}
+		return r, exitInvalid
+	}
+	return r, err
+}
+
+func validateCmd(out io.Writer) *ffcli.Command {
+	fs := flag.NewFlagSet("upshift validate", flag.ContinueOnError)
+	file := fs.String("f", "", "request file (YAML or JSON)")
+	return &ffcli.Command{Name: "validate", ShortUsage: "upshift validate -f FILE", ShortHelp: "check a request file", FlagSet: fs,
+		Exec: func(ctx context.Context, args []string) error {
+			r, err := readRequest(*file, out)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%s: valid: %s of %d target(s) in %s\n", *file, r.Title(), len(r.Spec.Targets), r.Metadata.Environment)
+			return nil
+		}}
+}
+
+func submitCmd(out io.Writer) *ffcli.Command {
+	var file string
+	var watch bool
+	return command("submit", "-f FILE [--watch]", "submit an upgrade or maintenance request", out,
+		func(fs *flag.FlagSet) {
+			fs.StringVar(&file, "f", "", "request file (YAML or JSON)")
+			fs.BoolVar(&watch, "watch", false, "follow the saga until it ends; exit 0 only if it succeeded")
+		},
+		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
+			r, err := readRequest(file, out)
+			if err != nil {
+				return err
+			}
+			id, err := devstack.Submit(ctx, js, r)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "submitted %s: %s\n", id, r.Title())
+			if !watch {
+				fmt.Fprintf(out, "follow it with: upshift watch %s\n", id)
+				return nil
+			}
+			return follow(context.WithoutCancel(ctx), js, id, out)
+		})
+}
+
+// follow prints a saga's events until it ends; the exit code says how.
+func follow(ctx context.Context, js jetstream.JetStream, id string, out io.Writer) error {
+	p := view.NewPrinter(out)
+	end, err := view.Watch(ctx, js, id, p.Print)
+	if err != nil {
+		return err
+	}
+	if end.Kind != string(saga.Succeeded) {
+		return exitFailed
+	}
+	return nil
+}
+
+func watchCmd(out io.Writer) *ffcli.Command {
+	return command("watch", "ID", "follow a saga's events until it ends; exit 0 only if it succeeded", out, nil,
+		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
+			id, err := oneID(args)
+			if err != nil {
+				return err
+			}
+			return follow(context.WithoutCancel(ctx), js, id, out)
+		})
+}
+
+func statusCmd(out io.Writer) *ffcli.Command {
+	var asJSON bool
+	return command("status", "ID", "show a saga: state, reason, steps", out,
+		func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") },
+		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
+			id, err := oneID(args)
+			if err != nil {
+				return err
+			}
+			v, err := coordinator.NewClient(nc).Get(ctx, id)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(out, v)
+			}
+			view.Status(out, v.Saga)
+			return nil
+		})
+}
+
+func listCmd(out io.Writer) *ffcli.Command {
+	var f sagastore.Filter
+	var states string
+	var asJSON bool
+	return command("list", "[flags]", "list sagas, newest first", out,
+		func(fs *flag.FlagSet) {
+			fs.StringVar(&f.Team, "team", "", "only this team's")
+			fs.StringVar(&f.Environment, "env", "", "only this environment's")
+			fs.StringVar(&f.Software, "software", "", "only this software's")
+			fs.StringVar(&states, "state", "", "only these states, comma separated")
+			fs.BoolVar(&f.Active, "active", false, "only sagas still running")
+			fs.IntVar(&f.Limit, "limit", 50, "at most this many")
+			fs.BoolVar(&asJSON, "json", false, "print JSON")
+		},
+		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
+			for _, s := range strings.Split(states, ",") {
+				if s = strings.TrimSpace(s); s != "" {
+					f.States = append(f.States, saga.State(s))
+				}
+			}
+			sums, err := coordinator.NewClient(nc).List(ctx, f)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(out, sums)
+			}
+			view.List(out, sums)
+			return nil
+		})
+}
+
+func historyCmd(out io.Writer) *ffcli.Command {
+	var asJSON bool
+	return command("history", "ID", "show a saga's audit log: every event the coordinator saw or emitted", out,
+		func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON, events included") },
+		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
+			id, err := oneID(args)
+			if err != nil {
+				return err
+			}
+			h, err := coordinator.NewClient(nc).History(ctx, id)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(out, h)
+			}
+			view.History(out, h)
+			return nil
+		})
+}
+
+func decideCmd(out io.Writer, op, help string) *ffcli.Command {
+	var by, comment string
+	me := "unknown"
+	if u, err := user.Current(); err == nil {
+		me = u.Username
+	}
+	return command(op, "ID [--by NAME] [--comment TEXT]", help, out,
+		func(fs *flag.FlagSet) {
+			fs.StringVar(&by, "by", me, "who decides (recorded in the audit log)")
+			fs.StringVar(&comment, "comment", "", "why (recorded in the audit log, told to the teams)")
+		},
+		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
+			id, err := oneID(args)
+			if err != nil {
+				return err
+			}
+			reply, err := coordinator.NewClient(nc).Decide(ctx, coordinator.ControlRequest{
+				ID: id, Op: events.ControlOp(op), Actor: by, Comment: comment})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%s of %s accepted (it was %s); follow it with: upshift watch %s\n", op, id, reply.State, id)
+			return nil
+		})
+}
+
+func printJSON(out io.Writer, v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/upshift/upshift/pkg/spec"
+	"github.com/upshift/upshift/pkg/targets"
+)
+
+// The examples are what a new user copies: each must be valid.
+func TestExamplesAreValid(t *testing.T) {
+	files, err := filepath.Glob("../../examples/*.yaml")
+	if err != nil || len(files) < 4 {
+		t.Fatalf("examples: %v %v", files, err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if filepath.Base(f) == "targets.yaml" {
+			if _, err := targets.Parse(b, "/"); err != nil {
+				t.Errorf("%s: %v", f, err)
+			}
+			continue
+		}
+		if _, err := spec.Parse(b); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}

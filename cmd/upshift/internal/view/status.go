@@ -1,0 +1,97 @@
+package view
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/services/coordinator/sagastore"
+)
+
+// Status writes a saga, its state and its steps.
+func Status(w io.Writer, s saga.Saga) {
+	r := s.Request
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "saga\t%s\n", s.ID)
+	if r.Metadata.Name != "" {
+		fmt.Fprintf(tw, "name\t%s\n", r.Metadata.Name)
+	}
+	fmt.Fprintf(tw, "request\t%s\n", r.Title())
+	fmt.Fprintf(tw, "team\t%s (notify: %s)\n", r.Metadata.Team, strings.Join(r.Spec.Notify, ", "))
+	fmt.Fprintf(tw, "environment\t%s\n", r.Metadata.Environment)
+	fmt.Fprintf(tw, "targets\t%s in %d batch(es)\n", strings.Join(r.Spec.Targets, ", "), len(s.Batches))
+	fmt.Fprintf(tw, "state\t%s since %s\n", s.State, s.EnteredAt.Local().Format(time.DateTime))
+	if s.Reason != "" {
+		fmt.Fprintf(tw, "reason\t%s\n", s.Reason)
+	}
+	if !s.Deadline.IsZero() {
+		fmt.Fprintf(tw, "deadline\t%s\n", s.Deadline.Local().Format(time.DateTime))
+	}
+	if s.Approval != nil {
+		fmt.Fprintf(tw, "approved\tby %s at %s %s\n", s.Approval.Actor, s.Approval.At.Local().Format(time.DateTime), s.Approval.Comment)
+	}
+	if s.Cancel != nil {
+		fmt.Fprintf(tw, "cancelled\tby %s at %s %s\n", s.Cancel.Actor, s.Cancel.At.Local().Format(time.DateTime), s.Cancel.Comment)
+	}
+	tw.Flush()
+	if len(s.Steps) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nsteps")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  PHASE\tACTION\tTARGET\tBATCH\tSTATUS\tDISPATCHED\tTOOK\tDETAIL")
+	for _, st := range s.Steps {
+		took := ""
+		if !st.FinishedAt.IsZero() && !st.StartedAt.IsZero() {
+			took = st.FinishedAt.Sub(st.StartedAt).Round(time.Millisecond).String()
+		}
+		detail := st.Error
+		if st.Late != "" {
+			detail += fmt.Sprintf(" (reported %s after timing out)", st.Late)
+		}
+		if st.Compensates != "" {
+			detail = strings.TrimSpace("undoes " + stepName(s, st.Compensates) + " " + detail)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", st.Phase, st.Action, st.Target, st.Batch+1, st.Status,
+			st.DispatchedAt.Local().Format("15:04:05"), took, detail)
+		for _, line := range st.Report {
+			mark := "ok"
+			if !line.OK {
+				mark = "FAIL"
+			}
+			fmt.Fprintf(tw, "  \t\t\t\t\t\t%s\t%s: %s\n", mark, line.Name, line.Detail)
+		}
+	}
+	tw.Flush()
+}
+
+func stepName(s saga.Saga, id string) string {
+	if st, ok := s.Step(id); ok {
+		return fmt.Sprintf("%s %s", st.Phase, st.Action)
+	}
+	return id
+}
+
+// List writes a table of sagas.
+func List(w io.Writer, sums []sagastore.Summary) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tTEAM\tENV\tSOFTWARE\tFROM\tTO\tSTATE\tUPDATED")
+	for _, s := range sums {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Name, s.Team, s.Environment, s.Software,
+			s.From, s.To, s.State, s.UpdatedAt.Local().Format(time.DateTime))
+	}
+	tw.Flush()
+}
+
+// History writes a saga's audit log.
+func History(w io.Writer, entries []sagastore.Entry) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "AT\tSEQ\tDIR\tTYPE\tSUBJECT\tNOTE")
+	for _, e := range entries {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", e.At.Local().Format("15:04:05.000"), e.Seq, e.Direction, e.Type, e.Subject, e.Note)
+	}
+	tw.Flush()
+}

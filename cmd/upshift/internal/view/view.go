@@ -1,0 +1,177 @@
+// Package view renders upshift's events and sagas for a terminal: one line
+// per event as a saga runs, and a saga's status with its steps.
+package view
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/saga"
+)
+
+// Printer writes one line per event, labelling each saga by its name (once
+// it has seen the saga's request) or the tail of its id.
+type Printer struct {
+	mu     sync.Mutex
+	w      io.Writer
+	labels map[string]string
+}
+
+// NewPrinter returns a printer writing to w.
+func NewPrinter(w io.Writer) *Printer { return &Printer{w: w, labels: map[string]string{}} }
+
+// Print writes the line for an encoded event; it skips what it cannot read.
+func (p *Printer) Print(data []byte) {
+	env, err := events.Decode(data)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if line := p.line(env); line != "" {
+		fmt.Fprintf(p.w, "%s  %-22s %s\n", env.Time.Local().Format("15:04:05.000"), p.label(env.Saga), line)
+	}
+}
+
+func (p *Printer) label(id string) string {
+	if l, ok := p.labels[id]; ok {
+		return l
+	}
+	return Short(id)
+}
+
+// Short is the tail of an id: the random part of a UUIDv7.
+func Short(id string) string {
+	if len(id) > 8 {
+		return id[len(id)-8:]
+	}
+	return id
+}
+
+func (p *Printer) line(env events.Envelope) string {
+	switch env.Type {
+	case events.TypeStep:
+		var r events.StepResult
+		if json.Unmarshal(env.Data, &r) != nil {
+			return ""
+		}
+		return StepLine(r)
+	case events.TypeSaga:
+		var e events.SagaEvent
+		if json.Unmarshal(env.Data, &e) != nil {
+			return ""
+		}
+		if e.Kind == string(saga.Requested) && e.Name != "" {
+			p.labels[e.Saga] = e.Name + " " + Short(e.Saga)
+		}
+		return SagaLine(e)
+	case events.TypeNotice:
+		var n events.Notice
+		if json.Unmarshal(env.Data, &n) != nil || n.Severity == "info" {
+			return "" // progress is already on screen
+		}
+		return fmt.Sprintf("   notice to %s [%s]: %s", n.Team, n.Severity, n.Summary)
+	}
+	return ""
+}
+
+// StepLine describes a phase service's report.
+func StepLine(r events.StepResult) string {
+	what := fmt.Sprintf("   %-8s %-8s %-10s", r.Phase, r.Action, r.Target)
+	switch r.Status {
+	case events.Started:
+		return what + " started"
+	case events.Progress:
+		return what + " … " + r.Message
+	case events.Succeeded:
+		return what + " succeeded" + took(r)
+	case events.Failed:
+		reason := r.Error
+		if r.Reason != "" {
+			reason = r.Reason + ": " + r.Error
+		}
+		return what + " FAILED" + took(r) + ": " + reason
+	}
+	return what + " " + string(r.Status)
+}
+
+func took(r events.StepResult) string {
+	if r.StartedAt.IsZero() || r.FinishedAt.IsZero() {
+		return ""
+	}
+	return fmt.Sprintf(" in %s", r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond))
+}
+
+// SagaLine describes a coordinator's event.
+func SagaLine(e events.SagaEvent) string {
+	switch e.Kind {
+	case string(saga.Requested):
+		return "requested: " + e.Reason
+	case events.KindStepFailed:
+		return "!  " + e.Reason
+	case events.KindApproved:
+		s := "approved by " + e.Actor
+		if e.Comment != "" {
+			s += ": " + e.Comment
+		}
+		return s
+	case events.KindIgnored:
+		return "   (" + e.Reason + ")"
+	case events.KindInvalid:
+		return "REFUSED: " + e.Reason
+	case string(saga.Deploying), string(saga.Verifying):
+		return fmt.Sprintf("== %s batch %d/%d", strings.ReplaceAll(e.Kind, "_", " "), e.Batch+1, e.Batches)
+	}
+	s := "== " + strings.ReplaceAll(e.Kind, "_", " ")
+	if saga.State(e.Kind).Terminal() {
+		s = "=> " + strings.ToUpper(strings.ReplaceAll(e.Kind, "_", " "))
+	}
+	if e.Reason != "" {
+		s += ": " + e.Reason
+	}
+	return s
+}
+
+// Final reports whether a saga event ends the saga (or refuses it).
+func Final(e events.SagaEvent) bool {
+	return e.Kind == events.KindInvalid || (e.Kind == e.State && saga.State(e.State).Terminal())
+}
+
+// Watch reads a saga's events from the start, hands each to print (nil:
+// none) and returns the event that ends the saga.
+func Watch(ctx context.Context, js jetstream.JetStream, id string, print func([]byte)) (events.SagaEvent, error) {
+	c, err := js.OrderedConsumer(ctx, events.StreamEvents, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.SagaEventsFilter(id)}})
+	if err != nil {
+		return events.SagaEvent{}, fmt.Errorf("watch %s: %w", id, err)
+	}
+	for {
+		m, err := c.Next(jetstream.FetchContext(ctx))
+		if err != nil {
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				return events.SagaEvent{}, fmt.Errorf("watch %s: %w", id, ctx.Err())
+			}
+			return events.SagaEvent{}, fmt.Errorf("watch %s: %w", id, err)
+		}
+		if print != nil {
+			print(m.Data())
+		}
+		env, err := events.Decode(m.Data())
+		if err != nil || env.Type != events.TypeSaga {
+			continue
+		}
+		var e events.SagaEvent
+		if json.Unmarshal(env.Data, &e) == nil && Final(e) {
+			return e, nil
+		}
+	}
+}
