@@ -72,6 +72,7 @@ func runDev(ctx context.Context, o devOptions, out io.Writer) error {
 		if d, err = devstack.PrepareDemo(ctx, filepath.Join(o.data, "demo"), out); err != nil {
 			return err
 		}
+		fmt.Fprintln(out, d.Describe())
 		reg = d.Registry
 		defer func() {
 			if err := d.Teardown(context.WithoutCancel(ctx)); err != nil {

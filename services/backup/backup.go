@@ -120,19 +120,11 @@ func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress pha
 // Dir is where the backup of saga for t lives.
 func Dir(t targets.Target, saga string) string { return filepath.Join(t.Backup.Dir, saga) }
 
-// dir checks that saga is one path element and that no other target of the
-// registry shares t's backup directory: two targets would otherwise write,
-// and discard, each other's backups under the same saga.
+// dir checks that saga is one path element. (No two targets share a backup
+// directory: the registry refuses that when it is loaded.)
 func (e *Executor) dir(t targets.Target, saga string) (string, error) {
 	if saga == "" || saga == "." || saga == ".." || strings.ContainsAny(saga, `/\`) {
 		return "", fmt.Errorf("%w: saga id %q cannot name a directory", ErrBadConfig, saga)
-	}
-	for _, name := range e.Targets.Names() {
-		o, err := e.Targets.Get(name)
-		if err == nil && name != t.Name && filepath.Clean(o.Backup.Dir) == filepath.Clean(t.Backup.Dir) {
-			return "", fmt.Errorf("%w: targets %s and %s share backup dir %s; give each its own",
-				ErrBadConfig, t.Name, name, t.Backup.Dir)
-		}
 	}
 	return Dir(t, saga), nil
 }

@@ -45,20 +45,35 @@ var Versions = []struct {
 // PrepareDemo builds and packages the application and sets up its target
 // under dir.
 func PrepareDemo(ctx context.Context, dir string, out io.Writer) (*Demo, error) {
-	d := &Demo{Dir: dir, Artifacts: map[string]demo.Artifact{}}
 	fmt.Fprintf(out, "building the demo application, versions 1.0, 1.1 and 1.2 (1.2 built unhealthy)…\n")
+	arts, err := BuildArtifacts(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range Versions {
+		fmt.Fprintf(out, "  packaged %s  %s\n", arts[v.Version].Path, arts[v.Version].Digest)
+	}
+	return NewDemo(dir, arts)
+}
+
+// BuildArtifacts builds and packages every version under dir.
+func BuildArtifacts(ctx context.Context, dir string) (map[string]demo.Artifact, error) {
+	arts := map[string]demo.Artifact{}
 	for _, v := range Versions {
 		bin, err := demo.BuildApp(ctx, filepath.Join(dir, "build"), v.Version, v.Healthy)
 		if err != nil {
 			return nil, err
 		}
-		a, err := demo.Package(filepath.Join(dir, "packages"), v.Version, bin)
-		if err != nil {
+		if arts[v.Version], err = demo.Package(filepath.Join(dir, "packages"), v.Version, bin); err != nil {
 			return nil, err
 		}
-		d.Artifacts[v.Version] = a
-		fmt.Fprintf(out, "  packaged %s  %s\n", a.Path, a.Digest)
 	}
+	return arts, nil
+}
+
+// NewDemo sets up a fresh target under dir for artifacts built before.
+func NewDemo(dir string, arts map[string]demo.Artifact) (*Demo, error) {
+	d := &Demo{Dir: dir, Artifacts: arts}
 	port, err := demo.FreePort()
 	if err != nil {
 		return nil, err
@@ -72,8 +87,12 @@ func PrepareDemo(ctx context.Context, dir string, out io.Writer) (*Demo, error) 
 		return nil, err
 	}
 	d.Target, _ = d.Registry.Get(demo.TargetName)
-	fmt.Fprintf(out, "target %q: root %s, serving on %s\n", demo.TargetName, d.Target.Root, strings.TrimSuffix(d.Target.Health.URL, "/healthz"))
 	return d, nil
+}
+
+// Describe says where the demo's target is.
+func (d *Demo) Describe() string {
+	return fmt.Sprintf("target %q: root %s, serving on %s", demo.TargetName, d.Target.Root, strings.TrimSuffix(d.Target.Health.URL, "/healthz"))
 }
 
 // Install puts version on the target outside any saga, with the deploy

@@ -1,0 +1,150 @@
+// Package e2e_test runs upshift end to end: the real services, the demo
+// application as real processes on a local target, an embedded NATS server.
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/upshift/upshift/cmd/upshift/internal/demo"
+	"github.com/upshift/upshift/cmd/upshift/internal/devstack"
+	"github.com/upshift/upshift/cmd/upshift/internal/view"
+	"github.com/upshift/upshift/pkg/consumer"
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/spec"
+)
+
+// artifacts of the demo application, built once for every test.
+var artifacts map[string]demo.Artifact
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "upshift-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	artifacts, err = devstack.BuildArtifacts(ctx, dir)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "build the demo application:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// fast makes a crashed or failing handler's message come back quickly.
+var fast = consumer.Config{AckWait: 2 * time.Second, MaxDeliver: 5,
+	Backoff: []time.Duration{50 * time.Millisecond, 200 * time.Millisecond}, Grace: 5 * time.Second}
+
+type rig struct {
+	t *testing.T
+	d *devstack.Demo
+	s *devstack.Stack
+}
+
+// newRig sets up a target running version installed and starts the stack.
+func newRig(t *testing.T, installed string) *rig {
+	d, err := devstack.NewDemo(t.TempDir(), artifacts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Teardown(context.Background()) })
+	if err := d.Install(context.Background(), installed); err != nil {
+		t.Fatal(err)
+	}
+	s, err := devstack.Start(context.Background(), devstack.Options{Dir: t.TempDir(), Targets: d.Registry,
+		Consumer: fast, RelayInterval: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return &rig{t: t, d: d, s: s}
+}
+
+// run submits a request and returns its id and the event that ended it.
+func (r *rig) run(req spec.Request) (string, events.SagaEvent) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	id, err := devstack.Submit(ctx, r.s.JS, req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	end, err := view.Watch(ctx, r.s.JS, id, nil)
+	if err != nil {
+		r.t.Fatalf("saga %s: %v (stack: %v)", id, err, r.s.Err())
+	}
+	return id, end
+}
+
+func (r *rig) serving() string {
+	r.t.Helper()
+	v, err := r.d.Serving(context.Background())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var body struct{ Version string }
+	if err := json.Unmarshal([]byte(v), &body); err != nil {
+		r.t.Fatalf("version answer %q: %v", v, err)
+	}
+	return body.Version
+}
+
+// metric sums the series of a metric whose labels include every pair given.
+func (r *rig) metric(name string, labels ...string) float64 {
+	return gather(r.t, r.s.Registry, name, labels...)
+}
+
+func gather(t *testing.T, reg prometheus.Gatherer, name string, labels ...string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue next
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				sum += c.GetValue()
+			} else if g := m.GetGauge(); g != nil {
+				sum += g.GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// stream reads and decodes every event of a stream under filter.
+func (r *rig) stream(stream, filter string) []events.Envelope {
+	var out []events.Envelope
+	for _, b := range natstest.Read(r.t, r.s.JS, stream, filter) {
+		env, err := events.Decode(b)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		out = append(out, env)
+	}
+	return out
+}
