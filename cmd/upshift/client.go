@@ -64,6 +64,14 @@ func command(name, usage, help string, out io.Writer, flags func(*flag.FlagSet),
 	}
 	return &ffcli.Command{Name: name, ShortUsage: "upshift " + name + " " + usage, ShortHelp: help, FlagSet: fs,
 		Exec: func(ctx context.Context, args []string) error {
+			// The flag package stops at the first argument; operators type
+			// `upshift cancel ID --comment why`, so parse what follows too.
+			if len(args) > 1 {
+				if err := fs.Parse(args[1:]); err != nil {
+					return err
+				}
+				args = append(args[:1:1], fs.Args()...)
+			}
 			nc, js, err := c.open()
 			if err != nil {
 				return err

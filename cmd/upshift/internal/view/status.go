@@ -56,13 +56,13 @@ func Status(w io.Writer, s saga.Saga) {
 			detail = strings.TrimSpace("undoes " + stepName(s, st.Compensates) + " " + detail)
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", st.Phase, st.Action, st.Target, st.Batch+1, st.Status,
-			st.DispatchedAt.Local().Format("15:04:05"), took, detail)
+			st.DispatchedAt.Local().Format("15:04:05"), took, oneLine(detail))
 		for _, line := range st.Report {
 			mark := "ok"
 			if !line.OK {
 				mark = "FAIL"
 			}
-			fmt.Fprintf(tw, "  \t\t\t\t\t\t%s\t%s: %s\n", mark, line.Name, line.Detail)
+			fmt.Fprintf(tw, "  \t\t\t\t\t\t%s\t%s: %s\n", mark, line.Name, oneLine(line.Detail))
 		}
 	}
 	tw.Flush()
@@ -94,4 +94,13 @@ func History(w io.Writer, entries []sagastore.Entry) {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", e.At.Local().Format("15:04:05.000"), e.Seq, e.Direction, e.Type, e.Subject, e.Note)
 	}
 	tw.Flush()
+}
+
+// oneLine folds a multi-line detail (a hook's output) into one table cell.
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " | ")), " ")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
 }

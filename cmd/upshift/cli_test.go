@@ -1,0 +1,41 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestValidateListsEveryProblem(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "r.yaml")
+	os.WriteFile(f, []byte("apiVersion: upshift/v1\nkind: Upgrade\nmetadata: {team: ops}\nspec: {software: x, tagets: [a]}\n"), 0o644)
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"validate", "-f", f}, &out)
+	if !errors.Is(err, exitInvalid) {
+		t.Fatalf("err %v", err)
+	}
+	for _, want := range []string{"spec.tagets: unknown field", "metadata.environment: required", "spec.from: required", "spec.targets: at least one"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"validate", "-f", "../../examples/upgrade.yaml"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "valid: upgrade of billing from 4.1 to 4.2 of 3 target(s) in production") {
+		t.Fatalf("output %q", out.String())
+	}
+}
+
+func TestFlagsAfterTheSagaID(t *testing.T) {
+	// No server: the command fails connecting, after parsing its arguments.
+	err := run(context.Background(), []string{"cancel", "some-id", "--comment", "wrong day", "--nats", "nats://127.0.0.1:1", "--timeout", "1s"}, &bytes.Buffer{})
+	if err == nil || errors.Is(err, exitInvalid) || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("err %v: flags after the id were not parsed", err)
+	}
+}
