@@ -42,7 +42,7 @@ type Options struct {
 	// Targets served by the phase services.
 	Targets *targets.Registry
 	// Store opens the coordinator's store; nil uses JetStream KV.
-	Store func(ctx context.Context, js jetstream.JetStream) (sagastore.Store, error)
+	Store  func(ctx context.Context, js jetstream.JetStream) (sagastore.Store, error)
 	Policy coordinator.Policy
 	// Consumer tunes every consumer; tests shorten its waits.
 	Consumer consumer.Config
