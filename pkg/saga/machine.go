@@ -2,6 +2,7 @@ package saga
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/spec"
+	"github.com/upshift/upshift/pkg/window"
 )
 
 // InputKind says what happened.
@@ -257,8 +259,12 @@ func (m *machine) tick() {
 		m.ignore("nothing due")
 		return
 	}
-	if m.s.State == AwaitingApproval {
+	switch m.s.State {
+	case AwaitingApproval:
 		m.enter(Failed, fmt.Sprintf("no approval within %s", m.s.Options.ApprovalTimeout))
+		return
+	case AwaitingWindow:
+		m.window()
 		return
 	}
 	for _, st := range m.current() {
@@ -352,7 +358,41 @@ func (m *machine) afterPrecheck() {
 		m.wait(m.at.Add(m.s.Options.ApprovalTimeout))
 		return
 	}
-	m.backup()
+	m.window()
+}
+
+// WindowHorizon is how far ahead a maintenance window is looked for.
+const WindowHorizon = 366 * 24 * time.Hour
+
+// window starts the backup if the request's and the environment's windows
+// are both open now; else it waits for the next time they are, or fails at
+// once if that is after the request's deadline: no use waiting for a
+// window the change may not use.
+func (m *machine) window() {
+	reqWin, err1 := spec.CompileWindows(m.s.Request.Spec.Windows)
+	envWin, err2 := spec.CompileWindows(m.s.Options.Windows)
+	if err := errors.Join(err1, err2); err != nil {
+		m.enter(Failed, fmt.Sprintf("maintenance windows: %v", err))
+		return
+	}
+	if len(reqWin) == 0 && len(envWin) == 0 {
+		m.backup()
+		return
+	}
+	open, ok := window.Both(reqWin, envWin, m.at, m.at.Add(WindowHorizon))
+	deadline := m.s.Request.Spec.Deadline
+	switch {
+	case !ok:
+		m.enter(Failed, "no maintenance window opens within a year; nothing was changed")
+	case !deadline.IsZero() && open.After(deadline):
+		m.enter(Failed, fmt.Sprintf("the next maintenance window opens %s, after the deadline %s; nothing was changed",
+			open.Format(time.RFC3339), deadline.UTC().Format(time.RFC3339)))
+	case !open.After(m.at):
+		m.backup()
+	default:
+		m.enter(AwaitingWindow, "next window opens "+open.Format(time.RFC3339))
+		m.wait(open)
+	}
 }
 
 func (m *machine) backup() {
@@ -468,7 +508,7 @@ func (m *machine) approve(in Input) {
 		m.s.Approval = m.decision(in)
 		m.note(events.SagaEvent{Kind: events.KindApproved, Actor: in.Actor, Comment: in.Comment})
 		if m.s.State == AwaitingApproval {
-			m.backup()
+			m.window()
 		}
 	}
 }

@@ -367,3 +367,82 @@ func TestIgnoredInputsLeaveTheSagaAlone(t *testing.T) {
 		t.Fatalf("Apply modified its input: %+v", before.Steps[0])
 	}
 }
+
+func TestMaintenanceWindow(t *testing.T) {
+	// t0 is Wednesday 12:00 UTC; the window is every day 22:00-23:00 UTC.
+	nightly := []spec.Window{{Start: "22:00", End: "23:00"}}
+	opens := time.Date(2026, 11, 25, 22, 0, 0, 0, time.UTC)
+	t.Run("waits for it to open", func(t *testing.T) {
+		req := request(spec.KindUpgrade, 1, "a")
+		req.Spec.Windows = nightly
+		r := start(t, req, saga.Options{})
+		eff := r.report(r.last.Commands[0], events.Succeeded)
+		r.state(saga.AwaitingWindow)
+		if !r.s.Deadline.Equal(opens) || len(eff.Wake) != 1 || !eff.Wake[0].Equal(opens) {
+			t.Fatalf("deadline %v wake %v", r.s.Deadline, eff.Wake)
+		}
+		if r.s.Reason != "next window opens 2026-11-25T22:00:00Z" {
+			t.Fatalf("reason %q", r.s.Reason)
+		}
+		r.ignored(saga.Input{Kind: saga.Tick, At: opens.Add(-time.Second)})
+		r.must(saga.Input{Kind: saga.Tick, At: opens.Add(time.Second)})
+		r.state(saga.BackingUp)
+	})
+	t.Run("open now", func(t *testing.T) {
+		req := request(spec.KindUpgrade, 1, "a")
+		req.Spec.Windows = []spec.Window{{Start: "11:00", End: "13:00"}}
+		r := start(t, req, saga.Options{})
+		r.answer(events.Succeeded)
+		r.state(saga.BackingUp)
+	})
+	t.Run("fails fast when the deadline comes first", func(t *testing.T) {
+		req := request(spec.KindUpgrade, 1, "a")
+		req.Spec.Windows = nightly
+		req.Spec.Deadline = time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC)
+		r := start(t, req, saga.Options{})
+		r.answer(events.Succeeded)
+		r.state(saga.Failed)
+		if r.s.Reason != "the next maintenance window opens 2026-11-25T22:00:00Z, after the deadline 2026-11-25T20:00:00Z; nothing was changed" {
+			t.Fatalf("reason %q", r.s.Reason)
+		}
+	})
+	t.Run("a late wake-up past the window and the deadline fails", func(t *testing.T) {
+		req := request(spec.KindUpgrade, 1, "a")
+		req.Spec.Windows = nightly
+		req.Spec.Deadline = time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+		r := start(t, req, saga.Options{})
+		r.answer(events.Succeeded)
+		r.state(saga.AwaitingWindow)
+		r.must(saga.Input{Kind: saga.Tick, At: opens.Add(90 * time.Minute)}) // the coordinator was down
+		r.state(saga.Failed)
+	})
+	t.Run("the environment's windows and the request's must both be open", func(t *testing.T) {
+		req := request(spec.KindUpgrade, 1, "a")
+		req.Spec.Windows = []spec.Window{{Start: "21:00", End: "23:00"}}
+		env := []spec.Window{{Days: []string{"thu"}, Start: "00:00", End: "23:59"}}
+		r := start(t, req, saga.Options{Windows: env})
+		r.answer(events.Succeeded)
+		r.state(saga.AwaitingWindow)
+		if want := time.Date(2026, 11, 26, 21, 0, 0, 0, time.UTC); !r.s.Deadline.Equal(want) {
+			t.Fatalf("waits until %v, want Thursday 21:00", r.s.Deadline)
+		}
+	})
+	t.Run("cancel while waiting", func(t *testing.T) {
+		req := request(spec.KindUpgrade, 1, "a")
+		req.Spec.Windows = nightly
+		r := start(t, req, saga.Options{})
+		r.answer(events.Succeeded)
+		r.must(saga.Input{Kind: saga.Cancel, Actor: "ops"})
+		r.state(saga.Cancelled)
+	})
+	t.Run("approval first, then the window", func(t *testing.T) {
+		req := request(spec.KindUpgrade, 1, "a")
+		req.Spec.Windows = nightly
+		req.Spec.Approval.Required = true // the request asks, whatever the policy
+		r := start(t, req, saga.Options{})
+		r.answer(events.Succeeded)
+		r.state(saga.AwaitingApproval)
+		r.must(saga.Input{Kind: saga.Approve, Actor: "carol"})
+		r.state(saga.AwaitingWindow)
+	})
+}

@@ -107,6 +107,9 @@ type Options struct {
 	RequireApproval bool `json:"requireApproval,omitempty"`
 	// ApprovalTimeout fails the saga if no decision comes in time.
 	ApprovalTimeout time.Duration `json:"approvalTimeout,omitempty"`
+	// Windows of the environment; the request's windows, if any, must be
+	// open too.
+	Windows []spec.Window `json:"windows,omitempty"`
 }
 
 // Saga is one upgrade or maintenance run.
@@ -134,8 +137,10 @@ type Saga struct {
 	UpdatedAt time.Time    `json:"updatedAt"`
 }
 
-// New returns a saga for a validated request, in state requested.
+// New returns a saga for a validated request, in state requested. A
+// request may ask for an approval whatever the policy says.
 func New(id string, req spec.Request, opts Options, at time.Time) Saga {
+	opts.RequireApproval = opts.RequireApproval || req.Spec.Approval.Required
 	if opts.RequireApproval && opts.ApprovalTimeout <= 0 {
 		opts.ApprovalTimeout = DefaultApprovalTimeout
 	}

@@ -61,6 +61,14 @@ type Spec struct {
 	Timeouts    Timeouts     `json:"timeouts,omitzero"`
 	Maintenance *Maintenance `json:"maintenance,omitempty"`
 	Backup      Backup       `json:"backup,omitzero"`
+	// Approval, when required, holds the saga after precheck until an
+	// operator approves it (the environment's policy may require it too).
+	Approval Approval `json:"approval,omitzero"`
+	// Windows the backup and deploy may start in; with the environment's
+	// windows, both must be open.
+	Windows []Window `json:"windows,omitempty"`
+	// Deadline, when set, fails the saga if no window opens before it.
+	Deadline time.Time `json:"deadline,omitzero"`
 }
 
 // Artifact is the release package.
