@@ -40,7 +40,7 @@ func (c *Coordinator) submit(ctx context.Context, m *consumer.Message) error {
 	if err := req.Validate(); err != nil {
 		return c.refuse(ctx, id, req, err)
 	}
-	if err := c.policy.admit(ctx, c.store, req); err != nil {
+	if err := c.policy.admit(ctx, c.store, req, c.now()); err != nil {
 		return c.refuse(ctx, id, req, err)
 	}
 	now := c.now()

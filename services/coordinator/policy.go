@@ -2,31 +2,121 @@ package coordinator
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
 	"slices"
 	"time"
+
+	"sigs.k8s.io/yaml"
 
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
 
-// Policy is what the operators of this coordinator decide for every request.
+// Policy is what the operators of this coordinator decide for every
+// request, per environment.
 type Policy struct {
-	// ApprovalEnvironments hold sagas in these environments for an
-	// operator's approval before backup and deploy.
-	ApprovalEnvironments []string
-	// ApprovalTimeout fails a saga whose approval does not come in time.
-	ApprovalTimeout time.Duration
+	// Environments holds each environment's rules; an environment that is
+	// not listed has none.
+	Environments map[string]Environment `json:"environments,omitempty"`
+	// ApprovalEnvironments need an approval too (the --approval-environments
+	// shortcut).
+	ApprovalEnvironments []string `json:"-"`
+	// ApprovalTimeout is the default wait for an approval.
+	ApprovalTimeout time.Duration `json:"-"`
+}
+
+// Environment are the rules of one environment.
+type Environment struct {
+	// Approval holds its sagas after precheck until an operator approves.
+	Approval        bool          `json:"approval,omitempty"`
+	ApprovalTimeout spec.Duration `json:"approvalTimeout,omitzero"`
+	// Windows are the only times its backups and deploys may start; a
+	// request's own windows must be open as well.
+	Windows []spec.Window `json:"windows,omitempty"`
+	// Rehearsal refuses a request unless the same artifact succeeded in
+	// another environment first (plan 3.2.3: rehearse in test).
+	Rehearsal *Rehearsal `json:"rehearsal,omitempty"`
+}
+
+// Rehearsal names where, and how recently, an artifact must have succeeded.
+type Rehearsal struct {
+	Environment string        `json:"environment"`
+	Within      spec.Duration `json:"within,omitzero"` // zero: however long ago
+}
+
+// ErrRefused is matched by a request the policy does not admit.
+var ErrRefused = errors.New("refused by policy")
+
+// LoadPolicy reads a policy file (YAML or JSON):
+//
+//	environments:
+//	  production:
+//	    approval: true
+//	    approvalTimeout: 24h
+//	    windows: [{days: [sat, sun], start: "22:00", end: "04:00", timeZone: Europe/Berlin}]
+//	    rehearsal: {environment: test, within: 720h}
+func LoadPolicy(path string) (Policy, error) {
+	var p Policy
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return p, fmt.Errorf("policy: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(b, &p); err != nil {
+		return p, fmt.Errorf("policy %s: %w", path, err)
+	}
+	return p, p.Check()
+}
+
+// Check reports what is wrong with a policy.
+func (p Policy) Check() error {
+	var errs []error
+	for name, e := range p.Environments {
+		if _, err := spec.CompileWindows(e.Windows); err != nil {
+			errs = append(errs, fmt.Errorf("environment %s: %w", name, err))
+		}
+		if e.Rehearsal != nil && (e.Rehearsal.Environment == "" || e.Rehearsal.Environment == name) {
+			errs = append(errs, fmt.Errorf("environment %s: a rehearsal happens in another environment", name))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (p Policy) options(r spec.Request) saga.Options {
+	env := p.Environments[r.Metadata.Environment]
+	timeout := env.ApprovalTimeout.Duration
+	if timeout == 0 {
+		timeout = p.ApprovalTimeout
+	}
 	return saga.Options{
-		RequireApproval: slices.Contains(p.ApprovalEnvironments, r.Metadata.Environment),
-		ApprovalTimeout: p.ApprovalTimeout,
+		RequireApproval: env.Approval || slices.Contains(p.ApprovalEnvironments, r.Metadata.Environment),
+		ApprovalTimeout: timeout,
+		Windows:         env.Windows,
 	}
 }
 
-// admit refuses requests the policy does not allow; nil admits.
-func (p Policy) admit(ctx context.Context, store sagastore.Store, r spec.Request) error {
-	return nil
+// admit refuses a request the policy does not allow, with the reason.
+func (p Policy) admit(ctx context.Context, store sagastore.Store, r spec.Request, now time.Time) error {
+	env := p.Environments[r.Metadata.Environment]
+	if env.Rehearsal == nil || r.Kind != spec.KindUpgrade {
+		return nil // a maintenance run installs no artifact to rehearse
+	}
+	reh := env.Rehearsal
+	done, err := store.List(ctx, sagastore.Filter{Environment: reh.Environment, Software: r.Spec.Software,
+		Digest: r.Spec.Artifact.Digest, States: []saga.State{saga.Succeeded}, Limit: 1})
+	if err != nil {
+		return fmt.Errorf("rehearsal gate: %w", err)
+	}
+	recent := len(done) > 0 && (reh.Within.Duration == 0 || now.Sub(done[0].UpdatedAt) <= reh.Within.Duration)
+	if recent {
+		return nil
+	}
+	within := ""
+	if reh.Within.Duration > 0 {
+		within = " within the last " + reh.Within.String()
+	}
+	return fmt.Errorf("%w: %s requires a rehearsal: no upgrade of %s with artifact %s succeeded in %s%s; run it there first",
+		ErrRefused, r.Metadata.Environment, r.Spec.Software, r.Spec.Artifact.Digest, reh.Environment, within)
 }

@@ -18,7 +18,10 @@ import (
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/spec"
+	"github.com/upshift/upshift/pkg/targets"
+	"github.com/upshift/upshift/services/coordinator"
 )
 
 // artifacts of the demo application, built once for every test.
@@ -54,8 +57,20 @@ type rig struct {
 
 // newRig sets up a target running version installed and starts the stack.
 func newRig(t *testing.T, installed string) *rig {
+	return newRigWith(t, installed, coordinator.Policy{})
+}
+
+// newRigWith is newRig with a coordinator policy, and changes to the
+// target's configuration.
+func newRigWith(t *testing.T, installed string, policy coordinator.Policy, tune ...func(*targets.Target)) *rig {
 	d, err := devstack.NewDemo(t.TempDir(), artifacts)
 	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range tune {
+		f(&d.Target)
+	}
+	if d.Registry, err = targets.New(map[string]targets.Target{d.Target.Name: d.Target}, d.Dir); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Teardown(context.Background()) })
@@ -63,7 +78,7 @@ func newRig(t *testing.T, installed string) *rig {
 		t.Fatal(err)
 	}
 	s, err := devstack.Start(context.Background(), devstack.Options{Dir: t.TempDir(), Targets: d.Registry,
-		Consumer: fast, RelayInterval: 500 * time.Millisecond})
+		Consumer: fast, RelayInterval: 500 * time.Millisecond, Policy: policy})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,12 +89,23 @@ func newRig(t *testing.T, installed string) *rig {
 // run submits a request and returns its id and the event that ended it.
 func (r *rig) run(req spec.Request) (string, events.SagaEvent) {
 	r.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	id, err := devstack.Submit(ctx, r.s.JS, req)
+	return r.end(r.submit(req))
+}
+
+func (r *rig) submit(req spec.Request) string {
+	r.t.Helper()
+	id, err := devstack.Submit(context.Background(), r.s.JS, req)
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	return id
+}
+
+// end waits for a saga to end.
+func (r *rig) end(id string) (string, events.SagaEvent) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	end, err := view.Watch(ctx, r.s.JS, id, nil)
 	if err != nil {
 		r.t.Fatalf("saga %s: %v (stack: %v)", id, err, r.s.Err())
@@ -98,6 +124,18 @@ func (r *rig) serving() string {
 		r.t.Fatalf("version answer %q: %v", v, err)
 	}
 	return body.Version
+}
+
+// reach waits until a saga is in state.
+func (r *rig) reach(id string, state saga.State) saga.Saga {
+	r.t.Helper()
+	var v coordinator.View
+	natstest.Eventually(r.t, 30*time.Second, "saga "+id+" "+string(state), func() bool {
+		var err error
+		v, err = r.s.Client.Get(context.Background(), id)
+		return err == nil && v.Saga.State == state
+	})
+	return v.Saga
 }
 
 // metric sums the series of a metric whose labels include every pair given.
