@@ -61,8 +61,18 @@ var (
 	ErrTooLate    = errors.New("decision no longer possible")
 )
 
+func checkID(id string) error {
+	if !ValidID(id) {
+		return fmt.Errorf("%w: %q is not a saga id", ErrBadRequest, id)
+	}
+	return nil
+}
+
 // Get returns one saga.
 func (c *Coordinator) Get(ctx context.Context, id string) (View, error) {
+	if err := checkID(id); err != nil {
+		return View{}, err
+	}
 	r, err := c.store.Load(ctx, id)
 	if err != nil {
 		return View{}, err
@@ -77,6 +87,9 @@ func (c *Coordinator) List(ctx context.Context, f sagastore.Filter) ([]sagastore
 
 // History returns a saga's audit log.
 func (c *Coordinator) History(ctx context.Context, id string) ([]sagastore.Entry, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
 	return c.store.History(ctx, id)
 }
 
@@ -84,8 +97,11 @@ func (c *Coordinator) History(ctx context.Context, id string) ([]sagastore.Entry
 // checking that it can still apply. The decision is durable once published:
 // it is applied even if every coordinator restarts meanwhile.
 func (c *Coordinator) Decide(ctx context.Context, req ControlRequest) (ControlReply, error) {
-	if req.ID == "" || req.Actor == "" {
-		return ControlReply{}, fmt.Errorf("%w: id and actor are required", ErrBadRequest)
+	if req.Actor == "" {
+		return ControlReply{}, fmt.Errorf("%w: actor is required", ErrBadRequest)
+	}
+	if err := checkID(req.ID); err != nil {
+		return ControlReply{}, err
 	}
 	kind, ok := controlInput[req.Op]
 	if !ok {

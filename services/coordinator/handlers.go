@@ -15,6 +15,10 @@ import (
 // idRE bounds saga ids: they become subject tokens and store keys.
 var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 
+// ValidID reports whether id can name a saga: letters, digits, '_' and '-',
+// at most 64, as saga ids become subject tokens and store keys.
+func ValidID(id string) bool { return idRE.MatchString(id) }
+
 // onRequest handles the REQUESTS stream: new requests and operators'
 // decisions.
 func (c *Coordinator) onRequest(ctx context.Context, m *consumer.Message) error {

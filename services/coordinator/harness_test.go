@@ -45,6 +45,7 @@ type world struct {
 	store  sagastore.Store
 	reg    *prometheus.Registry
 	policy coordinator.Policy
+	gauge  time.Duration // in-flight gauge refresh of coordinators; default 200ms
 
 	mu       sync.Mutex
 	script   map[string]string // "phase.action.target" -> "fail" | "hang"
@@ -121,8 +122,12 @@ func (w *world) on(key, what string) {
 
 // coordinator starts one coordinator instance.
 func (w *world) coordinator(name string) (*coordinator.Coordinator, func()) {
+	gauge := w.gauge
+	if gauge == 0 {
+		gauge = 200 * time.Millisecond
+	}
 	c := coordinator.New(w.nc, w.js, coordinator.Config{Instance: name, Store: w.store, Streams: streamsCfg,
-		Consumer: fast, RelayInterval: 500 * time.Millisecond, GaugeInterval: 200 * time.Millisecond, Policy: w.policy}, quiet, w.reg)
+		Consumer: fast, RelayInterval: 500 * time.Millisecond, GaugeInterval: gauge, Policy: w.policy}, quiet, w.reg)
 	stop := w.run(name, c.Run)
 	natstest.Eventually(w.t, 5*time.Second, name+" ready", c.Ready)
 	return c, stop
@@ -227,6 +232,9 @@ func (w *world) metric(name, v string) float64 {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			if v == "" && len(m.GetLabel()) == 0 && m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
 			for _, l := range m.GetLabel() {
 				if l.GetValue() == v {
 					if m.GetCounter() != nil {

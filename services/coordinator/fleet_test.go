@@ -1,0 +1,84 @@
+package coordinator_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/pkg/spec"
+	"github.com/upshift/upshift/services/coordinator/sagastore"
+)
+
+// fleetTargets are served by the phase services of a fleet test; "bad"
+// ones fail verification. A service runs one command per target at a time
+// (a roll-back must not overtake its apply), so the sagas are spread over
+// several targets and given time-outs that allow for queueing.
+var fleetTargets = []string{"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "bad0", "bad1"}
+
+// fleet runs three coordinators over one store and n sagas, a third of them
+// failing verification, and checks that every saga ends as it should and
+// that every step was executed exactly once.
+func fleet(t *testing.T, w *world, n int) {
+	w.gauge = 10 * time.Second
+	for i := range 3 {
+		w.coordinator(fmt.Sprintf("c%d", i))
+	}
+	w.on("verify.probe.bad0", "fail")
+	w.on("verify.probe.bad1", "fail")
+	want := map[string]saga.State{}
+	for i := range n {
+		targets := []string{fleetTargets[i%8], fleetTargets[(i+3)%8]}
+		outcome := saga.Succeeded
+		if i%3 == 0 {
+			targets, outcome = []string{fleetTargets[i%8], fleetTargets[8+i%2]}, saga.RolledBack
+		}
+		r := request("test", targets...)
+		r.Spec.Rollout.BatchSize = 2
+		long := sec(180)
+		r.Spec.Timeouts = spec.Timeouts{Precheck: long, Backup: long, Deploy: long, Verify: long, Rollback: long}
+		want[w.submit(r)] = outcome
+	}
+	// Listing reads every saga: poll gently, not to be the load measured.
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(250 * time.Millisecond) {
+		active, err := w.store.List(context.Background(), sagastore.Filter{Active: true, Limit: n + 1})
+		if err == nil && len(active) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sagas still running after 3 minutes", len(active))
+		}
+	}
+	for id, outcome := range want {
+		r, err := w.store.Load(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Saga.State != outcome {
+			t.Errorf("saga %s ended %s (%s), want %s", id, r.Saga.State, r.Saga.Reason, outcome)
+		}
+		for _, st := range r.Saga.Steps {
+			if n := w.executions()[st.ID]; n != 1 {
+				t.Errorf("step %s executed %d times", st.ID, n)
+			}
+		}
+	}
+	// Every execution belongs to a step of one of these sagas.
+	steps := 0
+	for id := range want {
+		r, _ := w.store.Load(context.Background(), id)
+		steps += len(r.Saga.Steps)
+	}
+	if got := len(w.executions()); got != steps {
+		t.Errorf("%d steps executed, the sagas have %d", got, steps)
+	}
+	t.Logf("%d sagas, %d steps, %v compare-and-set conflicts resolved", n, steps, w.metric("upshift_coordinator_conflicts_total", ""))
+}
+
+func TestThreeCoordinatorsKV(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a few hundred sagas")
+	}
+	fleet(t, newWorld(t, fleetTargets...), 300)
+}

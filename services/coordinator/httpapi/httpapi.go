@@ -1,0 +1,102 @@
+// Package httpapi serves the coordinator over HTTP with JSON, for
+// dashboards, scripts and other tools: list sagas, show one with its
+// timeline, read its audit log, and approve, reject or cancel it. It calls
+// the same coordinator methods as the NATS API the CLI uses, so both answer
+// alike and a decision taken here is durable in the same way.
+//
+// Reads are open; writes need the bearer token of Config.Token, and are
+// refused outright when none is configured. Every answer is JSON, errors
+// included ({"error": "...", "code": n}).
+//
+// It does not yet: serve several tokens or tell whose token was used (the
+// actor is what the caller says it is), limit request rates, stream changes
+// (poll GET, or read EVENTS), page through long listings beyond limit, or
+// serve /healthz and /metrics (the ops server has those).
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/services/coordinator"
+	"github.com/upshift/upshift/services/coordinator/sagastore"
+)
+
+// Backend is what the API needs of a coordinator; *coordinator.Coordinator
+// implements it.
+type Backend interface {
+	Get(ctx context.Context, id string) (coordinator.View, error)
+	List(ctx context.Context, f sagastore.Filter) ([]sagastore.Summary, error)
+	History(ctx context.Context, id string) ([]sagastore.Entry, error)
+	Decide(ctx context.Context, req coordinator.ControlRequest) (coordinator.ControlReply, error)
+}
+
+// Config of the API.
+type Config struct {
+	// Token is the bearer token writes must carry. Empty refuses every
+	// write with 403.
+	Token string
+	// MaxBody bounds a request body in bytes. Default 64 KiB.
+	MaxBody int64
+}
+
+// DefaultMaxBody is the body limit when Config.MaxBody is not set.
+const DefaultMaxBody = 64 << 10
+
+// callTimeout bounds each call to the backend, as the NATS API does: a
+// store that hangs must not hold connections forever.
+const callTimeout = 10 * time.Second
+
+type server struct {
+	b   Backend
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns the API's handler. It answers /v1/... and a JSON 404 for
+// anything else, so it may be mounted at "/" or at "/v1/".
+func New(b Backend, cfg Config, log *slog.Logger) http.Handler {
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &server{b: b, cfg: cfg, log: log.With("component", "httpapi")}
+	mux := http.NewServeMux()
+	routes := []struct {
+		method, path string
+		h            http.HandlerFunc
+	}{
+		{http.MethodGet, "/v1/sagas", s.list},
+		{http.MethodGet, "/v1/sagas/{id}", s.get},
+		{http.MethodGet, "/v1/sagas/{id}/history", s.history},
+		{http.MethodPost, "/v1/sagas/{id}/approve", s.decide(events.Approve)},
+		{http.MethodPost, "/v1/sagas/{id}/reject", s.decide(events.Reject)},
+		{http.MethodPost, "/v1/sagas/{id}/cancel", s.decide(events.Cancel)},
+	}
+	for _, r := range routes {
+		mux.HandleFunc(r.method+" "+r.path, r.h)
+		// The same path without a method catches the other methods, so
+		// that a 405 is JSON too (the mux's own is text).
+		mux.HandleFunc(r.path, notAllowed(r.method))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such route: "+r.URL.Path)
+	})
+	return mux
+}
+
+func notAllowed(method string) http.HandlerFunc {
+	allow := method
+	if method == http.MethodGet {
+		allow += ", " + http.MethodHead
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, r.Method+" not allowed here; use "+allow)
+	}
+}

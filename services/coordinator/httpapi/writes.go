@@ -1,0 +1,140 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/services/coordinator"
+)
+
+// DecisionBody is the body of POST /v1/sagas/{id}/approve, /reject and
+// /cancel.
+type DecisionBody struct {
+	Actor   string `json:"actor"`
+	Comment string `json:"comment,omitempty"`
+}
+
+// errNoToken is the 403 of an API that was given no token.
+const errNoToken = "writes are disabled: no API token configured"
+
+// decide serves one operator's decision. Whatever the outcome, one log line
+// says who asked what of which saga and what came of it.
+func (s *server) decide(op events.ControlOp) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var (
+			actor string
+			code  int
+			cause error
+		)
+		defer func() {
+			s.logWrite(r, actor, code, cause)
+		}()
+		if code = s.authorize(w, r); code != 0 {
+			return
+		}
+		id, err := sagaID(r)
+		if err != nil {
+			code, cause = s.fail(w, r, err), err
+			return
+		}
+		body, err := s.body(w, r)
+		if err != nil {
+			code, cause = s.fail(w, r, err), err
+			return
+		}
+		actor = body.Actor
+		ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
+		defer cancel()
+		reply, err := s.b.Decide(ctx, coordinator.ControlRequest{ID: id, Op: op, Actor: body.Actor, Comment: body.Comment})
+		if err != nil {
+			code, cause = s.fail(w, r, err), err
+			return
+		}
+		code = http.StatusAccepted
+		writeJSON(w, code, reply)
+	}
+}
+
+// authorize answers and returns the status if the request may not write;
+// 0 if it may. The token is compared by its hash in constant time, so
+// neither its content nor its length shows in the timing.
+func (s *server) authorize(w http.ResponseWriter, r *http.Request) int {
+	if s.cfg.Token == "" {
+		writeError(w, http.StatusForbidden, errNoToken)
+		return http.StatusForbidden
+	}
+	scheme, given, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(given) == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="upshift"`)
+		writeError(w, http.StatusUnauthorized, "a bearer token is required: Authorization: Bearer <token>")
+		return http.StatusUnauthorized
+	}
+	want, got := sha256.Sum256([]byte(s.cfg.Token)), sha256.Sum256([]byte(strings.TrimSpace(given)))
+	if subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="upshift", error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, "the bearer token is not valid")
+		return http.StatusUnauthorized
+	}
+	return 0
+}
+
+// body reads a decision: one JSON object, no unknown fields, no trailing
+// data, within the size limit, with an actor.
+func (s *server) body(w http.ResponseWriter, r *http.Request) (DecisionBody, error) {
+	var b DecisionBody
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&b)
+	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
+		err = errors.New("more than one JSON value")
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return b, badRequest("body: larger than %d bytes", tooBig.Limit)
+	case errors.Is(err, io.EOF):
+		return b, badRequest(`body: empty; want {"actor": "...", "comment": "..."}`)
+	case err != nil:
+		return b, badRequest("body: %v", err)
+	}
+	if strings.TrimSpace(b.Actor) == "" {
+		return b, badRequest("body: actor is required")
+	}
+	return b, nil
+}
+
+// logWrite logs a write without its headers: the token never reaches the
+// log.
+func (s *server) logWrite(r *http.Request, actor string, code int, cause error) {
+	outcome, level := "accepted", slog.LevelInfo
+	switch code {
+	case http.StatusAccepted:
+	case http.StatusUnauthorized:
+		outcome, level = "unauthorized", slog.LevelWarn
+	case http.StatusForbidden:
+		outcome, level = "forbidden", slog.LevelWarn
+	case http.StatusBadRequest:
+		outcome, level = "bad_request", slog.LevelWarn
+	case http.StatusNotFound:
+		outcome, level = "not_found", slog.LevelWarn
+	case http.StatusConflict:
+		outcome, level = "too_late", slog.LevelWarn
+	default:
+		outcome, level = "error", slog.LevelError
+	}
+	attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.String("saga", r.PathValue("id")), slog.String("actor", actor), slog.String("outcome", outcome),
+		slog.Int("status", code), slog.String("remote", r.RemoteAddr)}
+	if cause != nil {
+		attrs = append(attrs, slog.String("err", cause.Error()))
+	}
+	s.log.LogAttrs(r.Context(), level, "saga decision", attrs...)
+}
