@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,10 +23,10 @@ import (
 )
 
 type devOptions struct {
-	data, targetsFile, opsAddr, logLevel string
-	approval                             string
-	port                                 int
-	demo, exit                           bool
+	data, targetsFile, opsAddr, httpAddr, logLevel string
+	approval, policy, store, databaseURL           string
+	port                                           int
+	demo, exit                                     bool
 }
 
 func devCmd(out io.Writer) *ffcli.Command {
@@ -36,7 +37,11 @@ func devCmd(out io.Writer) *ffcli.Command {
 	fs.StringVar(&o.targetsFile, "targets", "", "targets file for the phase services (not needed with --demo)")
 	fs.StringVar(&o.opsAddr, "ops-addr", "127.0.0.1:0", "address of /metrics, /healthz, /readyz (empty: off)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "level of the log file")
+	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:0", "address of the coordinator's HTTP API (empty: off)")
 	fs.StringVar(&o.approval, "approval-environments", "production", "environments whose sagas wait for an approval")
+	fs.StringVar(&o.policy, "policy", "", "coordinator policy file (per environment: approval, windows, rehearsal)")
+	fs.StringVar(&o.store, "store", envOr("UPSHIFT_STORE", "kv"), "saga store: kv or postgres ($UPSHIFT_STORE)")
+	fs.StringVar(&o.databaseURL, "database-url", os.Getenv("UPSHIFT_DATABASE_URL"), "PostgreSQL URL for --store postgres ($UPSHIFT_DATABASE_URL)")
 	fs.BoolVar(&o.demo, "demo", false, "build the demo application, install 1.0, upgrade to 1.1 then to 1.2 (rolled back)")
 	fs.BoolVar(&o.exit, "exit", false, "with --demo: stop after the demo; exit 0 only if it went as expected")
 	return &ffcli.Command{Name: "dev", ShortUsage: "upshift dev [--demo [--exit]] [flags]", FlagSet: fs,
@@ -87,8 +92,16 @@ func runDev(ctx context.Context, o devOptions, out io.Writer) error {
 		return fmt.Errorf("%w: give --demo, or --targets FILE for the phase services to serve", exitInvalid)
 	}
 
-	s, err := devstack.Start(ctx, devstack.Options{Dir: o.data, Port: o.port, Targets: reg, OpsAddr: o.opsAddr, Log: log,
-		Policy: coordinator.Policy{ApprovalEnvironments: strings.Split(o.approval, ",")}})
+	var policy coordinator.Policy
+	if o.policy != "" {
+		if policy, err = coordinator.LoadPolicy(o.policy); err != nil {
+			return err
+		}
+	}
+	policy.ApprovalEnvironments = strings.Split(o.approval, ",")
+	token := rand.Text()
+	s, err := devstack.Start(ctx, devstack.Options{Dir: o.data, Port: o.port, Targets: reg, OpsAddr: o.opsAddr,
+		HTTPAddr: o.httpAddr, APIToken: token, Store: o.store, DatabaseURL: o.databaseURL, Log: log, Policy: policy})
 	if err != nil {
 		return err
 	}
@@ -96,9 +109,12 @@ func runDev(ctx context.Context, o devOptions, out io.Writer) error {
 		fmt.Fprintln(out, "draining and stopping…")
 		s.Stop()
 	}()
-	fmt.Fprintf(out, "\nupshift is running: NATS %s, JetStream in %s\n", s.URL(), filepath.Join(o.data, "jetstream"))
+	fmt.Fprintf(out, "\nupshift is running: NATS %s, JetStream in %s, sagas in %s\n", s.URL(), filepath.Join(o.data, "jetstream"), o.store)
 	if s.Ops != "" {
 		fmt.Fprintf(out, "metrics http://%s/metrics, health http://%s/healthz, log %s\n", s.Ops, s.Ops, logPath)
+	}
+	if s.HTTP != "" {
+		fmt.Fprintf(out, "HTTP API http://%s/v1/sagas (writes: Authorization: Bearer %s)\n", s.HTTP, token)
 	}
 	fmt.Fprintln(out, "every event as it happens, per saga (and the notices that need attention):")
 	// Read from the streams, not the subjects: a re-published message

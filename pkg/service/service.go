@@ -1,7 +1,7 @@
 // Package service is the plumbing every upshift process shares: the common
 // settings (flags, or UPSHIFT_* environment variables), the logger, the NATS
-// connection, the operations HTTP server (/metrics, /healthz, /readyz) and
-// signal handling. Each service's main wires these by hand around its own
+// connection, HTTP servers (the operations one: /metrics, /healthz, /readyz)
+// and signal handling. Each service's main wires these by hand around its own
 // library package.
 package service
 
@@ -160,19 +160,26 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// OpsServer serves /metrics, /healthz (the process is alive) and /readyz
-// (every ready check passes).
-type OpsServer struct {
+// HTTPServer serves a handler until its context ends, then shuts down
+// gracefully.
+type HTTPServer struct {
 	srv *http.Server
 	ln  net.Listener
 }
 
-// NewOpsServer listens on addr; ":0" picks a port.
-func NewOpsServer(addr string, reg *prometheus.Registry, ready ...func() error) (*OpsServer, error) {
+// NewHTTPServer listens on addr (":0" picks a port) for h.
+func NewHTTPServer(addr string, h http.Handler) (*HTTPServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("ops server: %w", err)
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	return &HTTPServer{ln: ln, srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}}, nil
+}
+
+// NewOpsServer serves /metrics, /healthz (the process is alive) and /readyz
+// (every ready check passes) on addr.
+func NewOpsServer(addr string, reg *prometheus.Registry, ready ...func() error) (*HTTPServer, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -185,14 +192,14 @@ func NewOpsServer(addr string, reg *prometheus.Registry, ready ...func() error) 
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	return &OpsServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}, nil
+	return NewHTTPServer(addr, mux)
 }
 
 // Addr is the address the server listens on.
-func (o *OpsServer) Addr() string { return o.ln.Addr().String() }
+func (o *HTTPServer) Addr() string { return o.ln.Addr().String() }
 
 // Run serves until ctx is cancelled, then shuts down within 5 seconds.
-func (o *OpsServer) Run(ctx context.Context) error {
+func (o *HTTPServer) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- o.srv.Serve(o.ln) }()
 	select {

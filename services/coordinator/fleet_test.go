@@ -6,9 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/upshift/upshift/pkg/pgtest"
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
+	"github.com/upshift/upshift/services/coordinator/sagastore/pgstore"
 )
 
 // fleetTargets are served by the phase services of a fleet test; "bad"
@@ -81,4 +85,23 @@ func TestThreeCoordinatorsKV(t *testing.T) {
 		t.Skip("a few hundred sagas")
 	}
 	fleet(t, newWorld(t, fleetTargets...), 300)
+}
+
+// pgStore opens a PostgreSQL store on a database of the test's own.
+func pgStore(t *testing.T, url string) sagastore.Store {
+	s, err := pgstore.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestThreeCoordinatorsPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a few hundred sagas")
+	}
+	url := pgtest.Database(t)
+	w := newWorldOn(t, func(jetstream.JetStream) sagastore.Store { return pgStore(t, url) }, fleetTargets...)
+	fleet(t, w, 300)
 }

@@ -44,6 +44,7 @@ type world struct {
 	js     jetstream.JetStream
 	store  sagastore.Store
 	reg    *prometheus.Registry
+	url    string // of the NATS server, for coordinators run as processes
 	policy coordinator.Policy
 	gauge  time.Duration // in-flight gauge refresh of coordinators; default 200ms
 
@@ -54,13 +55,20 @@ type world struct {
 }
 
 func newWorld(t *testing.T, targets ...string) *world {
+	return newWorldOn(t, func(js jetstream.JetStream) sagastore.Store {
+		store, err := kvstore.Open(context.Background(), js, streamsCfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return store
+	}, targets...)
+}
+
+// newWorldOn is newWorld with the store open returns.
+func newWorldOn(t *testing.T, open func(jetstream.JetStream) sagastore.Store, targets ...string) *world {
 	srv, js := natstest.Start(t)
 	nc, _ := natstest.Connect(t, srv)
-	store, err := kvstore.Open(context.Background(), js, streamsCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &world{t: t, nc: nc, js: js, store: store, reg: prometheus.NewRegistry(),
+	w := &world{t: t, nc: nc, js: js, store: open(js), reg: prometheus.NewRegistry(), url: srv.URL(),
 		script: map[string]string{}, executed: map[string]int{}, release: make(chan struct{})}
 	t.Cleanup(func() { close(w.release) })
 	w.services(targets...)

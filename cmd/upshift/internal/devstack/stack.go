@@ -25,8 +25,7 @@ import (
 	"github.com/upshift/upshift/pkg/targets"
 	"github.com/upshift/upshift/services/backup"
 	"github.com/upshift/upshift/services/coordinator"
-	"github.com/upshift/upshift/services/coordinator/sagastore"
-	"github.com/upshift/upshift/services/coordinator/sagastore/kvstore"
+	"github.com/upshift/upshift/services/coordinator/httpapi"
 	"github.com/upshift/upshift/services/deploy"
 	"github.com/upshift/upshift/services/notify"
 	"github.com/upshift/upshift/services/precheck"
@@ -41,9 +40,10 @@ type Options struct {
 	Port int
 	// Targets served by the phase services.
 	Targets *targets.Registry
-	// Store opens the coordinator's store; nil uses JetStream KV.
-	Store  func(ctx context.Context, js jetstream.JetStream) (sagastore.Store, error)
-	Policy coordinator.Policy
+	// Store is kv (default) or postgres, with DatabaseURL.
+	Store       string
+	DatabaseURL string
+	Policy      coordinator.Policy
 	// Consumer tunes every consumer; tests shorten its waits.
 	Consumer consumer.Config
 	// RelayInterval of the coordinator; default 5s.
@@ -51,7 +51,11 @@ type Options struct {
 	// OpsAddr serves /metrics, /healthz and /readyz for the whole stack;
 	// empty: off.
 	OpsAddr string
-	Log     *slog.Logger
+	// HTTPAddr serves the coordinator's HTTP API; empty: off. APIToken
+	// guards its writes.
+	HTTPAddr string
+	APIToken string
+	Log      *slog.Logger
 }
 
 // Stack is a running all-in-one upshift.
@@ -62,13 +66,15 @@ type Stack struct {
 	Registry    *prometheus.Registry
 	Coordinator *coordinator.Coordinator
 	Client      *coordinator.Client
-	// Ops is the address of the operations server, if any.
-	Ops string
+	// Ops and HTTP are the addresses of the operations server and of the
+	// HTTP API, if any.
+	Ops, HTTP string
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	errs   []error
+	cancel     context.CancelFunc
+	closeStore func()
+	wg         sync.WaitGroup
+	mu         sync.Mutex
+	errs       []error
 }
 
 type runner interface {
@@ -105,16 +111,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if err := streams.Ensure(ctx, s.JS, sc, streams.All...); err != nil {
 		return fail(err)
 	}
-	open := o.Store
-	if open == nil {
-		open = func(ctx context.Context, js jetstream.JetStream) (sagastore.Store, error) {
-			return kvstore.Open(ctx, js, sc)
-		}
-	}
-	store, err := open(ctx, s.JS)
+	store, closeStore, err := coordinator.OpenStore(ctx, o.Store, o.DatabaseURL, s.JS, sc, o.Log)
 	if err != nil {
 		return fail(err)
 	}
+	s.closeStore = closeStore
 	arts := &artifact.Store{Dir: filepath.Join(o.Dir, "artifacts")}
 	log := o.Log
 	s.Coordinator = coordinator.New(s.NC, s.JS, coordinator.Config{Instance: "coordinator@dev", Store: store,
@@ -145,6 +146,14 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		}
 		s.Ops = ops.Addr()
 		s.run(rctx, ops.Run)
+	}
+	if o.HTTPAddr != "" {
+		api, err := service.NewHTTPServer(o.HTTPAddr, httpapi.New(s.Coordinator, httpapi.Config{Token: o.APIToken}, log))
+		if err != nil {
+			return fail(err)
+		}
+		s.HTTP = api.Addr()
+		s.run(rctx, api.Run)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for _, p := range parts {
@@ -187,6 +196,9 @@ func (s *Stack) Stop() {
 		s.cancel()
 	}
 	s.wg.Wait()
+	if s.closeStore != nil {
+		s.closeStore()
+	}
 	if s.NC != nil {
 		s.NC.Close()
 	}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -14,9 +13,10 @@ import (
 
 	"github.com/oklog/run"
 
+	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/service"
 	"github.com/upshift/upshift/services/coordinator"
-	"github.com/upshift/upshift/services/coordinator/sagastore/kvstore"
+	"github.com/upshift/upshift/services/coordinator/httpapi"
 )
 
 func main() {
@@ -35,10 +35,16 @@ type config struct {
 	service.Common
 	Instance             string
 	Store                string
+	DatabaseURL          service.Secret
+	PolicyFile           string
 	ApprovalEnvironments string
 	ApprovalTimeout      time.Duration
+	HTTPAddr             string
+	APIToken             service.Secret
 	Concurrency          int
 	RelayInterval        time.Duration
+	AckWait              time.Duration
+	MaxDeliver           int
 }
 
 func parse(args []string) (config, *flag.FlagSet, error) {
@@ -47,11 +53,17 @@ func parse(args []string) (config, *flag.FlagSet, error) {
 	c.Common.Register(fs, ":9101")
 	host, _ := os.Hostname()
 	fs.StringVar(&c.Instance, "instance", "coordinator@"+host, "name of this instance in events")
-	fs.StringVar(&c.Store, "store", "kv", "where sagas are kept: kv (JetStream KV)")
-	fs.StringVar(&c.ApprovalEnvironments, "approval-environments", "production", "comma-separated environments whose sagas wait for an approval")
-	fs.DurationVar(&c.ApprovalTimeout, "approval-timeout", 24*time.Hour, "how long a saga waits for an approval")
+	fs.StringVar(&c.Store, "store", coordinator.StoreKV, "where sagas are kept: kv (JetStream KV) or postgres")
+	fs.Var(&c.DatabaseURL, "database-url", "PostgreSQL URL, for --store postgres")
+	fs.StringVar(&c.PolicyFile, "policy", "", "policy file: per environment, approval, windows, rehearsal")
+	fs.StringVar(&c.ApprovalEnvironments, "approval-environments", "production", "comma-separated environments whose sagas wait for an approval (besides the policy file's)")
+	fs.DurationVar(&c.ApprovalTimeout, "approval-timeout", 24*time.Hour, "how long a saga waits for an approval, unless its environment says")
+	fs.StringVar(&c.HTTPAddr, "http-addr", ":8080", "address of the HTTP API (empty: off)")
+	fs.Var(&c.APIToken, "api-token", "bearer token for the HTTP API's writes (empty: writes refused)")
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "inputs handled at once")
 	fs.DurationVar(&c.RelayInterval, "relay-interval", 15*time.Second, "how often the outbox is searched for leftovers")
+	fs.DurationVar(&c.AckWait, "ack-wait", 30*time.Second, "how long an input may go unacknowledged before it is redelivered (a crashed instance's inputs)")
+	fs.IntVar(&c.MaxDeliver, "max-deliver", 20, "deliveries of an input before it is dead-lettered (with back-off up to 30s: about ten minutes of a store outage)")
 	return c, fs, service.Parse(fs, args)
 }
 
@@ -71,23 +83,36 @@ func runMain(ctx context.Context, log *slog.Logger, args []string) error {
 	defer nc.Close()
 	ctx, stop := service.Interrupted(ctx)
 	defer stop()
-	if cfg.Store != "kv" {
-		return fmt.Errorf("store %q: only kv is available", cfg.Store)
+	var policy coordinator.Policy
+	if cfg.PolicyFile != "" {
+		if policy, err = coordinator.LoadPolicy(cfg.PolicyFile); err != nil {
+			return err
+		}
 	}
-	store, err := kvstore.Open(ctx, js, cfg.Streams())
+	policy.ApprovalEnvironments, policy.ApprovalTimeout = split(cfg.ApprovalEnvironments), cfg.ApprovalTimeout
+	store, closeStore, err := coordinator.OpenStore(ctx, cfg.Store, string(cfg.DatabaseURL), js, cfg.Streams(), log)
 	if err != nil {
 		return err
 	}
+	defer closeStore()
 	metrics := service.NewRegistry()
 	c := coordinator.New(nc, js, coordinator.Config{
-		Instance: cfg.Instance, Store: store, Streams: cfg.Streams(),
+		Instance: cfg.Instance, Store: store, Streams: cfg.Streams(), Policy: policy,
 		Concurrency: cfg.Concurrency, RelayInterval: cfg.RelayInterval,
-		Policy: coordinator.Policy{ApprovalEnvironments: split(cfg.ApprovalEnvironments), ApprovalTimeout: cfg.ApprovalTimeout},
+		Consumer: consumer.Config{AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver},
 	}, log, metrics)
 
 	var g run.Group
 	cctx, cancel := context.WithCancel(ctx)
 	g.Add(func() error { return c.Run(cctx) }, func(error) { cancel() })
+	if cfg.HTTPAddr != "" {
+		api, err := service.NewHTTPServer(cfg.HTTPAddr, httpapi.New(c, httpapi.Config{Token: string(cfg.APIToken)}, log))
+		if err != nil {
+			return err
+		}
+		hctx, hcancel := context.WithCancel(ctx)
+		g.Add(func() error { return api.Run(hctx) }, func(error) { hcancel() })
+	}
 	if cfg.OpsAddr != "" {
 		ops, err := service.NewOpsServer(cfg.OpsAddr, metrics, service.Connected(nc), service.Ready("coordinator", c.Ready))
 		if err != nil {

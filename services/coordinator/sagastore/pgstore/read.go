@@ -1,0 +1,185 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/upshift/upshift/pkg/bus"
+	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/services/coordinator/sagastore"
+)
+
+// A record is read in one statement, so the saga and its unsent outbox come
+// from one snapshot; the messages come as parallel arrays, oldest first,
+// rather than one row each repeating the saga.
+const (
+	recordColumns = `s.doc, s.revision, p.ids, p.subjects, p.data, p.ats, p.targets`
+	pendingJoin   = `CROSS JOIN LATERAL (
+		SELECT array_agg(o.id ORDER BY o.position) AS ids,
+			array_agg(o.subject ORDER BY o.position) AS subjects,
+			array_agg(o.data ORDER BY o.position) AS data,
+			array_agg(o.schedule_at ORDER BY o.position) AS ats,
+			array_agg(o.schedule_target ORDER BY o.position) AS targets
+		FROM saga_outbox o WHERE o.saga_id = s.id AND o.sent_at IS NULL) p`
+)
+
+func scanRecord(row pgx.Row) (sagastore.Record, error) {
+	var (
+		r             sagastore.Record
+		doc           []byte
+		rev           int64
+		ids, subjects []string
+		data          [][]byte
+		ats           []*time.Time
+		targets       []*string
+	)
+	if err := row.Scan(&doc, &rev, &ids, &subjects, &data, &ats, &targets); err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal(doc, &r.Saga); err != nil {
+		return r, fmt.Errorf("decode saga: %w", err)
+	}
+	r.Revision = sagastore.Revision(rev)
+	for i, id := range ids {
+		m := bus.Message{ID: id, Subject: subjects[i], Data: data[i]}
+		if ats[i] != nil {
+			m.At = ats[i].UTC()
+		}
+		if targets[i] != nil {
+			m.Target = *targets[i]
+		}
+		r.Pending = append(r.Pending, m)
+	}
+	return r, nil
+}
+
+// Load implements sagastore.Store.
+func (s *Store) Load(ctx context.Context, id string) (sagastore.Record, error) {
+	r, err := scanRecord(s.pool.QueryRow(ctx, `SELECT `+recordColumns+` FROM sagas s `+pendingJoin+` WHERE s.id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, fmt.Errorf("load saga %s: %w", id, sagastore.ErrNotFound)
+	}
+	if err != nil {
+		return r, wrap(err, "load saga %s", id)
+	}
+	return r, nil
+}
+
+// Unsent implements sagastore.Store: the sagas whose oldest unsent message
+// is oldest come first, so the relay serves the longest wait first.
+func (s *Store) Unsent(ctx context.Context, limit int) ([]sagastore.Record, error) {
+	if limit <= 0 {
+		limit = sagastore.DefaultLimit
+	}
+	rows, err := s.pool.Query(ctx, `WITH due AS (
+			SELECT saga_id, min(position) AS first FROM saga_outbox WHERE sent_at IS NULL
+			GROUP BY saga_id ORDER BY first LIMIT $1)
+		SELECT `+recordColumns+` FROM due JOIN sagas s ON s.id = due.saga_id `+pendingJoin+`
+		ORDER BY due.first`, limit)
+	if err != nil {
+		return nil, wrap(err, "list unsent outbox")
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (sagastore.Record, error) { return scanRecord(row) })
+	if err != nil {
+		return nil, wrap(err, "list unsent outbox")
+	}
+	return out, nil
+}
+
+// List implements sagastore.Store. It decodes the saga without its steps,
+// which are most of its size and none of its summary.
+func (s *Store) List(ctx context.Context, f sagastore.Filter) ([]sagastore.Summary, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	if len(f.States) > 0 {
+		add("state = ANY($%d)", states(f.States, func(saga.State) bool { return true }))
+	}
+	if f.Active {
+		add("NOT (state = ANY($%d))", states(saga.States, saga.State.Terminal))
+	}
+	for _, c := range [][2]string{{"team", f.Team}, {"environment", f.Environment},
+		{"software", f.Software}, {"digest", f.Digest}} {
+		if c[1] != "" {
+			add(c[0]+" = $%d", c[1])
+		}
+	}
+	q := `SELECT doc - 'steps' FROM sagas`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = sagastore.DefaultLimit
+	}
+	args = append(args, limit)
+	q += fmt.Sprintf(" ORDER BY created_at DESC, id DESC LIMIT $%d", len(args))
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, wrap(err, "list sagas")
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (sagastore.Summary, error) {
+		var doc []byte
+		var sg saga.Saga
+		if err := row.Scan(&doc); err != nil {
+			return sagastore.Summary{}, err
+		}
+		if err := json.Unmarshal(doc, &sg); err != nil {
+			return sagastore.Summary{}, fmt.Errorf("decode saga: %w", err)
+		}
+		return sagastore.Summarize(sg), nil
+	})
+	if err != nil {
+		return nil, wrap(err, "list sagas")
+	}
+	return out, nil
+}
+
+func states(all []saga.State, keep func(saga.State) bool) []string {
+	var out []string
+	for _, st := range all {
+		if keep(st) {
+			out = append(out, string(st))
+		}
+	}
+	return out
+}
+
+// History implements sagastore.Store.
+func (s *Store) History(ctx context.Context, id string) ([]sagastore.Entry, error) {
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sagas WHERE id = $1)`, id).Scan(&exists); err != nil {
+		return nil, wrap(err, "read audit of %s", id)
+	}
+	if !exists {
+		return nil, fmt.Errorf("read audit of %s: %w", id, sagastore.ErrNotFound)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, saga_id, seq, at, direction, type, subject, coalesce(note, ''), event
+		FROM saga_audit WHERE saga_id = $1 ORDER BY position`, id)
+	if err != nil {
+		return nil, wrap(err, "read audit of %s", id)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (sagastore.Entry, error) {
+		var e sagastore.Entry
+		var event []byte
+		err := row.Scan(&e.ID, &e.Saga, &e.Seq, &e.At, &e.Direction, &e.Type, &e.Subject, &e.Note, &event)
+		e.At = e.At.UTC()
+		if event != nil {
+			e.Event = json.RawMessage(event)
+		}
+		return e, err
+	})
+	if err != nil {
+		return nil, wrap(err, "read audit of %s", id)
+	}
+	return out, nil
+}

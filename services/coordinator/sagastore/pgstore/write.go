@@ -1,0 +1,228 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/upshift/upshift/pkg/bus"
+	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/services/coordinator/sagastore"
+)
+
+const sagaColumns = `state, kind, team, environment, software, from_version, to_version, digest, name,
+	reason, batch, batches, created_at, updated_at, doc`
+
+// sagaValues returns the values of sagaColumns, in order.
+func sagaValues(s saga.Saga) ([]any, error) {
+	doc, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Errorf("encode saga %s: %w", s.ID, err)
+	}
+	sum := sagastore.Summarize(s)
+	return []any{string(sum.State), sum.Kind, sum.Team, sum.Environment, sum.Software, sum.From, sum.To,
+		sum.Digest, sum.Name, sum.Reason, sum.Batch, sum.Batches, s.CreatedAt, s.UpdatedAt, doc}, nil
+}
+
+// Create implements sagastore.Store.
+func (s *Store) Create(ctx context.Context, sg saga.Saga, ch sagastore.Change) (sagastore.Revision, error) {
+	vals, err := sagaValues(sg)
+	if err != nil {
+		return 0, err
+	}
+	var rev int64
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `INSERT INTO sagas (id, revision, `+sagaColumns+`)
+			VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+			ON CONFLICT (id) DO NOTHING RETURNING revision`, append([]any{sg.ID}, vals...)...).Scan(&rev)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("create saga %s: %w", sg.ID, sagastore.ErrExists)
+		}
+		if err != nil {
+			return wrap(err, "create saga %s", sg.ID)
+		}
+		return writeChange(ctx, tx, sg, ch)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return sagastore.Revision(rev), nil
+}
+
+// Update implements sagastore.Store. The row lock the UPDATE takes makes a
+// concurrent updater wait, then find the revision moved and match nothing.
+func (s *Store) Update(ctx context.Context, sg saga.Saga, rev sagastore.Revision, ch sagastore.Change) (sagastore.Revision, error) {
+	vals, err := sagaValues(sg)
+	if err != nil {
+		return 0, err
+	}
+	var next int64
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `UPDATE sagas SET revision = revision + 1, (`+sagaColumns+`) =
+			ROW($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+			WHERE id = $1 AND revision = $2 RETURNING revision`,
+			append([]any{sg.ID, int64(rev)}, vals...)...).Scan(&next)
+		if errors.Is(err, pgx.ErrNoRows) {
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sagas WHERE id = $1)`, sg.ID).Scan(&exists); err != nil {
+				return wrap(err, "update saga %s", sg.ID)
+			}
+			if !exists {
+				return fmt.Errorf("update saga %s: %w", sg.ID, sagastore.ErrNotFound)
+			}
+			return fmt.Errorf("update saga %s at revision %d: %w", sg.ID, rev, sagastore.ErrConflict)
+		}
+		if err != nil {
+			return wrap(err, "update saga %s", sg.ID)
+		}
+		return writeChange(ctx, tx, sg, ch)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return sagastore.Revision(next), nil
+}
+
+// writeChange writes what goes with a saga row, in one round trip: its
+// steps, the change's audit entries and outbox messages. An outbox id
+// already taken is fine if the stored message is the same one, and refused
+// otherwise.
+func writeChange(ctx context.Context, tx pgx.Tx, sg saga.Saga, ch sagastore.Change) error {
+	b := &pgx.Batch{}
+	if err := queueSteps(b, sg); err != nil {
+		return err
+	}
+	queueAudit(b, ch.Audit)
+	var taken []bus.Message
+	for _, m := range ch.Outbox {
+		b.Queue(`INSERT INTO saga_outbox (id, saga_id, subject, data, schedule_at, schedule_target)
+			VALUES ($1, $2, $3, $4, $5, NULLIF($6, '')) ON CONFLICT (id) DO NOTHING`,
+			m.ID, sg.ID, m.Subject, data(m), at(m.At), m.Target).Exec(func(ct pgconn.CommandTag) error {
+			if ct.RowsAffected() == 0 {
+				taken = append(taken, m)
+			}
+			return nil
+		})
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return wrap(err, "write saga %s", sg.ID)
+	}
+	for _, m := range taken {
+		var same bool
+		err := tx.QueryRow(ctx, `SELECT saga_id = $2 AND subject = $3 AND data = $4
+			AND schedule_at IS NOT DISTINCT FROM $5 AND schedule_target IS NOT DISTINCT FROM NULLIF($6, '')
+			FROM saga_outbox WHERE id = $1`, m.ID, sg.ID, m.Subject, data(m), at(m.At), m.Target).Scan(&same)
+		if err != nil {
+			return wrap(err, "write saga %s: message %s", sg.ID, m.ID)
+		}
+		if !same {
+			return fmt.Errorf("write saga %s: message %s: %w", sg.ID, m.ID, ErrDuplicateMessage)
+		}
+	}
+	return nil
+}
+
+// queueSteps mirrors the saga's steps: a step row is rewritten only when it
+// changed, and a step no longer in the saga is removed.
+func queueSteps(b *pgx.Batch, sg saga.Saga) error {
+	ids := make([]string, 0, len(sg.Steps))
+	for i, st := range sg.Steps {
+		ids = append(ids, st.ID)
+		output, err := optionalJSON(len(st.Output) > 0, st.Output)
+		if err != nil {
+			return fmt.Errorf("encode step %s: %w", st.ID, err)
+		}
+		report, err := optionalJSON(len(st.Report) > 0, st.Report)
+		if err != nil {
+			return fmt.Errorf("encode step %s: %w", st.ID, err)
+		}
+		b.Queue(upsertStep, sg.ID, st.ID, i, string(st.Phase), string(st.Action), st.Target, st.Batch, st.Attempt,
+			string(st.Status), st.Compensates, at(st.DispatchedAt), at(st.Deadline), at(st.StartedAt),
+			at(st.HeartbeatAt), at(st.FinishedAt), st.Done, string(st.Late), st.Progress, st.Reason, st.Error,
+			output, report)
+	}
+	b.Queue(`DELETE FROM saga_steps WHERE saga_id = $1 AND step_id <> ALL($2::text[])`, sg.ID, ids)
+	return nil
+}
+
+const stepColumns = `position, phase, action, target, batch, attempt, status, compensates, dispatched_at,
+	deadline, started_at, heartbeat_at, finished_at, done, late, progress, reason, error, output, report`
+
+const upsertStep = `INSERT INTO saga_steps (saga_id, step_id, ` + stepColumns + `)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULLIF($10, ''), $11, $12, $13, $14, $15, NULLIF($16, 0),
+		NULLIF($17, ''), NULLIF($18, ''), NULLIF($19, ''), NULLIF($20, ''), $21, $22)
+	ON CONFLICT (saga_id, step_id) DO UPDATE SET (` + stepColumns + `) = ROW(EXCLUDED.position,
+		EXCLUDED.phase, EXCLUDED.action, EXCLUDED.target, EXCLUDED.batch, EXCLUDED.attempt, EXCLUDED.status,
+		EXCLUDED.compensates, EXCLUDED.dispatched_at, EXCLUDED.deadline, EXCLUDED.started_at,
+		EXCLUDED.heartbeat_at, EXCLUDED.finished_at, EXCLUDED.done, EXCLUDED.late, EXCLUDED.progress,
+		EXCLUDED.reason, EXCLUDED.error, EXCLUDED.output, EXCLUDED.report)
+	WHERE (saga_steps.*) IS DISTINCT FROM (EXCLUDED.*)`
+
+func queueAudit(b *pgx.Batch, entries []sagastore.Entry) {
+	for _, e := range entries {
+		var event []byte // NULL when there is no event
+		if len(e.Event) > 0 {
+			event = e.Event
+		}
+		b.Queue(`INSERT INTO saga_audit (id, saga_id, seq, at, direction, type, subject, note, event)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''), $9::json) ON CONFLICT (id) DO NOTHING`,
+			e.ID, e.Saga, e.Seq, e.At, string(e.Direction), e.Type, e.Subject, e.Note, event)
+	}
+}
+
+// Record implements sagastore.Store.
+func (s *Store) Record(ctx context.Context, entries []sagastore.Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	queueAudit(b, entries)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() })
+	if err != nil {
+		return wrap(err, "record audit of %s", entries[0].Saga)
+	}
+	return nil
+}
+
+// Sent implements sagastore.Store. Marking a message twice keeps the first
+// time it was marked.
+func (s *Store) Sent(ctx context.Context, id string, msgIDs []string) error {
+	if len(msgIDs) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE saga_outbox SET sent_at = now()
+		WHERE saga_id = $1 AND id = ANY($2) AND sent_at IS NULL`, id, msgIDs)
+	if err != nil {
+		return wrap(err, "mark outbox of %s sent", id)
+	}
+	return nil
+}
+
+// at turns a zero time into NULL.
+func at(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// data never returns nil: an empty message is stored as empty, not NULL.
+func data(m bus.Message) []byte {
+	if m.Data == nil {
+		return []byte{}
+	}
+	return m.Data
+}
+
+// optionalJSON encodes v, or returns NULL when present is false.
+func optionalJSON(present bool, v any) ([]byte, error) {
+	if !present {
+		return nil, nil
+	}
+	return json.Marshal(v)
+}

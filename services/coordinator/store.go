@@ -1,0 +1,39 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/upshift/upshift/pkg/streams"
+	"github.com/upshift/upshift/services/coordinator/sagastore"
+	"github.com/upshift/upshift/services/coordinator/sagastore/kvstore"
+	"github.com/upshift/upshift/services/coordinator/sagastore/pgstore"
+)
+
+// Stores a coordinator can keep its sagas in.
+const (
+	StoreKV       = "kv"       // JetStream KV: nothing but NATS
+	StorePostgres = "postgres" // PostgreSQL: steps, audit and outbox as tables
+)
+
+// OpenStore opens the store of the kind named; close releases it.
+func OpenStore(ctx context.Context, kind, databaseURL string, js jetstream.JetStream, c streams.Config, log *slog.Logger) (store sagastore.Store, close func(), err error) {
+	switch kind {
+	case StoreKV, "":
+		s, err := kvstore.Open(ctx, js, c)
+		return s, func() {}, err
+	case StorePostgres:
+		if databaseURL == "" {
+			return nil, nil, fmt.Errorf("store %s needs a database URL (UPSHIFT_DATABASE_URL)", kind)
+		}
+		s, err := pgstore.Open(ctx, databaseURL, pgstore.WithLogger(log))
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, s.Close, nil
+	}
+	return nil, nil, fmt.Errorf("store %q: %s or %s", kind, StoreKV, StorePostgres)
+}
