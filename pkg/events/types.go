@@ -235,7 +235,6 @@ func (e SagaEvent) Check() error {
 
 // Saga event kinds that are not states.
 const (
-	KindDispatched = "dispatched"  // a command was issued (audit)
 	KindStepFailed = "step_failed" // a step failed or timed out
 	KindApproved   = "approved"    // an operator approved; the saga may not move yet
 	KindIgnored    = "ignored"     // an input had no effect (late, duplicate, too late to cancel)

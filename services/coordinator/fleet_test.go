@@ -88,7 +88,7 @@ func TestThreeCoordinatorsKV(t *testing.T) {
 }
 
 // pgStore opens a PostgreSQL store on a database of the test's own.
-func pgStore(t *testing.T, url string) sagastore.Store {
+func pgStore(t testing.TB, url string) sagastore.Store {
 	s, err := pgstore.Open(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
@@ -104,4 +104,41 @@ func TestThreeCoordinatorsPostgres(t *testing.T) {
 	url := pgtest.Database(t)
 	w := newWorldOn(t, func(jetstream.JetStream) sagastore.Store { return pgStore(t, url) }, fleetTargets...)
 	fleet(t, w, 300)
+}
+
+// BenchmarkSagas runs whole one-target sagas through one coordinator and the
+// four phase services (executors that succeed at once): what a saga costs
+// the coordinator, its store and NATS, eleven transitions each.
+func BenchmarkSagas(b *testing.B) {
+	for _, store := range []string{"kv", "postgres"} {
+		b.Run("store="+store, func(b *testing.B) {
+			var w *world
+			if store == "kv" {
+				w = newWorld(b, fleetTargets...)
+			} else {
+				url := pgtest.Database(b)
+				w = newWorldOn(b, func(jetstream.JetStream) sagastore.Store { return pgStore(b, url) }, fleetTargets...)
+			}
+			w.gauge = time.Minute
+			w.coordinator("c0")
+			b.ResetTimer()
+			ids := make([]string, 0, b.N)
+			for i := range b.N {
+				r := request("test", fleetTargets[i%8])
+				long := sec(300)
+				r.Spec.Timeouts = spec.Timeouts{Precheck: long, Backup: long, Deploy: long, Verify: long, Rollback: long}
+				ids = append(ids, w.submit(r))
+			}
+			for _, id := range ids {
+				for {
+					rec, err := w.store.Load(context.Background(), id)
+					if err == nil && rec.Saga.State.Terminal() {
+						break
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sagas/s")
+		})
+	}
 }

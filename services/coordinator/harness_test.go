@@ -39,7 +39,7 @@ var fast = consumer.Config{AckWait: 1500 * time.Millisecond, MaxDeliver: 10,
 // world is a NATS server, a store, phase services with scripted executors
 // that count what they execute, and coordinators.
 type world struct {
-	t      *testing.T
+	t      testing.TB
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	store  sagastore.Store
@@ -54,7 +54,7 @@ type world struct {
 	release  chan struct{}     // closing it ends every hang
 }
 
-func newWorld(t *testing.T, targets ...string) *world {
+func newWorld(t testing.TB, targets ...string) *world {
 	return newWorldOn(t, func(js jetstream.JetStream) sagastore.Store {
 		store, err := kvstore.Open(context.Background(), js, streamsCfg)
 		if err != nil {
@@ -65,7 +65,7 @@ func newWorld(t *testing.T, targets ...string) *world {
 }
 
 // newWorldOn is newWorld with the store open returns.
-func newWorldOn(t *testing.T, open func(jetstream.JetStream) sagastore.Store, targets ...string) *world {
+func newWorldOn(t testing.TB, open func(jetstream.JetStream) sagastore.Store, targets ...string) *world {
 	srv, js := natstest.Start(t)
 	nc, _ := natstest.Connect(t, srv)
 	w := &world{t: t, nc: nc, js: js, store: open(js), reg: prometheus.NewRegistry(), url: srv.URL(),

@@ -1,9 +1,8 @@
 // Package notify is the notify service: it tells teams what happens to their
 // sagas. It runs two durable consumers:
 //
-//   - the router reads the coordinator's saga events from EVENTS, keeps those
-//     worth telling a team (every state change, failed steps, approvals,
-//     late results; not the audit-only "dispatched"), and publishes one
+//   - the router reads the coordinator's saga events from EVENTS (every
+//     state change, failed steps, approvals, late results) and publishes one
 //     Notice per team on upshift.notify.<team>.<saga>.<kind>, with a
 //     severity and a one-line summary. That subject is how a team
 //     subscribes; its id is derived from the saga event's, so a redelivered

@@ -125,7 +125,6 @@ func TestSeverityAndSummary(t *testing.T) {
 			e.Teams = nil
 			return e
 		}(), notify.SeverityInfo, "billing 4.1 -> 4.2 (production): prechecking"},
-		{"dispatched is audit only", base("sk", events.KindDispatched, "deploying"), "", ""},
 	}
 	rec := &recorder{name: "test"}
 	r := start(t, rec)

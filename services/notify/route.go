@@ -30,9 +30,6 @@ func (s *Service) route(ctx context.Context, m *consumer.Message) error {
 	if err := events.Open(m.Event, events.TypeSaga, &ev); err != nil {
 		return err
 	}
-	if !worthTelling(ev.Kind) {
-		return nil
-	}
 	log := s.log.With("saga", ev.Saga, "kind", ev.Kind)
 	for _, tok := range []string{ev.Saga, ev.Kind} {
 		if err := events.CheckToken(tok); err != nil {
@@ -70,15 +67,6 @@ func (s *Service) route(ctx context.Context, m *consumer.Message) error {
 	}
 	log.Debug("routed", "teams", teams)
 	return nil
-}
-
-// worthTelling says whether a team hears of an event of this kind. Every
-// kind that is not one of the events.Kind* constants is a state the saga
-// entered. The rule is not "Kind equals State": a transition that passes
-// through a state (rolling_back straight to rolled_back, with nothing to
-// undo) stamps every event with the state it ended in.
-func worthTelling(kind string) bool {
-	return kind != events.KindDispatched
 }
 
 // teamsOf lists the teams to tell, once each, in order.

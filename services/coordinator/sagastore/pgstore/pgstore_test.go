@@ -2,6 +2,7 @@ package pgstore_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -17,10 +18,18 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Harness {
-		_, js := natstest.Start(t)
-		return storetest.Harness{Store: open(t, pgtest.Database(t)), JS: js}
-	})
+	storetest.Run(t, harness)
+}
+
+func harness(t testing.TB) storetest.Harness {
+	_, js := natstest.Start(t)
+	return storetest.Harness{Store: open(t, pgtest.Database(t)), JS: js}
+}
+
+func BenchmarkTransition(b *testing.B) {
+	for _, n := range []int{1, 20} {
+		b.Run(fmt.Sprintf("targets=%d", n), func(b *testing.B) { storetest.BenchTransition(b, n, harness) })
+	}
 }
 
 // open opens a store on url, closed when t ends.

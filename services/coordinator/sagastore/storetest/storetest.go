@@ -23,13 +23,15 @@ import (
 
 // Harness is a fresh, empty store and a JetStream context on a server with
 // every upshift stream, for publishing what the store holds.
+//
+// Harness builders take a testing.TB so benchmarks use them too.
 type Harness struct {
 	Store sagastore.Store
 	JS    jetstream.JetStream
 }
 
 // Run runs the suite; open returns a fresh harness for each test.
-func Run(t *testing.T, open func(t *testing.T) Harness) {
+func Run(t *testing.T, open func(t testing.TB) Harness) {
 	for _, tc := range []struct {
 		name string
 		fn   func(*testing.T, Harness)
@@ -386,5 +388,65 @@ func testHistory(t *testing.T, h Harness) {
 	first := hist[0]
 	if first.Saga != "s1" || first.Direction != sagastore.In || first.Type != "io.upshift.test" || string(first.Event) != `{"id":"req"}` || !first.At.Equal(t0.Add(time.Second)) {
 		t.Fatalf("entry %+v", first)
+	}
+}
+
+// BenchTransition measures one saga transition as the coordinator's engine
+// makes it: load, update with compare-and-set (a command, a saga event and
+// three audit entries), then flush: load again, publish everything pending
+// (for kvstore that includes its audit entries, bound for the AUDIT stream)
+// and mark it sent. The saga has targets targets; open returns a fresh
+// harness.
+func BenchTransition(b *testing.B, targets int, open func(testing.TB) Harness) {
+	h := open(b)
+	ctx := context.Background()
+	ts := make([]string, targets)
+	for i := range ts {
+		ts[i] = fmt.Sprintf("t%d", i)
+	}
+	s, eff := Saga("bench", "payments", "test", "2.0", t0)
+	s.Request.Spec.Targets = ts
+	s.Batches = s.Request.Batches()
+	for _, c := range eff.Commands[:1] {
+		s.Steps = s.Steps[:0]
+		for _, t := range ts {
+			st := saga.Step{ID: "bench.precheck.check." + t + ".1", Phase: c.Phase, Action: c.Action, Target: t, Status: saga.StepDispatched}
+			s.Steps = append(s.Steps, st)
+		}
+	}
+	if _, err := h.Store.Create(ctx, s, sagastore.Change{}); err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		i++
+		r, err := h.Store.Load(ctx, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		next := r.Saga
+		next.Seq++
+		next.Steps[i%len(next.Steps)].Status = saga.StepRunning
+		id := fmt.Sprintf("m%d", i)
+		ch := sagastore.Change{Outbox: []bus.Message{msg(id + "-cmd"), msg(id + "-evt")}, Audit: []sagastore.Entry{
+			entry("bench", id+"-in", sagastore.In, next.Seq), entry("bench", id+"-cmd", sagastore.Out, next.Seq),
+			entry("bench", id+"-evt", sagastore.Out, next.Seq)}}
+		if _, err := h.Store.Update(ctx, next, r.Revision, ch); err != nil {
+			b.Fatal(err)
+		}
+		flushed, err := h.Store.Load(ctx, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		var ids []string
+		for _, m := range flushed.Pending {
+			if err := bus.Send(ctx, h.JS, m); err != nil {
+				b.Fatal(err)
+			}
+			ids = append(ids, m.ID)
+		}
+		if err := h.Store.Sent(ctx, "bench", ids); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
