@@ -7,6 +7,7 @@ import (
 
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/targets"
+	"github.com/upshift/upshift/services/coordinator"
 )
 
 // The examples are what a new user copies: each must be valid.
@@ -20,8 +21,14 @@ func TestExamplesAreValid(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if filepath.Base(f) == "targets.yaml" {
+		switch filepath.Base(f) {
+		case "targets.yaml":
 			if _, err := targets.Parse(b, "/"); err != nil {
+				t.Errorf("%s: %v", f, err)
+			}
+			continue
+		case "policy.yaml":
+			if _, err := coordinator.LoadPolicy(f); err != nil {
 				t.Errorf("%s: %v", f, err)
 			}
 			continue

@@ -12,8 +12,8 @@
 // ids keep each command single.
 //
 // Status, history and decisions are served over NATS (micro service
-// "upshift-coordinator"). Not yet: the HTTP API, maintenance windows and the
-// rehearsal gate (see the production-coordinator issue).
+// "upshift-coordinator") and, by package httpapi, over HTTP. Policy decides
+// per environment on approvals, maintenance windows and the rehearsal gate.
 package coordinator
 
 import (
