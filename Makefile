@@ -15,7 +15,7 @@ demo:
 
 ## test: every test of every module, with the race detector (needs PostgreSQL, see .ci/run)
 test:
-	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 ## lint: formatting and vet
 lint:

@@ -84,7 +84,7 @@ func TestThreeCoordinatorsKV(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a few hundred sagas")
 	}
-	fleet(t, newWorld(t, fleetTargets...), 300)
+	fleet(t, newWorld(t, fleetTargets...), 200)
 }
 
 // pgStore opens a PostgreSQL store on a database of the test's own.

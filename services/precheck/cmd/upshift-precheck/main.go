@@ -1,16 +1,12 @@
-// Command upshift-precheck runs the precheck service for the targets in its
-// targets file.
+// Command upshift-precheck runs the precheck service for the targets in its targets file.
 package main
 
 import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
 	"os"
-
-	"github.com/oklog/run"
 
 	"github.com/upshift/upshift/pkg/artifact"
 	"github.com/upshift/upshift/pkg/service"
@@ -19,73 +15,30 @@ import (
 )
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	err := runMain(context.Background(), log, os.Args[1:])
+	err := service.Run(context.Background(), program(), os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		return
 	}
 	if err != nil {
-		log.Error("precheck stopped", "err", err)
+		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("precheck stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-type config struct {
-	service.Common
-	Instance    string
-	TargetsFile string
-	ArtifactDir string
-}
-
-func parse(args []string) (config, *flag.FlagSet, error) {
-	var c config
-	fs := flag.NewFlagSet("upshift-precheck", flag.ContinueOnError)
-	c.Common.Register(fs, ":9102")
-	host, _ := os.Hostname()
-	fs.StringVar(&c.Instance, "instance", "precheck@"+host, "name of this instance in events")
-	fs.StringVar(&c.TargetsFile, "targets", "/etc/upshift/targets.yaml", "the targets this instance serves")
-	fs.StringVar(&c.ArtifactDir, "artifact-dir", "/var/lib/upshift/artifacts", "where verified packages are staged")
-	return c, fs, service.Parse(fs, args)
-}
-
-func runMain(ctx context.Context, log *slog.Logger, args []string) error {
-	cfg, fs, err := parse(args)
-	if err != nil {
-		return err
+func program() service.Program {
+	var targetsFile, artifactDir string
+	return service.Program{Name: "precheck", OpsAddr: ":9102",
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&targetsFile, "targets", "/etc/upshift/targets.yaml", "the targets this instance serves")
+			fs.StringVar(&artifactDir, "artifact-dir", "/var/lib/upshift/artifacts", "where verified packages are staged")
+		},
+		Build: func(ctx context.Context, env service.Env) ([]service.Component, func(), error) {
+			reg, err := targets.Load(targetsFile)
+			if err != nil {
+				return nil, nil, err
+			}
+			return []service.Component{precheck.New(env.JS, precheck.Config{Instance: env.Instance, Targets: reg,
+				Artifacts: &artifact.Store{Dir: artifactDir}, Streams: env.Streams()}, env.Log, env.Registry)}, nil, nil
+		},
 	}
-	if log, err = service.NewLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat); err != nil {
-		return err
-	}
-	log.Info("starting", service.Settings(fs)...)
-	reg, err := targets.Load(cfg.TargetsFile)
-	if err != nil {
-		return err
-	}
-	nc, js, err := service.Connect(cfg.Common, cfg.Instance, log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	metrics := service.NewRegistry()
-	svc := precheck.New(js, precheck.Config{
-		Instance: cfg.Instance, Targets: reg, Artifacts: &artifact.Store{Dir: cfg.ArtifactDir}, Streams: cfg.Streams(),
-	}, log, metrics)
-
-	ctx, stop := service.Interrupted(ctx)
-	defer stop()
-	var g run.Group
-	sctx, cancel := context.WithCancel(ctx)
-	g.Add(func() error { return svc.Run(sctx) }, func(error) { cancel() })
-	if cfg.OpsAddr != "" {
-		ops, err := service.NewOpsServer(cfg.OpsAddr, metrics, service.Connected(nc), service.Ready("consumers", svc.Ready))
-		if err != nil {
-			return err
-		}
-		octx, ocancel := context.WithCancel(ctx)
-		g.Add(func() error { return ops.Run(octx) }, func(error) { ocancel() })
-	}
-	if err := g.Run(); err != nil {
-		return fmt.Errorf("precheck: %w", err)
-	}
-	return nil
 }

@@ -1,17 +1,13 @@
-// Command upshift-verify runs the verify service for the targets in its
-// targets file.
+// Command upshift-verify runs the verify service for the targets in its targets file.
 package main
 
 import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
-
-	"github.com/oklog/run"
 
 	"github.com/upshift/upshift/pkg/service"
 	"github.com/upshift/upshift/pkg/targets"
@@ -19,72 +15,32 @@ import (
 )
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	err := runMain(context.Background(), log, os.Args[1:])
+	err := service.Run(context.Background(), program(), os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		return
 	}
 	if err != nil {
-		log.Error("verify stopped", "err", err)
+		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("verify stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-type config struct {
-	service.Common
-	Instance    string
-	TargetsFile string
-}
-
-func parse(args []string) (config, *flag.FlagSet, error) {
-	var c config
-	fs := flag.NewFlagSet("upshift-verify", flag.ContinueOnError)
-	c.Common.Register(fs, ":9105")
-	host, _ := os.Hostname()
-	fs.StringVar(&c.Instance, "instance", "verify@"+host, "name of this instance in events")
-	fs.StringVar(&c.TargetsFile, "targets", "/etc/upshift/targets.yaml", "the targets this instance serves")
-	return c, fs, service.Parse(fs, args)
-}
-
-func runMain(ctx context.Context, log *slog.Logger, args []string) error {
-	cfg, fs, err := parse(args)
-	if err != nil {
-		return err
+func program() service.Program {
+	var targetsFile string
+	return service.Program{Name: "verify", OpsAddr: ":9105",
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&targetsFile, "targets", "/etc/upshift/targets.yaml", "the targets this instance serves")
+		},
+		Build: func(ctx context.Context, env service.Env) ([]service.Component, func(), error) {
+			reg, err := targets.Load(targetsFile)
+			if err != nil {
+				return nil, nil, err
+			}
+			// No client-wide time-out: the executor bounds each probe itself.
+			return []service.Component{
+				verify.New(env.JS, verify.Config{Instance: env.Instance, Targets: reg, Streams: env.Streams(),
+					Client: &http.Client{}}, env.Log, env.Registry),
+			}, nil, nil
+		},
 	}
-	if log, err = service.NewLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat); err != nil {
-		return err
-	}
-	log.Info("starting", service.Settings(fs)...)
-	reg, err := targets.Load(cfg.TargetsFile)
-	if err != nil {
-		return err
-	}
-	nc, js, err := service.Connect(cfg.Common, cfg.Instance, log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	metrics := service.NewRegistry()
-	// No client-wide time-out: the executor bounds each probe itself.
-	svc := verify.New(js, verify.Config{
-		Instance: cfg.Instance, Targets: reg, Streams: cfg.Streams(), Client: &http.Client{},
-	}, log, metrics)
-
-	ctx, stop := service.Interrupted(ctx)
-	defer stop()
-	var g run.Group
-	sctx, cancel := context.WithCancel(ctx)
-	g.Add(func() error { return svc.Run(sctx) }, func(error) { cancel() })
-	if cfg.OpsAddr != "" {
-		ops, err := service.NewOpsServer(cfg.OpsAddr, metrics, service.Connected(nc), service.Ready("consumers", svc.Ready))
-		if err != nil {
-			return err
-		}
-		octx, ocancel := context.WithCancel(ctx)
-		g.Add(func() error { return ops.Run(octx) }, func(error) { ocancel() })
-	}
-	if err := g.Run(); err != nil {
-		return fmt.Errorf("verify: %w", err)
-	}
-	return nil
 }

@@ -1,0 +1,59 @@
+package service_test
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/service"
+)
+
+type part func(ctx context.Context) error
+
+func (p part) Run(ctx context.Context) error { return p(ctx) }
+
+func TestRunStopsEveryComponentWhenOneFails(t *testing.T) {
+	srv := natstest.Server(t)
+	stopped := make(chan struct{})
+	var flagSeen string
+	p := service.Program{Name: "test", OpsAddr: "127.0.0.1:0",
+		Flags: func(fs *flag.FlagSet) { fs.StringVar(&flagSeen, "thing", "", "") },
+		Build: func(ctx context.Context, env service.Env) ([]service.Component, func(), error) {
+			if env.JS == nil || env.Registry == nil || env.Instance == "" {
+				t.Errorf("env %+v", env)
+			}
+			return []service.Component{
+				part(func(ctx context.Context) error { <-ctx.Done(); close(stopped); return nil }),
+				part(func(ctx context.Context) error { time.Sleep(50 * time.Millisecond); return errors.New("disk full") }),
+			}, func() {}, nil
+		}}
+	err := service.Run(context.Background(), p, []string{"--nats-url", srv.URL(), "--thing", "x", "--log-level", "error"})
+	if err == nil || !strings.Contains(err.Error(), "test: disk full") {
+		t.Fatalf("err %v", err)
+	}
+	select {
+	case <-stopped:
+	default:
+		t.Fatal("the other component was not stopped")
+	}
+	if flagSeen != "x" {
+		t.Fatalf("own flag %q", flagSeen)
+	}
+}
+
+func TestRunReportsABuildError(t *testing.T) {
+	srv := natstest.Server(t)
+	p := service.Program{Name: "test", Build: func(ctx context.Context, env service.Env) ([]service.Component, func(), error) {
+		return nil, nil, errors.New("no targets file")
+	}}
+	if err := service.Run(context.Background(), p, []string{"--nats-url", srv.URL(), "--ops-addr", ""}); err == nil || !strings.Contains(err.Error(), "no targets file") {
+		t.Fatalf("err %v", err)
+	}
+	if err := service.Run(context.Background(), p, []string{"-h"}); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("help: %v", err)
+	}
+}
