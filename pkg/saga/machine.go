@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/spec"
@@ -200,7 +201,7 @@ func (m *machine) report(r events.StepResult) {
 		}
 		st.Status, st.StartedAt = StepRunning, orAt(r.StartedAt, m.at)
 	case events.Progress:
-		st.Status, st.HeartbeatAt, st.Progress = StepRunning, m.at, r.Message
+		st.Status, st.HeartbeatAt, st.Progress = StepRunning, m.at, clip(r.Message)
 		if st.StartedAt.IsZero() {
 			st.StartedAt = m.at
 		}
@@ -212,9 +213,9 @@ func (m *machine) report(r events.StepResult) {
 		if st.StartedAt.IsZero() {
 			st.StartedAt = orAt(r.StartedAt, m.at)
 		}
-		m.finish(st, status, r.Reason, r.Error)
+		m.finish(st, status, r.Reason, clip(r.Error))
 		st.FinishedAt = orAt(r.FinishedAt, m.at)
-		st.Output, st.Report = r.Output, r.Report
+		st.Output, st.Report = clipOutput(r.Output), clipReport(r.Report)
 		m.advance()
 	default:
 		m.ignore(fmt.Sprintf("unknown status %q", r.Status))
@@ -340,7 +341,7 @@ func (m *machine) advance() {
 		if bad != nil {
 			m.rollBack(describe(bad))
 		} else if done && m.s.Batch+1 < len(m.s.Batches) {
-			m.deploy(m.s.Batch + 1)
+			m.window() // the next batch starts in a window too
 		} else if done {
 			m.enter(Succeeded, "")
 		}
@@ -364,35 +365,67 @@ func (m *machine) afterPrecheck() {
 // WindowHorizon is how far ahead a maintenance window is looked for.
 const WindowHorizon = 366 * 24 * time.Hour
 
-// window starts the backup if the request's and the environment's windows
-// are both open now; else it waits for the next time they are, or fails at
-// once if that is after the request's deadline: no use waiting for a
-// window the change may not use.
+// window lets the saga go on (resume) if the request's and the
+// environment's windows are both open now; else it waits for the next time
+// they are. Windows gate the start of the backup and of every deploy batch.
+// If no window opens before the request's deadline the saga fails at once,
+// rather than wait for a window it may not use, and rolls back the batches
+// it has deployed, if any.
 func (m *machine) window() {
 	reqWin, err1 := spec.CompileWindows(m.s.Request.Spec.Windows)
 	envWin, err2 := spec.CompileWindows(m.s.Options.Windows)
 	if err := errors.Join(err1, err2); err != nil {
-		m.enter(Failed, fmt.Sprintf("maintenance windows: %v", err))
+		m.fail(fmt.Sprintf("maintenance windows: %v", err))
 		return
 	}
 	if len(reqWin) == 0 && len(envWin) == 0 {
-		m.backup()
+		m.resume()
 		return
 	}
 	open, ok := window.Both(reqWin, envWin, m.at, m.at.Add(WindowHorizon))
 	deadline := m.s.Request.Spec.Deadline
 	switch {
 	case !ok:
-		m.enter(Failed, "no maintenance window opens within a year; nothing was changed")
+		m.fail("no maintenance window opens within a year")
 	case !deadline.IsZero() && open.After(deadline):
-		m.enter(Failed, fmt.Sprintf("the next maintenance window opens %s, after the deadline %s; nothing was changed",
+		m.fail(fmt.Sprintf("the next maintenance window opens %s, after the deadline %s",
 			open.Format(time.RFC3339), deadline.UTC().Format(time.RFC3339)))
 	case !open.After(m.at):
-		m.backup()
+		m.resume()
 	default:
 		m.enter(AwaitingWindow, "next window opens "+open.Format(time.RFC3339))
 		m.wait(open)
 	}
+}
+
+// resume goes on once the windows are open: with the backup, or with the
+// next batch once one was deployed.
+func (m *machine) resume() {
+	if m.deployed() {
+		m.deploy(m.s.Batch + 1)
+		return
+	}
+	m.backup()
+}
+
+// deployed reports whether a deploy (or maintenance) step was dispatched.
+func (m *machine) deployed() bool {
+	for _, st := range m.s.Steps {
+		if st.Phase == events.Deploy && st.Compensates == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// fail ends a saga that cannot go on: failed if nothing was deployed, else
+// rolling back what was.
+func (m *machine) fail(reason string) {
+	if m.deployed() {
+		m.rollBack(reason)
+		return
+	}
+	m.enter(Failed, reason+"; nothing was changed")
 }
 
 func (m *machine) backup() {
@@ -531,6 +564,10 @@ func (m *machine) cancel(in Input) {
 	switch m.s.State {
 	case Requested, Prechecking, AwaitingApproval, AwaitingWindow, BackingUp:
 		m.s.Cancel = m.decision(in)
+		if m.deployed() { // waiting for a window between batches
+			m.rollBack(decided("cancelled", in))
+			return
+		}
 		m.enter(Cancelled, decided("cancelled", in)+"; nothing was deployed")
 	case Deploying, Verifying:
 		m.s.Cancel = m.decision(in)
@@ -548,4 +585,56 @@ func decided(verb string, in Input) string {
 		s += ": " + in.Comment
 	}
 	return s
+}
+
+// A saga keeps a bounded copy of what services report, so that one stored
+// saga stays small whatever a hook printed: the whole report stays in its
+// event, in EVENTS and in the audit log.
+const (
+	MaxReportLines = 16
+	MaxOutputKeys  = 16
+	MaxText        = 300 // bytes of one detail, output value or error
+)
+
+func clip(s string) string {
+	if len(s) <= MaxText {
+		return s
+	}
+	cut := MaxText
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+func clipReport(r []events.ReportLine) []events.ReportLine {
+	if len(r) == 0 {
+		return nil
+	}
+	out := make([]events.ReportLine, 0, min(len(r), MaxReportLines))
+	for i, l := range r {
+		if i == MaxReportLines {
+			out = append(out, events.ReportLine{Name: "…", OK: true, Detail: fmt.Sprintf("%d more lines in the step's event", len(r)-i)})
+			break
+		}
+		l.Detail = clip(l.Detail)
+		out = append(out, l)
+	}
+	return out
+}
+
+func clipOutput(o map[string]string) map[string]string {
+	if len(o) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(o))
+	for k := range o {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := map[string]string{}
+	for _, k := range keys[:min(len(keys), MaxOutputKeys)] {
+		out[k] = clip(o[k])
+	}
+	return out
 }

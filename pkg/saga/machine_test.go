@@ -1,9 +1,11 @@
 package saga_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/saga"
@@ -445,4 +447,69 @@ func TestMaintenanceWindow(t *testing.T) {
 		r.must(saga.Input{Kind: saga.Approve, Actor: "carol"})
 		r.state(saga.AwaitingWindow)
 	})
+}
+
+func TestEveryBatchStartsInAWindow(t *testing.T) {
+	// Every day 12:00-12:10 UTC: batch 1 deploys at once (t0 is 12:00),
+	// batch 2 only the next day.
+	req := request(spec.KindUpgrade, 1, "a", "b")
+	req.Spec.Windows = []spec.Window{{Start: "12:00", End: "12:10"}}
+	between := func(t *testing.T, req spec.Request) *run {
+		r := start(t, req, saga.Options{})
+		r.answer(events.Succeeded) // precheck
+		r.answer(events.Succeeded) // backup
+		r.answer(events.Succeeded) // deploy a
+		r.now = t0.Add(15 * time.Minute)
+		r.answer(events.Succeeded) // verify a, after the window closed
+		return r
+	}
+	t.Run("waits, then deploys the next batch", func(t *testing.T) {
+		r := between(t, req)
+		r.state(saga.AwaitingWindow)
+		next := t0.Add(24 * time.Hour)
+		if !r.s.Deadline.Equal(next) {
+			t.Fatalf("waits until %v", r.s.Deadline)
+		}
+		r.must(saga.Input{Kind: saga.Tick, At: next})
+		r.state(saga.Deploying)
+		r.sent("deploy.apply.b")
+	})
+	t.Run("a cancel rolls back the deployed batch", func(t *testing.T) {
+		r := between(t, req)
+		r.state(saga.AwaitingWindow)
+		r.must(saga.Input{Kind: saga.Cancel, Actor: "ops"})
+		r.state(saga.RollingBack)
+		r.sent("deploy.rollback.a")
+	})
+	t.Run("a deadline before the next window rolls back", func(t *testing.T) {
+		late := req
+		late.Spec.Deadline = t0.Add(6 * time.Hour)
+		r := between(t, late)
+		r.state(saga.RollingBack)
+		r.sent("deploy.rollback.a")
+		if !strings.Contains(r.s.Reason, "after the deadline") {
+			t.Fatalf("reason %q", r.s.Reason)
+		}
+	})
+}
+
+func TestReportsAreClippedInTheSaga(t *testing.T) {
+	r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
+	res := result(r.last.Commands[0], events.Failed)
+	res.Error = strings.Repeat("é", 400)
+	for i := range 40 {
+		res.Report = append(res.Report, events.ReportLine{Name: fmt.Sprint("hook", i), Detail: strings.Repeat("x", 5000)})
+	}
+	res.Output = map[string]string{"log": strings.Repeat("y", 5000)}
+	r.must(saga.Input{Kind: saga.Report, Result: res})
+	st := r.s.Steps[0]
+	if len(st.Report) != saga.MaxReportLines+1 || len(st.Report[0].Detail) > saga.MaxText+3 || len(st.Output["log"]) > saga.MaxText+3 {
+		t.Fatalf("kept %d lines, detail %d bytes, output %d bytes", len(st.Report), len(st.Report[0].Detail), len(st.Output["log"]))
+	}
+	if !utf8.ValidString(st.Error) || len(st.Error) > saga.MaxText+3 {
+		t.Fatalf("error clipped to %d bytes, valid UTF-8 %v", len(st.Error), utf8.ValidString(st.Error))
+	}
+	if st.Report[saga.MaxReportLines].Detail != "24 more lines in the step's event" {
+		t.Fatalf("last line %+v", st.Report[saga.MaxReportLines])
+	}
 }
