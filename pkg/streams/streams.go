@@ -79,7 +79,9 @@ func Stream(name string, c Config) (jetstream.StreamConfig, error) {
 		sc.Subjects, sc.MaxAge = events.NotifySubjects, 30*day
 		sc.Description = "notices for teams"
 	case events.StreamTimers:
-		sc.Subjects, sc.MaxAge = events.TimerSubjects, 30*day
+		// Longer than any wait a saga may ask for (a window a year ahead):
+		// a schedule removed by its age would never fire.
+		sc.Subjects, sc.MaxAge = events.TimerSubjects, 400*day
 		sc.AllowMsgSchedules = true
 		sc.Description = "saga deadlines, held by the message scheduler"
 	case events.StreamDeadLetter:

@@ -47,9 +47,12 @@ type Config struct {
 	// Concurrency is how many inputs this instance handles at once.
 	// Default 8.
 	Concurrency int
-	// RelayInterval is how often leftovers in the outbox are looked for.
-	// Default 15s.
+	// RelayInterval is how often leftovers in the outbox, and deadlines
+	// passed unhandled, are looked for. Default 15s.
 	RelayInterval time.Duration
+	// OverdueGrace is how long past its deadline a saga may go unhandled
+	// before the sweep ticks it. Default 30s.
+	OverdueGrace time.Duration
 	// GaugeInterval is how often the in-flight gauge is read from the store.
 	// Default 15s.
 	GaugeInterval time.Duration
@@ -81,6 +84,9 @@ func New(nc *nats.Conn, js jetstream.JetStream, cfg Config, log *slog.Logger, re
 	}
 	if cfg.RelayInterval <= 0 {
 		cfg.RelayInterval = 15 * time.Second
+	}
+	if cfg.OverdueGrace <= 0 {
+		cfg.OverdueGrace = 30 * time.Second
 	}
 	if cfg.GaugeInterval <= 0 {
 		cfg.GaugeInterval = 15 * time.Second
@@ -139,7 +145,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	for _, r := range runners {
 		wg.Go(func() { errs <- r.Run(ctx) })
 	}
-	wg.Go(func() { errs <- c.engine.relay(ctx, c.cfg.RelayInterval) })
+	wg.Go(func() { errs <- c.engine.relay(ctx, c.cfg.RelayInterval, c.cfg.OverdueGrace) })
 	wg.Go(func() { errs <- c.engine.metrics.refresh(ctx, c.store, c.cfg.GaugeInterval, c.log) })
 	wg.Wait()
 	close(errs)

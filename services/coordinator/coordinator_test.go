@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/saga"
@@ -159,14 +161,20 @@ func TestMalformedInputsAreDeadLetteredAndWorkGoesOn(t *testing.T) {
 	if s.State != saga.Succeeded {
 		t.Fatalf("state %s", s.State)
 	}
-	natstest.Eventually(t, 5*time.Second, "four dead letters", func() bool {
+	natstest.Eventually(t, 10*time.Second, "four dead letters", func() bool {
 		return len(natstest.Read(t, w.js, events.StreamDeadLetter, "upshift.dlq.>")) == 4
 	})
 	for _, b := range natstest.Read(t, w.js, events.StreamDeadLetter, "upshift.dlq.>") {
 		env, _ := events.Decode(b)
 		var dl events.DeadLetter
 		json.Unmarshal(env.Data, &dl)
-		if !strings.HasPrefix(dl.Consumer, "coordinator-") || dl.Deliveries != 1 {
+		// The undecodable are terminated at once; the decision about a saga
+		// that does not exist is retried (a replica may lag), then given up.
+		want := uint64(1)
+		if strings.HasPrefix(dl.Subject, "upshift.control.ghost") {
+			want = uint64(fast.MaxDeliver)
+		}
+		if !strings.HasPrefix(dl.Consumer, "coordinator-") || dl.Deliveries != want {
 			t.Errorf("dead letter %+v", dl)
 		}
 	}
@@ -300,5 +308,40 @@ func TestAPIOverNATS(t *testing.T) {
 	err = call(coordinator.SubjectControl, coordinator.ControlRequest{ID: id, Op: "explode", Actor: "x"}, &v)
 	if err == nil || !strings.HasPrefix(err.Error(), "400") {
 		t.Fatalf("bad control: %v", err)
+	}
+}
+
+func TestLostDeadlineIsFoundByTheSweep(t *testing.T) {
+	w := newWorld(t, "a")
+	w.on("verify.probe.a", "hang")
+	w.grace = time.Second
+	w.coordinator("c1")
+	// Long time-outs elsewhere: no earlier phase's timer may fire during the
+	// test and tick the saga in the sweep's stead.
+	r := request("test", "a")
+	r.Spec.Timeouts.Precheck, r.Spec.Timeouts.Backup, r.Spec.Timeouts.Deploy = sec(120), sec(120), sec(120)
+	id := w.submit(r)
+	verifying := w.wait(id, 10*time.Second, saga.Verifying)
+	// The verify deadline's schedule vanishes before it fires, as if the
+	// TIMERS stream had dropped it: once it is there (the saga is stored a
+	// moment before its outbox is published), purge it.
+	timers, err := w.js.Stream(context.Background(), events.StreamTimers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schedule := events.TimerScheduleSubject(id, verifying.Wakes)
+	natstest.Eventually(t, 5*time.Second, "the verify deadline scheduled", func() bool {
+		_, err := timers.GetLastMsgForSubject(context.Background(), schedule)
+		return err == nil
+	})
+	if err := timers.Purge(context.Background(), jetstream.WithPurgeSubject(schedule)); err != nil {
+		t.Fatal(err)
+	}
+	s := w.wait(id, 20*time.Second)
+	if s.State != saga.RolledBack || !strings.Contains(s.Reason, "timed out") {
+		t.Fatalf("state %s: %s", s.State, s.Reason)
+	}
+	if n := w.metric("upshift_coordinator_overdue_total", ""); n < 1 {
+		t.Fatalf("the sweep found %v overdue deadlines", n)
 	}
 }

@@ -77,10 +77,10 @@ func (e *engine) create(ctx context.Context, s saga.Saga, in saga.Input, from se
 func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen) error {
 	for attempt := 1; ; attempt++ {
 		rec, err := e.store.Load(ctx, id)
-		if errors.Is(err, sagastore.ErrNotFound) {
-			return consumer.Permanent(err)
-		}
 		if err != nil {
+			// Not found is retried too: in a cluster a replica may lag a
+			// saga just created. An input for a saga that never existed is
+			// dead-lettered after its last delivery.
 			return err
 		}
 		next, eff := saga.Apply(rec.Saga, in)
@@ -192,9 +192,10 @@ func (e *engine) flush(ctx context.Context, id string) error {
 	return nil
 }
 
-// relay publishes what transitions left pending: after a crash between
-// storing and publishing, for sagas no new input will touch.
-func (e *engine) relay(ctx context.Context, interval time.Duration) error {
+// relay publishes what transitions left pending (after a crash between
+// storing and publishing, for sagas no new input will touch), and ticks the
+// sagas whose deadline passed more than grace ago unhandled.
+func (e *engine) relay(ctx context.Context, interval, grace time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -203,6 +204,7 @@ func (e *engine) relay(ctx context.Context, interval time.Duration) error {
 			return nil
 		case <-t.C:
 		}
+		e.overdue(ctx, grace)
 		recs, err := e.store.Unsent(ctx, 100)
 		if err != nil {
 			e.log.Warn("relay: cannot list the outbox", "err", err)
@@ -212,6 +214,36 @@ func (e *engine) relay(ctx context.Context, interval time.Duration) error {
 			if err := e.flush(ctx, r.Saga.ID); err != nil {
 				e.log.Warn("relay: cannot flush", "saga", r.Saga.ID, "err", err)
 			}
+		}
+	}
+}
+
+// overdue ticks the sagas whose deadline passed more than grace ago without
+// its timer being handled: a timer message dead-lettered while the store was
+// down, or dropped by the TIMERS stream. Without it such a saga would wait
+// for ever. Several instances may sweep at once: the tick is an input like
+// any other, applied once.
+func (e *engine) overdue(ctx context.Context, grace time.Duration) {
+	now := e.now()
+	due, err := e.store.List(ctx, sagastore.Filter{Active: true, DueBefore: now.Add(-grace), Limit: 100})
+	if err != nil {
+		e.log.Warn("sweep: cannot list overdue sagas", "err", err)
+		return
+	}
+	for _, s := range due {
+		env, err := events.New(fmt.Sprintf("%s/overdue/%s", s.ID, s.Deadline.Format(time.RFC3339Nano)), events.TypeTimer,
+			e.source, s.ID, 0, now, events.Timer{Saga: s.ID, Due: s.Deadline})
+		if err != nil {
+			continue
+		}
+		raw, err := events.Encode(env)
+		if err != nil {
+			continue
+		}
+		e.log.Warn("deadline overdue: its timer was not handled; ticking the saga", "saga", s.ID, "deadline", s.Deadline)
+		e.metrics.overdue.Inc()
+		if err := e.handle(ctx, s.ID, saga.Input{Kind: saga.Tick, At: now}, seen{env: env, subject: "sweep", raw: raw}); err != nil {
+			e.log.Warn("sweep: cannot tick", "saga", s.ID, "err", err)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/spec"
+	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
 
 // idRE bounds saga ids: they become subject tokens and store keys.
@@ -39,6 +41,15 @@ func (c *Coordinator) submit(ctx context.Context, m *consumer.Message) error {
 	id := m.Event.ID
 	if !idRE.MatchString(id) {
 		return consumer.Permanent(fmt.Errorf("request id %q: letters, digits, '_' and '-', at most 64", id))
+	}
+	// A redelivered request whose saga exists: publish what it may still
+	// have pending, before any check that could now answer otherwise (a
+	// policy changed, a rehearsal grown old).
+	if _, err := c.store.Load(ctx, id); err == nil {
+		c.log.Info("request already accepted", "saga", id)
+		return c.engine.flush(ctx, id)
+	} else if !errors.Is(err, sagastore.ErrNotFound) {
+		return err
 	}
 	req = req.WithDefaults()
 	if err := req.Validate(); err != nil {

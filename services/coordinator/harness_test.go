@@ -47,6 +47,7 @@ type world struct {
 	url    string // of the NATS server, for coordinators run as processes
 	policy coordinator.Policy
 	gauge  time.Duration // in-flight gauge refresh of coordinators; default 200ms
+	grace  time.Duration // overdue grace of coordinators; default 30s
 
 	mu       sync.Mutex
 	script   map[string]string // "phase.action.target" -> "fail" | "hang"
@@ -135,7 +136,7 @@ func (w *world) coordinator(name string) (*coordinator.Coordinator, func()) {
 		gauge = 200 * time.Millisecond
 	}
 	c := coordinator.New(w.nc, w.js, coordinator.Config{Instance: name, Store: w.store, Streams: streamsCfg,
-		Consumer: fast, RelayInterval: 500 * time.Millisecond, GaugeInterval: gauge, Policy: w.policy}, quiet, w.reg)
+		Consumer: fast, RelayInterval: 500 * time.Millisecond, GaugeInterval: gauge, OverdueGrace: w.grace, Policy: w.policy}, quiet, w.reg)
 	stop := w.run(name, c.Run)
 	natstest.Eventually(w.t, 5*time.Second, name+" ready", c.Ready)
 	return c, stop

@@ -22,6 +22,7 @@ type Metrics struct {
 	phases    *prometheus.HistogramVec
 	rollbacks *prometheus.CounterVec
 	conflicts prometheus.Counter
+	overdue   prometheus.Counter
 }
 
 // NewMetrics registers the coordinator's metrics with reg.
@@ -47,6 +48,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		conflicts: promreg.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "upshift_coordinator_conflicts_total",
 			Help: "Saga updates that lost a compare-and-set to another update and were retried.",
+		})),
+		overdue: promreg.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "upshift_coordinator_overdue_total",
+			Help: "Deadlines found passed by the sweep rather than by their timer (a timer lost or dead-lettered).",
 		})),
 	}
 	return m

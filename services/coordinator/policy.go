@@ -73,9 +73,15 @@ func LoadPolicy(path string) (Policy, error) {
 // Check reports what is wrong with a policy.
 func (p Policy) Check() error {
 	var errs []error
+	if p.ApprovalTimeout > saga.WindowHorizon {
+		errs = append(errs, fmt.Errorf("an approval time-out longer than %s", saga.WindowHorizon))
+	}
 	for name, e := range p.Environments {
 		if _, err := spec.CompileWindows(e.Windows); err != nil {
 			errs = append(errs, fmt.Errorf("environment %s: %w", name, err))
+		}
+		if e.ApprovalTimeout.Duration > saga.WindowHorizon {
+			errs = append(errs, fmt.Errorf("environment %s: an approval time-out longer than %s", name, saga.WindowHorizon))
 		}
 		if e.Rehearsal != nil && (e.Rehearsal.Environment == "" || e.Rehearsal.Environment == name) {
 			errs = append(errs, fmt.Errorf("environment %s: a rehearsal happens in another environment", name))

@@ -74,7 +74,9 @@ type Filter struct {
 	Environment string       `json:"environment,omitempty"`
 	Software    string       `json:"software,omitempty"`
 	Digest      string       `json:"digest,omitempty"` // artifact digest
-	Limit       int          `json:"limit,omitempty"`  // default 100, newest first
+	// DueBefore selects sagas waiting for a deadline earlier than this.
+	DueBefore time.Time `json:"dueBefore,omitzero"`
+	Limit     int       `json:"limit,omitempty"` // default 100, newest first
 }
 
 // Summary is a saga in a listing.
@@ -92,6 +94,7 @@ type Summary struct {
 	Reason      string     `json:"reason,omitempty"`
 	Batch       int        `json:"batch"`
 	Batches     int        `json:"batches"`
+	Deadline    time.Time  `json:"deadline,omitzero"` // what the saga waits for, if anything
 	CreatedAt   time.Time  `json:"createdAt"`
 	UpdatedAt   time.Time  `json:"updatedAt"`
 }
@@ -103,7 +106,7 @@ func Summarize(s saga.Saga) Summary {
 		ID: s.ID, Name: r.Metadata.Name, Kind: string(r.Kind), Team: r.Metadata.Team,
 		Environment: r.Metadata.Environment, Software: r.Spec.Software, From: r.Spec.From, To: r.Spec.To,
 		Digest: r.Spec.Artifact.Digest, State: s.State, Reason: s.Reason,
-		Batch: s.Batch, Batches: len(s.Batches), CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
+		Batch: s.Batch, Batches: len(s.Batches), Deadline: s.Deadline, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
 	}
 }
 
@@ -120,6 +123,9 @@ func (f Filter) Match(s Summary) bool {
 		if !found {
 			return false
 		}
+	}
+	if !f.DueBefore.IsZero() && (s.Deadline.IsZero() || !s.Deadline.Before(f.DueBefore)) {
+		return false
 	}
 	return (f.Team == "" || f.Team == s.Team) && (f.Environment == "" || f.Environment == s.Environment) &&
 		(f.Software == "" || f.Software == s.Software) && (f.Digest == "" || f.Digest == s.Digest)

@@ -68,6 +68,9 @@ func program() service.Program {
 				}
 			}
 			policy.ApprovalEnvironments, policy.ApprovalTimeout = split(cfg.ApprovalEnvironments), cfg.ApprovalTimeout
+			if err := policy.Check(); err != nil {
+				return nil, nil, err
+			}
 			store, closeStore, err := coordinator.OpenStore(ctx, cfg.Store, string(cfg.DatabaseURL), env.JS, env.Streams(), env.Log)
 			if err != nil {
 				return nil, nil, err

@@ -107,6 +107,9 @@ func (s *Store) List(ctx context.Context, f sagastore.Filter) ([]sagastore.Summa
 	if f.Active {
 		add("NOT (state = ANY($%d))", states(saga.States, saga.State.Terminal))
 	}
+	if !f.DueBefore.IsZero() {
+		add("deadline < $%d", f.DueBefore)
+	}
 	for _, c := range [][2]string{{"team", f.Team}, {"environment", f.Environment},
 		{"software", f.Software}, {"digest", f.Digest}} {
 		if c[1] != "" {

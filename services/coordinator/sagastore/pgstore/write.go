@@ -16,7 +16,7 @@ import (
 )
 
 const sagaColumns = `state, kind, team, environment, software, from_version, to_version, digest, name,
-	reason, batch, batches, created_at, updated_at, doc`
+	reason, batch, batches, created_at, updated_at, deadline, doc`
 
 // sagaValues returns the values of sagaColumns, in order.
 func sagaValues(s saga.Saga) ([]any, error) {
@@ -26,7 +26,7 @@ func sagaValues(s saga.Saga) ([]any, error) {
 	}
 	sum := sagastore.Summarize(s)
 	return []any{string(sum.State), sum.Kind, sum.Team, sum.Environment, sum.Software, sum.From, sum.To,
-		sum.Digest, sum.Name, sum.Reason, sum.Batch, sum.Batches, s.CreatedAt, s.UpdatedAt, doc}, nil
+		sum.Digest, sum.Name, sum.Reason, sum.Batch, sum.Batches, s.CreatedAt, s.UpdatedAt, at(s.Deadline), doc}, nil
 }
 
 // Create implements sagastore.Store.
@@ -38,7 +38,7 @@ func (s *Store) Create(ctx context.Context, sg saga.Saga, ch sagastore.Change) (
 	var rev int64
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `INSERT INTO sagas (id, revision, `+sagaColumns+`)
-			VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+			VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 			ON CONFLICT (id) DO NOTHING RETURNING revision`, append([]any{sg.ID}, vals...)...).Scan(&rev)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("create saga %s: %w", sg.ID, sagastore.ErrExists)
@@ -64,7 +64,7 @@ func (s *Store) Update(ctx context.Context, sg saga.Saga, rev sagastore.Revision
 	var next int64
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `UPDATE sagas SET revision = revision + 1, (`+sagaColumns+`) =
-			ROW($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+			ROW($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 			WHERE id = $1 AND revision = $2 RETURNING revision`,
 			append([]any{sg.ID, int64(rev)}, vals...)...).Scan(&next)
 		if errors.Is(err, pgx.ErrNoRows) {

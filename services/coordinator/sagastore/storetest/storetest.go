@@ -307,7 +307,7 @@ func testList(t *testing.T, h Harness) {
 	} {
 		s, _ := Saga(fmt.Sprintf("s%d", i), c.team, c.env, c.to, t0.Add(time.Duration(i)*time.Minute))
 		if i == 3 {
-			s.State = saga.Succeeded
+			s.State, s.Deadline = saga.Succeeded, time.Time{}
 		}
 		if _, err := h.Store.Create(ctx, s, sagastore.Change{}); err != nil {
 			t.Fatal(err)
@@ -325,6 +325,10 @@ func testList(t *testing.T, h Harness) {
 		{sagastore.Filter{Digest: "sha256:" + strings.Repeat("3", 64), Environment: "test"}, []string{"s2"}},
 		{sagastore.Filter{Software: "other"}, nil},
 		{sagastore.Filter{Limit: 2}, []string{"s3", "s2"}},
+		// Started sagas wait for their precheck deadline (5 minutes);
+		// s3 ended and waits for nothing.
+		{sagastore.Filter{DueBefore: t0.Add(6 * time.Minute)}, []string{"s0"}},
+		{sagastore.Filter{DueBefore: t0.Add(9 * time.Minute)}, []string{"s2", "s1", "s0"}},
 	} {
 		got, err := h.Store.List(ctx, tc.f)
 		if err != nil {
