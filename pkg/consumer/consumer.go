@@ -165,8 +165,40 @@ func (r *Runner) Ensure(ctx context.Context) (jetstream.Consumer, error) {
 }
 
 // Run consumes until ctx is cancelled, then drains: it stops pulling, lets
-// running handlers finish within the grace period and returns.
+// running handlers finish within the grace period and returns. A consumer
+// that disappears (deleted by an operator, lost with a stream) is created
+// again and consumption goes on.
 func (r *Runner) Run(ctx context.Context) error {
+	// Handlers outlive ctx by the grace period, so that work under way ends
+	// cleanly rather than half done.
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
+	sem := make(chan struct{}, r.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for ctx.Err() == nil {
+		if err := r.consume(ctx, hctx, sem, &wg); err != nil && ctx.Err() == nil {
+			r.log.Warn("consumer lost; creating it again", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(r.cfg.Grace):
+		r.log.Warn("handlers still running after the grace period; cancelling them", "grace", r.cfg.Grace)
+		hcancel()
+		<-done
+	}
+	return nil
+}
+
+// consume pulls from the consumer, handing each message to a handler, until
+// ctx ends (nil) or the consumer is lost (an error).
+func (r *Runner) consume(ctx, hctx context.Context, sem chan struct{}, wg *sync.WaitGroup) error {
 	cons, err := r.Ensure(ctx)
 	if err != nil {
 		return err
@@ -175,28 +207,27 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", r.cfg.Name, err)
 	}
-	// Handlers outlive ctx by the grace period, so that work under way ends
-	// cleanly rather than half done.
-	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer hcancel()
 	stopped := make(chan struct{})
+	defer close(stopped)
 	go func() {
 		select {
 		case <-ctx.Done():
-			it.Drain()
+			it.Drain() // deliver what is buffered, then close
 		case <-stopped:
+			it.Stop()
 		}
 	}()
-	defer close(stopped)
-
-	sem := make(chan struct{}, r.cfg.Concurrency)
-	var wg sync.WaitGroup
 	for {
 		msg, err := it.Next()
-		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			break
-		}
-		if err != nil {
+		switch {
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("consume %s: %w", r.cfg.Name, err)
+		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
+			return fmt.Errorf("consume %s: %w", r.cfg.Name, err)
+		case err != nil:
 			r.log.Warn("consumer interrupted", "err", err)
 			select {
 			case <-ctx.Done():
@@ -211,16 +242,6 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.process(hctx, msg)
 		}()
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(r.cfg.Grace):
-		r.log.Warn("handlers still running after the grace period; cancelling them", "grace", r.cfg.Grace)
-		hcancel()
-		<-done
-	}
-	return nil
 }
 
 func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {

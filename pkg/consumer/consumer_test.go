@@ -311,3 +311,17 @@ func TestSinceSkipsOldHistoryOnlyWhenCreated(t *testing.T) {
 		t.Fatalf("handled %v", seen)
 	}
 }
+
+func TestADeletedConsumerIsCreatedAgain(t *testing.T) {
+	f := newFixture(t)
+	f.run(func(ctx context.Context, m *consumer.Message) error { return nil })
+	f.publish("before")
+	natstest.Eventually(t, 5*time.Second, "first acked", func() bool { return f.count(consumer.ResultAcked) == 1 })
+	if err := f.js.DeleteConsumer(context.Background(), f.cfg.Stream, f.cfg.Name); err != nil {
+		t.Fatal(err)
+	}
+	f.publish("after")
+	natstest.Eventually(t, 10*time.Second, "consumed after the consumer was deleted", func() bool {
+		return f.count(consumer.ResultAcked) >= 2
+	})
+}

@@ -49,7 +49,8 @@ type Common struct {
 
 // Register adds the common flags to fs.
 func (c *Common) Register(fs *flag.FlagSet, opsAddr string) {
-	fs.StringVar(&c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated")
+	c.NATSURL = "nats://127.0.0.1:4222"
+	fs.Var(urlValue{&c.NATSURL}, "nats-url", "NATS server URL(s), comma separated")
 	fs.StringVar(&c.NATSUser, "nats-user", "", "NATS user")
 	fs.Var(&c.NATSPassword, "nats-password", "NATS password")
 	fs.StringVar(&c.NATSCreds, "nats-creds", "", "NATS credentials file")
@@ -144,14 +145,31 @@ func Connect(c Common, name string, log *slog.Logger) (*nats.Conn, jetstream.Jet
 	return nc, js, nil
 }
 
-func redact(url string) string {
-	if at := strings.LastIndex(url, "@"); at >= 0 {
-		if scheme := strings.Index(url, "://"); scheme >= 0 && scheme < at {
-			return url[:scheme+3] + "*****" + url[at:]
+// redact masks what stands before '@' in each of a comma-separated list of
+// URLs: a user and password, or a token.
+func redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, u := range parts {
+		if at := strings.LastIndex(u, "@"); at >= 0 {
+			if scheme := strings.Index(u, "://"); scheme >= 0 && scheme < at {
+				parts[i] = u[:scheme+3] + "*****" + u[at:]
+			}
 		}
 	}
-	return url
+	return strings.Join(parts, ",")
 }
+
+// urlValue is a flag holding URLs that print with their credentials masked.
+type urlValue struct{ s *string }
+
+func (u urlValue) String() string {
+	if u.s == nil {
+		return ""
+	}
+	return redact(*u.s)
+}
+
+func (u urlValue) Set(v string) error { *u.s = v; return nil }
 
 // NewRegistry returns a registry with the Go and process collectors.
 func NewRegistry() *prometheus.Registry {

@@ -15,7 +15,7 @@ import (
 )
 
 func TestFlagsComeFromTheEnvironmentAndSecretsAreMasked(t *testing.T) {
-	t.Setenv("UPSHIFT_NATS_URL", "nats://from-env:4222")
+	t.Setenv("UPSHIFT_NATS_URL", "nats://deploy:s3cret@from-env:4222,nats://tok3n@other:4222")
 	t.Setenv("UPSHIFT_NATS_PASSWORD", "hunter2")
 	var c service.Common
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
@@ -23,11 +23,16 @@ func TestFlagsComeFromTheEnvironmentAndSecretsAreMasked(t *testing.T) {
 	if err := service.Parse(fs, []string{"--replicas", "3"}); err != nil {
 		t.Fatal(err)
 	}
-	if c.NATSURL != "nats://from-env:4222" || c.Replicas != 3 || string(c.NATSPassword) != "hunter2" {
+	if c.NATSURL != "nats://deploy:s3cret@from-env:4222,nats://tok3n@other:4222" || c.Replicas != 3 || string(c.NATSPassword) != "hunter2" {
 		t.Fatalf("config %+v", c)
 	}
 	settings := fmt.Sprint(service.Settings(fs)...)
-	if strings.Contains(settings, "hunter2") || !strings.Contains(settings, "nats-password*****") {
+	for _, secret := range []string{"hunter2", "s3cret", "tok3n"} {
+		if strings.Contains(settings, secret) {
+			t.Fatalf("settings show %s: %s", secret, settings)
+		}
+	}
+	if !strings.Contains(settings, "nats-password*****") || !strings.Contains(settings, "nats://*****@from-env:4222,nats://*****@other:4222") {
 		t.Fatalf("settings %s", settings)
 	}
 	if _, err := service.NewLogger(io.Discard, "loud", "json"); err == nil {

@@ -225,11 +225,19 @@ func (s *Store) History(ctx context.Context, id string) ([]sagastore.Entry, erro
 		}
 		return nil
 	}
+	// An ephemeral consumer per call, removed once read: a dashboard polling
+	// a saga must not leave one behind each time. The threshold is for a
+	// caller that dies before the removal.
 	c, err := s.js.OrderedConsumer(ctx, events.StreamAudit, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.AuditSubject(id)}})
+		FilterSubjects: []string{events.AuditSubject(id)}, InactiveThreshold: 30 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("read audit of %s: %w", id, err)
 	}
+	defer func() {
+		if info := c.CachedInfo(); info != nil {
+			_ = s.js.DeleteConsumer(context.WithoutCancel(ctx), events.StreamAudit, info.Name)
+		}
+	}()
 	info, err := c.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read audit of %s: %w", id, err)
