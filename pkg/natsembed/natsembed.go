@@ -28,6 +28,9 @@ type Options struct {
 	Cluster *Cluster
 	// Logs makes the server log to stderr.
 	Logs bool
+	// MaxPayload bounds a message; default 4 MiB (a NATS server's own
+	// default is 1 MiB).
+	MaxPayload int32
 }
 
 // Cluster places the server in a JetStream cluster.
@@ -57,9 +60,12 @@ func Start(o Options) (*Server, error) {
 		JetStream:  true,
 		StoreDir:   filepath.Clean(o.Dir),
 		NoSigs:     true,
+		MaxPayload: o.MaxPayload,
+	}
+	if opts.MaxPayload == 0 {
 		// A request may hold a few hundred targets; leave room above the
 		// event size limit.
-		MaxPayload: 4 << 20,
+		opts.MaxPayload = 4 << 20
 	}
 	if opts.ServerName == "" {
 		opts.ServerName = "upshift-dev"

@@ -21,6 +21,7 @@ var (
 	ErrNotFound = errors.New("saga not found")
 	ErrExists   = errors.New("saga already exists")
 	ErrConflict = errors.New("saga changed since it was loaded")
+	ErrTooLarge = errors.New("saga too large for this store")
 )
 
 // Revision is a stored version of a saga; Update succeeds only against the

@@ -10,6 +10,11 @@
 // Listing, and the relay's search for unsent messages, read every key: fine
 // for the hundreds of sagas a single team runs, not for a fleet; that is what
 // pgstore is for.
+//
+// A document must fit in one NATS message (the server's max_payload, 1 MiB
+// unless configured). A document that would not keeps its steps without
+// their reports and outputs (those stay in EVENTS and in the audit log); one
+// that still would not is refused with sagastore.ErrTooLarge.
 package kvstore
 
 import (
@@ -33,8 +38,9 @@ import (
 
 // Store is a sagastore.Store over JetStream KV.
 type Store struct {
-	js jetstream.JetStream
-	kv jetstream.KeyValue
+	js    jetstream.JetStream
+	kv    jetstream.KeyValue
+	limit int // bytes of a document
 }
 
 // document is what one key holds.
@@ -56,12 +62,13 @@ func Open(ctx context.Context, js jetstream.JetStream, c streams.Config) (*Store
 	if err := streams.Ensure(ctx, js, c, events.StreamAudit); err != nil {
 		return nil, err
 	}
-	return &Store{js: js, kv: kv}, nil
+	// Leave room for the headers of the message that carries a document.
+	return &Store{js: js, kv: kv, limit: int(js.Conn().MaxPayload()) - 4<<10}, nil
 }
 
 // Create implements sagastore.Store.
 func (s *Store) Create(ctx context.Context, sg saga.Saga, ch sagastore.Change) (sagastore.Revision, error) {
-	b, err := encode(document{Saga: sg, Pending: outbox(ch)})
+	b, err := s.encode(document{Saga: sg, Pending: outbox(ch)})
 	if err != nil {
 		return 0, err
 	}
@@ -113,7 +120,7 @@ func (s *Store) Update(ctx context.Context, sg saga.Saga, rev sagastore.Revision
 }
 
 func (s *Store) put(ctx context.Context, d document, rev sagastore.Revision) (sagastore.Revision, error) {
-	b, err := encode(d)
+	b, err := s.encode(d)
 	if err != nil {
 		return 0, err
 	}
@@ -280,10 +287,26 @@ func outbox(ch sagastore.Change) []bus.Message {
 	return out
 }
 
-func encode(d document) ([]byte, error) {
+// encode marshals a document that fits in a message, dropping the steps'
+// reports and outputs if that is what it takes.
+func (s *Store) encode(d document) ([]byte, error) {
 	b, err := json.Marshal(d)
 	if err != nil {
 		return nil, fmt.Errorf("encode saga %s: %w", d.Saga.ID, err)
+	}
+	if len(b) <= s.limit {
+		return b, nil
+	}
+	d.Saga.Steps = slices.Clone(d.Saga.Steps)
+	for i := range d.Saga.Steps {
+		d.Saga.Steps[i].Report, d.Saga.Steps[i].Output = nil, nil
+	}
+	if b, err = json.Marshal(d); err != nil {
+		return nil, fmt.Errorf("encode saga %s: %w", d.Saga.ID, err)
+	}
+	if len(b) > s.limit {
+		return nil, fmt.Errorf("saga %s is %d bytes, the server takes %d in one message; raise max_payload or use the postgres store: %w",
+			d.Saga.ID, len(b), s.limit, sagastore.ErrTooLarge)
 	}
 	return b, nil
 }

@@ -2,12 +2,16 @@ package kvstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/natsembed"
 	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/streams"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 	"github.com/upshift/upshift/services/coordinator/sagastore/kvstore"
@@ -54,5 +58,44 @@ func TestHistoryLeavesNoConsumerBehind(t *testing.T) {
 	}
 	if info.State.Consumers != 0 {
 		t.Fatalf("%d consumers left on AUDIT after 20 reads", info.State.Consumers)
+	}
+}
+
+// A server that takes small messages: a saga that would not fit keeps its
+// steps without their reports; one that still would not is refused, loudly.
+func TestDocumentsFitTheServersMessages(t *testing.T) {
+	srv, err := natsembed.Start(natsembed.Options{Dir: t.TempDir(), MaxPayload: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	_, js := natstest.Connect(t, srv)
+	store, err := kvstore.Open(context.Background(), js, streams.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s, _ := storetest.Saga("big", "payments", "test", "2.0", time.Now())
+	for i := range 20 {
+		s.Steps = append(s.Steps, saga.Step{ID: fmt.Sprintf("big.deploy.apply.t%d.1", i), Phase: events.Deploy, Action: events.Apply,
+			Target: fmt.Sprintf("t%d", i), Status: saga.StepSucceeded, Error: "fine",
+			Report: []events.ReportLine{{Name: "start", OK: true, Detail: strings.Repeat("x", 4000)}}})
+	}
+	if _, err := store.Create(ctx, s, sagastore.Change{}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := store.Load(ctx, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Saga.Steps) != len(s.Steps) || r.Saga.Steps[5].Report != nil || r.Saga.Steps[5].Status != saga.StepSucceeded || r.Saga.Steps[5].Error != "fine" {
+		t.Fatalf("stored step %+v", r.Saga.Steps[5])
+	}
+	huge, _ := storetest.Saga("huge", "payments", "test", "2.0", time.Now())
+	for i := range 400 {
+		huge.Steps = append(huge.Steps, saga.Step{ID: fmt.Sprintf("huge.deploy.apply.target-%d.1", i), Error: strings.Repeat("e", 200)})
+	}
+	if _, err := store.Create(ctx, huge, sagastore.Change{}); !errors.Is(err, sagastore.ErrTooLarge) || !strings.Contains(err.Error(), "use the postgres store") {
+		t.Fatalf("huge saga: %v", err)
 	}
 }
