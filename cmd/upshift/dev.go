@@ -24,7 +24,7 @@ import (
 
 type devOptions struct {
 	data, targetsFile, opsAddr, httpAddr, logLevel string
-	approval, policy, store, databaseURL           string
+	approval, policy, store, databaseURL, sources  string
 	port                                           int
 	demo, exit                                     bool
 }
@@ -35,6 +35,7 @@ func devCmd(out io.Writer) *ffcli.Command {
 	fs.StringVar(&o.data, "data", ".upshift-dev", "data directory: JetStream storage, artifacts, logs, the demo's target")
 	fs.IntVar(&o.port, "port", 0, "NATS client port (0: any free port)")
 	fs.StringVar(&o.targetsFile, "targets", "", "targets file for the phase services (not needed with --demo)")
+	fs.StringVar(&o.sources, "artifact-sources", "", "with --targets: comma-separated URL prefixes packages may come from")
 	fs.StringVar(&o.opsAddr, "ops-addr", "127.0.0.1:0", "address of /metrics, /healthz, /readyz (empty: off)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "level of the log file")
 	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:0", "address of the coordinator's HTTP API (empty: off)")
@@ -72,6 +73,7 @@ func runDev(ctx context.Context, o devOptions, out io.Writer) error {
 
 	var d *devstack.Demo
 	var reg *targets.Registry
+	sources := service.List(o.sources)
 	switch {
 	case o.demo:
 		if d, err = devstack.PrepareDemo(ctx, filepath.Join(o.data, "demo"), out); err != nil {
@@ -79,6 +81,7 @@ func runDev(ctx context.Context, o devOptions, out io.Writer) error {
 		}
 		fmt.Fprintln(out, d.Describe())
 		reg = d.Registry
+		sources = append(sources, d.Sources()...)
 		defer func() {
 			if err := d.Teardown(context.WithoutCancel(ctx)); err != nil {
 				fmt.Fprintln(out, "stopping the demo application:", err)
@@ -87,6 +90,9 @@ func runDev(ctx context.Context, o devOptions, out io.Writer) error {
 	case o.targetsFile != "":
 		if reg, err = targets.Load(o.targetsFile); err != nil {
 			return err
+		}
+		if len(sources) == 0 {
+			return fmt.Errorf("%w: with --targets, give --artifact-sources: the URL prefixes packages may come from", exitInvalid)
 		}
 	default:
 		return fmt.Errorf("%w: give --demo, or --targets FILE for the phase services to serve", exitInvalid)
@@ -101,7 +107,8 @@ func runDev(ctx context.Context, o devOptions, out io.Writer) error {
 	policy.ApprovalEnvironments = strings.Split(o.approval, ",")
 	token := rand.Text()
 	s, err := devstack.Start(ctx, devstack.Options{Dir: o.data, Port: o.port, Targets: reg, OpsAddr: o.opsAddr,
-		HTTPAddr: o.httpAddr, APIToken: token, Store: o.store, DatabaseURL: o.databaseURL, Log: log, Policy: policy})
+		HTTPAddr: o.httpAddr, APIToken: token, Store: o.store, DatabaseURL: o.databaseURL, Log: log, Policy: policy,
+		ArtifactSources: sources})
 	if err != nil {
 		return err
 	}

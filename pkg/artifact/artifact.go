@@ -2,6 +2,10 @@
 // a package into a local store, checks its digest while writing, and hands
 // out the verified copy. Deploy extracts from that copy, never from the
 // source, so what was verified is what is installed.
+//
+// A store fetches only from the sources its operator allows (URL prefixes):
+// a request names a package, but cannot make the host read any other file
+// or reach any other server.
 package artifact
 
 import (
@@ -17,6 +21,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -28,6 +33,7 @@ var (
 	ErrUnsupported    = errors.New("unsupported artifact")
 	ErrTooLarge       = errors.New("artifact too large")
 	ErrUnavailable    = errors.New("artifact unavailable")
+	ErrNotAllowed     = errors.New("artifact source not allowed")
 	// ErrTransient marks an unavailability worth retrying: a network error,
 	// a 5xx or 429 answer. A missing file or a 404 is not.
 	ErrTransient = errors.New("transient")
@@ -36,6 +42,10 @@ var (
 // Store is a directory of verified artifacts, named by digest.
 type Store struct {
 	Dir string
+	// Sources are the URL prefixes artifacts may come from, such as
+	// https://artifacts.example.com/releases/ or file:///srv/packages/.
+	// Empty allows any (tests); every service main requires them.
+	Sources []string
 	// Client downloads http(s) artifacts. Default: 10 minute time-out.
 	Client *http.Client
 	// MaxSize bounds an artifact. Default 4 GiB.
@@ -96,6 +106,9 @@ func (s *Store) Path(digest string) string {
 func (s *Store) Fetch(ctx context.Context, rawURL, digest string) (string, error) {
 	alg, _, _ := strings.Cut(digest, ":")
 	if _, err := NewHash(alg); err != nil {
+		return "", err
+	}
+	if err := s.Allowed(rawURL); err != nil {
 		return "", err
 	}
 	dest := s.Path(digest)
@@ -180,4 +193,30 @@ func (s *Store) open(ctx context.Context, rawURL string) (io.ReadCloser, error) 
 		return resp.Body, nil
 	}
 	return nil, fmt.Errorf("%w: scheme %q", ErrUnsupported, u.Scheme)
+}
+
+// Allowed checks that rawURL is under one of the store's sources, after
+// resolving "." and ".." in its path.
+func (s *Store) Allowed(rawURL string) error {
+	if len(s.Sources) == 0 {
+		return nil
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnsupported, err)
+	}
+	if u.User != nil {
+		return fmt.Errorf("%w: %s carries credentials", ErrNotAllowed, u.Redacted())
+	}
+	for _, src := range s.Sources {
+		p, err := url.Parse(src)
+		if err != nil || p.Scheme != u.Scheme || !strings.EqualFold(p.Host, u.Host) {
+			continue
+		}
+		base := strings.TrimSuffix(path.Clean("/"+p.Path), "/")
+		if clean := path.Clean("/" + u.Path); clean == base || strings.HasPrefix(clean, base+"/") {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s is not under %s", ErrNotAllowed, rawURL, strings.Join(s.Sources, ", "))
 }

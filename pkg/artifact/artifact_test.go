@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -98,5 +99,35 @@ func TestFetchRefuses(t *testing.T) {
 				t.Fatalf("left %v behind", left)
 			}
 		})
+	}
+}
+
+func TestOnlyAllowedSources(t *testing.T) {
+	s := &artifact.Store{Dir: t.TempDir(), Sources: []string{"https://artifacts.example.com/releases/", "file:///srv/packages"}}
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"https://artifacts.example.com/releases/billing-4.2.tar.gz", true},
+		{"https://ARTIFACTS.example.com/releases/a/b.tgz", true},
+		{"file:///srv/packages/app-1.1.tar.gz", true},
+		{"file:///srv/packages/../../etc/passwd", false},
+		{"file:///srv/packages-evil/x.tgz", false},
+		{"file:///etc/passwd", false},
+		{"https://artifacts.example.com/other/x.tgz", false},
+		{"https://artifacts.example.com/releases/../admin", false},
+		{"http://artifacts.example.com/releases/x.tgz", false},
+		{"https://evil.example.com/releases/x.tgz", false},
+		{"https://user:pw@artifacts.example.com/releases/x.tgz", false},
+		{"http://169.254.169.254/latest/meta-data", false},
+	} {
+		err := s.Allowed(tc.url)
+		if (err == nil) != tc.ok || (!tc.ok && !errors.Is(err, artifact.ErrNotAllowed)) {
+			t.Errorf("%s: %v", tc.url, err)
+		}
+	}
+	// Refused before anything is read.
+	if _, err := s.Fetch(context.Background(), "file:///etc/passwd", "sha256:"+strings.Repeat("0", 64)); !errors.Is(err, artifact.ErrNotAllowed) || strings.Contains(err.Error(), "sha256:") && !strings.Contains(err.Error(), "is not under") {
+		t.Fatalf("fetch: %v", err)
 	}
 }

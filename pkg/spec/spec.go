@@ -3,8 +3,11 @@
 // validation that reports every problem at once with its field path.
 //
 // A request names software, versions, an artifact and targets. It never
-// carries commands or secrets: how to act on a target is configured where the
-// target is served, so publishing a request cannot run code on a host.
+// carries commands or secrets: how to act on a target (its hooks, its
+// secrets) is configured where the target is served, and the package it
+// installs can only come from the artifact sources that host allows. So a
+// publisher cannot make a host run a command of its choosing, nor read a file
+// or reach a server of its choosing.
 package spec
 
 import (

@@ -211,6 +211,8 @@ func stageFailure(ctx context.Context, err error) error {
 		return failed(ReasonArtifactUnavailable, err)
 	case errors.Is(err, artifact.ErrUnsupported):
 		return failed(ReasonArtifactUnsupported, err)
+	case errors.Is(err, artifact.ErrNotAllowed):
+		return failed(ReasonArtifactNotAllowed, err)
 	case errors.Is(err, artifact.ErrTooLarge):
 		return failed(ReasonArtifactTooLarge, err)
 	}

@@ -60,6 +60,7 @@ const (
 	ReasonDigestMismatch      = "digest_mismatch"
 	ReasonArtifactUnavailable = "artifact_unavailable"
 	ReasonArtifactUnsupported = "artifact_unsupported"
+	ReasonArtifactNotAllowed  = "artifact_not_allowed"
 	ReasonArtifactTooLarge    = "artifact_too_large"
 	ReasonUnsafePackage       = "unsafe_package"
 	ReasonBadPackage          = "bad_package"

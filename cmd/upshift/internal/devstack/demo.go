@@ -90,6 +90,14 @@ func NewDemo(dir string, arts map[string]demo.Artifact) (*Demo, error) {
 	return d, nil
 }
 
+// Sources are the artifact sources the demo's packages come from.
+func (d *Demo) Sources() []string {
+	for _, a := range d.Artifacts {
+		return []string{"file://" + filepath.Dir(a.Path) + "/"}
+	}
+	return nil
+}
+
 // Describe says where the demo's target is.
 func (d *Demo) Describe() string {
 	return fmt.Sprintf("target %q: root %s, serving on %s", demo.TargetName, d.Target.Root, strings.TrimSuffix(d.Target.Health.URL, "/healthz"))

@@ -40,6 +40,8 @@ type Options struct {
 	Port int
 	// Targets served by the phase services.
 	Targets *targets.Registry
+	// ArtifactSources are the URL prefixes packages may come from.
+	ArtifactSources []string
 	// Store is kv (default) or postgres, with DatabaseURL.
 	Store       string
 	DatabaseURL string
@@ -116,7 +118,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return fail(err)
 	}
 	s.closeStore = closeStore
-	arts := &artifact.Store{Dir: filepath.Join(o.Dir, "artifacts")}
+	arts := &artifact.Store{Dir: filepath.Join(o.Dir, "artifacts"), Sources: o.ArtifactSources}
+	if len(arts.Sources) == 0 {
+		return fail(errors.New("no artifact sources: say where packages may come from"))
+	}
 	log := o.Log
 	s.Coordinator = coordinator.New(s.NC, s.JS, coordinator.Config{Instance: "coordinator@dev", Store: store,
 		Policy: o.Policy, Streams: sc, Consumer: o.Consumer, RelayInterval: o.RelayInterval}, log, s.Registry)

@@ -182,3 +182,18 @@ func TestMalformedEventOnEveryStreamIsDeadLetteredAndWorkGoesOn(t *testing.T) {
 		t.Fatalf("%v terminated, want %d", n, len(garbage))
 	}
 }
+
+func TestArtifactFromAnUnallowedSourceIsNotRead(t *testing.T) {
+	r := newRig(t, "1.0")
+	req := r.d.Request("1.0", "1.1")
+	req.Spec.Artifact.URL = "file:///etc/passwd"
+	id, end := r.run(req)
+	if end.Kind != string(saga.Failed) || r.serving() != "1.0" {
+		t.Fatalf("saga %s ended %s: %s", id, end.Kind, end.Reason)
+	}
+	v, _ := r.s.Client.Get(context.Background(), id)
+	line := v.Saga.Steps[0].Report[0]
+	if line.OK || !strings.Contains(line.Detail, "artifact source not allowed: file:///etc/passwd is not under file://") {
+		t.Fatalf("report %+v", line)
+	}
+}

@@ -106,7 +106,8 @@ func (c *cluster) start(name string) {
 	args := []string{"--nats-url", c.srv.URL(), "--ops-addr", c.ops[name], "--log-format", "text", "--instance", name + "@test"}
 	switch name {
 	case "precheck", "deploy":
-		args = append(args, "--targets", c.targets, "--artifact-dir", filepath.Join(c.dir, "artifacts-"+name))
+		args = append(args, "--targets", c.targets, "--artifact-dir", filepath.Join(c.dir, "artifacts-"+name),
+			"--artifact-sources", strings.Join(c.d.Sources(), ","))
 	case "backup", "verify":
 		args = append(args, "--targets", c.targets)
 	case "coordinator":

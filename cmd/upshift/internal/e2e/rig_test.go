@@ -78,7 +78,7 @@ func newRigWith(t *testing.T, installed string, policy coordinator.Policy, tune 
 		t.Fatal(err)
 	}
 	s, err := devstack.Start(context.Background(), devstack.Options{Dir: t.TempDir(), Targets: d.Registry,
-		Consumer: fast, RelayInterval: 500 * time.Millisecond, Policy: policy})
+		Consumer: fast, RelayInterval: 500 * time.Millisecond, Policy: policy, ArtifactSources: d.Sources()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/upshift/upshift/pkg/consumer"
@@ -67,7 +66,7 @@ func program() service.Program {
 					return nil, nil, err
 				}
 			}
-			policy.ApprovalEnvironments, policy.ApprovalTimeout = split(cfg.ApprovalEnvironments), cfg.ApprovalTimeout
+			policy.ApprovalEnvironments, policy.ApprovalTimeout = service.List(cfg.ApprovalEnvironments), cfg.ApprovalTimeout
 			if err := policy.Check(); err != nil {
 				return nil, nil, err
 			}
@@ -92,14 +91,4 @@ func program() service.Program {
 			return parts, closeStore, nil
 		},
 	}
-}
-
-func split(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -26,19 +26,24 @@ func main() {
 }
 
 func program() service.Program {
-	var targetsFile, artifactDir string
+	var targetsFile, artifactDir, sources string
 	return service.Program{Name: "precheck", OpsAddr: ":9102",
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&targetsFile, "targets", "/etc/upshift/targets.yaml", "the targets this instance serves")
 			fs.StringVar(&artifactDir, "artifact-dir", "/var/lib/upshift/artifacts", "where verified packages are staged")
+			fs.StringVar(&sources, "artifact-sources", "", "required: comma-separated URL prefixes packages may come from, e.g. https://artifacts.example.com/releases/,file:///srv/packages/")
 		},
 		Build: func(ctx context.Context, env service.Env) ([]service.Component, func(), error) {
 			reg, err := targets.Load(targetsFile)
 			if err != nil {
 				return nil, nil, err
 			}
+			arts := &artifact.Store{Dir: artifactDir, Sources: service.List(sources)}
+			if len(arts.Sources) == 0 {
+				return nil, nil, errors.New("--artifact-sources (UPSHIFT_ARTIFACT_SOURCES) is required: the URL prefixes packages may come from")
+			}
 			return []service.Component{precheck.New(env.JS, precheck.Config{Instance: env.Instance, Targets: reg,
-				Artifacts: &artifact.Store{Dir: artifactDir}, Streams: env.Streams()}, env.Log, env.Registry)}, nil, nil
+				Artifacts: arts, Streams: env.Streams()}, env.Log, env.Registry)}, nil, nil
 		},
 	}
 }
