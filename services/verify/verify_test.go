@@ -203,7 +203,10 @@ func TestDeadlineFailsBeforeTheDeadline(t *testing.T) {
 	if !time.Now().Before(c.Deadline) {
 		t.Fatalf("returned at the deadline or after it, too late to be reported")
 	}
-	if !out.Failed || out.Reason != verify.ReasonDeadline || !strings.Contains(out.Error, "the last: health 503") {
+	// The last probe says 503, or, on a loaded machine, that it got no
+	// answer in time: either way no verdict before the deadline.
+	if !out.Failed || out.Reason != verify.ReasonDeadline || !strings.Contains(out.Error, "before the step's deadline without a verdict") ||
+		!strings.Contains(out.Error, "health 503") && !strings.Contains(out.Error, "no answer within") {
 		t.Fatalf("outcome %+v", out)
 	}
 	if out.Output["probes"] == "" || out.Output["probes"] == "0" {
