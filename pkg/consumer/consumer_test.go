@@ -20,6 +20,7 @@ import (
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/promreg"
 )
 
 var log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -98,23 +99,11 @@ func (f *fixture) deadLetters() []events.DeadLetter {
 
 // count reads upshift_consumer_messages_total for one result.
 func (f *fixture) count(result string) float64 {
-	mfs, err := f.reg.Gather()
+	v, err := promreg.Value(f.reg, "upshift_consumer_messages_total", "result", result)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != "upshift_consumer_messages_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "result" && l.GetValue() == result {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return v
 }
 
 func TestAcksEachMessageOnce(t *testing.T) {

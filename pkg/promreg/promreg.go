@@ -23,3 +23,36 @@ func Register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
 	}
 	return c
 }
+
+// Value sums the counters and gauges of the family name whose labels include
+// every name/value pair given: what a test or a health check reads back.
+func Value(g prometheus.Gatherer, name string, labels ...string) (float64, error) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0, err
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue series
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				sum += c.GetValue()
+			} else if gg := m.GetGauge(); gg != nil {
+				sum += gg.GetValue()
+			}
+		}
+	}
+	return sum, nil
+}

@@ -60,7 +60,7 @@ func TestSuccessRunsEveryPhaseAndBatchOnce(t *testing.T) {
 	if in != 17 || out != 16 {
 		t.Fatalf("audit has %d in, %d out", in, out)
 	}
-	if got := w.metric("upshift_sagas_total", "succeeded"); got != 1 {
+	if got := w.metric("upshift_sagas_total", "outcome", "succeeded"); got != 1 {
 		t.Fatalf("upshift_sagas_total{succeeded} = %v", got)
 	}
 }
@@ -341,7 +341,7 @@ func TestLostDeadlineIsFoundByTheSweep(t *testing.T) {
 	if s.State != saga.RolledBack || !strings.Contains(s.Reason, "timed out") {
 		t.Fatalf("state %s: %s", s.State, s.Reason)
 	}
-	if n := w.metric("upshift_coordinator_overdue_total", ""); n < 1 {
+	if n := w.metric("upshift_coordinator_overdue_total"); n < 1 {
 		t.Fatalf("the sweep found %v overdue deadlines", n)
 	}
 }

@@ -77,7 +77,7 @@ func fleet(t *testing.T, w *world, n int) {
 	if got := len(w.executions()); got != steps {
 		t.Errorf("%d steps executed, the sagas have %d", got, steps)
 	}
-	t.Logf("%d sagas, %d steps, %v compare-and-set conflicts resolved", n, steps, w.metric("upshift_coordinator_conflicts_total", ""))
+	t.Logf("%d sagas, %d steps, %v compare-and-set conflicts resolved", n, steps, w.metric("upshift_coordinator_conflicts_total"))
 }
 
 func TestThreeCoordinatorsKV(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/phase"
+	"github.com/upshift/upshift/pkg/promreg"
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/services/coordinator"
@@ -229,30 +230,12 @@ func commands(s saga.Saga) []string {
 	return out
 }
 
-// metric reads a counter or gauge of the coordinators' registry, for the
-// series that has label value v.
-func (w *world) metric(name, v string) float64 {
-	mfs, err := w.reg.Gather()
+// metric reads a counter or gauge of the coordinators' registry: the
+// series with the given labels (name/value pairs).
+func (w *world) metric(name string, labels ...string) float64 {
+	v, err := promreg.Value(w.reg, name, labels...)
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if v == "" && len(m.GetLabel()) == 0 && m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			}
-			for _, l := range m.GetLabel() {
-				if l.GetValue() == v {
-					if m.GetCounter() != nil {
-						return m.GetCounter().GetValue()
-					}
-					return m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return v
 }

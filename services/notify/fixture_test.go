@@ -16,6 +16,7 @@ import (
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/promreg"
 	"github.com/upshift/upshift/services/notify"
 )
 
@@ -174,25 +175,11 @@ func (r *rig) deadLetters() []events.DeadLetter {
 
 // count reads upshift_notifications_total for a channel and a result.
 func (r *rig) count(channel, result string) float64 {
-	mfs, err := r.reg.Gather()
+	v, err := promreg.Value(r.reg, "upshift_notifications_total", "channel", channel, "result", result)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != "upshift_notifications_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["channel"] == channel && labels["result"] == result {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return v
 }
 
 func subjects(ns []notice) string {

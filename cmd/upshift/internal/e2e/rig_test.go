@@ -10,14 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/upshift/upshift/cmd/upshift/internal/demo"
 	"github.com/upshift/upshift/cmd/upshift/internal/devstack"
 	"github.com/upshift/upshift/cmd/upshift/internal/view"
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/promreg"
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/targets"
@@ -140,38 +139,11 @@ func (r *rig) reach(id string, state saga.State) saga.Saga {
 
 // metric sums the series of a metric whose labels include every pair given.
 func (r *rig) metric(name string, labels ...string) float64 {
-	return gather(r.t, r.s.Registry, name, labels...)
-}
-
-func gather(t *testing.T, reg prometheus.Gatherer, name string, labels ...string) float64 {
-	mfs, err := reg.Gather()
+	v, err := promreg.Value(r.s.Registry, name, labels...)
 	if err != nil {
-		t.Fatal(err)
+		r.t.Fatal(err)
 	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if have[labels[i]] != labels[i+1] {
-					continue next
-				}
-			}
-			if c := m.GetCounter(); c != nil {
-				sum += c.GetValue()
-			} else if g := m.GetGauge(); g != nil {
-				sum += g.GetValue()
-			}
-		}
-	}
-	return sum
+	return v
 }
 
 // stream reads and decodes every event of a stream under filter.
