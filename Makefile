@@ -17,10 +17,14 @@ demo:
 test:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-## lint: formatting and vet
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+MODULES     := pkg services/coordinator services/precheck services/backup services/deploy services/verify services/notify cmd/upshift
+
+## lint: formatting, vet and staticcheck
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	@for m in $(MODULES); do (cd $$m && $(GO) run $(STATICCHECK) ./...) || exit 1; done
 
 ## bench: the benchmarks of every module
 bench:

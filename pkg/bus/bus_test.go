@@ -69,7 +69,7 @@ func TestScheduleIsNeverEarly(t *testing.T) {
 		t.Fatal(err)
 	}
 	if time.Now().Before(due) {
-		t.Fatalf("delivered %v before it was due", due.Sub(time.Now()))
+		t.Fatalf("delivered %v before it was due", time.Until(due))
 	}
 	got, err := events.Decode(msg.Data())
 	if err != nil || got.ID != "s1/timer/1" {

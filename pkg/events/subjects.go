@@ -96,9 +96,6 @@ func DeadLetterSubject(stream, consumer string) string { return join("dlq", stre
 // AuditSubject holds the audit log of one saga.
 func AuditSubject(saga string) string { return join("audit", saga) }
 
-// Tokens splits a subject into its tokens.
-func Tokens(subject string) []string { return strings.Split(subject, ".") }
-
 // CheckToken reports whether s can be one token of a subject: not empty, and
 // free of the separator, the wildcards and white space.
 func CheckToken(s string) error {

@@ -24,20 +24,11 @@ type Options struct {
 	Port int
 	// Name of the server; default "upshift-dev".
 	Name string
-	// Cluster, when set, joins a cluster of embedded servers (fault tests).
-	Cluster *Cluster
 	// Logs makes the server log to stderr.
 	Logs bool
 	// MaxPayload bounds a message; default 4 MiB (a NATS server's own
 	// default is 1 MiB).
 	MaxPayload int32
-}
-
-// Cluster places the server in a JetStream cluster.
-type Cluster struct {
-	Name   string
-	Port   int      // route port; -1 picks one
-	Routes []string // nats-route://host:port of every member
 }
 
 // Server is a running embedded server.
@@ -76,10 +67,6 @@ func Start(o Options) (*Server, error) {
 	if opts.Port == 0 {
 		opts.Port = server.RANDOM_PORT
 	}
-	if c := o.Cluster; c != nil {
-		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: opts.Host, Port: c.Port}
-		opts.Routes = server.RoutesFromStr(joinRoutes(c.Routes))
-	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("natsembed: %w", err)
@@ -93,17 +80,6 @@ func Start(o Options) (*Server, error) {
 		return nil, errors.New("natsembed: server not ready after 15s")
 	}
 	return &Server{s}, nil
-}
-
-func joinRoutes(rs []string) string {
-	out := ""
-	for i, r := range rs {
-		if i > 0 {
-			out += ","
-		}
-		out += r
-	}
-	return out
 }
 
 // URL is the client URL of the server.

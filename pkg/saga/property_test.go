@@ -28,7 +28,6 @@ type world struct {
 	order    []events.Command        // every command in issue order
 	finished []string                // step ids in the order they became final
 	atRoll   map[string]bool         // step ids final when the roll-back began
-	plan     []string                // what was final/unfinished when roll-back began
 	rolled   bool                    // a roll-back has begun
 	sawState map[saga.State]struct{} // states visited
 }
