@@ -12,7 +12,9 @@ import (
 
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/pgtest"
 	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/services/coordinator"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
 
@@ -195,5 +197,22 @@ func TestArtifactFromAnUnallowedSourceIsNotRead(t *testing.T) {
 	line := v.Saga.Steps[0].Report[0]
 	if line.OK || !strings.Contains(line.Detail, "artifact source not allowed: file:///etc/passwd is not under file://") {
 		t.Fatalf("report %+v", line)
+	}
+}
+
+// The demo's two upgrades, on the PostgreSQL store: what `make demo` does
+// with UPSHIFT_STORE=postgres.
+func TestDemoOnPostgres(t *testing.T) {
+	r := newRigOn(t, pgtest.Database(t), "1.0", coordinator.Policy{})
+	if _, end := r.run(r.d.Request("1.0", "1.1")); end.Kind != string(saga.Succeeded) || r.serving() != "1.1" {
+		t.Fatalf("1.1 ended %s (%s)", end.Kind, end.Reason)
+	}
+	id, end := r.run(r.d.Request("1.1", "1.2"))
+	if end.Kind != string(saga.RolledBack) || r.serving() != "1.1" {
+		t.Fatalf("1.2 ended %s (%s)", end.Kind, end.Reason)
+	}
+	hist, err := r.s.Client.History(context.Background(), id)
+	if err != nil || len(hist) < 20 {
+		t.Fatalf("audit log of %d entries: %v", len(hist), err)
 	}
 }

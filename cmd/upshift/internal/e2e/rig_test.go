@@ -62,6 +62,11 @@ func newRig(t *testing.T, installed string) *rig {
 // newRigWith is newRig with a coordinator policy, and changes to the
 // target's configuration.
 func newRigWith(t *testing.T, installed string, policy coordinator.Policy, tune ...func(*targets.Target)) *rig {
+	return newRigOn(t, "", installed, policy, tune...)
+}
+
+// newRigOn is newRigWith on the PostgreSQL database at url ("": JetStream KV).
+func newRigOn(t *testing.T, databaseURL, installed string, policy coordinator.Policy, tune ...func(*targets.Target)) *rig {
 	d, err := devstack.NewDemo(t.TempDir(), artifacts)
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +82,8 @@ func newRigWith(t *testing.T, installed string, policy coordinator.Policy, tune 
 		t.Fatal(err)
 	}
 	s, err := devstack.Start(context.Background(), devstack.Options{Dir: t.TempDir(), Targets: d.Registry,
-		Consumer: fast, RelayInterval: 500 * time.Millisecond, Policy: policy, ArtifactSources: d.Sources()})
+		Consumer: fast, RelayInterval: 500 * time.Millisecond, Policy: policy, ArtifactSources: d.Sources(),
+		Store: store(databaseURL), DatabaseURL: databaseURL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,4 +163,11 @@ func (r *rig) stream(stream, filter string) []events.Envelope {
 		out = append(out, env)
 	}
 	return out
+}
+
+func store(databaseURL string) string {
+	if databaseURL == "" {
+		return coordinator.StoreKV
+	}
+	return coordinator.StorePostgres
 }
