@@ -82,19 +82,7 @@ func (f *fixture) publishRaw(data string) {
 }
 
 func (f *fixture) deadLetters() []events.DeadLetter {
-	var out []events.DeadLetter
-	for _, b := range natstest.Read(f.t, f.js, events.StreamDeadLetter, "upshift.dlq.>") {
-		env, err := events.Decode(b)
-		if err != nil {
-			f.t.Fatal(err)
-		}
-		var dl events.DeadLetter
-		if err := events.Open(env, events.TypeDeadLetter, &dl); err != nil {
-			f.t.Fatal(err)
-		}
-		out = append(out, dl)
-	}
-	return out
+	return natstest.ReadEvents[events.DeadLetter](f.t, f.js, events.StreamDeadLetter, "upshift.dlq.>", events.TypeDeadLetter)
 }
 
 // count reads upshift_consumer_messages_total for one result.

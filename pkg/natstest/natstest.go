@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natsembed"
 	"github.com/upshift/upshift/pkg/streams"
 )
@@ -96,6 +97,26 @@ func Read(t testing.TB, js jetstream.JetStream, stream, filter string) [][]byte 
 			t.Fatalf("read %s %s: %d messages pending, none delivered", stream, filter, pending)
 		}
 		pending -= uint64(n)
+	}
+	return out
+}
+
+// ReadEvents returns the data of every event in stream matching filter,
+// opened as type typ, oldest first. An event that does not decode, or is of
+// another type, fails the test.
+func ReadEvents[T any](t testing.TB, js jetstream.JetStream, stream, filter, typ string) []T {
+	t.Helper()
+	var out []T
+	for _, b := range Read(t, js, stream, filter) {
+		env, err := events.Decode(b)
+		if err != nil {
+			t.Fatalf("%s %s: %v", stream, filter, err)
+		}
+		var v T
+		if err := events.Open(env, typ, &v); err != nil {
+			t.Fatalf("%s %s: %v", stream, filter, err)
+		}
+		out = append(out, v)
 	}
 	return out
 }

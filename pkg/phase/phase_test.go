@@ -70,19 +70,7 @@ func (r *rig) send(c events.Command, msgID string) {
 
 // results returns the reports published on EVENTS, decoded.
 func (r *rig) results() []events.StepResult {
-	var out []events.StepResult
-	for _, b := range natstest.Read(r.t, r.js, events.StreamEvents, "upshift.evt.>") {
-		env, err := events.Decode(b)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		var res events.StepResult
-		if err := events.Open(env, events.TypeStep, &res); err != nil {
-			r.t.Fatal(err)
-		}
-		out = append(out, res)
-	}
-	return out
+	return natstest.ReadEvents[events.StepResult](r.t, r.js, events.StreamEvents, "upshift.evt.>", events.TypeStep)
 }
 
 func (r *rig) final(step string) events.StepResult {

@@ -47,14 +47,7 @@ func TestServiceArchivesAndRestoresOnCommand(t *testing.T) {
 		}
 		var res events.StepResult
 		natstest.Eventually(t, 10*time.Second, "final report of "+c.Step, func() bool {
-			for _, b := range natstest.Read(t, js, events.StreamEvents, events.SagaEventsFilter(c.Saga)) {
-				env, err := events.Decode(b)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := events.Open(env, events.TypeStep, &res); err != nil {
-					t.Fatal(err)
-				}
+			for _, res = range natstest.ReadEvents[events.StepResult](t, js, events.StreamEvents, events.SagaEventsFilter(c.Saga), events.TypeStep) {
 				if res.Step == c.Step && res.Status.Final() {
 					return true
 				}

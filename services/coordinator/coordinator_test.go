@@ -133,10 +133,7 @@ func TestInvalidRequestIsRefusedWithTheReason(t *testing.T) {
 	r.Spec.To = r.Spec.From
 	id := w.submit(r)
 	natstest.Eventually(t, 5*time.Second, "refusal", func() bool { return len(w.sagaEvents(id)) == 1 })
-	b := natstest.Read(t, w.js, events.StreamEvents, events.SagaSubject(id, events.KindInvalid))
-	env, _ := events.Decode(b[0])
-	var e events.SagaEvent
-	json.Unmarshal(env.Data, &e)
+	e := natstest.ReadEvents[events.SagaEvent](t, w.js, events.StreamEvents, events.SagaSubject(id, events.KindInvalid), events.TypeSaga)[0]
 	if !strings.Contains(e.Reason, "spec.targets: at least one target is required") || !strings.Contains(e.Reason, "spec.to: equals spec.from") {
 		t.Fatalf("reason %q", e.Reason)
 	}
@@ -164,10 +161,7 @@ func TestMalformedInputsAreDeadLetteredAndWorkGoesOn(t *testing.T) {
 	natstest.Eventually(t, 10*time.Second, "four dead letters", func() bool {
 		return len(natstest.Read(t, w.js, events.StreamDeadLetter, "upshift.dlq.>")) == 4
 	})
-	for _, b := range natstest.Read(t, w.js, events.StreamDeadLetter, "upshift.dlq.>") {
-		env, _ := events.Decode(b)
-		var dl events.DeadLetter
-		json.Unmarshal(env.Data, &dl)
+	for _, dl := range natstest.ReadEvents[events.DeadLetter](t, w.js, events.StreamDeadLetter, "upshift.dlq.>", events.TypeDeadLetter) {
 		// The undecodable are terminated at once; the decision about a saga
 		// that does not exist is retried (a replica may lag), then given up.
 		want := uint64(1)

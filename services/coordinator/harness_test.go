@@ -2,7 +2,6 @@ package coordinator_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -198,15 +197,7 @@ func (w *world) wait(id string, within time.Duration, want ...saga.State) saga.S
 // sagaEvents returns the kinds of the coordinator's events about a saga.
 func (w *world) sagaEvents(id string) []string {
 	var kinds []string
-	for _, b := range natstest.Read(w.t, w.js, events.StreamEvents, events.SagaSubject(id, ">")) {
-		env, err := events.Decode(b)
-		if err != nil {
-			w.t.Fatal(err)
-		}
-		var e events.SagaEvent
-		if err := json.Unmarshal(env.Data, &e); err != nil {
-			w.t.Fatal(err)
-		}
+	for _, e := range natstest.ReadEvents[events.SagaEvent](w.t, w.js, events.StreamEvents, events.SagaSubject(id, ">"), events.TypeSaga) {
 		kinds = append(kinds, e.Kind)
 	}
 	return kinds

@@ -47,11 +47,7 @@ func TestServiceAppliesACommandFromNATS(t *testing.T) {
 
 	final := map[string]events.StepResult{}
 	natstest.Eventually(t, 10*time.Second, "final results", func() bool {
-		for _, b := range natstest.Read(t, js, events.StreamEvents, "upshift.evt.>") {
-			env, err := events.Decode(b)
-			must(t, err)
-			var r events.StepResult
-			must(t, events.Open(env, events.TypeStep, &r))
+		for _, r := range natstest.ReadEvents[events.StepResult](t, js, events.StreamEvents, "upshift.evt.>", events.TypeStep) {
 			if r.Status.Final() {
 				final[r.Step] = r
 			}

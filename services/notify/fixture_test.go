@@ -158,19 +158,7 @@ func (r *rig) notices() []notice {
 }
 
 func (r *rig) deadLetters() []events.DeadLetter {
-	var out []events.DeadLetter
-	for _, b := range natstest.Read(r.t, r.js, events.StreamDeadLetter, "upshift.dlq.>") {
-		env, err := events.Decode(b)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		var dl events.DeadLetter
-		if err := events.Open(env, events.TypeDeadLetter, &dl); err != nil {
-			r.t.Fatal(err)
-		}
-		out = append(out, dl)
-	}
-	return out
+	return natstest.ReadEvents[events.DeadLetter](r.t, r.js, events.StreamDeadLetter, "upshift.dlq.>", events.TypeDeadLetter)
 }
 
 // count reads upshift_notifications_total for a channel and a result.

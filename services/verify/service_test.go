@@ -53,15 +53,7 @@ func TestServiceVerifiesAProbeCommand(t *testing.T) {
 
 	var final events.StepResult
 	natstest.Eventually(t, 10*time.Second, "final report", func() bool {
-		for _, b := range natstest.Read(t, js, events.StreamEvents, events.ResultFilter(events.Verify)) {
-			env, err := events.Decode(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var r events.StepResult
-			if err := events.Open(env, events.TypeStep, &r); err != nil {
-				t.Fatal(err)
-			}
+		for _, r := range natstest.ReadEvents[events.StepResult](t, js, events.StreamEvents, events.ResultFilter(events.Verify), events.TypeStep) {
 			if r.Step == c.Step && r.Status.Final() {
 				final = r
 				return true

@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -66,9 +65,7 @@ func TestFailedVerificationRollsBackAndTellsTheTeams(t *testing.T) {
 	var got []string
 	natstest.Eventually(t, 10*time.Second, "notices", func() bool {
 		got = nil
-		for _, env := range r.stream(events.StreamNotify, "upshift.notify.*."+id+".>") {
-			var n events.Notice
-			json.Unmarshal(env.Data, &n)
+		for _, n := range natstest.ReadEvents[events.Notice](t, r.s.JS, events.StreamNotify, "upshift.notify.*."+id+".>", events.TypeNotice) {
 			got = append(got, n.Team+":"+n.Kind+":"+n.Severity)
 		}
 		return len(got) >= 14 // 7 kinds for each team
@@ -171,9 +168,7 @@ func TestMalformedEventOnEveryStreamIsDeadLetteredAndWorkGoesOn(t *testing.T) {
 	var got []string
 	natstest.Eventually(t, 10*time.Second, "every one dead-lettered", func() bool {
 		got = nil
-		for _, env := range r.stream(events.StreamDeadLetter, "upshift.dlq.>") {
-			var dl events.DeadLetter
-			json.Unmarshal(env.Data, &dl)
+		for _, dl := range natstest.ReadEvents[events.DeadLetter](t, r.s.JS, events.StreamDeadLetter, "upshift.dlq.>", events.TypeDeadLetter) {
 			if want, ok := garbage[dl.Subject]; ok && want == dl.Stream+"/"+dl.Consumer && strings.Contains(dl.Error, "malformed") {
 				got = append(got, dl.Subject)
 			}

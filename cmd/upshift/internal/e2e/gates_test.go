@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/targets"
@@ -49,7 +50,7 @@ func TestApprovalGate(t *testing.T) {
 	if approvals != 1 {
 		t.Fatalf("%d approvals in the audit log", approvals)
 	}
-	if n := len(r.stream(events.StreamNotify, "upshift.notify.*."+id+".approved")); n != 2 {
+	if n := len(natstest.ReadEvents[events.Notice](t, r.s.JS, events.StreamNotify, "upshift.notify.*."+id+".approved", events.TypeNotice)); n != 2 {
 		t.Fatalf("%d approval notices, want one per team", n)
 	}
 }

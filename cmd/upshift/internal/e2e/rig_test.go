@@ -152,19 +152,6 @@ func (r *rig) metric(name string, labels ...string) float64 {
 	return v
 }
 
-// stream reads and decodes every event of a stream under filter.
-func (r *rig) stream(stream, filter string) []events.Envelope {
-	var out []events.Envelope
-	for _, b := range natstest.Read(r.t, r.s.JS, stream, filter) {
-		env, err := events.Decode(b)
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		out = append(out, env)
-	}
-	return out
-}
-
 func store(databaseURL string) string {
 	if databaseURL == "" {
 		return coordinator.StoreKV
