@@ -5,7 +5,9 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -103,28 +105,84 @@ func Stream(name string, c Config) (jetstream.StreamConfig, error) {
 var All = []string{events.StreamRequests, events.StreamCommands, events.StreamEvents,
 	events.StreamNotify, events.StreamTimers, events.StreamDeadLetter}
 
-// Ensure creates or updates the named streams.
+// Ensure creates the named streams, or updates one whose configuration is
+// not what upshift declares. A stream already as declared is left alone:
+// every service ensures the streams it uses at start-up, and an update the
+// server need not make is one it may make under another client's consumer
+// creation (nats-server 2.15 updates the file store's configuration without
+// the lock its consumer creation reads it under; the race detector sees it).
 func Ensure(ctx context.Context, js jetstream.JetStream, c Config, names ...string) error {
 	for _, n := range names {
 		sc, err := Stream(n, c)
 		if err != nil {
 			return err
 		}
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		if err := ensureStream(ctx, js, sc); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", n, err)
 		}
 	}
 	return nil
 }
 
-// EnsureBucket creates or updates a key-value bucket. ttl bounds how long a
-// key lives (0: forever).
+func ensureStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) error {
+	s, err := js.Stream(ctx, sc.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = js.CreateStream(ctx, sc)
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return err
+		}
+		// Another service created it first, maybe with another version's
+		// configuration: look at it as if it had been there.
+		s, err = js.Stream(ctx, sc.Name)
+	}
+	if err != nil {
+		return err
+	}
+	if Declared(s.CachedInfo().Config, sc) {
+		return nil
+	}
+	_, err = js.UpdateStream(ctx, sc)
+	return err
+}
+
+// Declared reports whether a stream's configuration, as the server reports
+// it with its defaults filled in, has every setting upshift declares in want.
+func Declared(have, want jetstream.StreamConfig) bool {
+	return have.Name == want.Name &&
+		slices.Equal(have.Subjects, want.Subjects) &&
+		have.Description == want.Description &&
+		have.Retention == want.Retention &&
+		have.Storage == want.Storage &&
+		have.Replicas == want.Replicas &&
+		have.Duplicates == want.Duplicates &&
+		have.Discard == want.Discard &&
+		have.MaxAge == want.MaxAge &&
+		have.AllowMsgSchedules == want.AllowMsgSchedules
+}
+
+// EnsureBucket creates a key-value bucket, or updates one whose TTL,
+// history, replicas or storage differ; like Ensure, it leaves a bucket as
+// declared alone. ttl bounds how long a key lives (0: forever).
 func EnsureBucket(ctx context.Context, js jetstream.JetStream, c Config, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
 	c = c.withDefaults()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: bucket, Replicas: c.Replicas, Storage: c.Storage, TTL: ttl, History: 1,
-	})
-	if err != nil {
+	want := jetstream.KeyValueConfig{Bucket: bucket, Replicas: c.Replicas, Storage: c.Storage, TTL: ttl, History: 1}
+	kv, err := js.KeyValue(ctx, bucket)
+	if err == nil {
+		var st jetstream.KeyValueStatus
+		if st, err = kv.Status(ctx); err == nil {
+			if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+				have := bs.Config()
+				if have.TTL == want.TTL && have.History == want.History &&
+					have.Replicas == want.Replicas && have.Storage == want.Storage {
+					return kv, nil
+				}
+			}
+		}
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("ensure bucket %s: %w", bucket, err)
+	}
+	if kv, err = js.CreateOrUpdateKeyValue(ctx, want); err != nil {
 		return nil, fmt.Errorf("ensure bucket %s: %w", bucket, err)
 	}
 	return kv, nil

@@ -1,0 +1,147 @@
+package streams_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/streams"
+)
+
+// updates collects the streams the server reports as updated, in order.
+type updates struct {
+	mu    sync.Mutex
+	names []string
+}
+
+func watchUpdates(t *testing.T, nc *nats.Conn) *updates {
+	t.Helper()
+	u := &updates{}
+	_, err := nc.Subscribe("$JS.EVENT.ADVISORY.STREAM.UPDATED.>", func(m *nats.Msg) {
+		var a struct {
+			Stream string `json:"stream"`
+		}
+		if err := json.Unmarshal(m.Data, &a); err != nil {
+			t.Errorf("advisory %s: %v", m.Data, err)
+		}
+		u.mu.Lock()
+		u.names = append(u.names, a.Stream)
+		u.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func (u *updates) list() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.names)
+}
+
+func TestEnsureUpdatesOnlyWhatDiffers(t *testing.T) {
+	srv := natstest.Server(t)
+	nc, js := natstest.Connect(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// Every service ensures the streams at once on a fresh server.
+	var wg sync.WaitGroup
+	errs := make(chan error, 6)
+	for range 6 {
+		wg.Go(func() { errs <- streams.Ensure(ctx, js, streams.Config{}, streams.All...) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent Ensure: %v", err)
+		}
+	}
+	for _, n := range streams.All {
+		want, _ := streams.Stream(n, streams.Config{})
+		s, err := js.Stream(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !streams.Declared(s.CachedInfo().Config, want) {
+			t.Errorf("%s: have %+v, want %+v", n, s.CachedInfo().Config, want)
+		}
+	}
+
+	u := watchUpdates(t, nc)
+	// As declared: nothing to update.
+	if err := streams.Ensure(ctx, js, streams.Config{}, streams.All...); err != nil {
+		t.Fatal(err)
+	}
+	// A changed de-duplication window: every stream is updated, once.
+	if err := streams.Ensure(ctx, js, streams.Config{Duplicates: 5 * time.Minute}, streams.All...); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 5*time.Second, "an update advisory per stream", func() bool {
+		return len(u.list()) >= len(streams.All)
+	})
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := u.list(); !slices.Equal(got, streams.All) {
+		t.Fatalf("updated %v, want each of %v once, in order", got, streams.All)
+	}
+	s, _ := js.Stream(ctx, streams.All[0])
+	if d := s.CachedInfo().Config.Duplicates; d != 5*time.Minute {
+		t.Fatalf("duplicates window %s after the update", d)
+	}
+}
+
+func TestEnsureBucketUpdatesOnlyWhatDiffers(t *testing.T) {
+	srv := natstest.Server(t)
+	nc, js := natstest.Connect(t, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kv, err := streams.EnsureBucket(ctx, js, streams.Config{}, "b", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	u := watchUpdates(t, nc)
+	kv, err = streams.EnsureBucket(ctx, js, streams.Config{}, "b", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := kv.Get(ctx, "k"); err != nil || string(e.Value()) != "v" {
+		t.Fatalf("the bucket as declared lost its key: %v", err)
+	}
+	if _, err := streams.EnsureBucket(ctx, js, streams.Config{}, "b", 2*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 5*time.Second, "an update advisory", func() bool { return len(u.list()) >= 1 })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := u.list(); !slices.Equal(got, []string{"KV_b"}) {
+		t.Fatalf("updated %v, want [KV_b] once", got)
+	}
+	st, _ := kv.Status(ctx)
+	if st.TTL() != 2*time.Hour {
+		t.Fatalf("TTL %s after the update", st.TTL())
+	}
+}
+
+// An unknown name is an error, not a stream with no subjects.
+func TestStreamUnknownName(t *testing.T) {
+	if _, err := streams.Stream("NOPE", streams.Config{}); err == nil {
+		t.Fatal("no error for an unknown stream")
+	}
+}
