@@ -110,7 +110,7 @@ func TestAcksEachMessageOnce(t *testing.T) {
 		f.publish(fmt.Sprint("e", i))
 	}
 	f.publish("e0") // same id: dropped by the stream
-	natstest.Eventually(t, 10*time.Second, "50 messages handled", func() bool { return f.count(consumer.ResultAcked) == 50 })
+	natstest.Eventually(t, natstest.Patience, "50 messages handled", func() bool { return f.count(consumer.ResultAcked) == 50 })
 	time.Sleep(2 * f.cfg.AckWait) // nothing comes back
 	if n.Load() != 50 {
 		t.Fatalf("handled %d, want 50", n.Load())
@@ -127,7 +127,7 @@ func TestRetriesAHandlerErrorThenSucceeds(t *testing.T) {
 		return nil
 	})
 	f.publish("e1")
-	natstest.Eventually(t, 5*time.Second, "acked on the third delivery", func() bool { return f.count(consumer.ResultAcked) == 1 })
+	natstest.Eventually(t, natstest.Patience, "acked on the third delivery", func() bool { return f.count(consumer.ResultAcked) == 1 })
 	if calls.Load() != 3 || f.count(consumer.ResultRetried) != 2 {
 		t.Fatalf("calls %d, retried %v", calls.Load(), f.count(consumer.ResultRetried))
 	}
@@ -145,7 +145,7 @@ func TestGivesUpAfterMaxDeliverAndDeadLetters(t *testing.T) {
 		}
 	}))
 	f.publish("e1")
-	natstest.Eventually(t, 5*time.Second, "given up", func() bool { return f.count(consumer.ResultGaveUp) == 1 })
+	natstest.Eventually(t, natstest.Patience, "given up", func() bool { return f.count(consumer.ResultGaveUp) == 1 })
 	time.Sleep(3 * f.cfg.AckWait) // terminated: never delivered again
 	if calls.Load() != 3 || gaveUp.Load() != 1 {
 		t.Fatalf("calls %d, give-ups %d", calls.Load(), gaveUp.Load())
@@ -174,7 +174,7 @@ func TestTerminatesMalformedAndPermanentAtOnce(t *testing.T) {
 	f.publishRaw(`{"specversion":"1.0","id":"x","type":"t","source":"s","time":"2026-01-01T00:00:00Z","dataschema":"urn:upshift:schema:v2:t","data":{}}`)
 	f.publish("perm")
 	f.publish("bad-data")
-	natstest.Eventually(t, 5*time.Second, "four terminated", func() bool { return f.count(consumer.ResultTermed) == 4 })
+	natstest.Eventually(t, natstest.Patience, "four terminated", func() bool { return f.count(consumer.ResultTermed) == 4 })
 	if calls.Load() != 2 {
 		t.Fatalf("handler called %d times, want 2 (undecodable ones never reach it)", calls.Load())
 	}
@@ -202,7 +202,7 @@ func TestPanicIsRetriedNotACrash(t *testing.T) {
 		return nil
 	})
 	f.publish("e1")
-	natstest.Eventually(t, 5*time.Second, "acked after the panic", func() bool { return f.count(consumer.ResultAcked) == 1 })
+	natstest.Eventually(t, natstest.Patience, "acked after the panic", func() bool { return f.count(consumer.ResultAcked) == 1 })
 }
 
 func TestHeartbeatsKeepASlowHandlerFromRedelivery(t *testing.T) {
@@ -214,7 +214,7 @@ func TestHeartbeatsKeepASlowHandlerFromRedelivery(t *testing.T) {
 		return nil
 	})
 	f.publish("slow")
-	natstest.Eventually(t, 10*time.Second, "acked", func() bool { return f.count(consumer.ResultAcked) == 1 })
+	natstest.Eventually(t, natstest.Patience, "acked", func() bool { return f.count(consumer.ResultAcked) == 1 })
 	if calls.Load() != 1 {
 		t.Fatalf("delivered %d times while working", calls.Load())
 	}
@@ -253,7 +253,7 @@ func TestKeepsAMessageItCannotDeadLetter(t *testing.T) {
 	f.cfg.Backoff = []time.Duration{50 * time.Millisecond}
 	f.run(func(ctx context.Context, m *consumer.Message) error { return consumer.Permanent(errors.New("bad")) })
 	f.publish("e1")
-	natstest.Eventually(t, 5*time.Second, "kept for later", func() bool { return f.count(consumer.ResultRetried) >= 1 })
+	natstest.Eventually(t, natstest.Patience, "kept for later", func() bool { return f.count(consumer.ResultRetried) >= 1 })
 	if f.count(consumer.ResultTermed) != 0 {
 		t.Fatal("terminated a message that was never dead-lettered")
 	}
@@ -274,14 +274,14 @@ func TestSinceSkipsOldHistoryOnlyWhenCreated(t *testing.T) {
 		return nil
 	}
 	stop := f.run(record)
-	natstest.Eventually(t, 5*time.Second, "recent handled", func() bool { return f.count(consumer.ResultAcked) == 1 })
+	natstest.Eventually(t, natstest.Patience, "recent handled", func() bool { return f.count(consumer.ResultAcked) == 1 })
 	stop()
 	// Restarted later, the consumer resumes where it was: nothing is skipped.
 	time.Sleep(1100 * time.Millisecond)
 	f.publish("later")
 	f.reg = prometheus.NewRegistry()
 	f.run(record)
-	natstest.Eventually(t, 5*time.Second, "later handled", func() bool { return f.count(consumer.ResultAcked) == 1 })
+	natstest.Eventually(t, natstest.Patience, "later handled", func() bool { return f.count(consumer.ResultAcked) == 1 })
 	mu.Lock()
 	defer mu.Unlock()
 	if strings.Join(seen, " ") != "recent later" {
@@ -293,12 +293,12 @@ func TestADeletedConsumerIsCreatedAgain(t *testing.T) {
 	f := newFixture(t)
 	f.run(func(ctx context.Context, m *consumer.Message) error { return nil })
 	f.publish("before")
-	natstest.Eventually(t, 5*time.Second, "first acked", func() bool { return f.count(consumer.ResultAcked) == 1 })
+	natstest.Eventually(t, natstest.Patience, "first acked", func() bool { return f.count(consumer.ResultAcked) == 1 })
 	if err := f.js.DeleteConsumer(context.Background(), f.cfg.Stream, f.cfg.Name); err != nil {
 		t.Fatal(err)
 	}
 	f.publish("after")
-	natstest.Eventually(t, 10*time.Second, "consumed after the consumer was deleted", func() bool {
+	natstest.Eventually(t, natstest.Patience, "consumed after the consumer was deleted", func() bool {
 		return f.count(consumer.ResultAcked) >= 2
 	})
 }

@@ -56,6 +56,12 @@ func Start(t testing.TB) (*natsembed.Server, jetstream.JetStream) {
 	return s, js
 }
 
+// Patience is how long a test waits for something that should happen: long,
+// because a shared machine running every package under the race detector
+// can stall a step for seconds. Eventually returns as soon as cond holds, so
+// a passing test pays nothing for it; speed is measured by benchmarks.
+const Patience = 30 * time.Second
+
 // Eventually polls cond until it holds or the time is up.
 func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()

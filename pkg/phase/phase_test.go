@@ -46,7 +46,7 @@ func serve(t *testing.T, exec phase.Executor) *rig {
 			t.Error(err)
 		}
 	})
-	natstest.Eventually(t, 5*time.Second, "service ready", svc.Ready)
+	natstest.Eventually(t, natstest.Patience, "service ready", svc.Ready)
 	return &rig{t: t, js: js}
 }
 
@@ -75,7 +75,7 @@ func (r *rig) results() []events.StepResult {
 
 func (r *rig) final(step string) events.StepResult {
 	var got events.StepResult
-	natstest.Eventually(r.t, 10*time.Second, "final report of "+step, func() bool {
+	natstest.Eventually(r.t, natstest.Patience, "final report of "+step, func() bool {
 		for _, res := range r.results() {
 			if res.Step == step && res.Status.Final() {
 				got = res

@@ -88,7 +88,7 @@ func TestEnsureUpdatesOnlyWhatDiffers(t *testing.T) {
 	if err := streams.Ensure(ctx, js, streams.Config{Duplicates: 5 * time.Minute}, streams.All...); err != nil {
 		t.Fatal(err)
 	}
-	natstest.Eventually(t, 5*time.Second, "an update advisory per stream", func() bool {
+	natstest.Eventually(t, natstest.Patience, "an update advisory per stream", func() bool {
 		return len(u.list()) >= len(streams.All)
 	})
 	if err := nc.Flush(); err != nil {
@@ -126,7 +126,7 @@ func TestEnsureBucketUpdatesOnlyWhatDiffers(t *testing.T) {
 	if _, err := streams.EnsureBucket(ctx, js, streams.Config{}, "b", 2*time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	natstest.Eventually(t, 5*time.Second, "an update advisory", func() bool { return len(u.list()) >= 1 })
+	natstest.Eventually(t, natstest.Patience, "an update advisory", func() bool { return len(u.list()) >= 1 })
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}

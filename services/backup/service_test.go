@@ -33,7 +33,7 @@ func TestServiceArchivesAndRestoresOnCommand(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	natstest.Eventually(t, 5*time.Second, "service ready", svc.Ready)
+	natstest.Eventually(t, natstest.Patience, "service ready", svc.Ready)
 
 	final := func(c events.Command) events.StepResult {
 		t.Helper()
@@ -46,7 +46,7 @@ func TestServiceArchivesAndRestoresOnCommand(t *testing.T) {
 			t.Fatal(err)
 		}
 		var res events.StepResult
-		natstest.Eventually(t, 10*time.Second, "final report of "+c.Step, func() bool {
+		natstest.Eventually(t, natstest.Patience, "final report of "+c.Step, func() bool {
 			for _, res = range natstest.ReadEvents[events.StepResult](t, js, events.StreamEvents, events.SagaEventsFilter(c.Saga), events.TypeStep) {
 				if res.Step == c.Step && res.Status.Final() {
 					return true

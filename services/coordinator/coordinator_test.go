@@ -31,7 +31,7 @@ func TestSuccessRunsEveryPhaseAndBatchOnce(t *testing.T) {
 	}
 	want := "requested prechecking backing_up deploying verifying deploying verifying succeeded"
 	var got string
-	natstest.Eventually(t, 5*time.Second, "every event published", func() bool {
+	natstest.Eventually(t, natstest.Patience, "every event published", func() bool {
 		got = strings.Join(w.sagaEvents(id), " ")
 		return got == want
 	})
@@ -92,7 +92,7 @@ func TestVerifyFailureRollsBackNewestFirst(t *testing.T) {
 		t.Fatalf("compensations %v (backup a done %d, b done %d)", comp, a.Done, b.Done)
 	}
 	var kinds []string
-	natstest.Eventually(t, 5*time.Second, "rolled_back published", func() bool {
+	natstest.Eventually(t, natstest.Patience, "rolled_back published", func() bool {
 		kinds = w.sagaEvents(id)
 		return kinds[len(kinds)-1] == "rolled_back"
 	})
@@ -132,7 +132,7 @@ func TestInvalidRequestIsRefusedWithTheReason(t *testing.T) {
 	r := request("test")
 	r.Spec.To = r.Spec.From
 	id := w.submit(r)
-	natstest.Eventually(t, 5*time.Second, "refusal", func() bool { return len(w.sagaEvents(id)) == 1 })
+	natstest.Eventually(t, natstest.Patience, "refusal", func() bool { return len(w.sagaEvents(id)) == 1 })
 	e := natstest.ReadEvents[events.SagaEvent](t, w.js, events.StreamEvents, events.SagaSubject(id, events.KindInvalid), events.TypeSaga)[0]
 	if !strings.Contains(e.Reason, "spec.targets: at least one target is required") || !strings.Contains(e.Reason, "spec.to: equals spec.from") {
 		t.Fatalf("reason %q", e.Reason)
@@ -158,7 +158,7 @@ func TestMalformedInputsAreDeadLetteredAndWorkGoesOn(t *testing.T) {
 	if s.State != saga.Succeeded {
 		t.Fatalf("state %s", s.State)
 	}
-	natstest.Eventually(t, 10*time.Second, "four dead letters", func() bool {
+	natstest.Eventually(t, natstest.Patience, "four dead letters", func() bool {
 		return len(natstest.Read(t, w.js, events.StreamDeadLetter, "upshift.dlq.>")) == 4
 	})
 	for _, dl := range natstest.ReadEvents[events.DeadLetter](t, w.js, events.StreamDeadLetter, "upshift.dlq.>", events.TypeDeadLetter) {
@@ -258,7 +258,7 @@ func TestApprovalGateThroughTheAPI(t *testing.T) {
 	if s := w.wait(no, 10*time.Second); s.State != saga.Rejected || s.Reason != "rejected by dave: freeze" {
 		t.Fatalf("rejected saga: %s %s", s.State, s.Reason)
 	}
-	natstest.Eventually(t, 5*time.Second, "approved event", func() bool {
+	natstest.Eventually(t, natstest.Patience, "approved event", func() bool {
 		return slices.Contains(w.sagaEvents(ok), events.KindApproved)
 	})
 	// A saga in test needs no approval.
@@ -324,7 +324,7 @@ func TestLostDeadlineIsFoundByTheSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	schedule := events.TimerScheduleSubject(id, verifying.Wakes)
-	natstest.Eventually(t, 5*time.Second, "the verify deadline scheduled", func() bool {
+	natstest.Eventually(t, natstest.Patience, "the verify deadline scheduled", func() bool {
 		_, err := timers.GetLastMsgForSubject(context.Background(), schedule)
 		return err == nil
 	})

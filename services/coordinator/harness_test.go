@@ -101,7 +101,7 @@ func (w *world) services(targets ...string) {
 		svc := phase.New(w.js, phase.Config{Service: p, Targets: targets, Actions: actions[p], Consumer: fast},
 			phase.ExecutorFunc(w.execute), quiet, prometheus.NewRegistry())
 		w.run(string(p), svc.Run)
-		natstest.Eventually(w.t, 5*time.Second, string(p)+" ready", svc.Ready)
+		natstest.Eventually(w.t, natstest.Patience, string(p)+" ready", svc.Ready)
 	}
 }
 
@@ -138,7 +138,7 @@ func (w *world) coordinator(name string) (*coordinator.Coordinator, func()) {
 	c := coordinator.New(w.nc, w.js, coordinator.Config{Instance: name, Store: w.store, Streams: streamsCfg,
 		Consumer: fast, RelayInterval: 500 * time.Millisecond, GaugeInterval: gauge, OverdueGrace: w.grace, Policy: w.policy}, quiet, w.reg)
 	stop := w.run(name, c.Run)
-	natstest.Eventually(w.t, 5*time.Second, name+" ready", c.Ready)
+	natstest.Eventually(w.t, natstest.Patience, name+" ready", c.Ready)
 	return c, stop
 }
 

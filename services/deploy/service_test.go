@@ -33,7 +33,7 @@ func TestServiceAppliesACommandFromNATS(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	natstest.Eventually(t, 5*time.Second, "service ready", svc.Ready)
+	natstest.Eventually(t, natstest.Patience, "service ready", svc.Ready)
 
 	url, digest := h.pack("app-1.1", release("1.1"))
 	apply := command(events.Apply, "1.0", "1.1", url, digest)
@@ -46,7 +46,7 @@ func TestServiceAppliesACommandFromNATS(t *testing.T) {
 	}
 
 	final := map[string]events.StepResult{}
-	natstest.Eventually(t, 10*time.Second, "final results", func() bool {
+	natstest.Eventually(t, natstest.Patience, "final results", func() bool {
 		for _, r := range natstest.ReadEvents[events.StepResult](t, js, events.StreamEvents, "upshift.evt.>", events.TypeStep) {
 			if r.Status.Final() {
 				final[r.Step] = r

@@ -83,7 +83,7 @@ func start(t *testing.T, channels ...notify.Channel) *rig {
 			t.Error(err)
 		}
 	})
-	natstest.Eventually(t, 5*time.Second, "service ready", svc.Ready)
+	natstest.Eventually(t, natstest.Patience, "service ready", svc.Ready)
 	return &rig{t: t, js: js, reg: reg}
 }
 

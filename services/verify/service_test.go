@@ -38,7 +38,7 @@ func TestServiceVerifiesAProbeCommand(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	natstest.Eventually(t, 5*time.Second, "service ready", svc.Ready)
+	natstest.Eventually(t, natstest.Patience, "service ready", svc.Ready)
 
 	c := probeCmd("4.1", "4.2")
 	c.Step = events.StepID(c.Saga, events.Verify, events.Probe, c.Target, 1)
@@ -52,7 +52,7 @@ func TestServiceVerifiesAProbeCommand(t *testing.T) {
 	}
 
 	var final events.StepResult
-	natstest.Eventually(t, 10*time.Second, "final report", func() bool {
+	natstest.Eventually(t, natstest.Patience, "final report", func() bool {
 		for _, r := range natstest.ReadEvents[events.StepResult](t, js, events.StreamEvents, events.ResultFilter(events.Verify), events.TypeStep) {
 			if r.Step == c.Step && r.Status.Final() {
 				final = r

@@ -80,14 +80,14 @@ func newWorld(t *testing.T) *world {
 		svc := phase.New(js, phase.Config{Service: p, Targets: []string{"a", "stuck"}, Actions: actions[p], Consumer: fast},
 			exec, quiet, prometheus.NewRegistry())
 		w.run(string(p), svc.Run)
-		natstest.Eventually(t, 5*time.Second, string(p)+" ready", svc.Ready)
+		natstest.Eventually(t, natstest.Patience, string(p)+" ready", svc.Ready)
 	}
 	w.c = coordinator.New(nc, js, coordinator.Config{Store: store, Consumer: fast, RelayInterval: 500 * time.Millisecond,
 		GaugeInterval: 200 * time.Millisecond,
 		Policy:        coordinator.Policy{ApprovalEnvironments: []string{"production"}, ApprovalTimeout: time.Hour}},
 		quiet, prometheus.NewRegistry())
 	w.run("coordinator", w.c.Run)
-	natstest.Eventually(t, 5*time.Second, "coordinator ready", w.c.Ready)
+	natstest.Eventually(t, natstest.Patience, "coordinator ready", w.c.Ready)
 	return w
 }
 

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
@@ -44,7 +43,7 @@ func TestUpgradeSucceeds(t *testing.T) {
 	if len(v.Saga.Steps) != 4 {
 		t.Fatalf("%d steps", len(v.Saga.Steps))
 	}
-	natstest.Eventually(t, 5*time.Second, "outcome counted", func() bool {
+	natstest.Eventually(t, natstest.Patience, "outcome counted", func() bool {
 		return r.metric("upshift_sagas_total", "outcome", "succeeded") == 1
 	})
 }
@@ -63,7 +62,7 @@ func TestFailedVerificationRollsBackAndTellsTheTeams(t *testing.T) {
 	}
 	// Both teams hear of the failure and of the roll-back.
 	var got []string
-	natstest.Eventually(t, 10*time.Second, "notices", func() bool {
+	natstest.Eventually(t, natstest.Patience, "notices", func() bool {
 		got = nil
 		for _, n := range natstest.ReadEvents[events.Notice](t, r.s.JS, events.StreamNotify, "upshift.notify.*."+id+".>", events.TypeNotice) {
 			got = append(got, n.Team+":"+n.Kind+":"+n.Severity)
@@ -127,7 +126,7 @@ func TestRedeliveredCommandExecutesOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	natstest.Eventually(t, 10*time.Second, "answered from the record", func() bool {
+	natstest.Eventually(t, natstest.Patience, "answered from the record", func() bool {
 		return r.metric("upshift_commands_total", "service", "deploy", "action", "apply", "result", "duplicate") == 2
 	})
 	if n := r.metric("upshift_commands_total", "service", "deploy", "action", "apply", "result", "succeeded"); n != 1 {
@@ -166,7 +165,7 @@ func TestMalformedEventOnEveryStreamIsDeadLetteredAndWorkGoesOn(t *testing.T) {
 		t.Fatalf("saga %s ended %s: %s", id, end.Kind, end.Reason)
 	}
 	var got []string
-	natstest.Eventually(t, 10*time.Second, "every one dead-lettered", func() bool {
+	natstest.Eventually(t, natstest.Patience, "every one dead-lettered", func() bool {
 		got = nil
 		for _, dl := range natstest.ReadEvents[events.DeadLetter](t, r.s.JS, events.StreamDeadLetter, "upshift.dlq.>", events.TypeDeadLetter) {
 			if want, ok := garbage[dl.Subject]; ok && want == dl.Stream+"/"+dl.Consumer && strings.Contains(dl.Error, "malformed") {

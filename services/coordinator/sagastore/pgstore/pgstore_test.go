@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pressly/goose/v3/lock"
@@ -146,7 +145,7 @@ func TestOpenWaitsForTheMigrationLock(t *testing.T) {
 		}
 		opened <- err
 	}()
-	natstest.Eventually(t, 10*time.Second, "Open tries the migration lock", func() bool {
+	natstest.Eventually(t, natstest.Patience, "Open tries the migration lock", func() bool {
 		if len(opened) > 0 {
 			return true // Open is done: the checks below say how
 		}
