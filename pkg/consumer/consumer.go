@@ -71,11 +71,23 @@ type Config struct {
 	Backoff []time.Duration
 	// Grace bounds how long shutdown waits for running handlers. Default 10s.
 	Grace time.Duration
+	// Heartbeat is how often the server confirms that an idle pull is
+	// alive. Two missed ones make the runner check that its consumer still
+	// exists: one deleted between two pulls is never announced. Default
+	// and most 15s (half the pull's 30s expiry), least 500ms.
+	Heartbeat time.Duration
 	// Since, when set, makes a consumer created now start with the messages
 	// of that last stretch of time instead of the whole stream. An existing
 	// consumer resumes where it was.
 	Since time.Duration
 }
+
+// The server's bounds on a pull's heartbeat, for the client's default 30s
+// pull expiry.
+const (
+	minHeartbeat = 500 * time.Millisecond
+	maxHeartbeat = 15 * time.Second
+)
 
 func (c Config) withDefaults() Config {
 	if c.AckWait <= 0 {
@@ -96,6 +108,10 @@ func (c Config) withDefaults() Config {
 	if c.Grace <= 0 {
 		c.Grace = 10 * time.Second
 	}
+	if c.Heartbeat <= 0 || c.Heartbeat > maxHeartbeat {
+		c.Heartbeat = maxHeartbeat
+	}
+	c.Heartbeat = max(c.Heartbeat, minHeartbeat)
 	return c
 }
 
@@ -203,7 +219,7 @@ func (r *Runner) consume(ctx, hctx context.Context, sem chan struct{}, wg *sync.
 	if err != nil {
 		return err
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(r.cfg.Concurrency))
+	it, err := cons.Messages(jetstream.PullMaxMessages(r.cfg.Concurrency), jetstream.PullHeartbeat(r.cfg.Heartbeat))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", r.cfg.Name, err)
 	}
@@ -228,6 +244,12 @@ func (r *Runner) consume(ctx, hctx context.Context, sem chan struct{}, wg *sync.
 		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
 			return fmt.Errorf("consume %s: %w", r.cfg.Name, err)
 		case err != nil:
+			// Missed heartbeats, most often. The server tells a pull that
+			// its consumer was deleted only if the pull was waiting then;
+			// one issued after meets silence: look.
+			if _, ierr := cons.Info(ctx); errors.Is(ierr, jetstream.ErrConsumerNotFound) {
+				return fmt.Errorf("consume %s: %w (%w)", r.cfg.Name, ierr, err)
+			}
 			r.log.Warn("consumer interrupted", "err", err)
 			select {
 			case <-ctx.Done():

@@ -6,21 +6,26 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/upshift/upshift/pkg/bus"
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/natsembed"
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/promreg"
+	"github.com/upshift/upshift/pkg/streams"
 )
 
 var log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -35,6 +40,10 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	_, js := natstest.Start(t)
+	return fixtureOn(t, js)
+}
+
+func fixtureOn(t *testing.T, js jetstream.JetStream) *fixture {
 	return &fixture{t: t, js: js, reg: prometheus.NewRegistry(), cfg: consumer.Config{
 		Stream: events.StreamEvents, Name: "test", Filters: []string{"upshift.evt.>"},
 		AckWait: 600 * time.Millisecond, MaxDeliver: 3,
@@ -299,6 +308,55 @@ func TestADeletedConsumerIsCreatedAgain(t *testing.T) {
 	}
 	f.publish("after")
 	natstest.Eventually(t, natstest.Patience, "consumed after the consumer was deleted", func() bool {
+		return f.count(consumer.ResultAcked) >= 2
+	})
+}
+
+// A consumer that vanishes while no pull waits on it is never announced:
+// here the server restarts without it, as after a restore of its storage
+// that predates the consumer. The runner notices the silence and creates it
+// again.
+func TestAConsumerLostSilentlyIsCreatedAgain(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := natsembed.Start(natsembed.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := srv.Addr().(*net.TCPAddr).Port
+	t.Cleanup(func() { srv.Stop() })
+	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	if err := streams.Ensure(context.Background(), js, streams.Config{}, streams.All...); err != nil {
+		t.Fatal(err)
+	}
+	f := fixtureOn(t, js)
+	f.cfg.Heartbeat = 500 * time.Millisecond
+	f.run(func(ctx context.Context, m *consumer.Message) error { return nil })
+	f.publish("before")
+	natstest.Eventually(t, natstest.Patience, "first acked", func() bool { return f.count(consumer.ResultAcked) == 1 })
+
+	srv.Stop()
+	obs := filepath.Join(dir, "jetstream", "$G", "streams", f.cfg.Stream, "obs", f.cfg.Name)
+	if _, err := os.Stat(obs); err != nil {
+		t.Fatalf("the consumer's storage is not where the test expects it: %v", err)
+	}
+	if err := os.RemoveAll(obs); err != nil {
+		t.Fatal(err)
+	}
+	srv, err = natsembed.Start(natsembed.Options{Dir: dir, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, natstest.Patience, "reconnected", nc.IsConnected)
+	if _, err := js.Consumer(context.Background(), f.cfg.Stream, f.cfg.Name); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatalf("the consumer survived the restart: %v", err)
+	}
+	f.publish("after")
+	natstest.Eventually(t, natstest.Patience, "consumed after the consumer was lost", func() bool {
 		return f.count(consumer.ResultAcked) >= 2
 	})
 }
