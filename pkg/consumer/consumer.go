@@ -275,32 +275,41 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	m := &Message{Msg: msg, Meta: meta}
+	// Heartbeats last until the message is settled: dead-lettering it is a
+	// publish that a busy server may be slow to answer.
+	stop := r.heartbeats(m)
 	m.Event, err = events.Decode(msg.Data())
 	if err == nil {
 		err = r.run(ctx, m)
 	}
 	result := r.settle(ctx, m, err)
+	stop()
 	r.metrics.observe(r.cfg.Stream, r.cfg.Name, result, time.Since(start), meta.NumPending)
 }
 
-// run calls the handler with heartbeats and panic recovery.
-func (r *Runner) run(ctx context.Context, m *Message) (err error) {
-	stop := make(chan struct{})
-	defer close(stop)
+// heartbeats tells the server every third of the ack wait that m is being
+// worked on, until the returned function is called.
+func (r *Runner) heartbeats(m *Message) (stop func()) {
+	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(r.cfg.AckWait / 3)
 		defer t.Stop()
 		for {
 			select {
-			case <-stop:
+			case <-done:
 				return
 			case <-t.C:
-				if err := m.InProgress(); err != nil {
+				if err := m.InProgress(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
 					r.log.Warn("heartbeat failed", "subject", m.Subject(), "err", err)
 				}
 			}
 		}
 	}()
+	return func() { close(done) }
+}
+
+// run calls the handler with panic recovery.
+func (r *Runner) run(ctx context.Context, m *Message) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("handler panicked: %v\n%s", p, debug.Stack())

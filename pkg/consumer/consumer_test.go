@@ -360,3 +360,30 @@ func TestAConsumerLostSilentlyIsCreatedAgain(t *testing.T) {
 		return f.count(consumer.ResultAcked) >= 2
 	})
 }
+
+// Heartbeats go on until a message is settled: a give-up callback (a phase
+// service's failure report) slower than the ack wait does not let the
+// server count the message as timed out on its last delivery.
+func TestHeartbeatsLastUntilSettled(t *testing.T) {
+	srv, js := natstest.Start(t)
+	nc, _ := natstest.Connect(t, srv)
+	var maxed atomic.Int32
+	if _, err := nc.Subscribe("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>", func(*nats.Msg) { maxed.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	f := fixtureOn(t, js)
+	f.run(func(ctx context.Context, m *consumer.Message) error {
+		return errors.New("disk on fire")
+	}, consumer.WithGiveUp(func(ctx context.Context, m *consumer.Message, err error) {
+		time.Sleep(3 * f.cfg.AckWait)
+	}))
+	f.publish("e1")
+	natstest.Eventually(t, natstest.Patience, "given up", func() bool { return f.count(consumer.ResultGaveUp) == 1 })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(f.cfg.AckWait) // an advisory on its way
+	if n := maxed.Load(); n != 0 {
+		t.Fatalf("%d max-deliveries advisories: the message timed out while it was being given up", n)
+	}
+}
