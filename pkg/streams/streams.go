@@ -164,26 +164,38 @@ func Declared(have, want jetstream.StreamConfig) bool {
 // history, replicas or storage differ; like Ensure, it leaves a bucket as
 // declared alone. ttl bounds how long a key lives (0: forever).
 func EnsureBucket(ctx context.Context, js jetstream.JetStream, c Config, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
-	c = c.withDefaults()
-	want := jetstream.KeyValueConfig{Bucket: bucket, Replicas: c.Replicas, Storage: c.Storage, TTL: ttl, History: 1}
-	kv, err := js.KeyValue(ctx, bucket)
-	if err == nil {
-		var st jetstream.KeyValueStatus
-		if st, err = kv.Status(ctx); err == nil {
-			if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
-				have := bs.Config()
-				if have.TTL == want.TTL && have.History == want.History &&
-					have.Replicas == want.Replicas && have.Storage == want.Storage {
-					return kv, nil
-				}
-			}
-		}
-	}
-	if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("ensure bucket %s: %w", bucket, err)
-	}
-	if kv, err = js.CreateOrUpdateKeyValue(ctx, want); err != nil {
+	kv, err := ensureBucket(ctx, js, c, bucket, ttl)
+	if err != nil {
 		return nil, fmt.Errorf("ensure bucket %s: %w", bucket, err)
 	}
 	return kv, nil
+}
+
+func ensureBucket(ctx context.Context, js jetstream.JetStream, c Config, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
+	c = c.withDefaults()
+	want := jetstream.KeyValueConfig{Bucket: bucket, Replicas: c.Replicas, Storage: c.Storage, TTL: ttl, History: 1}
+	kv, err := js.KeyValue(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, want)
+		if !errors.Is(err, jetstream.ErrBucketExists) {
+			return kv, err
+		}
+		// Another service created it first, with another configuration.
+		kv, err = js.KeyValue(ctx, bucket)
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+		have := bs.Config()
+		if have.TTL == want.TTL && have.History == want.History &&
+			have.Replicas == want.Replicas && have.Storage == want.Storage {
+			return kv, nil
+		}
+	}
+	return js.UpdateKeyValue(ctx, want)
 }

@@ -55,6 +55,7 @@ func TestEnsureUpdatesOnlyWhatDiffers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
+	u := watchUpdates(t, nc)
 	// Every service ensures the streams at once on a fresh server.
 	var wg sync.WaitGroup
 	errs := make(chan error, 6)
@@ -79,7 +80,6 @@ func TestEnsureUpdatesOnlyWhatDiffers(t *testing.T) {
 		}
 	}
 
-	u := watchUpdates(t, nc)
 	// As declared: nothing to update.
 	if err := streams.Ensure(ctx, js, streams.Config{}, streams.All...); err != nil {
 		t.Fatal(err)
@@ -108,14 +108,29 @@ func TestEnsureBucketUpdatesOnlyWhatDiffers(t *testing.T) {
 	nc, js := natstest.Connect(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	kv, err := streams.EnsureBucket(ctx, js, streams.Config{}, "b", time.Hour)
+	u := watchUpdates(t, nc)
+	var wg sync.WaitGroup
+	errs := make(chan error, 6)
+	for range 6 {
+		wg.Go(func() {
+			_, err := streams.EnsureBucket(ctx, js, streams.Config{}, "b", time.Hour)
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent EnsureBucket: %v", err)
+		}
+	}
+	kv, err := js.KeyValue(ctx, "b")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
-	u := watchUpdates(t, nc)
 	kv, err = streams.EnsureBucket(ctx, js, streams.Config{}, "b", time.Hour)
 	if err != nil {
 		t.Fatal(err)
