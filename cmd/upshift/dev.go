@@ -44,7 +44,7 @@ func devCmd(out io.Writer) *ffcli.Command {
 	fs.StringVar(&o.store, "store", envOr("UPSHIFT_STORE", "kv"), "saga store: kv or postgres ($UPSHIFT_STORE)")
 	fs.StringVar(&o.databaseURL, "database-url", os.Getenv("UPSHIFT_DATABASE_URL"), "PostgreSQL URL for --store postgres ($UPSHIFT_DATABASE_URL)")
 	fs.BoolVar(&o.demo, "demo", false, "build the demo application, install 1.0, upgrade to 1.1 then to 1.2 (rolled back)")
-	fs.BoolVar(&o.exit, "exit", false, "with --demo: stop after the demo; exit 0 only if it went as expected")
+	fs.BoolVar(&o.exit, "exit", false, "with --demo: stop after the demo; exit 0 only if it went as expected (1 if not, 130 if interrupted)")
 	return &ffcli.Command{Name: "dev", ShortUsage: "upshift dev [--demo [--exit]] [flags]", FlagSet: fs,
 		ShortHelp: "run everything in one process on an embedded NATS server",
 		Exec:      func(ctx context.Context, _ []string) error { return runDev(ctx, o, out) }}
@@ -150,7 +150,12 @@ func runDev(ctx context.Context, o devOptions, out io.Writer) error {
 			if o.exit {
 				return exitFailed
 			}
-		case err == nil:
+		case err != nil:
+			fmt.Fprintln(out, "\ndemo interrupted before it finished")
+			if o.exit {
+				return exitInterrupted
+			}
+		default:
 			fmt.Fprintln(out, "\ndemo done: 1.1 was deployed, 1.2 failed verification and was rolled back, 1.1 serves.")
 		}
 		if o.exit {

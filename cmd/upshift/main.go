@@ -40,6 +40,8 @@ func (e exitCode) Error() string { return fmt.Sprintf("exit %d", int(e)) }
 const (
 	exitFailed  exitCode = 1 // the saga did not succeed
 	exitInvalid exitCode = 2 // the request or the command line is wrong
+	// exitInterrupted: stopped by a signal before it finished (128+SIGINT).
+	exitInterrupted exitCode = 130
 )
 
 func run(ctx context.Context, args []string, out io.Writer) error {
