@@ -58,8 +58,8 @@ type Spec struct {
 	// that serve them.
 	Targets []string `json:"targets"`
 	Rollout Rollout  `json:"rollout,omitzero"`
-	// Notify lists the teams told about every step; the owning team is
-	// always among them.
+	// Notify lists the teams told of every state change and every failed
+	// step; the owning team is always among them.
 	Notify      []string     `json:"notify,omitempty"`
 	Timeouts    Timeouts     `json:"timeouts,omitzero"`
 	Maintenance *Maintenance `json:"maintenance,omitempty"`
