@@ -16,8 +16,9 @@ import (
 
 // apply installs cmd.Upgrade.To and switches the target to it. Whatever
 // fails after the previous release was stopped, it is started again before
-// the step reports: a compensating rollback finds current unchanged and
-// does nothing, so it cannot be relied upon to restart it.
+// the step reports, since the compensating rollback finds current unchanged.
+// An apply interrupted before it can report leaves StoppedFile instead, and
+// the rollback starts what it names.
 func (s *step) apply(ctx context.Context) (phase.Outcome, error) {
 	up := s.cmd.Upgrade
 	out := map[string]string{"previous": "", "current": "", "release": ""}
@@ -61,8 +62,13 @@ func (s *step) applyLocked(ctx context.Context, out map[string]string) error {
 	env := s.hookEnv(to, prev)
 	if prev == "" {
 		s.add("stop", true, "nothing installed; nothing to stop")
-	} else if err := s.hook(ctx, "stop", s.t.Hooks.Stop, env); err != nil {
-		return s.recover(ctx, prev, false, ReasonStopFailed, err)
+	} else {
+		if err := s.markStopped(prev); err != nil {
+			return err
+		}
+		if err := s.hook(ctx, "stop", s.t.Hooks.Stop, env); err != nil {
+			return s.recover(ctx, prev, false, ReasonStopFailed, err)
+		}
 	}
 	if err := s.hook(ctx, "migrate", s.t.Hooks.Migrate, env); err != nil {
 		return s.recover(ctx, prev, false, ReasonMigrateFailed, err)
@@ -73,8 +79,35 @@ func (s *step) applyLocked(ctx context.Context, out map[string]string) error {
 	if err := s.hook(ctx, "start", s.t.Hooks.Start, env); err != nil {
 		return s.recover(ctx, prev, true, ReasonStartFailed, err)
 	}
+	s.clearStopped()
 	s.cleanup(to, prev, s.cmd.Upgrade.From)
 	return nil
+}
+
+// markStopped records, before the stop hook runs, that version is about to
+// be stopped (see StoppedFile).
+func (s *step) markStopped(version string) error {
+	if err := os.WriteFile(filepath.Join(s.t.Root, StoppedFile), []byte(version+"\n"), 0o644); err != nil {
+		return fmt.Errorf("mark %s stopped: %w", s.t.Name, err)
+	}
+	return nil
+}
+
+// stopped returns the release an earlier apply stopped and did not start
+// again, or "".
+func (s *step) stopped() string {
+	b, err := os.ReadFile(filepath.Join(s.t.Root, StoppedFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// clearStopped forgets the mark once something runs again.
+func (s *step) clearStopped() {
+	if err := os.Remove(filepath.Join(s.t.Root, StoppedFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("cannot remove the stopped mark", "err", err)
+	}
 }
 
 // recover puts the previous release back in service after the apply failed
@@ -97,6 +130,7 @@ func (s *step) recover(ctx context.Context, prev string, switched bool, reason s
 	if err := s.hook(ctx, "restart", s.t.Hooks.Start, s.hookEnv(prev, s.cmd.Upgrade.To)); err != nil {
 		return failed(reason, fmt.Errorf("%s: %w; restarting %s failed too: %w", reason, cause, prev, err))
 	}
+	s.clearStopped()
 	return fail
 }
 

@@ -20,10 +20,12 @@ import (
 )
 
 // ctl is the target's stop/migrate/start hook: it logs each call with the
-// release current at that moment, and fails when a flag file says so.
+// release current at that moment, and fails or hangs when a flag file says
+// so.
 const ctl = `#!/bin/sh
 echo "$1 $UPSHIFT_VERSION current=$(readlink current)" >> "$CTL_LOG"
 if [ -e "$CTL_FLAGS/fail-$1-$UPSHIFT_VERSION" ]; then echo "cannot $1 $UPSHIFT_VERSION" >&2; exit 3; fi
+if [ -e "$CTL_FLAGS/hang-$1-$UPSHIFT_VERSION" ]; then : > "$CTL_FLAGS/hung"; exec sleep 60; fi
 echo "$1 $UPSHIFT_VERSION ok"
 `
 

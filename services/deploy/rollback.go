@@ -11,7 +11,8 @@ import (
 // rollback puts cmd.Upgrade.From back in service. It is the compensation
 // of an apply, which may have failed, never run, or run and been undone by
 // its own recovery: so it does nothing, and restarts nothing, when From is
-// already current. A stop that fails leaves current as it was: switching
+// already current, unless an interrupted apply left it stopped
+// (StoppedFile), in which case it starts it. A stop that fails leaves current as it was: switching
 // under a process that would not stop is not safe, so that is for a human.
 func (s *step) rollback(ctx context.Context) (phase.Outcome, error) {
 	back := s.cmd.Upgrade.From
@@ -42,7 +43,16 @@ func (s *step) rollbackLocked(ctx context.Context, back string, out map[string]s
 	}
 	if cur == back {
 		out["unchanged"] = "true"
-		s.add("switch", true, "current is already releases/"+back+"; nothing to do")
+		if s.stopped() != back {
+			s.add("switch", true, "current is already releases/"+back+"; nothing to do")
+			return nil
+		}
+		s.add("switch", true, "current is already releases/"+back+", stopped by an interrupted apply")
+		out["restarted"] = back
+		if err := s.hook(ctx, "start", s.t.Hooks.Start, s.hookEnv(back, s.cmd.Upgrade.To)); err != nil {
+			return s.hookFailure(ctx, ReasonStartFailed, err)
+		}
+		s.clearStopped()
 		return nil
 	}
 	if !isDir(s.t.Release(back)) {
@@ -61,6 +71,7 @@ func (s *step) rollbackLocked(ctx context.Context, back string, out map[string]s
 	if err := s.hook(ctx, "start", s.t.Hooks.Start, env); err != nil {
 		return s.hookFailure(ctx, ReasonStartFailed, err)
 	}
+	s.clearStopped()
 	return nil
 }
 

@@ -1,9 +1,15 @@
 package deploy_test
 
 import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/services/deploy"
 )
 
@@ -50,5 +56,64 @@ func TestRollbackWithoutThePreviousReleaseFails(t *testing.T) {
 	}
 	if h.current() != "releases/1.1" || h.calls() != nil {
 		t.Fatalf("touched: current -> %q", h.current())
+	}
+}
+
+// An apply interrupted between stopping the old release and starting the
+// new one (the service killed, or shut down past its grace) leaves current
+// unchanged and the application down: the rollback must start it again.
+func TestRollbackStartsWhatAnInterruptedApplyStopped(t *testing.T) {
+	h := newHost(t, 0)
+	h.installed("1.0")
+	must(t, os.WriteFile(filepath.Join(h.dir, "flags", "hang-migrate-1.1"), nil, 0o644))
+	url, digest := h.pack("app-1.1", release("1.1"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for {
+			if _, err := os.Stat(filepath.Join(h.dir, "flags", "hung")); err == nil {
+				cancel() // as a shutdown past its grace does
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	if _, err := h.exec.Execute(ctx, command(events.Apply, "1.0", "1.1", url, digest), func(string) {}); err == nil {
+		t.Fatal("an interrupted apply reported an outcome")
+	}
+	if got := strings.Join(h.calls(), "; "); got != "stop 1.1 current=releases/1.0; migrate 1.1 current=releases/1.0" {
+		t.Fatalf("hook calls: %s", got)
+	}
+	if got := read(t, filepath.Join(h.root, deploy.StoppedFile)); got != "1.0\n" {
+		t.Fatalf("stopped mark %q", got)
+	}
+
+	// The saga rolls back (the redelivered apply came after its deadline).
+	out := h.rollback("1.0", "1.1")
+	if out.Failed || out.Output["current"] != "1.0" || out.Output["restarted"] != "1.0" {
+		t.Fatalf("outcome %+v", out)
+	}
+	if got := strings.Join(h.calls(), "; "); got != "start 1.0 current=releases/1.0" {
+		t.Fatalf("hook calls: %s", got)
+	}
+	if _, err := os.Stat(filepath.Join(h.root, deploy.StoppedFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the stopped mark is still there: %v", err)
+	}
+	// Done once: the same compensation again has nothing to do.
+	if again := h.rollback("1.0", "1.1"); again.Failed || again.Output["restarted"] != "" || h.calls() != nil {
+		t.Fatalf("second rollback %+v", again)
+	}
+}
+
+// A completed apply, or one that recovered by itself, leaves no mark.
+func TestApplyLeavesNoStoppedMark(t *testing.T) {
+	h := newHost(t, 0)
+	h.installed("1.0", "1.1")
+	h.fail("start", "1.2")
+	if out := h.apply("1.1", "1.2"); !out.Failed {
+		t.Fatalf("apply with a failing start: %+v", out)
+	}
+	if _, err := os.Stat(filepath.Join(h.root, deploy.StoppedFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stopped mark after the apply: %v", err)
 	}
 }
