@@ -72,9 +72,11 @@ type Config struct {
 	// Grace bounds how long shutdown waits for running handlers. Default 10s.
 	Grace time.Duration
 	// Heartbeat is how often the server confirms that an idle pull is
-	// alive. Two missed ones make the runner check that its consumer still
-	// exists: one deleted between two pulls is never announced. Default
-	// and most 15s (half the pull's 30s expiry), least 500ms.
+	// alive. After two missed ones the client pulls again (a pull the
+	// server lost would otherwise stall consumption until it expired) and
+	// the runner checks that its consumer still exists: one deleted between
+	// two pulls is never announced. Default 5s; at least 500ms, at most 15s
+	// (half the pull's 30s expiry).
 	Heartbeat time.Duration
 	// Since, when set, makes a consumer created now start with the messages
 	// of that last stretch of time instead of the whole stream. An existing
@@ -108,10 +110,10 @@ func (c Config) withDefaults() Config {
 	if c.Grace <= 0 {
 		c.Grace = 10 * time.Second
 	}
-	if c.Heartbeat <= 0 || c.Heartbeat > maxHeartbeat {
-		c.Heartbeat = maxHeartbeat
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 5 * time.Second
 	}
-	c.Heartbeat = max(c.Heartbeat, minHeartbeat)
+	c.Heartbeat = min(max(c.Heartbeat, minHeartbeat), maxHeartbeat)
 	return c
 }
 

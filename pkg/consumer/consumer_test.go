@@ -46,7 +46,7 @@ func newFixture(t *testing.T) *fixture {
 func fixtureOn(t *testing.T, js jetstream.JetStream) *fixture {
 	return &fixture{t: t, js: js, reg: prometheus.NewRegistry(), cfg: consumer.Config{
 		Stream: events.StreamEvents, Name: "test", Filters: []string{"upshift.evt.>"},
-		AckWait: 600 * time.Millisecond, MaxDeliver: 3,
+		AckWait: 600 * time.Millisecond, MaxDeliver: 3, Heartbeat: time.Second,
 		Backoff: []time.Duration{20 * time.Millisecond}, Grace: 5 * time.Second,
 	}}
 }
@@ -334,7 +334,6 @@ func TestAConsumerLostSilentlyIsCreatedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := fixtureOn(t, js)
-	f.cfg.Heartbeat = 500 * time.Millisecond
 	f.run(func(ctx context.Context, m *consumer.Message) error { return nil })
 	f.publish("before")
 	natstest.Eventually(t, natstest.Patience, "first acked", func() bool { return f.count(consumer.ResultAcked) == 1 })
