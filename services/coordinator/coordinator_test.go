@@ -339,3 +339,41 @@ func TestLostDeadlineIsFoundByTheSweep(t *testing.T) {
 		t.Fatalf("the sweep found %v overdue deadlines", n)
 	}
 }
+
+// A store that fails while the rehearsal gate looks is an error to retry,
+// not the policy refusing: the request is accepted once the store is back.
+func TestStoreErrorInTheRehearsalGateIsRetried(t *testing.T) {
+	w := newWorld(t, "a")
+	w.policy = coordinator.Policy{Environments: map[string]coordinator.Environment{
+		"production": {Rehearsal: &coordinator.Rehearsal{Environment: "test"}}}}
+	w.coordinator("c1")
+	if s := w.wait(w.submit(request("test", "a")), natstest.Patience); s.State != saga.Succeeded {
+		t.Fatalf("rehearsal %s: %s", s.State, s.Reason)
+	}
+	// One undecodable document makes the KV store's listing fail.
+	ctx := context.Background()
+	kv, err := w.js.KeyValue(ctx, streams.SagasBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "saga.zzz", []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	retried := w.metric("upshift_consumer_messages_total", "result", "retried")
+	id := w.submit(request("production", "a"))
+	natstest.Eventually(t, natstest.Patience, "the request tried against the failing store", func() bool {
+		return w.metric("upshift_consumer_messages_total", "result", "retried") > retried
+	})
+	if err := kv.Delete(ctx, "saga.zzz"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, natstest.Patience, "the saga created", func() bool {
+		_, err := w.store.Load(ctx, id)
+		return err == nil
+	})
+	for _, kind := range w.sagaEvents(id) {
+		if kind == events.KindInvalid {
+			t.Fatalf("refused: %v", w.sagaEvents(id))
+		}
+	}
+}

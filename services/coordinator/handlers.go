@@ -55,8 +55,12 @@ func (c *Coordinator) submit(ctx context.Context, m *consumer.Message) error {
 	if err := req.Validate(); err != nil {
 		return c.refuse(ctx, id, req, err)
 	}
-	if err := c.policy.admit(ctx, c.store, req, c.now()); err != nil {
+	// Only the policy refuses; a store that fails to answer the gate is
+	// an error like any other, and the request is tried again.
+	if err := c.policy.admit(ctx, c.store, req, c.now()); errors.Is(err, ErrRefused) {
 		return c.refuse(ctx, id, req, err)
+	} else if err != nil {
+		return err
 	}
 	now := c.now()
 	s := saga.New(id, req, c.policy.options(req), now)
