@@ -373,8 +373,26 @@ func (r *Runner) terminate(ctx context.Context, m *Message, log *slog.Logger, wh
 	}
 	id := fmt.Sprintf("dlq/%s/%s/%d", r.cfg.Stream, r.cfg.Name, dl.Sequence)
 	env, err := events.New(id, events.TypeDeadLetter, "upshift/"+r.cfg.Name, m.Event.Saga, 0, time.Now(), dl)
-	if err == nil {
-		err = bus.Publish(ctx, r.js, events.DeadLetterSubject(r.cfg.Stream, r.cfg.Name), env)
+	if err != nil {
+		log.Error("cannot build the dead letter; keeping the message for a later delivery", "err", err)
+		_ = m.NakWithDelay(r.cfg.Backoff[len(r.cfg.Backoff)-1])
+		return ResultRetried
+	}
+	publish := func() error { return bus.Publish(ctx, r.js, events.DeadLetterSubject(r.cfg.Stream, r.cfg.Name), env) }
+	err = publish()
+	// On its last delivery the server will not deliver the message again:
+	// a Nak would lose it. Keep trying here, heartbeats holding it, until
+	// the dead letter is out or the runner stops.
+	for attempt := 0; err != nil && m.Meta.NumDelivered >= uint64(r.cfg.MaxDeliver); attempt++ {
+		delay := r.cfg.Backoff[min(attempt, len(r.cfg.Backoff)-1)]
+		log.Error("cannot dead-letter the message on its last delivery; trying again", "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			log.Error("stopping before the message could be dead-lettered: it stays in its stream, undelivered", "err", err)
+			return ResultRetried
+		case <-time.After(delay):
+		}
+		err = publish()
 	}
 	if err != nil {
 		// Keep the message rather than lose it: it comes back later.

@@ -386,3 +386,34 @@ func TestHeartbeatsLastUntilSettled(t *testing.T) {
 		t.Fatalf("%d max-deliveries advisories: the message timed out while it was being given up", n)
 	}
 }
+
+// A message whose dead letter cannot be published on its last delivery is
+// not given back to a server that will never deliver it again: the runner
+// keeps trying until the dead letter is out.
+func TestLastDeliveryIsDeadLetteredOnceTheStreamIsBack(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if err := f.js.DeleteStream(ctx, events.StreamDeadLetter); err != nil {
+		t.Fatal(err)
+	}
+	f.cfg.Backoff = []time.Duration{20 * time.Millisecond, 200 * time.Millisecond}
+	var calls atomic.Int32
+	f.run(func(ctx context.Context, m *consumer.Message) error {
+		calls.Add(1)
+		return errors.New("store down")
+	})
+	f.publish("e1")
+	natstest.Eventually(t, natstest.Patience, "the last delivery handled", func() bool { return calls.Load() == int32(f.cfg.MaxDeliver) })
+	time.Sleep(3 * f.cfg.AckWait) // longer than the server would hold it without heartbeats
+	if err := streams.Ensure(ctx, f.js, streams.Config{}, events.StreamDeadLetter); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, natstest.Patience, "given up", func() bool { return f.count(consumer.ResultGaveUp) == 1 })
+	dls := f.deadLetters()
+	if len(dls) != 1 || dls[0].Reason != "gave up" || dls[0].Deliveries != uint64(f.cfg.MaxDeliver) {
+		t.Fatalf("dead letters %+v", dls)
+	}
+	if calls.Load() != int32(f.cfg.MaxDeliver) {
+		t.Fatalf("handler called %d times", calls.Load())
+	}
+}
