@@ -259,10 +259,13 @@ func (r *Runner) consume(ctx, hctx context.Context, sem chan struct{}, wg *sync.
 			}
 			continue
 		}
+		// Heartbeats from now: the message may wait here for a handler.
+		stop := r.heartbeats(msg)
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
+			defer stop() // once settled
 			r.process(hctx, msg)
 		}()
 	}
@@ -277,21 +280,19 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	m := &Message{Msg: msg, Meta: meta}
-	// Heartbeats last until the message is settled: dead-lettering it is a
-	// publish that a busy server may be slow to answer.
-	stop := r.heartbeats(m)
 	m.Event, err = events.Decode(msg.Data())
 	if err == nil {
 		err = r.run(ctx, m)
 	}
 	result := r.settle(ctx, m, err)
-	stop()
 	r.metrics.observe(r.cfg.Stream, r.cfg.Name, result, time.Since(start), meta.NumPending)
 }
 
 // heartbeats tells the server every third of the ack wait that m is being
-// worked on, until the returned function is called.
-func (r *Runner) heartbeats(m *Message) (stop func()) {
+// worked on, until the returned function is called: from when it is taken
+// until it is settled, so neither waiting for a free handler nor a slow
+// dead-letter publish lets it be redelivered.
+func (r *Runner) heartbeats(m jetstream.Msg) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(r.cfg.AckWait / 3)

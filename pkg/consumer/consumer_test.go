@@ -417,3 +417,30 @@ func TestLastDeliveryIsDeadLetteredOnceTheStreamIsBack(t *testing.T) {
 		t.Fatalf("handler called %d times", calls.Load())
 	}
 }
+
+// A message waiting for a free handler is kept too: with every handler busy
+// for longer than the ack wait, the next message is still delivered once.
+func TestAMessageWaitingForAHandlerIsNotRedelivered(t *testing.T) {
+	f := newFixture(t)
+	f.cfg.Concurrency = 2
+	var mu sync.Mutex
+	seen := map[string]int{}
+	f.run(func(ctx context.Context, m *consumer.Message) error {
+		mu.Lock()
+		seen[m.Event.ID]++
+		mu.Unlock()
+		time.Sleep(4 * f.cfg.AckWait)
+		return nil
+	})
+	for _, id := range []string{"e1", "e2", "e3"} {
+		f.publish(id)
+	}
+	natstest.Eventually(t, natstest.Patience, "three acked", func() bool { return f.count(consumer.ResultAcked) == 3 })
+	mu.Lock()
+	defer mu.Unlock()
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("%s handled %d times", id, n)
+		}
+	}
+}
