@@ -43,6 +43,24 @@ func watchUpdates(t *testing.T, nc *nats.Conn) *updates {
 	return u
 }
 
+// atOnce runs fn n times concurrently, as services starting together do,
+// and fails t if any call fails.
+func atOnce(t *testing.T, n int, fn func() error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() { errs <- fn() })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent call: %v", err)
+		}
+	}
+}
+
 func (u *updates) list() []string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -57,18 +75,7 @@ func TestEnsureUpdatesOnlyWhatDiffers(t *testing.T) {
 
 	u := watchUpdates(t, nc)
 	// Every service ensures the streams at once on a fresh server.
-	var wg sync.WaitGroup
-	errs := make(chan error, 6)
-	for range 6 {
-		wg.Go(func() { errs <- streams.Ensure(ctx, js, streams.Config{}, streams.All...) })
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatalf("concurrent Ensure: %v", err)
-		}
-	}
+	atOnce(t, 6, func() error { return streams.Ensure(ctx, js, streams.Config{}, streams.All...) })
 	for _, n := range streams.All {
 		want, _ := streams.Stream(n, streams.Config{})
 		s, err := js.Stream(ctx, n)
@@ -109,21 +116,10 @@ func TestEnsureBucketUpdatesOnlyWhatDiffers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	u := watchUpdates(t, nc)
-	var wg sync.WaitGroup
-	errs := make(chan error, 6)
-	for range 6 {
-		wg.Go(func() {
-			_, err := streams.EnsureBucket(ctx, js, streams.Config{}, "b", time.Hour)
-			errs <- err
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatalf("concurrent EnsureBucket: %v", err)
-		}
-	}
+	atOnce(t, 6, func() error {
+		_, err := streams.EnsureBucket(ctx, js, streams.Config{}, "b", time.Hour)
+		return err
+	})
 	kv, err := js.KeyValue(ctx, "b")
 	if err != nil {
 		t.Fatal(err)
