@@ -14,6 +14,7 @@ import (
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/streams"
 	"github.com/upshift/upshift/services/coordinator"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
@@ -375,5 +376,32 @@ func TestStoreErrorInTheRehearsalGateIsRetried(t *testing.T) {
 		if kind == events.KindInvalid {
 			t.Fatalf("refused: %v", w.sagaEvents(id))
 		}
+	}
+}
+
+// A rehearsal counts only within its policy's time limit.
+func TestRehearsalGateWithinATime(t *testing.T) {
+	w := newWorld(t, "a")
+	gate := func(within time.Duration) coordinator.Policy {
+		return coordinator.Policy{Environments: map[string]coordinator.Environment{
+			"production": {Rehearsal: &coordinator.Rehearsal{Environment: "test", Within: spec.Duration{Duration: within}}}}}
+	}
+	w.policy = gate(time.Hour)
+	_, stop := w.coordinator("c1")
+	if s := w.wait(w.submit(request("test", "a")), natstest.Patience); s.State != saga.Succeeded {
+		t.Fatalf("rehearsal %s: %s", s.State, s.Reason)
+	}
+	if s := w.wait(w.submit(request("production", "a")), natstest.Patience); s.State != saga.Succeeded {
+		t.Fatalf("production within the hour: %s: %s", s.State, s.Reason)
+	}
+	stop()
+
+	w.policy = gate(time.Millisecond)
+	w.coordinator("c2")
+	id := w.submit(request("production", "a"))
+	natstest.Eventually(t, natstest.Patience, "refusal", func() bool { return len(w.sagaEvents(id)) == 1 })
+	evs := natstest.ReadEvents[events.SagaEvent](t, w.js, events.StreamEvents, events.SagaSubject(id, ">"), events.TypeSaga)
+	if evs[0].Kind != events.KindInvalid || !strings.Contains(evs[0].Reason, "within the last 1ms") {
+		t.Fatalf("event %s: %s", evs[0].Kind, evs[0].Reason)
 	}
 }

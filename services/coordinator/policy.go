@@ -110,14 +110,21 @@ func (p Policy) admit(ctx context.Context, store sagastore.Store, r spec.Request
 		return nil // a maintenance run installs no artifact to rehearse
 	}
 	reh := env.Rehearsal
+	// A listing is newest created first; with a time limit, any of the
+	// latest rehearsals may be the one that finished most recently.
+	limit := 1
+	if reh.Within.Duration > 0 {
+		limit = sagastore.DefaultLimit
+	}
 	done, err := store.List(ctx, sagastore.Filter{Environment: reh.Environment, Software: r.Spec.Software,
-		Digest: r.Spec.Artifact.Digest, States: []saga.State{saga.Succeeded}, Limit: 1})
+		Digest: r.Spec.Artifact.Digest, States: []saga.State{saga.Succeeded}, Limit: limit})
 	if err != nil {
 		return fmt.Errorf("rehearsal gate: %w", err)
 	}
-	recent := len(done) > 0 && (reh.Within.Duration == 0 || now.Sub(done[0].UpdatedAt) <= reh.Within.Duration)
-	if recent {
-		return nil
+	for _, d := range done {
+		if reh.Within.Duration == 0 || now.Sub(d.UpdatedAt) <= reh.Within.Duration {
+			return nil
+		}
 	}
 	within := ""
 	if reh.Within.Duration > 0 {
