@@ -217,14 +217,18 @@ func listCmd(out io.Writer) *ffcli.Command {
 					f.States = append(f.States, saga.State(s))
 				}
 			}
-			sums, err := coordinator.NewClient(nc).List(ctx, f)
+			reply, err := coordinator.NewClient(nc).List(ctx, f)
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return printJSON(out, sums)
+			if len(reply.Unreadable) > 0 {
+				fmt.Fprintf(os.Stderr, "upshift: warning: not listed, as they cannot be decoded: %s\n",
+					strings.Join(reply.Unreadable, ", "))
 			}
-			view.List(out, sums)
+			if asJSON {
+				return printJSON(out, reply.Sagas)
+			}
+			view.List(out, reply.Sagas)
 			return nil
 		})
 }

@@ -80,9 +80,25 @@ func (c *Coordinator) Get(ctx context.Context, id string) (View, error) {
 	return View{Saga: r.Saga, Revision: r.Revision, Pending: len(r.Pending)}, nil
 }
 
+// ListReply is a listing: the sagas that pass the filter, newest first,
+// and the ids of stored sagas skipped because they cannot be decoded (a
+// KV store names them whatever the filter, as it cannot tell).
+type ListReply struct {
+	Sagas      []sagastore.Summary `json:"sagas"`
+	Unreadable []string            `json:"unreadable,omitempty"`
+}
+
 // List lists sagas.
-func (c *Coordinator) List(ctx context.Context, f sagastore.Filter) ([]sagastore.Summary, error) {
-	return c.store.List(ctx, f)
+func (c *Coordinator) List(ctx context.Context, f sagastore.Filter) (ListReply, error) {
+	sums, err := c.store.List(ctx, f)
+	ids, err := sagastore.Skipped(err)
+	if err != nil {
+		return ListReply{}, err
+	}
+	if sums == nil {
+		sums = []sagastore.Summary{}
+	}
+	return ListReply{Sagas: sums, Unreadable: ids}, nil
 }
 
 // History returns a saga's audit log.

@@ -70,8 +70,8 @@ func (c *Client) Get(ctx context.Context, id string) (View, error) {
 }
 
 // List lists sagas.
-func (c *Client) List(ctx context.Context, f sagastore.Filter) ([]sagastore.Summary, error) {
-	var out []sagastore.Summary
+func (c *Client) List(ctx context.Context, f sagastore.Filter) (ListReply, error) {
+	var out ListReply
 	return out, c.call(ctx, SubjectList, f, &out)
 }
 

@@ -288,8 +288,8 @@ func TestAPIOverNATS(t *testing.T) {
 	if err := call(coordinator.SubjectGet, coordinator.IDRequest{ID: id}, &v); err != nil || v.Saga.State != saga.Succeeded {
 		t.Fatalf("get: %+v %v", v.Saga.State, err)
 	}
-	var list []sagastore.Summary
-	if err := call(coordinator.SubjectList, sagastore.Filter{Team: "platform"}, &list); err != nil || len(list) != 1 || list[0].ID != id {
+	var list coordinator.ListReply
+	if err := call(coordinator.SubjectList, sagastore.Filter{Team: "platform"}, &list); err != nil || len(list.Sagas) != 1 || list.Sagas[0].ID != id {
 		t.Fatalf("list: %+v %v", list, err)
 	}
 	var hist []sagastore.Entry
@@ -306,11 +306,21 @@ func TestAPIOverNATS(t *testing.T) {
 	}
 }
 
+// The sweep finds a deadline whose timer was lost, and a stored saga that
+// cannot be decoded (here, written behind the store's back) does not stop it:
+// it is counted, named by the API, and skipped.
 func TestLostDeadlineIsFoundByTheSweep(t *testing.T) {
 	w := newWorld(t, "a")
 	w.on("verify.probe.a", "hang")
 	w.grace = time.Second
-	w.coordinator("c1")
+	bucket, err := w.js.KeyValue(context.Background(), streams.SagasBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bucket.Put(context.Background(), "saga.spoilt", []byte(`{"saga": {"id": "spoilt", "state": 5}}`)); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := w.coordinator("c1")
 	// Long time-outs elsewhere: no earlier phase's timer may fire during the
 	// test and tick the saga in the sweep's stead.
 	r := request("test", "a")
@@ -338,6 +348,13 @@ func TestLostDeadlineIsFoundByTheSweep(t *testing.T) {
 	}
 	if n := w.metric("upshift_coordinator_overdue_total"); n < 1 {
 		t.Fatalf("the sweep found %v overdue deadlines", n)
+	}
+	if n := w.metric("upshift_coordinator_unreadable_sagas"); n != 1 {
+		t.Fatalf("%v unreadable sagas counted, want 1", n)
+	}
+	list, err := c.List(context.Background(), sagastore.Filter{})
+	if err != nil || len(list.Sagas) != 1 || list.Sagas[0].ID != id || !slices.Equal(list.Unreadable, []string{"spoilt"}) {
+		t.Fatalf("list: %+v, %v; want %s listed and spoilt named", list, err, id)
 	}
 }
 

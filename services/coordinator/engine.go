@@ -206,6 +206,7 @@ func (e *engine) relay(ctx context.Context, interval, grace time.Duration) error
 		}
 		e.overdue(ctx, grace)
 		recs, err := e.store.Unsent(ctx, 100)
+		err = e.skipped("relay", err)
 		if err != nil {
 			e.log.Warn("relay: cannot list the outbox", "err", err)
 			continue
@@ -218,6 +219,18 @@ func (e *engine) relay(ctx context.Context, interval, grace time.Duration) error
 	}
 }
 
+// skipped logs the sagas a listing skipped because they cannot be decoded,
+// and returns any other error: the relay and the sweep go on with the
+// others. Inputs for such a saga fail and end dead-lettered; an operator
+// repairs or deletes it (upshift_coordinator_unreadable_sagas counts them).
+func (e *engine) skipped(what string, err error) error {
+	ids, err := sagastore.Skipped(err)
+	if len(ids) > 0 {
+		e.log.Error(what+": skipping sagas that cannot be decoded", "sagas", ids)
+	}
+	return err
+}
+
 // overdue ticks the sagas whose deadline passed more than grace ago without
 // its timer being handled: a timer message dead-lettered while the store was
 // down, or dropped by the TIMERS stream. Without it such a saga would wait
@@ -226,6 +239,7 @@ func (e *engine) relay(ctx context.Context, interval, grace time.Duration) error
 func (e *engine) overdue(ctx context.Context, grace time.Duration) {
 	now := e.now()
 	due, err := e.store.List(ctx, sagastore.Filter{Active: true, DueBefore: now.Add(-grace), Limit: 100})
+	err = e.skipped("sweep", err)
 	if err != nil {
 		e.log.Warn("sweep: cannot list overdue sagas", "err", err)
 		return

@@ -17,12 +17,13 @@ import (
 // sum them across instances. The in-flight gauge is read from the store:
 // every instance reports the whole, so take the max.
 type Metrics struct {
-	sagas     *prometheus.CounterVec
-	inFlight  *prometheus.GaugeVec
-	phases    *prometheus.HistogramVec
-	rollbacks *prometheus.CounterVec
-	conflicts prometheus.Counter
-	overdue   prometheus.Counter
+	sagas      *prometheus.CounterVec
+	inFlight   *prometheus.GaugeVec
+	phases     *prometheus.HistogramVec
+	rollbacks  *prometheus.CounterVec
+	conflicts  prometheus.Counter
+	overdue    prometheus.Counter
+	unreadable prometheus.Gauge
 }
 
 // NewMetrics registers the coordinator's metrics with reg.
@@ -52,6 +53,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		overdue: promreg.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "upshift_coordinator_overdue_total",
 			Help: "Deadlines found passed by the sweep rather than by their timer (a timer lost or dead-lettered).",
+		})),
+		unreadable: promreg.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "upshift_coordinator_unreadable_sagas",
+			Help: "Stored sagas that cannot be decoded, skipped by the last count of sagas in flight; each needs an operator.",
 		})),
 	}
 	return m
@@ -115,10 +120,12 @@ func (m *Metrics) refresh(ctx context.Context, store sagastore.Store, interval t
 	defer t.Stop()
 	for {
 		active, err := store.List(ctx, sagastore.Filter{Active: true, Limit: 100000})
+		bad, err := sagastore.Skipped(err)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("cannot count sagas in flight", "err", err)
 		}
 		if err == nil {
+			m.unreadable.Set(float64(len(bad)))
 			counts := map[saga.State]int{}
 			for _, s := range active {
 				counts[s.State]++

@@ -29,7 +29,7 @@ import (
 // implements it.
 type Backend interface {
 	Get(ctx context.Context, id string) (coordinator.View, error)
-	List(ctx context.Context, f sagastore.Filter) ([]sagastore.Summary, error)
+	List(ctx context.Context, f sagastore.Filter) (coordinator.ListReply, error)
 	History(ctx context.Context, id string) ([]sagastore.Entry, error)
 	Decide(ctx context.Context, req coordinator.ControlRequest) (coordinator.ControlReply, error)
 }

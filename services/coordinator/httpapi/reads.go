@@ -15,9 +15,7 @@ import (
 )
 
 // ListReply answers GET /v1/sagas.
-type ListReply struct {
-	Sagas []sagastore.Summary `json:"sagas"`
-}
+type ListReply = coordinator.ListReply
 
 // SagaReply answers GET /v1/sagas/{id}.
 type SagaReply struct {
@@ -54,15 +52,12 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
 	defer cancel()
-	sums, err := s.b.List(ctx, f)
+	reply, err := s.b.List(ctx, f)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if sums == nil {
-		sums = []sagastore.Summary{}
-	}
-	writeJSON(w, http.StatusOK, ListReply{Sagas: sums})
+	writeJSON(w, http.StatusOK, reply)
 }
 
 // parseFilter reads the listing's query. Unknown or repeated parameters

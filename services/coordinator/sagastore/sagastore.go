@@ -10,6 +10,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/upshift/upshift/pkg/bus"
@@ -22,7 +24,60 @@ var (
 	ErrExists   = errors.New("saga already exists")
 	ErrConflict = errors.New("saga changed since it was loaded")
 	ErrTooLarge = errors.New("saga too large for this store")
+	// ErrUnreadable marks a stored saga that cannot be decoded: written by
+	// an incompatible version, or edited by hand.
+	ErrUnreadable = errors.New("stored saga cannot be decoded")
 )
+
+// UnreadableError names sagas that cannot be decoded. A listing that
+// returns it skipped them and holds every other saga, so one bad record
+// hides itself, not the rest. errors.Is(err, ErrUnreadable) is true.
+type UnreadableError struct {
+	IDs []string
+	Err error // the first decoding error
+}
+
+// Add merges another saga's decoding error into e: err is an
+// *UnreadableError; anything else is returned, for the caller to fail on.
+func (e *UnreadableError) Add(err error) error {
+	var u *UnreadableError
+	if !errors.As(err, &u) {
+		return err
+	}
+	e.IDs = append(e.IDs, u.IDs...)
+	if e.Err == nil {
+		e.Err = u.Err
+	}
+	return nil
+}
+
+// OrNil returns e if it names a saga, nil otherwise.
+func (e *UnreadableError) OrNil() error {
+	if len(e.IDs) == 0 {
+		return nil
+	}
+	return e
+}
+
+func (e *UnreadableError) Error() string {
+	return fmt.Sprintf("stored saga %s cannot be decoded: %v", strings.Join(e.IDs, ", "), e.Err)
+}
+
+// Is makes errors.Is(err, ErrUnreadable) true.
+func (e *UnreadableError) Is(target error) bool { return target == ErrUnreadable }
+
+func (e *UnreadableError) Unwrap() error { return e.Err }
+
+// Skipped splits a listing's error in two: the sagas it skipped because
+// they cannot be decoded, with the listing still good for every other, and
+// any other error, which leaves the listing unusable.
+func Skipped(err error) (ids []string, rest error) {
+	var u *UnreadableError
+	if errors.As(err, &u) {
+		return u.IDs, nil
+	}
+	return nil, err
+}
 
 // Revision is a stored version of a saga; Update succeeds only against the
 // revision it was loaded at.
@@ -154,6 +209,10 @@ type Store interface {
 	Unsent(ctx context.Context, limit int) ([]Record, error)
 	// List returns summaries of the sagas that pass the filter, newest
 	// first.
+	//
+	// List and Unsent skip a saga they cannot decode and return every
+	// other one, with an *UnreadableError naming what they skipped; Load
+	// of such a saga fails with ErrUnreadable.
 	List(ctx context.Context, f Filter) ([]Summary, error)
 	// History returns a saga's audit log, oldest first.
 	History(ctx context.Context, id string) ([]Entry, error)

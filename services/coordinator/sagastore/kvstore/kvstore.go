@@ -101,7 +101,7 @@ func (s *Store) get(ctx context.Context, id string) (document, sagastore.Revisio
 		return d, 0, fmt.Errorf("load saga %s: %w", id, err)
 	}
 	if err := json.Unmarshal(e.Value(), &d); err != nil {
-		return d, 0, fmt.Errorf("decode saga %s: %w", id, err)
+		return d, 0, &sagastore.UnreadableError{IDs: []string{id}, Err: err}
 	}
 	return d, sagastore.Revision(e.Revision()), nil
 }
@@ -199,19 +199,22 @@ func (s *Store) each(ctx context.Context, fn func(document, sagastore.Revision) 
 		return fmt.Errorf("list sagas: %w", err)
 	}
 	defer keys.Stop()
+	// A saga that cannot be decoded is skipped whatever the filter: what
+	// it would have said is unknown.
+	var bad sagastore.UnreadableError
 	for k := range keys.Keys() {
 		d, rev, err := s.get(ctx, strings.TrimPrefix(k, keyPrefix))
 		if errors.Is(err, sagastore.ErrNotFound) {
 			continue // deleted since listed
 		}
-		if err != nil {
+		if err := bad.Add(err); err != nil {
 			return err
 		}
-		if !fn(d, rev) {
-			return nil
+		if err == nil && !fn(d, rev) {
+			break
 		}
 	}
-	return nil
+	return bad.OrNil()
 }
 
 // History implements sagastore.Store.

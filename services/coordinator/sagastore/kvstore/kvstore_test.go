@@ -28,7 +28,15 @@ func harness(t testing.TB) storetest.Harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return storetest.Harness{Store: s, JS: js}
+	return storetest.Harness{Store: s, JS: js, Spoil: func(t testing.TB, id string) {
+		kv, err := js.KeyValue(context.Background(), streams.SagasBucket)
+		if err == nil {
+			_, err = kv.Put(context.Background(), "saga."+id, []byte(`{"saga": {"id": "`+id+`", "state": 5}}`))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}}
 }
 
 func BenchmarkTransition(b *testing.B) {

@@ -19,7 +19,7 @@ import (
 // from one snapshot; the messages come as parallel arrays, oldest first,
 // rather than one row each repeating the saga.
 const (
-	recordColumns = `s.doc, s.revision, p.ids, p.subjects, p.data, p.ats, p.targets`
+	recordColumns = `s.id, s.doc, s.revision, p.ids, p.subjects, p.data, p.ats, p.targets`
 	pendingJoin   = `CROSS JOIN LATERAL (
 		SELECT array_agg(o.id ORDER BY o.position) AS ids,
 			array_agg(o.subject ORDER BY o.position) AS subjects,
@@ -32,6 +32,7 @@ const (
 func scanRecord(row pgx.Row) (sagastore.Record, error) {
 	var (
 		r             sagastore.Record
+		id            string
 		doc           []byte
 		rev           int64
 		ids, subjects []string
@@ -39,11 +40,11 @@ func scanRecord(row pgx.Row) (sagastore.Record, error) {
 		ats           []*time.Time
 		targets       []*string
 	)
-	if err := row.Scan(&doc, &rev, &ids, &subjects, &data, &ats, &targets); err != nil {
+	if err := row.Scan(&id, &doc, &rev, &ids, &subjects, &data, &ats, &targets); err != nil {
 		return r, err
 	}
 	if err := json.Unmarshal(doc, &r.Saga); err != nil {
-		return r, fmt.Errorf("decode saga: %w", err)
+		return r, &sagastore.UnreadableError{IDs: []string{id}, Err: err}
 	}
 	r.Revision = sagastore.Revision(rev)
 	for i, id := range ids {
@@ -85,11 +86,31 @@ func (s *Store) Unsent(ctx context.Context, limit int) ([]sagastore.Record, erro
 	if err != nil {
 		return nil, wrap(err, "list unsent outbox")
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (sagastore.Record, error) { return scanRecord(row) })
+	var out []sagastore.Record
+	var bad sagastore.UnreadableError
+	err = collect(rows, &bad, func(row pgx.Row) error {
+		r, err := scanRecord(row)
+		if err == nil {
+			out = append(out, r)
+		}
+		return err
+	})
 	if err != nil {
 		return nil, wrap(err, "list unsent outbox")
 	}
-	return out, nil
+	return out, bad.OrNil()
+}
+
+// collect calls scan for each row. A saga it cannot decode is added to bad
+// and the listing goes on; any other error stops it.
+func collect(rows pgx.Rows, bad *sagastore.UnreadableError, scan func(pgx.Row) error) error {
+	defer rows.Close()
+	for rows.Next() {
+		if err := bad.Add(scan(rows)); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 // List implements sagastore.Store. It decodes the saga without its steps,
@@ -116,7 +137,7 @@ func (s *Store) List(ctx context.Context, f sagastore.Filter) ([]sagastore.Summa
 			add(c[0]+" = $%d", c[1])
 		}
 	}
-	q := `SELECT doc - 'steps' FROM sagas`
+	q := `SELECT id, doc - 'steps' FROM sagas`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -130,21 +151,25 @@ func (s *Store) List(ctx context.Context, f sagastore.Filter) ([]sagastore.Summa
 	if err != nil {
 		return nil, wrap(err, "list sagas")
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (sagastore.Summary, error) {
+	var out []sagastore.Summary
+	var bad sagastore.UnreadableError
+	err = collect(rows, &bad, func(row pgx.Row) error {
+		var id string
 		var doc []byte
 		var sg saga.Saga
-		if err := row.Scan(&doc); err != nil {
-			return sagastore.Summary{}, err
+		if err := row.Scan(&id, &doc); err != nil {
+			return err
 		}
 		if err := json.Unmarshal(doc, &sg); err != nil {
-			return sagastore.Summary{}, fmt.Errorf("decode saga: %w", err)
+			return &sagastore.UnreadableError{IDs: []string{id}, Err: err}
 		}
-		return sagastore.Summarize(sg), nil
+		out = append(out, sagastore.Summarize(sg))
+		return nil
 	})
 	if err != nil {
 		return nil, wrap(err, "list sagas")
 	}
-	return out, nil
+	return out, bad.OrNil()
 }
 
 func states(all []saga.State, keep func(saga.State) bool) []string {

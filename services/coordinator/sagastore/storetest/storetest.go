@@ -28,6 +28,9 @@ import (
 type Harness struct {
 	Store sagastore.Store
 	JS    jetstream.JetStream
+	// Spoil overwrites a stored saga, behind the store's back, with a
+	// document of the right syntax that this version cannot decode.
+	Spoil func(t testing.TB, id string)
 }
 
 // Run runs the suite; open returns a fresh harness for each test.
@@ -44,6 +47,7 @@ func Run(t *testing.T, open func(t testing.TB) Harness) {
 		{"OutboxKeepsOrderUntilSent", testOutbox},
 		{"UnsentFindsEverySagaWithPendingMessages", testUnsent},
 		{"ListFilters", testList},
+		{"AnUnreadableSagaHidesOnlyItself", testUnreadable},
 		{"HistoryKeepsEveryEntryOnceInOrder", testHistory},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -345,6 +349,61 @@ func testList(t *testing.T, h Harness) {
 	got, _ := h.Store.List(ctx, sagastore.Filter{Team: "search", Active: true})
 	if len(got) != 1 || got[0].Environment != "test" || got[0].To != "3.0" || got[0].Batches != 2 || got[0].State != saga.Prechecking {
 		t.Fatalf("summary %+v", got)
+	}
+}
+
+// One saga that cannot be decoded must not hide the others from the
+// relay, the sweeps and the operator: listings skip it and name it.
+func testUnreadable(t *testing.T, h Harness) {
+	ctx := context.Background()
+	for i := range 3 {
+		id := fmt.Sprintf("s%d", i)
+		s, _ := Saga(id, "payments", "test", "2.0", t0.Add(time.Duration(i)*time.Minute))
+		if _, err := h.Store.Create(ctx, s, sagastore.Change{Outbox: []bus.Message{msg(id + "-m")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.Spoil(t, "s1")
+
+	if _, err := h.Store.Load(ctx, "s1"); !errors.Is(err, sagastore.ErrUnreadable) || !strings.Contains(err.Error(), "s1") {
+		t.Fatalf("loading the spoilt saga: %v, want ErrUnreadable naming s1", err)
+	}
+	skippedOnly := func(what string, err error) {
+		t.Helper()
+		ids, rest := sagastore.Skipped(err)
+		if rest != nil || !slices.Equal(ids, []string{"s1"}) {
+			t.Fatalf("%s: skipped %v, error %v; want s1 skipped and no other error", what, ids, rest)
+		}
+		if !errors.Is(err, sagastore.ErrUnreadable) {
+			t.Fatalf("%s: %v is not ErrUnreadable", what, err)
+		}
+	}
+	sums, err := h.Store.List(ctx, sagastore.Filter{Team: "payments"})
+	skippedOnly("list", err)
+	var ids []string
+	for _, s := range sums {
+		ids = append(ids, s.ID)
+	}
+	if !slices.Equal(ids, []string{"s2", "s0"}) {
+		t.Fatalf("listed %v, want [s2 s0]", ids)
+	}
+	recs, err := h.Store.Unsent(ctx, 10)
+	skippedOnly("unsent", err)
+	ids = nil
+	for _, r := range recs {
+		ids = append(ids, r.Saga.ID)
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, []string{"s0", "s2"}) {
+		t.Fatalf("unsent %v, want [s0 s2]", ids)
+	}
+	// The others still flush; the spoilt one is left for an operator.
+	flush(t, h, "s0")
+	flush(t, h, "s2")
+	recs, err = h.Store.Unsent(ctx, 10)
+	skippedOnly("unsent after flushing", err)
+	if len(recs) != 0 {
+		t.Fatalf("%d sagas still unsent", len(recs))
 	}
 }
 
