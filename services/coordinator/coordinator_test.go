@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/pgtest"
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/streams"
@@ -361,20 +363,23 @@ func TestLostDeadlineIsFoundByTheSweep(t *testing.T) {
 // A store that fails while the rehearsal gate looks is an error to retry,
 // not the policy refusing: the request is accepted once the store is back.
 func TestStoreErrorInTheRehearsalGateIsRetried(t *testing.T) {
-	w := newWorld(t, "a")
+	url := pgtest.Database(t)
+	w := newWorldOn(t, func(jetstream.JetStream) sagastore.Store { return pgStore(t, url) }, "a")
 	w.policy = coordinator.Policy{Environments: map[string]coordinator.Environment{
 		"production": {Rehearsal: &coordinator.Rehearsal{Environment: "test"}}}}
 	w.coordinator("c1")
 	if s := w.wait(w.submit(request("test", "a")), natstest.Patience); s.State != saga.Succeeded {
 		t.Fatalf("rehearsal %s: %s", s.State, s.Reason)
 	}
-	// One undecodable document makes the KV store's listing fail.
+	// A column the gate's listing filters on goes missing, as in a botched
+	// manual migration: listing fails, loading a saga still works.
 	ctx := context.Background()
-	kv, err := w.js.KeyValue(ctx, streams.SagasBucket)
+	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(ctx, "saga.zzz", []byte("not json")); err != nil {
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `ALTER TABLE sagas RENAME COLUMN digest TO digest_away`); err != nil {
 		t.Fatal(err)
 	}
 	retried := w.metric("upshift_consumer_messages_total", "result", "retried")
@@ -382,7 +387,7 @@ func TestStoreErrorInTheRehearsalGateIsRetried(t *testing.T) {
 	natstest.Eventually(t, natstest.Patience, "the request tried against the failing store", func() bool {
 		return w.metric("upshift_consumer_messages_total", "result", "retried") > retried
 	})
-	if err := kv.Delete(ctx, "saga.zzz"); err != nil {
+	if _, err := conn.Exec(ctx, `ALTER TABLE sagas RENAME COLUMN digest_away TO digest`); err != nil {
 		t.Fatal(err)
 	}
 	natstest.Eventually(t, natstest.Patience, "the saga created", func() bool {

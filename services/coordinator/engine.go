@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,6 +32,9 @@ type engine struct {
 	source  string
 	now     func() time.Time
 	metrics *Metrics
+
+	mu         sync.Mutex
+	unreadable map[string]string // what listed -> the sagas it last skipped
 }
 
 // maxConflicts bounds the reload-and-retry loop on one input.
@@ -225,10 +230,26 @@ func (e *engine) relay(ctx context.Context, interval, grace time.Duration) error
 // repairs or deletes it (upshift_coordinator_unreadable_sagas counts them).
 func (e *engine) skipped(what string, err error) error {
 	ids, err := sagastore.Skipped(err)
-	if len(ids) > 0 {
-		e.log.Error(what+": skipping sagas that cannot be decoded", "sagas", ids)
+	if err != nil {
+		return err
 	}
-	return err
+	// Said when it changes, not at every pass: the gauge says it always.
+	now := strings.Join(ids, ",")
+	e.mu.Lock()
+	before := e.unreadable[what]
+	if e.unreadable == nil {
+		e.unreadable = map[string]string{}
+	}
+	e.unreadable[what] = now
+	e.mu.Unlock()
+	switch {
+	case now == before:
+	case now != "":
+		e.log.Error(what+": skipping sagas that cannot be decoded; repair or delete them", "sagas", ids)
+	default:
+		e.log.Info(what + ": no saga skipped as undecodable any more")
+	}
+	return nil
 }
 
 // overdue ticks the sagas whose deadline passed more than grace ago without
