@@ -108,6 +108,8 @@ func TestAcksEachMessageOnce(t *testing.T) {
 	var seen sync.Map
 	var n atomic.Int32
 	f.cfg.Concurrency = 4
+	// Not a test of heartbeats: an ack wait no stall reaches.
+	f.cfg.AckWait = natstest.Patience
 	f.run(func(ctx context.Context, m *consumer.Message) error {
 		if _, dup := seen.LoadOrStore(m.Event.ID, true); dup {
 			t.Errorf("%s delivered twice", m.Event.ID)
@@ -120,7 +122,21 @@ func TestAcksEachMessageOnce(t *testing.T) {
 	}
 	f.publish("e0") // same id: dropped by the stream
 	natstest.Eventually(t, natstest.Patience, "50 messages handled", func() bool { return f.count(consumer.ResultAcked) == 50 })
-	time.Sleep(2 * f.cfg.AckWait) // nothing comes back
+	// Every ack reached the server: nothing is pending, nothing came back.
+	natstest.Eventually(t, natstest.Patience, "every ack registered", func() bool {
+		c, err := f.js.Consumer(context.Background(), f.cfg.Stream, f.cfg.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumRedelivered != 0 {
+			t.Fatalf("%d redelivered", info.NumRedelivered)
+		}
+		return info.NumAckPending == 0
+	})
 	if n.Load() != 50 {
 		t.Fatalf("handled %d, want 50", n.Load())
 	}

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/upshift/upshift/pkg/hooks"
+	"github.com/upshift/upshift/pkg/natstest"
 )
 
 func TestRunCapturesOutputAndEnvInDir(t *testing.T) {
@@ -38,7 +40,8 @@ func TestNonZeroExitIsFailedWithTheLastLine(t *testing.T) {
 func TestTimeoutKillsTheWholeProcessGroup(t *testing.T) {
 	pidfile := filepath.Join(t.TempDir(), "child.pid")
 	start := time.Now()
-	_, err := hooks.Run(context.Background(), []string{"sh", "-c", "sleep 60 & echo $! > " + pidfile + "; wait"}, "", nil, 300*time.Millisecond)
+	// A time-out long enough for sh to write the pid file on a busy machine.
+	_, err := hooks.Run(context.Background(), []string{"sh", "-c", "sleep 60 & echo $! > " + pidfile + "; wait"}, "", nil, 2*time.Second)
 	if !errors.Is(err, hooks.ErrTimeout) {
 		t.Fatalf("err %v", err)
 	}
@@ -46,18 +49,43 @@ func TestTimeoutKillsTheWholeProcessGroup(t *testing.T) {
 	if time.Since(start) > 30*time.Second {
 		t.Fatalf("took %s", time.Since(start))
 	}
-	b, _ := os.ReadFile(pidfile)
-	var pid int
-	for _, c := range strings.TrimSpace(string(b)) {
-		pid = pid*10 + int(c-'0')
-	}
-	deadline := time.Now().Add(2 * time.Second)
-	for syscall.Kill(pid, 0) == nil {
+	pid := readPid(t, pidfile)
+	// Killed, the orphan stays a zombie until init reaps it: that is dead.
+	deadline := time.Now().Add(natstest.Patience)
+	for running(pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("child %d survived the time-out", pid)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+func readPid(t *testing.T, file string) int {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		t.Fatalf("pid file %q: %v", b, err)
+	}
+	return pid
+}
+
+// running reports whether pid is a process that is neither gone nor a
+// zombie.
+func running(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist)
+	}
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
 
 func TestDaemonWithRedirectedOutputDoesNotHoldTheHook(t *testing.T) {
@@ -71,12 +99,7 @@ func TestDaemonWithRedirectedOutputDoesNotHoldTheHook(t *testing.T) {
 	if took := time.Since(start); took >= hooks.WaitDelay {
 		t.Fatalf("hook held for %s by its daemon", took)
 	}
-	b, _ := os.ReadFile(pidfile)
-	var pid int
-	for _, c := range strings.TrimSpace(string(b)) {
-		pid = pid*10 + int(c-'0')
-	}
-	syscall.Kill(pid, syscall.SIGKILL)
+	syscall.Kill(readPid(t, pidfile), syscall.SIGKILL)
 }
 
 func TestCallerCancellationIsAnInterruptionNotAFailure(t *testing.T) {

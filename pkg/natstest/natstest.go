@@ -48,7 +48,7 @@ func Start(t testing.TB) (*natsembed.Server, jetstream.JetStream) {
 	t.Helper()
 	s := Server(t)
 	_, js := Connect(t, s)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), Patience)
 	defer cancel()
 	if err := streams.Ensure(ctx, js, streams.Config{}, streams.All...); err != nil {
 		t.Fatal(err)
@@ -78,7 +78,7 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 // first.
 func Read(t testing.TB, js jetstream.JetStream, stream, filter string) [][]byte {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), Patience)
 	defer cancel()
 	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
 	if err != nil {
@@ -99,8 +99,8 @@ func Read(t testing.TB, js jetstream.JetStream, stream, filter string) [][]byte 
 			out = append(out, m.Data())
 			n++
 		}
-		if n == 0 {
-			t.Fatalf("read %s %s: %d messages pending, none delivered", stream, filter, pending)
+		if n == 0 && ctx.Err() != nil {
+			t.Fatalf("read %s %s: %d messages pending, none delivered within %s", stream, filter, pending, Patience)
 		}
 		pending -= uint64(n)
 	}

@@ -180,7 +180,12 @@ func TestFailureOutcomeAndGivingUp(t *testing.T) {
 	if res.Reason != events.ReasonGaveUp || !strings.Contains(res.Error, "gave up after 3 deliveries: cannot reach") {
 		t.Fatalf("b: %+v", res)
 	}
-	dl := natstest.Read(t, r.js, events.StreamDeadLetter, "upshift.dlq.COMMANDS.deploy-b")
+	// The failure is reported before the command is dead-lettered.
+	var dl [][]byte
+	natstest.Eventually(t, natstest.Patience, "the given-up command dead-lettered", func() bool {
+		dl = natstest.Read(t, r.js, events.StreamDeadLetter, "upshift.dlq.COMMANDS.deploy-b")
+		return len(dl) >= 1
+	})
 	if len(dl) != 1 {
 		t.Fatalf("%d dead letters for the given-up command", len(dl))
 	}

@@ -46,8 +46,9 @@ type world struct {
 	reg    *prometheus.Registry
 	url    string // of the NATS server, for coordinators run as processes
 	policy coordinator.Policy
-	gauge  time.Duration // in-flight gauge refresh of coordinators; default 200ms
-	grace  time.Duration // overdue grace of coordinators; default 30s
+	gauge  time.Duration   // in-flight gauge refresh of coordinators; default 200ms
+	cons   consumer.Config // consumer settings of coordinators; default fast
+	grace  time.Duration   // overdue grace of coordinators; default 30s
 
 	mu       sync.Mutex
 	script   map[string]string // "phase.action.target" -> "fail" | "hang"
@@ -135,8 +136,12 @@ func (w *world) coordinator(name string) (*coordinator.Coordinator, func()) {
 	if gauge == 0 {
 		gauge = 200 * time.Millisecond
 	}
+	cons := w.cons
+	if cons.AckWait == 0 {
+		cons = fast
+	}
 	c := coordinator.New(w.nc, w.js, coordinator.Config{Instance: name, Store: w.store, Streams: streamsCfg,
-		Consumer: fast, RelayInterval: 500 * time.Millisecond, GaugeInterval: gauge, OverdueGrace: w.grace, Policy: w.policy}, quiet, w.reg)
+		Consumer: cons, RelayInterval: 500 * time.Millisecond, GaugeInterval: gauge, OverdueGrace: w.grace, Policy: w.policy}, quiet, w.reg)
 	stop := w.run(name, c.Run)
 	natstest.Eventually(w.t, natstest.Patience, name+" ready", c.Ready)
 	return c, stop
@@ -148,7 +153,9 @@ func request(env string, targets ...string) spec.Request {
 		Metadata: spec.Metadata{Name: "test run", Team: "platform", Environment: env},
 		Spec: spec.Spec{Software: "app", From: "1.0", To: "1.1", Targets: targets, Notify: []string{"dba"},
 			Artifact: spec.Artifact{URL: "file:///app.tgz", Digest: "sha256:" + strings.Repeat("a", 64)},
-			Timeouts: spec.Timeouts{Precheck: sec(5), Backup: sec(5), Deploy: sec(5), Verify: sec(2), Rollback: sec(5)}},
+			// Long enough that no step of a loaded test run expires; a test
+			// of time-outs sets its own.
+			Timeouts: spec.Timeouts{Precheck: sec(30), Backup: sec(30), Deploy: sec(30), Verify: sec(30), Rollback: sec(30)}},
 	}
 }
 

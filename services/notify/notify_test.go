@@ -18,7 +18,7 @@ import (
 	"github.com/upshift/upshift/services/notify"
 )
 
-const wait = 10 * time.Second
+const wait = natstest.Patience
 
 func TestASagaEventReachesEachTeamOnce(t *testing.T) {
 	rec := &recorder{name: "test"}
@@ -169,7 +169,8 @@ func TestARepublishedSagaEventYieldsNoSecondNotice(t *testing.T) {
 	next := ev
 	next.Seq, next.Kind, next.State = 8, "rolled_back", "rolled_back"
 	r.publish(next, "")
-	natstest.Eventually(t, wait, "the next event delivered", func() bool { return rec.has("s1", "rolled_back") })
+	// Each team's notice is routed and delivered in turn: wait for the last.
+	natstest.Eventually(t, natstest.Patience, "both teams told of the next event", func() bool { return len(rec.notices()) == 4 })
 
 	if got := subjects(r.notices()); got != "upshift.notify.billing.s1.rolling_back upshift.notify.dba.s1.rolling_back "+
 		"upshift.notify.billing.s1.rolled_back upshift.notify.dba.s1.rolled_back" {
@@ -227,7 +228,10 @@ func TestEachChannelGetsEachNoticeOnce(t *testing.T) {
 		jetstream.WithMsgID("replayed")); err != nil {
 		t.Fatal(err)
 	}
-	natstest.Eventually(t, wait, "the replay handled", func() bool { return r.count(flaky.name, "duplicate") == 1 })
+	// Channels are looked at in turn: the replay is handled once the last has been.
+	natstest.Eventually(t, natstest.Patience, "the replay handled", func() bool {
+		return r.count(flaky.name, "duplicate") == 1 && r.count(steady.name, "duplicate") == 3
+	})
 
 	if len(flaky.notices()) != 1 || len(steady.notices()) != 1 {
 		t.Fatalf("deliveries: flaky %d, steady %d; want one each", len(flaky.notices()), len(steady.notices()))

@@ -121,7 +121,7 @@ func request(team, env, software, digestChar string, targets ...string) spec.Req
 		Metadata: spec.Metadata{Name: "http api test", Team: team, Environment: env},
 		Spec: spec.Spec{Software: software, From: "1.0", To: "1.1", Targets: targets,
 			Artifact: spec.Artifact{URL: "file:///app.tgz", Digest: digest(digestChar)},
-			Timeouts: spec.Timeouts{Precheck: sec(5), Backup: sec(5), Deploy: sec(5), Verify: sec(60), Rollback: sec(5)}},
+			Timeouts: spec.Timeouts{Precheck: sec(30), Backup: sec(30), Deploy: sec(30), Verify: sec(60), Rollback: sec(30)}},
 	}
 }
 

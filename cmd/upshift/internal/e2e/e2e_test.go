@@ -174,7 +174,13 @@ func TestMalformedEventOnEveryStreamIsDeadLetteredAndWorkGoesOn(t *testing.T) {
 		}
 		return len(got) == len(garbage)
 	})
-	if n := r.metric("upshift_consumer_messages_total", "result", "terminated"); n != float64(len(garbage)) {
+	// Counted once the dead letter is out: wait for the count too.
+	var n float64
+	natstest.Eventually(t, natstest.Patience, "every one counted terminated", func() bool {
+		n = r.metric("upshift_consumer_messages_total", "result", "terminated")
+		return n >= float64(len(garbage))
+	})
+	if n != float64(len(garbage)) {
 		t.Fatalf("%v terminated, want %d", n, len(garbage))
 	}
 }

@@ -74,7 +74,9 @@ func TestRejectEndsTheSagaWithNothingChanged(t *testing.T) {
 func TestWindowWaitThenDeploy(t *testing.T) {
 	r := newRig(t, "1.0")
 	req := r.d.Request("1.0", "1.1")
-	opens := time.Now().Add(3 * time.Second).UTC()
+	// Far enough ahead that the precheck, even on a loaded machine, ends
+	// before it opens and the saga is seen waiting.
+	opens := time.Now().Add(10 * time.Second).UTC()
 	req.Spec.Windows = []spec.Window{{From: opens, Until: opens.Add(time.Hour)}}
 	id := r.submit(req)
 	s := r.reach(id, saga.AwaitingWindow)
