@@ -82,6 +82,10 @@ type Config struct {
 	// of that last stretch of time instead of the whole stream. An existing
 	// consumer resumes where it was.
 	Since time.Duration
+
+	// raw hands messages to the handler without decoding them as events:
+	// the server's advisories are not CloudEvents.
+	raw bool
 }
 
 // The server's bounds on a pull's heartbeat, for the client's default 30s
@@ -186,7 +190,14 @@ func (r *Runner) Ensure(ctx context.Context) (jetstream.Consumer, error) {
 // running handlers finish within the grace period and returns. A consumer
 // that disappears (deleted by an operator, lost with a stream) is created
 // again and consumption goes on.
+//
+// Beside it runs the runner's follower of lost messages (see lost.go).
 func (r *Runner) Run(ctx context.Context) error {
+	if lost := r.lost(); lost != nil {
+		var lwg sync.WaitGroup
+		lwg.Go(func() { _ = lost.Run(ctx) })
+		defer lwg.Wait()
+	}
 	// Handlers outlive ctx by the grace period, so that work under way ends
 	// cleanly rather than half done.
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -280,7 +291,9 @@ func (r *Runner) process(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	m := &Message{Msg: msg, Meta: meta}
-	m.Event, err = events.Decode(msg.Data())
+	if !r.cfg.raw {
+		m.Event, err = events.Decode(msg.Data())
+	}
 	if err == nil {
 		err = r.run(ctx, m)
 	}
@@ -328,6 +341,7 @@ const (
 	ResultTermed   = "terminated"
 	ResultGaveUp   = "gave_up"
 	ResultAckError = "ack_error"
+	ResultLost     = "lost" // dead-lettered from the server's advisory (lost.go)
 )
 
 func (r *Runner) settle(ctx context.Context, m *Message, err error) string {
@@ -364,6 +378,14 @@ func (r *Runner) settle(ctx context.Context, m *Message, err error) string {
 // maxDeadPayload bounds the copy of a message kept in a dead letter.
 const maxDeadPayload = 64 << 10
 
+// deadLetter is the event reporting a dead message. Its id names the
+// message, so the runner's own dead letter and one from its lost-message
+// follower (should both happen) are one message in the DEADLETTER stream.
+func (r *Runner) deadLetter(dl events.DeadLetter, saga string) (events.Envelope, error) {
+	id := fmt.Sprintf("dlq/%s/%s/%d", r.cfg.Stream, r.cfg.Name, dl.Sequence)
+	return events.New(id, events.TypeDeadLetter, "upshift/"+r.cfg.Name, saga, 0, time.Now(), dl)
+}
+
 func (r *Runner) terminate(ctx context.Context, m *Message, log *slog.Logger, why string, cause error, result string) string {
 	data := m.Data()
 	dl := events.DeadLetter{
@@ -372,8 +394,7 @@ func (r *Runner) terminate(ctx context.Context, m *Message, log *slog.Logger, wh
 		Reason: why, Error: cause.Error(), Headers: m.Headers(),
 		Payload: data[:min(len(data), maxDeadPayload)], Truncated: len(data) > maxDeadPayload,
 	}
-	id := fmt.Sprintf("dlq/%s/%s/%d", r.cfg.Stream, r.cfg.Name, dl.Sequence)
-	env, err := events.New(id, events.TypeDeadLetter, "upshift/"+r.cfg.Name, m.Event.Saga, 0, time.Now(), dl)
+	env, err := r.deadLetter(dl, m.Event.Saga)
 	if err != nil {
 		log.Error("cannot build the dead letter; keeping the message for a later delivery", "err", err)
 		_ = m.NakWithDelay(r.cfg.Backoff[len(r.cfg.Backoff)-1])
@@ -389,7 +410,7 @@ func (r *Runner) terminate(ctx context.Context, m *Message, log *slog.Logger, wh
 		log.Error("cannot dead-letter the message on its last delivery; trying again", "err", err, "in", delay)
 		select {
 		case <-ctx.Done():
-			log.Error("stopping before the message could be dead-lettered: it stays in its stream, undelivered", "err", err)
+			log.Error("stopping before the message could be dead-lettered: the server will announce it lost, and a runner's lost-message follower will dead-letter it", "err", err)
 			return ResultRetried
 		case <-time.After(delay):
 		}

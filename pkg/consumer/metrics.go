@@ -21,7 +21,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		messages: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "upshift_consumer_messages_total",
-			Help: "Messages processed by a consumer, by result (acked, retried, terminated, gave_up, ack_error).",
+			Help: "Messages processed by a consumer, by result (acked, retried, terminated, gave_up, ack_error; lost: dead-lettered after a last delivery never settled).",
 		}, []string{"stream", "consumer", "result"})),
 		duration: promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "upshift_consumer_handle_seconds",
@@ -43,4 +43,12 @@ func (m *Metrics) observe(stream, consumer, result string, d time.Duration, pend
 	m.messages.WithLabelValues(stream, consumer, result).Inc()
 	m.duration.WithLabelValues(stream, consumer).Observe(d.Seconds())
 	m.pending.WithLabelValues(stream, consumer).Set(float64(pending))
+}
+
+// lostOne counts a message dead-lettered by the lost-message follower.
+func (m *Metrics) lostOne(stream, consumer string) {
+	if m == nil {
+		return
+	}
+	m.messages.WithLabelValues(stream, consumer, ResultLost).Inc()
 }

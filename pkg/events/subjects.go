@@ -17,6 +17,8 @@ import (
 //	            upshift.timer.fire.<saga>               the same deadline, delivered when it falls due
 //	DEADLETTER  upshift.dlq.<stream>.<consumer>         a message a consumer terminated, with the reason
 //	AUDIT       upshift.audit.<saga>                    the coordinator's audit log, when its store is JetStream KV
+//	ADVISORIES  $JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>
+//	                                                    the server's word that a message's last delivery was never settled
 const (
 	StreamRequests   = "REQUESTS"
 	StreamCommands   = "COMMANDS"
@@ -25,6 +27,7 @@ const (
 	StreamTimers     = "TIMERS"
 	StreamDeadLetter = "DEADLETTER"
 	StreamAudit      = "AUDIT"
+	StreamAdvisories = "ADVISORIES"
 
 	prefix = "upshift"
 )
@@ -38,7 +41,18 @@ var (
 	TimerSubjects      = []string{prefix + ".timer.>"}
 	DeadLetterSubjects = []string{prefix + ".dlq.>"}
 	AuditSubjects      = []string{prefix + ".audit.>"}
+	AdvisorySubjects   = []string{maxDeliveries + ".>"}
 )
+
+// maxDeliveries prefixes the server's advisories about messages that
+// reached a consumer's MaxDeliver without being acknowledged or terminated.
+const maxDeliveries = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+
+// MaxDeliveriesSubject is where the server announces a message of stream
+// that consumer delivered for the last time and that was never settled.
+func MaxDeliveriesSubject(stream, consumer string) string {
+	return maxDeliveries + "." + stream + "." + consumer
+}
 
 // SagaToken is the phase token of the coordinator's own events.
 const SagaToken = "saga"

@@ -78,17 +78,41 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 // first.
 func Read(t testing.TB, js jetstream.JetStream, stream, filter string) [][]byte {
 	t.Helper()
+	var out [][]byte
+	for _, m := range ReadMsgs(t, js, stream, filter) {
+		out = append(out, m.Data)
+	}
+	return out
+}
+
+// Msg is a message read from a stream.
+type Msg struct {
+	Subject string
+	Data    []byte
+}
+
+// ReadMsgs returns every message in stream matching filter, oldest first.
+func ReadMsgs(t testing.TB, js jetstream.JetStream, stream, filter string) []Msg {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), Patience)
 	defer cancel()
-	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	// An ephemeral consumer deleted after the read: tests poll with Read,
+	// and consumers left to expire would pile up to the server's limit.
+	c, err := js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		FilterSubject: filter, AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func() {
+		if err := js.DeleteConsumer(context.WithoutCancel(ctx), stream, c.CachedInfo().Name); err != nil {
+			t.Errorf("read %s %s: delete its consumer: %v", stream, filter, err)
+		}
+	}()
 	info, err := c.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out [][]byte
+	var out []Msg
 	for pending := info.NumPending; pending > 0; {
 		batch, err := c.Fetch(int(min(pending, 1000)), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
@@ -96,7 +120,7 @@ func Read(t testing.TB, js jetstream.JetStream, stream, filter string) [][]byte 
 		}
 		n := 0
 		for m := range batch.Messages() {
-			out = append(out, m.Data())
+			out = append(out, Msg{Subject: m.Subject(), Data: m.Data()})
 			n++
 		}
 		if n == 0 && ctx.Err() != nil {

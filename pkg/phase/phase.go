@@ -122,7 +122,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if len(s.cfg.Targets) == 0 {
 		return errors.New("phase: no targets to serve")
 	}
-	if err := streams.Ensure(ctx, s.js, s.cfg.Streams, events.StreamCommands, events.StreamEvents, events.StreamDeadLetter); err != nil {
+	if err := streams.Ensure(ctx, s.js, s.cfg.Streams, events.StreamCommands, events.StreamEvents, events.StreamDeadLetter, events.StreamAdvisories); err != nil {
 		return err
 	}
 	done, err := streams.EnsureBucket(ctx, s.js, s.cfg.Streams, streams.DoneBucket, streams.DoneTTL)

@@ -89,6 +89,9 @@ func Stream(name string, c Config) (jetstream.StreamConfig, error) {
 	case events.StreamDeadLetter:
 		sc.Subjects, sc.MaxAge = events.DeadLetterSubjects, 90*day
 		sc.Description = "messages a consumer terminated, with the reason"
+	case events.StreamAdvisories:
+		sc.Subjects, sc.MaxAge = events.AdvisorySubjects, 30*day
+		sc.Description = "the server's advisories of messages whose last delivery was never settled, for their consumers to dead-letter"
 	case events.StreamAudit:
 		sc.Subjects, sc.MaxAge = events.AuditSubjects, 365*day
 		sc.Description = "what the coordinator saw and emitted, per saga (KV store only)"
@@ -103,7 +106,7 @@ func Stream(name string, c Config) (jetstream.StreamConfig, error) {
 
 // All lists every stream.
 var All = []string{events.StreamRequests, events.StreamCommands, events.StreamEvents,
-	events.StreamNotify, events.StreamTimers, events.StreamDeadLetter}
+	events.StreamNotify, events.StreamTimers, events.StreamDeadLetter, events.StreamAdvisories}
 
 // Ensure creates the named streams, or updates one whose configuration is
 // not what upshift declares. A stream already as declared is left alone:

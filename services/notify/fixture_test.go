@@ -130,23 +130,10 @@ type notice struct {
 
 func (r *rig) notices() []notice {
 	var out []notice
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := r.js.OrderedConsumer(ctx, events.StreamNotify, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	for pending := info.NumPending; pending > 0; pending-- {
-		m, err := c.Next(jetstream.FetchMaxWait(2 * time.Second))
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		n := notice{subject: m.Subject()}
-		if n.env, err = events.Decode(m.Data()); err != nil {
+	for _, m := range natstest.ReadMsgs(r.t, r.js, events.StreamNotify, ">") {
+		n := notice{subject: m.Subject}
+		var err error
+		if n.env, err = events.Decode(m.Data); err != nil {
 			continue // a malformed message a test put there
 		}
 		if err := events.Open(n.env, events.TypeNotice, &n.Notice); err != nil {

@@ -103,7 +103,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.checkChannels(); err != nil {
 		return err
 	}
-	if err := streams.Ensure(ctx, s.js, s.cfg.Streams, events.StreamEvents, events.StreamNotify, events.StreamDeadLetter); err != nil {
+	if err := streams.Ensure(ctx, s.js, s.cfg.Streams, events.StreamEvents, events.StreamNotify, events.StreamDeadLetter, events.StreamAdvisories); err != nil {
 		return err
 	}
 	done, err := streams.EnsureBucket(ctx, s.js, s.cfg.Streams, streams.DoneBucket, streams.DoneTTL)

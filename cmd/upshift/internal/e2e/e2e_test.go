@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/pgtest"
@@ -144,16 +145,17 @@ func TestMalformedEventOnEveryStreamIsDeadLetteredAndWorkGoesOn(t *testing.T) {
 	r := newRig(t, "1.0")
 	ctx := context.Background()
 	garbage := map[string]string{ // subject -> the consumer that must dead-letter it
-		"upshift.request.platform":         "REQUESTS/coordinator-requests",
-		"upshift.control.x.cancel":         "REQUESTS/coordinator-requests",
-		"upshift.cmd.precheck.check.demo":  "COMMANDS/precheck-demo",
-		"upshift.cmd.backup.archive.demo":  "COMMANDS/backup-demo",
-		"upshift.cmd.deploy.apply.demo":    "COMMANDS/deploy-demo",
-		"upshift.cmd.verify.probe.demo":    "COMMANDS/verify-demo",
-		"upshift.evt.x.deploy.succeeded":   "EVENTS/coordinator-results",
-		"upshift.evt.x.saga.failed":        "EVENTS/notify-router",
-		"upshift.notify.platform.x.failed": "NOTIFY/notify-deliver",
-		"upshift.timer.fire.x":             "TIMERS/coordinator-timers",
+		"upshift.request.platform":                                        "REQUESTS/coordinator-requests",
+		"upshift.control.x.cancel":                                        "REQUESTS/coordinator-requests",
+		"upshift.cmd.precheck.check.demo":                                 "COMMANDS/precheck-demo",
+		"upshift.cmd.backup.archive.demo":                                 "COMMANDS/backup-demo",
+		"upshift.cmd.deploy.apply.demo":                                   "COMMANDS/deploy-demo",
+		"upshift.cmd.verify.probe.demo":                                   "COMMANDS/verify-demo",
+		"upshift.evt.x.deploy.succeeded":                                  "EVENTS/coordinator-results",
+		"upshift.evt.x.saga.failed":                                       "EVENTS/notify-router",
+		"upshift.notify.platform.x.failed":                                "NOTIFY/notify-deliver",
+		"upshift.timer.fire.x":                                            "TIMERS/coordinator-timers",
+		events.MaxDeliveriesSubject(events.StreamCommands, "deploy-demo"): "ADVISORIES/deploy-demo" + consumer.LostSuffix,
 	}
 	for subj := range garbage {
 		if _, err := r.s.JS.Publish(ctx, subj, []byte(`{"specversion":"1.0","id":"x"`)); err != nil {
