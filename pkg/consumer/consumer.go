@@ -7,9 +7,12 @@
 //   - a handler error is retried with a growing delay (NakWithDelay) up to
 //     MaxDeliver deliveries, then given up: reported and terminated;
 //   - an undecodable message, or a permanent error, is terminated at once;
-//   - every terminated message is published whole to the DEADLETTER stream
-//     first, so nothing is dropped silently (if that publish fails the
-//     message is retried instead of terminated);
+//   - every terminated message is published to the DEADLETTER stream first
+//     (its first 64 KiB), so nothing is dropped silently (if that publish
+//     fails the message is retried instead of terminated; on its last
+//     delivery, published again until it is out);
+//   - a message whose last delivery is never settled (a killed process) is
+//     dead-lettered from the server's advisory (lost.go);
 //   - a panicking handler is an error, not a crash;
 //   - on shutdown the consumer stops pulling, lets running handlers finish
 //     within a grace period, then cancels them.

@@ -76,7 +76,7 @@ func TestWindowWaitThenDeploy(t *testing.T) {
 	req := r.d.Request("1.0", "1.1")
 	// Far enough ahead that the precheck, even on a loaded machine, ends
 	// before it opens and the saga is seen waiting.
-	opens := time.Now().Add(10 * time.Second).UTC()
+	opens := time.Now().Add(20 * time.Second).UTC()
 	req.Spec.Windows = []spec.Window{{From: opens, Until: opens.Add(time.Hour)}}
 	id := r.submit(req)
 	s := r.reach(id, saga.AwaitingWindow)

@@ -135,7 +135,8 @@ func (r *rig) serving() string {
 func (r *rig) reach(id string, state saga.State) saga.Saga {
 	r.t.Helper()
 	var v coordinator.View
-	natstest.Eventually(r.t, 30*time.Second, "saga "+id+" "+string(state), func() bool {
+	// As long as end waits: the state may come after several phases.
+	natstest.Eventually(r.t, 2*time.Minute, "saga "+id+" "+string(state), func() bool {
 		var err error
 		v, err = r.s.Client.Get(context.Background(), id)
 		return err == nil && v.Saga.State == state
