@@ -510,4 +510,14 @@ func TestALastDeliveryNeverSettledIsDeadLetteredAsLost(t *testing.T) {
 	if n := f.count(consumer.ResultLost); n != 1 {
 		t.Fatalf("%v lost counted, want 1", n)
 	}
+	// Acted on, the advisory is gone: a follower created again would not
+	// dead-letter the message a second time.
+	adv, err := f.js.Stream(context.Background(), events.StreamAdvisories)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, natstest.Patience, "the advisory removed", func() bool {
+		info, err := adv.Info(context.Background())
+		return err == nil && info.State.Msgs == 0
+	})
 }

@@ -90,7 +90,10 @@ func Stream(name string, c Config) (jetstream.StreamConfig, error) {
 		sc.Subjects, sc.MaxAge = events.DeadLetterSubjects, 90*day
 		sc.Description = "messages a consumer terminated, with the reason"
 	case events.StreamAdvisories:
+		// A work queue: an advisory acted on is gone, so a follower created
+		// again does not dead-letter its messages a second time.
 		sc.Subjects, sc.MaxAge = events.AdvisorySubjects, 30*day
+		sc.Retention = jetstream.WorkQueuePolicy
 		sc.Description = "the server's advisories of messages whose last delivery was never settled, for their consumers to dead-letter"
 	case events.StreamAudit:
 		sc.Subjects, sc.MaxAge = events.AuditSubjects, 365*day
