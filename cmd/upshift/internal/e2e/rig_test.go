@@ -131,15 +131,24 @@ func (r *rig) serving() string {
 	return body.Version
 }
 
-// reach waits until a saga is in state.
+// reach waits until a saga is in state. The phases before it are bounded
+// only by the request's time-outs, and on a loaded machine the backup alone
+// (gzip of the demo's binary, under the race detector) can take 30s: reach
+// waits as long as end does, and fails at once if the saga ends first.
 func (r *rig) reach(id string, state saga.State) saga.Saga {
 	r.t.Helper()
 	var v coordinator.View
-	// As long as end waits: the state may come after several phases.
+	var err error
 	natstest.Eventually(r.t, 2*time.Minute, "saga "+id+" "+string(state), func() bool {
-		var err error
-		v, err = r.s.Client.Get(context.Background(), id)
-		return err == nil && v.Saga.State == state
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if v, err = r.s.Client.Get(ctx, id); err != nil {
+			return false
+		}
+		if s := v.Saga.State; s != state && s.Terminal() {
+			r.t.Fatalf("saga %s ended %s (%s) before it was seen %s", id, s, v.Saga.Reason, state)
+		}
+		return v.Saga.State == state
 	})
 	return v.Saga
 }
