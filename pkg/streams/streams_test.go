@@ -1,7 +1,6 @@
 package streams_test
 
 import (
-	"context"
 	"encoding/json"
 	"slices"
 	"sync"
@@ -18,13 +17,22 @@ import (
 // updates collects the streams the server reports as updated, in the order
 // the advisories arrive.
 type updates struct {
+	nc    *nats.Conn
 	mu    sync.Mutex
 	names []string
 }
 
+// fresh starts a server with no stream yet and watches its update
+// advisories.
+func fresh(t *testing.T) (jetstream.JetStream, *updates) {
+	t.Helper()
+	nc, js := natstest.Connect(t, natstest.Server(t))
+	return js, watchUpdates(t, nc)
+}
+
 func watchUpdates(t *testing.T, nc *nats.Conn) *updates {
 	t.Helper()
-	u := &updates{}
+	u := &updates{nc: nc}
 	_, err := nc.Subscribe("$JS.EVENT.ADVISORY.STREAM.UPDATED.>", func(m *nats.Msg) {
 		var a struct {
 			Stream string `json:"stream"`
@@ -70,12 +78,8 @@ func (u *updates) list() []string {
 }
 
 func TestEnsureUpdatesOnlyWhatDiffers(t *testing.T) {
-	srv := natstest.Server(t)
-	nc, js := natstest.Connect(t, srv)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-
-	u := watchUpdates(t, nc)
+	js, u := fresh(t)
+	ctx := t.Context()
 	// Every service ensures the streams at once on a fresh server.
 	atOnce(t, 6, func() error { return streams.Ensure(ctx, js, streams.Config{}, streams.All...) })
 	for _, n := range streams.All {
@@ -127,11 +131,8 @@ func TestEnsureUpdatesOnlyWhatDiffers(t *testing.T) {
 }
 
 func TestEnsureBucketUpdatesOnlyWhatDiffers(t *testing.T) {
-	srv := natstest.Server(t)
-	nc, js := natstest.Connect(t, srv)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	u := watchUpdates(t, nc)
+	js, u := fresh(t)
+	ctx := t.Context()
 	atOnce(t, 6, func() error {
 		_, err := streams.EnsureBucket(ctx, js, streams.Config{}, "b", time.Hour)
 		return err
@@ -154,7 +155,7 @@ func TestEnsureBucketUpdatesOnlyWhatDiffers(t *testing.T) {
 		t.Fatal(err)
 	}
 	natstest.Eventually(t, natstest.Patience, "an update advisory", func() bool { return len(u.list()) >= 1 })
-	if err := nc.Flush(); err != nil {
+	if err := u.nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	if got := u.list(); !slices.Equal(got, []string{"KV_b"}) {

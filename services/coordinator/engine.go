@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,9 +31,6 @@ type engine struct {
 	source  string
 	now     func() time.Time
 	metrics *Metrics
-
-	mu         sync.Mutex
-	unreadable map[string]string // what listed -> the sagas it last skipped
 }
 
 // maxConflicts bounds the reload-and-retry loop on one input.
@@ -203,15 +199,16 @@ func (e *engine) flush(ctx context.Context, id string) error {
 func (e *engine) relay(ctx context.Context, interval, grace time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	skipped := skipLog{log: e.log, last: map[string]string{}}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
-		e.overdue(ctx, grace)
+		e.overdue(ctx, grace, skipped)
 		recs, err := e.store.Unsent(ctx, 100)
-		err = e.skipped("relay", err)
+		err = skipped.note("relay", err)
 		if err != nil {
 			e.log.Warn("relay: cannot list the outbox", "err", err)
 			continue
@@ -224,30 +221,30 @@ func (e *engine) relay(ctx context.Context, interval, grace time.Duration) error
 	}
 }
 
-// skipped logs the sagas a listing skipped because they cannot be decoded,
-// and returns any other error: the relay and the sweep go on with the
-// others. Inputs for such a saga fail and end dead-lettered; an operator
-// repairs or deletes it (upshift_coordinator_unreadable_sagas counts them).
-func (e *engine) skipped(what string, err error) error {
+// skipLog logs the sagas a listing of the relay's skipped because they
+// cannot be decoded: when the set changes, not at every pass (the gauge
+// upshift_coordinator_unreadable_sagas says it always). Inputs for such a
+// saga fail and end dead-lettered; an operator repairs or deletes it.
+type skipLog struct {
+	log  *slog.Logger
+	last map[string]string // listing -> the sagas it last skipped
+}
+
+// note logs what err says was skipped and returns any other error: the
+// relay and the sweep go on with the sagas they could read.
+func (l skipLog) note(what string, err error) error {
 	ids, err := sagastore.Skipped(err)
 	if err != nil {
 		return err
 	}
-	// Said when it changes, not at every pass: the gauge says it always.
-	now := strings.Join(ids, ",")
-	e.mu.Lock()
-	before := e.unreadable[what]
-	if e.unreadable == nil {
-		e.unreadable = map[string]string{}
-	}
-	e.unreadable[what] = now
-	e.mu.Unlock()
+	now, before := strings.Join(ids, ","), l.last[what]
+	l.last[what] = now
 	switch {
 	case now == before:
 	case now != "":
-		e.log.Error(what+": skipping sagas that cannot be decoded; repair or delete them", "sagas", ids)
+		l.log.Error(what+": skipping sagas that cannot be decoded; repair or delete them", "sagas", ids)
 	default:
-		e.log.Info(what + ": no saga skipped as undecodable any more")
+		l.log.Info(what + ": no saga skipped as undecodable any more")
 	}
 	return nil
 }
@@ -257,10 +254,10 @@ func (e *engine) skipped(what string, err error) error {
 // down, or dropped by the TIMERS stream. Without it such a saga would wait
 // for ever. Several instances may sweep at once: the tick is an input like
 // any other, applied once.
-func (e *engine) overdue(ctx context.Context, grace time.Duration) {
+func (e *engine) overdue(ctx context.Context, grace time.Duration, skipped skipLog) {
 	now := e.now()
 	due, err := e.store.List(ctx, sagastore.Filter{Active: true, DueBefore: now.Add(-grace), Limit: 100})
-	err = e.skipped("sweep", err)
+	err = skipped.note("sweep", err)
 	if err != nil {
 		e.log.Warn("sweep: cannot list overdue sagas", "err", err)
 		return
