@@ -61,22 +61,26 @@ func TestFailedVerificationRollsBackAndTellsTheTeams(t *testing.T) {
 	if cur, _ := r.d.Target.CurrentVersion(); cur != "1.1" {
 		t.Fatalf("current is %s", cur)
 	}
-	// Both teams hear of the failure and of the roll-back.
-	var got []string
-	natstest.Eventually(t, natstest.Patience, "notices", func() bool {
+	// Both teams hear of the failure and of the roll-back. Notices are
+	// published team after team, after the saga has ended: wait for them.
+	var want, got []string
+	for _, team := range []string{"platform", "qa"} {
+		for _, kind := range []string{"step_failed:warning", "rolling_back:warning", "rolled_back:warning"} {
+			want = append(want, team+":"+kind)
+		}
+	}
+	natstest.Eventually(t, natstest.Patience, "both teams told of the failure and the roll-back", func() bool {
 		got = nil
 		for _, n := range natstest.ReadEvents[events.Notice](t, r.s.JS, events.StreamNotify, "upshift.notify.*."+id+".>", events.TypeNotice) {
 			got = append(got, n.Team+":"+n.Kind+":"+n.Severity)
 		}
-		return len(got) >= 14 // 7 kinds for each team
-	})
-	for _, team := range []string{"platform", "qa"} {
-		for _, want := range []string{"step_failed:warning", "rolling_back:warning", "rolled_back:warning"} {
-			if !slices.Contains(got, team+":"+want) {
-				t.Errorf("no %s notice for %s in %v", want, team, got)
+		for _, w := range want {
+			if !slices.Contains(got, w) {
+				return false
 			}
 		}
-	}
+		return true
+	})
 }
 
 func TestBadDigestFailsPrecheckAndDeploysNothing(t *testing.T) {

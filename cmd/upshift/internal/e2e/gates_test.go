@@ -50,7 +50,13 @@ func TestApprovalGate(t *testing.T) {
 	if approvals != 1 {
 		t.Fatalf("%d approvals in the audit log", approvals)
 	}
-	if n := len(natstest.ReadEvents[events.Notice](t, r.s.JS, events.StreamNotify, "upshift.notify.*."+id+".approved", events.TypeNotice)); n != 2 {
+	// The notify service follows at its own pace: wait for the notices.
+	var n int
+	natstest.Eventually(t, natstest.Patience, "the approval announced", func() bool {
+		n = len(natstest.ReadEvents[events.Notice](t, r.s.JS, events.StreamNotify, "upshift.notify.*."+id+".approved", events.TypeNotice))
+		return n >= 2
+	})
+	if n != 2 {
 		t.Fatalf("%d approval notices, want one per team", n)
 	}
 }
