@@ -3,7 +3,7 @@ GO      ?= go
 PKGS    := work
 BIN     := bin
 
-.PHONY: run demo test lint bench build clean
+.PHONY: run demo test test-short lint bench build clean
 
 ## run: everything in one process on an embedded NATS server, with the live demo; Ctrl-C stops
 run:
@@ -13,18 +13,23 @@ run:
 demo:
 	$(GO) run ./cmd/upshift dev --demo --exit
 
-## test: every test of every module, with the race detector (needs PostgreSQL, see .ci/run)
+## test: every test, with the race detector (needs PostgreSQL, see .ci/run)
 test:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
-MODULES     := pkg services/coordinator services/precheck services/backup services/deploy services/verify services/notify cmd/upshift
+## test-short: the inner loop: -short skips the long fleet, kill, process and end-to-end tests
+test-short:
+	$(GO) test -short -count=1 -timeout 5m $(PKGS)
 
-## lint: formatting, vet and staticcheck
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+## lint: formatting, go.mod in step with the code, a build without the workspace, vet and staticcheck
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) mod tidy -diff
+	GOWORK=off $(GO) build ./...
 	$(GO) vet $(PKGS)
-	@for m in $(MODULES); do (cd $$m && $(GO) run $(STATICCHECK) ./...) || exit 1; done
+	$(GO) run $(STATICCHECK) ./...
 
 ## bench: the benchmarks of every module
 bench:
