@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,5 +38,32 @@ func TestFlagsAfterTheSagaID(t *testing.T) {
 	err := run(context.Background(), []string{"cancel", "some-id", "--comment", "wrong day", "--nats", "nats://127.0.0.1:1", "--timeout", "1s"}, &bytes.Buffer{})
 	if err == nil || errors.Is(err, exitInvalid) || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("err %v: flags after the id were not parsed", err)
+	}
+}
+
+// A secret set in the environment never shows in any command's -h, where
+// flag defaults are printed.
+func TestHelpShowsNoSecret(t *testing.T) {
+	const password, dbPassword, token = "hunter2-nats", "hunter2-db", "hunter2-token"
+	t.Setenv("UPSHIFT_NATS_PASSWORD", password)
+	t.Setenv("UPSHIFT_NATS_URL", "nats://alice:"+password+"@127.0.0.1:4222")
+	t.Setenv("UPSHIFT_DATABASE_URL", "postgres://postgres:"+dbPassword+"@127.0.0.1:5432/test")
+	t.Setenv("UPSHIFT_API_TOKEN", token)
+	for i := range rootCmd(&bytes.Buffer{}).Subcommands {
+		root := rootCmd(&bytes.Buffer{})
+		c := root.Subcommands[i]
+		var help bytes.Buffer
+		c.FlagSet.SetOutput(&help)
+		if err := root.Parse([]string{c.Name, "-h"}); !errors.Is(err, flag.ErrHelp) {
+			t.Fatalf("%s -h: %v", c.Name, err)
+		}
+		if help.Len() == 0 {
+			t.Fatalf("%s -h printed nothing", c.Name)
+		}
+		for _, secret := range []string{password, dbPassword, token} {
+			if strings.Contains(help.String(), secret) {
+				t.Errorf("upshift %s -h shows a secret:\n%s", c.Name, help.String())
+			}
+		}
 	}
 }

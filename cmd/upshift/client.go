@@ -29,8 +29,9 @@ import (
 
 // conn are the connection flags every client command has.
 type conn struct {
-	url, creds, user, password string
-	timeout                    time.Duration
+	url, creds, user string
+	password         service.Secret
+	timeout          time.Duration
 }
 
 func envOr(k, def string) string {
@@ -41,15 +42,15 @@ func envOr(k, def string) string {
 }
 
 func (c *conn) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.url, "nats", envOr("UPSHIFT_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL ($UPSHIFT_NATS_URL)")
+	service.URLVar(fs, &c.url, "nats", envOr("UPSHIFT_NATS_URL", "nats://127.0.0.1:4222"), "NATS URL ($UPSHIFT_NATS_URL)")
 	fs.StringVar(&c.creds, "creds", os.Getenv("UPSHIFT_NATS_CREDS"), "NATS credentials file ($UPSHIFT_NATS_CREDS)")
 	fs.StringVar(&c.user, "user", os.Getenv("UPSHIFT_NATS_USER"), "NATS user ($UPSHIFT_NATS_USER)")
-	fs.StringVar(&c.password, "password", os.Getenv("UPSHIFT_NATS_PASSWORD"), "NATS password ($UPSHIFT_NATS_PASSWORD)")
+	service.SecretVar(fs, &c.password, "password", service.Secret(os.Getenv("UPSHIFT_NATS_PASSWORD")), "NATS password ($UPSHIFT_NATS_PASSWORD)")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for an answer")
 }
 
 func (c *conn) open() (*nats.Conn, jetstream.JetStream, error) {
-	common := service.Common{NATSURL: c.url, NATSCreds: c.creds, NATSUser: c.user, NATSPassword: service.Secret(c.password)}
+	common := service.Common{NATSURL: c.url, NATSCreds: c.creds, NATSUser: c.user, NATSPassword: c.password}
 	return service.Connect(common, "upshift-cli", slog.New(slog.DiscardHandler))
 }
 

@@ -9,9 +9,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/upshift/upshift/cmd/upshift/internal/devstack"
@@ -19,14 +20,15 @@ import (
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/service"
 	"github.com/upshift/upshift/pkg/targets"
-	"github.com/upshift/upshift/services/coordinator"
+	"github.com/upshift/upshift/services/coordinator/coordinatord"
 )
 
 type devOptions struct {
-	data, targetsFile, opsAddr, httpAddr, logLevel string
-	approval, policy, store, databaseURL, sources  string
-	port                                           int
-	demo, exit                                     bool
+	data, targetsFile, opsAddr, logLevel string
+	sources                              []string
+	port                                 int
+	demo, exit                           bool
+	coordinator                          coordinatord.Settings
 }
 
 func devCmd(out io.Writer) *ffcli.Command {
@@ -35,18 +37,18 @@ func devCmd(out io.Writer) *ffcli.Command {
 	fs.StringVar(&o.data, "data", ".upshift-dev", "data directory: JetStream storage, artifacts, logs, the demo's target")
 	fs.IntVar(&o.port, "port", 0, "NATS client port (0: any free port)")
 	fs.StringVar(&o.targetsFile, "targets", "", "targets file for the phase services (not needed with --demo)")
-	fs.StringVar(&o.sources, "artifact-sources", "", "with --targets: comma-separated URL prefixes packages may come from")
+	service.ListVar(fs, &o.sources, "artifact-sources", nil, "with --targets: comma-separated URL prefixes packages may come from")
 	fs.StringVar(&o.opsAddr, "ops-addr", "127.0.0.1:0", "address of /metrics, /healthz, /readyz (empty: off)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "level of the log file")
-	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:0", "address of the coordinator's HTTP API (empty: off)")
-	fs.StringVar(&o.approval, "approval-environments", "production", "environments whose sagas wait for an approval")
-	fs.StringVar(&o.policy, "policy", "", "coordinator policy file (per environment: approval, windows, rehearsal)")
-	fs.StringVar(&o.store, "store", envOr("UPSHIFT_STORE", "kv"), "saga store: kv or postgres ($UPSHIFT_STORE)")
-	fs.StringVar(&o.databaseURL, "database-url", os.Getenv("UPSHIFT_DATABASE_URL"), "PostgreSQL URL for --store postgres ($UPSHIFT_DATABASE_URL)")
+	// The coordinator's own flags, with what suits one process on a laptop
+	// as defaults.
+	o.coordinator.HTTPAddr, o.coordinator.Engine.RelayInterval = "127.0.0.1:0", 5*time.Second
+	o.coordinator.Register(fs)
 	fs.BoolVar(&o.demo, "demo", false, "build the demo application, install 1.0, upgrade to 1.1 then to 1.2 (rolled back)")
 	fs.BoolVar(&o.exit, "exit", false, "with --demo: stop after the demo; exit 0 only if it went as expected (1 if not, 130 if interrupted)")
 	return &ffcli.Command{Name: "dev", ShortUsage: "upshift dev [--demo [--exit]] [flags]", FlagSet: fs,
-		ShortHelp: "run everything in one process on an embedded NATS server",
+		Options:   []ff.Option{ff.WithEnvVarPrefix(service.EnvPrefix)},
+		ShortHelp: "run everything in one process on an embedded NATS server (flags also from UPSHIFT_* variables)",
 		Exec:      func(ctx context.Context, _ []string) error { return runDev(ctx, o, out) }}
 }
 
@@ -73,7 +75,7 @@ func runDev(ctx context.Context, o devOptions, out io.Writer) error {
 
 	var d *devstack.Demo
 	var reg *targets.Registry
-	sources := service.List(o.sources)
+	sources := o.sources
 	switch {
 	case o.demo:
 		if d, err = devstack.PrepareDemo(ctx, filepath.Join(o.data, "demo"), out); err != nil {
@@ -98,17 +100,12 @@ func runDev(ctx context.Context, o devOptions, out io.Writer) error {
 		return fmt.Errorf("%w: give --demo, or --targets FILE for the phase services to serve", exitInvalid)
 	}
 
-	var policy coordinator.Policy
-	if o.policy != "" {
-		if policy, err = coordinator.LoadPolicy(o.policy); err != nil {
-			return err
-		}
+	if o.coordinator.APIToken == "" {
+		o.coordinator.APIToken = service.Secret(rand.Text())
 	}
-	policy.ApprovalEnvironments = strings.Split(o.approval, ",")
-	token := rand.Text()
+	token := string(o.coordinator.APIToken)
 	s, err := devstack.Start(ctx, devstack.Options{Dir: o.data, Port: o.port, Targets: reg, OpsAddr: o.opsAddr,
-		HTTPAddr: o.httpAddr, APIToken: token, Store: o.store, DatabaseURL: o.databaseURL, Log: log, Policy: policy,
-		ArtifactSources: sources})
+		Coordinator: o.coordinator, Log: log, ArtifactSources: sources})
 	if err != nil {
 		return err
 	}
@@ -116,7 +113,17 @@ func runDev(ctx context.Context, o devOptions, out io.Writer) error {
 		fmt.Fprintln(out, "draining and stopping…")
 		s.Stop()
 	}()
-	fmt.Fprintf(out, "\nupshift is running: NATS %s, JetStream in %s, sagas in %s\n", s.URL(), filepath.Join(o.data, "jetstream"), o.store)
+	// A part of the stack that dies stops the demo and the process.
+	ctx, stopDemo := context.WithCancel(ctx)
+	defer stopDemo()
+	go func() {
+		select {
+		case <-s.Done():
+			stopDemo()
+		case <-ctx.Done():
+		}
+	}()
+	fmt.Fprintf(out, "\nupshift is running: NATS %s, JetStream in %s, sagas in %s\n", s.URL(), filepath.Join(o.data, "jetstream"), o.coordinator.Store)
 	if s.Ops != "" {
 		fmt.Fprintf(out, "metrics http://%s/metrics, health http://%s/healthz, log %s\n", s.Ops, s.Ops, logPath)
 	}
@@ -145,6 +152,9 @@ func runDev(ctx context.Context, o devOptions, out io.Writer) error {
 	if d != nil {
 		err := d.Scenario(ctx, s, out)
 		switch {
+		case s.Err() != nil:
+			fmt.Fprintln(out, "\nDEMO FAILED: upshift stopped:", s.Err())
+			return s.Err()
 		case err != nil && ctx.Err() == nil:
 			fmt.Fprintln(out, "\nDEMO FAILED:", err)
 			if o.exit {
@@ -168,6 +178,9 @@ func runDev(ctx context.Context, o devOptions, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "  go run ./cmd/upshift list\nCtrl-C drains and stops.\n")
 	<-ctx.Done()
+	if err := s.Err(); err != nil {
+		return fmt.Errorf("upshift stopped: %w", err)
+	}
 	return nil
 }
 

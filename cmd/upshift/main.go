@@ -45,7 +45,16 @@ const (
 )
 
 func run(ctx context.Context, args []string, out io.Writer) error {
-	root := &ffcli.Command{
+	root := rootCmd(out)
+	if err := root.Parse(args); err != nil {
+		return err
+	}
+	return root.Run(ctx)
+}
+
+// rootCmd is the command line: every command, its flags and their help.
+func rootCmd(out io.Writer) *ffcli.Command {
+	return &ffcli.Command{
 		Name:       "upshift",
 		ShortUsage: "upshift <command> [flags]",
 		ShortHelp:  "upgrade orchestration on NATS JetStream",
@@ -60,8 +69,4 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },
 	}
-	if err := root.Parse(args); err != nil {
-		return err
-	}
-	return root.Run(ctx)
 }

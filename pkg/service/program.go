@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -44,6 +45,17 @@ type Env struct {
 	Registry *prometheus.Registry
 }
 
+// Main runs p with the process's arguments until it stops and returns the
+// exit status for main to exit with: 0, or 1 once the reason is logged.
+func Main(p Program) int {
+	err := Run(context.Background(), p, os.Args[1:])
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("upshift-"+p.Name+" stopped", "err", err)
+	return 1
+}
+
 // Run parses args (then UPSHIFT_* variables), logs the settings (secrets
 // masked), connects to NATS, builds the program and runs its components and
 // the ops server until SIGINT or SIGTERM, or until one of them fails; then
@@ -81,12 +93,7 @@ func Run(ctx context.Context, p Program, args []string) error {
 	if cleanup != nil {
 		defer cleanup()
 	}
-	checks := []func() error{Connected(env.NC)}
-	for _, c := range parts {
-		if r, ok := c.(interface{ Ready() bool }); ok {
-			checks = append(checks, Ready(fmt.Sprintf("%T", c), r.Ready))
-		}
-	}
+	checks := Checks(env.NC, parts)
 	if env.OpsAddr != "" {
 		ops, err := NewOpsServer(env.OpsAddr, env.Registry, checks...)
 		if err != nil {
@@ -94,13 +101,42 @@ func Run(ctx context.Context, p Program, args []string) error {
 		}
 		parts = append(parts, ops)
 	}
-	var g run.Group
-	for _, c := range parts {
-		cctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error { return c.Run(cctx) }, func(error) { cancel() })
-	}
-	if err := g.Run(); err != nil {
+	if err := Group(ctx, parts); err != nil {
 		return fmt.Errorf("%s: %w", p.Name, err)
 	}
 	return nil
+}
+
+// Checks are the ready checks of a process: its NATS connection, and every
+// part with a Ready() bool method.
+func Checks(nc *nats.Conn, parts []Component) []func() error {
+	checks := []func() error{Connected(nc)}
+	for _, c := range parts {
+		if r, ok := c.(interface{ Ready() bool }); ok {
+			checks = append(checks, Ready(fmt.Sprintf("%T", c), r.Ready))
+		}
+	}
+	return checks
+}
+
+// Group runs every part of a process until ctx ends or one part returns:
+// then every other part is stopped, and Group returns once all have, with
+// the first part's error. A part that returns while ctx is live, even with
+// nil, has died: the process must not go on without it.
+func Group(ctx context.Context, parts []Component) error {
+	var g run.Group
+	for _, c := range parts {
+		cctx, cancel := context.WithCancel(ctx)
+		g.Add(func() error {
+			err := c.Run(cctx)
+			if err == nil && cctx.Err() == nil {
+				err = fmt.Errorf("%T stopped by itself", c)
+			}
+			return err
+		}, func(error) { cancel() })
+	}
+	// A group of nothing would return at once; wait for the end instead.
+	wctx, wcancel := context.WithCancel(ctx)
+	g.Add(func() error { <-wctx.Done(); return nil }, func(error) { wcancel() })
+	return g.Run()
 }

@@ -57,3 +57,26 @@ func TestRunReportsABuildError(t *testing.T) {
 		t.Fatalf("help: %v", err)
 	}
 }
+
+// A part that returns without being asked to, even without an error, has
+// died: the group stops the others and says which.
+func TestGroupStopsWhenAPartEndsByItself(t *testing.T) {
+	t.Parallel()
+	stopped := make(chan struct{})
+	err := service.Group(context.Background(), []service.Component{
+		part(func(ctx context.Context) error { <-ctx.Done(); close(stopped); return nil }),
+		part(func(ctx context.Context) error { return nil }),
+	})
+	if err == nil || !strings.Contains(err.Error(), "stopped by itself") {
+		t.Fatalf("err %v", err)
+	}
+	<-stopped
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := service.Group(ctx, []service.Component{part(func(ctx context.Context) error { <-ctx.Done(); return nil })}); err != nil {
+		t.Fatalf("a group asked to stop: %v", err)
+	}
+	if err := service.Group(ctx, nil); err != nil {
+		t.Fatalf("an empty group asked to stop: %v", err)
+	}
+}

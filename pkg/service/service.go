@@ -49,10 +49,9 @@ type Common struct {
 
 // Register adds the common flags to fs.
 func (c *Common) Register(fs *flag.FlagSet, opsAddr string) {
-	c.NATSURL = "nats://127.0.0.1:4222"
-	fs.Var(urlValue{&c.NATSURL}, "nats-url", "NATS server URL(s), comma separated")
+	URLVar(fs, &c.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URL(s), comma separated")
 	fs.StringVar(&c.NATSUser, "nats-user", "", "NATS user")
-	fs.Var(&c.NATSPassword, "nats-password", "NATS password")
+	SecretVar(fs, &c.NATSPassword, "nats-password", "", "NATS password")
 	fs.StringVar(&c.NATSCreds, "nats-creds", "", "NATS credentials file")
 	fs.StringVar(&c.NATSCA, "nats-ca", "", "CA certificate that signed the NATS server's (enables TLS)")
 	fs.StringVar(&c.OpsAddr, "ops-addr", opsAddr, "address of /metrics, /healthz and /readyz (empty: off)")
@@ -77,8 +76,34 @@ func Settings(fs *flag.FlagSet) []any {
 	return out
 }
 
-// Secret is a flag value kept out of logs.
+// Secret is a flag value kept out of logs and out of -h.
 type Secret string
+
+// SecretVar defines a secret flag: its value, and so its default in -h, is
+// printed masked.
+func SecretVar(fs *flag.FlagSet, p *Secret, name string, value Secret, usage string) {
+	*p = value
+	fs.Var(p, name, usage)
+}
+
+// URLVar defines a flag of comma-separated URLs that print, in logs and in
+// -h, with what stands before '@' (a user and password, or a token) masked.
+func URLVar(fs *flag.FlagSet, p *string, name, value, usage string) {
+	*p = value
+	fs.Var(urlValue{p}, name, usage)
+}
+
+// ListVar defines a flag of a comma-separated list.
+func ListVar(fs *flag.FlagSet, p *[]string, name string, value []string, usage string) {
+	*p = value
+	fs.Var((*listValue)(p), name, usage)
+}
+
+type listValue []string
+
+func (l *listValue) String() string { return strings.Join(*l, ",") }
+
+func (l *listValue) Set(v string) error { *l = List(v); return nil }
 
 // String masks the value.
 func (s *Secret) String() string {

@@ -6,11 +6,9 @@ package devstack
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,12 +18,13 @@ import (
 	"github.com/upshift/upshift/pkg/artifact"
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/natsembed"
+	"github.com/upshift/upshift/pkg/phase"
 	"github.com/upshift/upshift/pkg/service"
 	"github.com/upshift/upshift/pkg/streams"
 	"github.com/upshift/upshift/pkg/targets"
 	"github.com/upshift/upshift/services/backup"
 	"github.com/upshift/upshift/services/coordinator"
-	"github.com/upshift/upshift/services/coordinator/httpapi"
+	"github.com/upshift/upshift/services/coordinator/coordinatord"
 	"github.com/upshift/upshift/services/deploy"
 	"github.com/upshift/upshift/services/notify"
 	"github.com/upshift/upshift/services/precheck"
@@ -42,22 +41,16 @@ type Options struct {
 	Targets *targets.Registry
 	// ArtifactSources are the URL prefixes packages may come from.
 	ArtifactSources []string
-	// Store is kv (default) or postgres, with DatabaseURL.
-	Store       string
-	DatabaseURL string
-	Policy      coordinator.Policy
-	// Consumer tunes every consumer; tests shorten its waits.
+	// Coordinator are the coordinator's settings, as its own process has
+	// them: store, policy, HTTP API, tuning.
+	Coordinator coordinatord.Settings
+	// Consumer tunes the consumers of the five phase and notify services;
+	// tests shorten its waits.
 	Consumer consumer.Config
-	// RelayInterval of the coordinator; default 5s.
-	RelayInterval time.Duration
 	// OpsAddr serves /metrics, /healthz and /readyz for the whole stack;
 	// empty: off.
 	OpsAddr string
-	// HTTPAddr serves the coordinator's HTTP API; empty: off. APIToken
-	// guards its writes.
-	HTTPAddr string
-	APIToken string
-	Log      *slog.Logger
+	Log     *slog.Logger
 }
 
 // Stack is a running all-in-one upshift.
@@ -72,32 +65,24 @@ type Stack struct {
 	// HTTP API, if any.
 	Ops, HTTP string
 
-	cancel     context.CancelFunc
-	closeStore func()
-	wg         sync.WaitGroup
-	mu         sync.Mutex
-	errs       []error
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
 }
 
-type runner interface {
-	Run(ctx context.Context) error
-	Ready() bool
-}
-
-// Start starts the server and every service, and returns once all are
-// consuming.
+// Start starts the server and every service, each built by its own
+// program as its own process builds it, and returns once all are consuming.
+// Every part runs in one group: if one dies, the others stop, Done is
+// closed and Err says why.
 func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
-	}
-	if o.RelayInterval == 0 {
-		o.RelayInterval = 5 * time.Second
 	}
 	srv, err := natsembed.Start(natsembed.Options{Dir: filepath.Join(o.Dir, "jetstream"), Port: o.Port})
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{Server: srv, Registry: service.NewRegistry()}
+	s := &Stack{Server: srv, Registry: service.NewRegistry(), done: make(chan struct{})}
 	fail := func(err error) (*Stack, error) {
 		s.Stop()
 		return nil, err
@@ -109,87 +94,88 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if s.JS, err = jetstream.New(s.NC); err != nil {
 		return fail(err)
 	}
-	sc := streams.Config{}
-	if err := streams.Ensure(ctx, s.JS, sc, streams.All...); err != nil {
+	if err := streams.Ensure(ctx, s.JS, streams.Config{}, streams.All...); err != nil {
 		return fail(err)
 	}
-	store, closeStore, err := coordinator.OpenStore(ctx, o.Store, o.DatabaseURL, s.JS, sc, o.Log)
+	env := func(name string) service.Env {
+		return service.Env{Instance: name + "@dev", Log: o.Log, NC: s.NC, JS: s.JS, Registry: s.Registry}
+	}
+	coord, err := coordinatord.Build(ctx, env("coordinator"), o.Coordinator)
 	if err != nil {
 		return fail(err)
 	}
-	s.closeStore = closeStore
-	arts := &artifact.Store{Dir: filepath.Join(o.Dir, "artifacts"), Sources: o.ArtifactSources}
-	if len(arts.Sources) == 0 {
-		return fail(errors.New("no artifact sources: say where packages may come from"))
-	}
-	log := o.Log
-	s.Coordinator = coordinator.New(s.NC, s.JS, coordinator.Config{Instance: "coordinator@dev", Store: store,
-		Policy: o.Policy, Streams: sc, Consumer: o.Consumer, RelayInterval: o.RelayInterval}, log, s.Registry)
-	s.Client = coordinator.NewClient(s.NC)
-	parts := []runner{
-		s.Coordinator,
-		precheck.New(s.JS, precheck.Config{Instance: "precheck@dev", Targets: o.Targets, Artifacts: arts, Consumer: o.Consumer, Streams: sc}, log, s.Registry),
-		backup.New(s.JS, backup.Config{Instance: "backup@dev", Targets: o.Targets, Consumer: o.Consumer, Streams: sc}, log, s.Registry),
-		deploy.New(s.JS, deploy.Config{Instance: "deploy@dev", Targets: o.Targets, Artifacts: arts, Consumer: o.Consumer, Streams: sc}, log, s.Registry),
-		verify.New(s.JS, verify.Config{Instance: "verify@dev", Targets: o.Targets, Consumer: o.Consumer, Streams: sc}, log, s.Registry),
-		notify.New(s.JS, notify.Config{Instance: "notify@dev", Channels: []notify.Channel{notify.NewLogChannel(log)},
-			Consumer: o.Consumer, Streams: sc}, log, s.Registry),
-	}
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel = cancel
-	for _, p := range parts {
-		s.run(rctx, p.Run)
-	}
-	if o.OpsAddr != "" {
-		checks := []func() error{service.Connected(s.NC)}
-		for _, p := range parts {
-			checks = append(checks, service.Ready(fmt.Sprintf("%T", p), p.Ready))
+	parts := coord.Components()
+	closeStore := coord.Close
+	defer func() {
+		if closeStore != nil {
+			closeStore()
 		}
+	}()
+	s.Coordinator, s.Client = coord.Coordinator, coordinator.NewClient(s.NC)
+	if coord.HTTP != nil {
+		s.HTTP = coord.HTTP.Addr()
+	}
+	ps := phase.Settings{Targets: o.Targets, Consumer: o.Consumer}
+	arts := artifact.Settings{Dir: filepath.Join(o.Dir, "artifacts"), Sources: o.ArtifactSources}
+	for _, p := range []service.Program{
+		precheck.Program(&precheck.Settings{Settings: ps, Artifacts: arts}),
+		backup.Program(&backup.Settings{Settings: ps}),
+		deploy.Program(&deploy.Settings{Settings: ps, Artifacts: arts}),
+		verify.Program(&verify.Settings{Settings: ps}),
+		notify.Program(&notify.Settings{Consumer: o.Consumer}),
+	} {
+		built, _, err := p.Build(ctx, env(p.Name))
+		if err != nil {
+			return fail(fmt.Errorf("%s: %w", p.Name, err))
+		}
+		parts = append(parts, built...)
+	}
+	checks := service.Checks(s.NC, parts)
+	if o.OpsAddr != "" {
 		ops, err := service.NewOpsServer(o.OpsAddr, s.Registry, checks...)
 		if err != nil {
 			return fail(err)
 		}
 		s.Ops = ops.Addr()
-		s.run(rctx, ops.Run)
+		parts = append(parts, ops)
 	}
-	if o.HTTPAddr != "" {
-		api, err := service.NewHTTPServer(o.HTTPAddr, httpapi.New(s.Coordinator, httpapi.Config{Token: o.APIToken}, log))
-		if err != nil {
-			return fail(err)
-		}
-		s.HTTP = api.Addr()
-		s.run(rctx, api.Run)
-	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	store := closeStore
+	closeStore = nil // from now on, closed once the group has stopped
+	go func() {
+		defer close(s.done)
+		s.err = service.Group(rctx, parts)
+		store()
+	}()
 	deadline := time.Now().Add(30 * time.Second)
-	for _, p := range parts {
-		for !p.Ready() {
-			if err := s.Err(); err != nil {
-				return fail(err)
+	for _, check := range checks {
+		for check() != nil {
+			select {
+			case <-s.done:
+				return fail(s.Err())
+			case <-time.After(10 * time.Millisecond):
 			}
 			if time.Now().After(deadline) {
-				return fail(fmt.Errorf("%T not ready after 30s", p))
+				return fail(fmt.Errorf("not ready after 30s: %w", check()))
 			}
-			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	return s, nil
 }
 
-func (s *Stack) run(ctx context.Context, fn func(context.Context) error) {
-	s.wg.Go(func() {
-		if err := fn(ctx); err != nil && ctx.Err() == nil {
-			s.mu.Lock()
-			s.errs = append(s.errs, err)
-			s.mu.Unlock()
-		}
-	})
-}
+// Done is closed once every part has stopped: after Stop, or when one died.
+func (s *Stack) Done() <-chan struct{} { return s.done }
 
-// Err returns what went wrong in a part of the stack so far.
+// Err returns why the stack stopped, once Done is closed; nil before, or
+// after a Stop.
 func (s *Stack) Err() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return errors.Join(s.errs...)
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
 }
 
 // URL is the NATS URL of the stack.
@@ -199,10 +185,7 @@ func (s *Stack) URL() string { return s.Server.URL() }
 func (s *Stack) Stop() {
 	if s.cancel != nil {
 		s.cancel()
-	}
-	s.wg.Wait()
-	if s.closeStore != nil {
-		s.closeStore()
+		<-s.done
 	}
 	if s.NC != nil {
 		s.NC.Close()

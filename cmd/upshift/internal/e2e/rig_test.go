@@ -18,9 +18,11 @@ import (
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/promreg"
 	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/pkg/service"
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/targets"
 	"github.com/upshift/upshift/services/coordinator"
+	"github.com/upshift/upshift/services/coordinator/coordinatord"
 )
 
 // artifacts of the demo application, built once for every test.
@@ -82,8 +84,9 @@ func newRigOn(t *testing.T, databaseURL, installed string, policy coordinator.Po
 		t.Fatal(err)
 	}
 	s, err := devstack.Start(context.Background(), devstack.Options{Dir: t.TempDir(), Targets: d.Registry,
-		Consumer: fast, RelayInterval: 500 * time.Millisecond, Policy: policy, ArtifactSources: d.Sources(),
-		Store: store(databaseURL), DatabaseURL: databaseURL})
+		Consumer: fast, ArtifactSources: d.Sources(),
+		Coordinator: coordinatord.Settings{Store: store(databaseURL), DatabaseURL: service.Secret(databaseURL),
+			Engine: coordinator.Config{Consumer: fast, RelayInterval: 500 * time.Millisecond, Policy: policy}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +167,7 @@ func (r *rig) metric(name string, labels ...string) float64 {
 
 func store(databaseURL string) string {
 	if databaseURL == "" {
-		return coordinator.StoreKV
+		return coordinatord.StoreKV
 	}
-	return coordinator.StorePostgres
+	return coordinatord.StorePostgres
 }
