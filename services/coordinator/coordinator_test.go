@@ -19,6 +19,7 @@ import (
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/streams"
 	"github.com/upshift/upshift/services/coordinator"
+	"github.com/upshift/upshift/services/coordinator/api"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
 
@@ -234,7 +235,7 @@ func TestCancelThroughTheAPIRollsBack(t *testing.T) {
 	r.Spec.Timeouts.Verify = sec(60)
 	id := w.submit(r)
 	w.wait(id, natstest.Patience, saga.Verifying)
-	reply, err := c.Decide(context.Background(), coordinator.ControlRequest{ID: id, Op: events.Cancel, Actor: "alice", Comment: "wrong day"})
+	reply, err := c.Decide(context.Background(), api.ControlRequest{ID: id, Op: events.Cancel, Actor: "alice", Comment: "wrong day"})
 	if err != nil || !reply.Accepted {
 		t.Fatalf("cancel: %+v %v", reply, err)
 	}
@@ -242,7 +243,7 @@ func TestCancelThroughTheAPIRollsBack(t *testing.T) {
 	if s.State != saga.RolledBack || s.Reason != "cancelled by alice: wrong day" {
 		t.Fatalf("state %s: %s", s.State, s.Reason)
 	}
-	if _, err := c.Decide(context.Background(), coordinator.ControlRequest{ID: id, Op: events.Cancel, Actor: "bob"}); !errors.Is(err, coordinator.ErrTooLate) {
+	if _, err := c.Decide(context.Background(), api.ControlRequest{ID: id, Op: events.Cancel, Actor: "bob"}); !errors.Is(err, api.ErrTooLate) {
 		t.Fatalf("cancel of a finished saga: %v", err)
 	}
 }
@@ -257,10 +258,10 @@ func TestApprovalGateThroughTheAPI(t *testing.T) {
 	no := w.submit(request("production", "a"))
 	w.wait(ok, natstest.Patience, saga.AwaitingApproval)
 	w.wait(no, natstest.Patience, saga.AwaitingApproval)
-	if _, err := c.Decide(ctx, coordinator.ControlRequest{ID: ok, Op: events.Approve, Actor: "carol", Comment: "CAB-42"}); err != nil {
+	if _, err := c.Decide(ctx, api.ControlRequest{ID: ok, Op: events.Approve, Actor: "carol", Comment: "CAB-42"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Decide(ctx, coordinator.ControlRequest{ID: no, Op: events.Reject, Actor: "dave", Comment: "freeze"}); err != nil {
+	if _, err := c.Decide(ctx, api.ControlRequest{ID: no, Op: events.Reject, Actor: "dave", Comment: "freeze"}); err != nil {
 		t.Fatal(err)
 	}
 	if s := w.wait(ok, natstest.Patience); s.State != saga.Succeeded || s.Approval.Actor != "carol" || s.Approval.Comment != "CAB-42" {
@@ -273,7 +274,7 @@ func TestApprovalGateThroughTheAPI(t *testing.T) {
 		return slices.Contains(w.sagaEvents(ok), events.KindApproved)
 	})
 	// A saga in test needs no approval.
-	if _, err := c.Decide(ctx, coordinator.ControlRequest{ID: "nope", Op: events.Approve, Actor: "x"}); !errors.Is(err, sagastore.ErrNotFound) {
+	if _, err := c.Decide(ctx, api.ControlRequest{ID: "nope", Op: events.Approve, Actor: "x"}); !errors.Is(err, sagastore.ErrNotFound) {
 		t.Fatalf("approve unknown: %v", err)
 	}
 }
@@ -294,23 +295,23 @@ func TestAPIOverNATS(t *testing.T) {
 		}
 		return json.Unmarshal(msg.Data, out)
 	}
-	var v coordinator.View
-	if err := call(coordinator.SubjectGet, coordinator.IDRequest{ID: id}, &v); err != nil || v.Saga.State != saga.Succeeded {
+	var v api.View
+	if err := call(api.SubjectGet, api.IDRequest{ID: id}, &v); err != nil || v.Saga.State != saga.Succeeded {
 		t.Fatalf("get: %+v %v", v.Saga.State, err)
 	}
-	var list coordinator.ListReply
-	if err := call(coordinator.SubjectList, sagastore.Filter{Team: "platform"}, &list); err != nil || len(list.Sagas) != 1 || list.Sagas[0].ID != id {
+	var list api.ListReply
+	if err := call(api.SubjectList, sagastore.Filter{Team: "platform"}, &list); err != nil || len(list.Sagas) != 1 || list.Sagas[0].ID != id {
 		t.Fatalf("list: %+v %v", list, err)
 	}
 	var hist []sagastore.Entry
-	if err := call(coordinator.SubjectHistory, coordinator.IDRequest{ID: id}, &hist); err != nil || len(hist) < 10 {
+	if err := call(api.SubjectHistory, api.IDRequest{ID: id}, &hist); err != nil || len(hist) < 10 {
 		t.Fatalf("history: %d entries, %v", len(hist), err)
 	}
-	err := call(coordinator.SubjectGet, coordinator.IDRequest{ID: "nope"}, &v)
+	err := call(api.SubjectGet, api.IDRequest{ID: "nope"}, &v)
 	if err == nil || !strings.HasPrefix(err.Error(), "404") {
 		t.Fatalf("get unknown: %v", err)
 	}
-	err = call(coordinator.SubjectControl, coordinator.ControlRequest{ID: id, Op: "explode", Actor: "x"}, &v)
+	err = call(api.SubjectControl, api.ControlRequest{ID: id, Op: "explode", Actor: "x"}, &v)
 	if err == nil || !strings.HasPrefix(err.Error(), "400") {
 		t.Fatalf("bad control: %v", err)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/upshift/upshift/pkg/targets"
 	"github.com/upshift/upshift/services/backup"
 	"github.com/upshift/upshift/services/coordinator"
+	"github.com/upshift/upshift/services/coordinator/api"
 	"github.com/upshift/upshift/services/coordinator/httpapi"
 	"github.com/upshift/upshift/services/deploy"
 	"github.com/upshift/upshift/services/notify"
@@ -67,7 +68,7 @@ type Stack struct {
 	JS          jetstream.JetStream
 	Registry    *prometheus.Registry
 	Coordinator *coordinator.Coordinator
-	Client      *coordinator.Client
+	Client      *api.Client
 	// Ops and HTTP are the addresses of the operations server and of the
 	// HTTP API, if any.
 	Ops, HTTP string
@@ -125,7 +126,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	log := o.Log
 	s.Coordinator = coordinator.New(s.NC, s.JS, coordinator.Config{Instance: "coordinator@dev", Store: store,
 		Policy: o.Policy, Streams: sc, Consumer: o.Consumer, RelayInterval: o.RelayInterval}, log, s.Registry)
-	s.Client = coordinator.NewClient(s.NC)
+	s.Client = api.NewClient(s.NC)
 	parts := []runner{
 		s.Coordinator,
 		precheck.New(s.JS, precheck.Config{Instance: "precheck@dev", Targets: o.Targets, Artifacts: arts, Consumer: o.Consumer, Streams: sc}, log, s.Registry),
