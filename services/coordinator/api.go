@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -162,7 +163,18 @@ func decode(b []byte, v any) error {
 	return nil
 }
 
-// fail answers an error with its code.
-func (c *Coordinator) fail(_ context.Context, req micro.Request, _ string, err error) {
-	_ = req.Error(strconv.Itoa(api.Code(err)), err.Error(), nil)
+// fail answers an error with its code. The text of an internal error may
+// name hosts, buckets, tables or connections, so the caller is told only a
+// reference to the log line that holds it, as the HTTP API tells nothing.
+func (c *Coordinator) fail(ctx context.Context, req micro.Request, endpoint string, err error) {
+	code, msg := api.Code(err), err.Error()
+	if code == http.StatusInternalServerError {
+		ref := uuid.NewString()
+		// Every request but a listing names its saga; the log line should too.
+		var named api.IDRequest
+		_ = json.Unmarshal(req.Data(), &named)
+		c.log.ErrorContext(ctx, "api request failed", "endpoint", endpoint, "saga", named.ID, "ref", ref, "err", err)
+		msg = api.InternalError + ", ref " + ref
+	}
+	_ = req.Error(strconv.Itoa(code), msg, nil)
 }

@@ -1,11 +1,15 @@
 package coordinator_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -315,6 +319,83 @@ func TestAPIOverNATS(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "400") {
 		t.Fatalf("bad control: %v", err)
 	}
+}
+
+// An internal error reaches a caller of the NATS API as a reference to the
+// log line that holds its cause, never as the cause itself, which may name
+// buckets, tables or hosts: the HTTP API shows no more.
+func TestAPIHidesInternalErrors(t *testing.T) {
+	w := newWorld(t, "a")
+	ctx := context.Background()
+	bucket, err := w.js.KeyValue(ctx, streams.SagasBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Written behind the store's back, it cannot be decoded: loading it
+	// fails with the decoder's words.
+	if _, err := bucket.Put(ctx, "saga.spoilt", []byte(`{"saga": {"id": "spoilt", "state": 5}}`)); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	c := coordinator.New(w.nc, w.js, coordinator.Config{Instance: "c1", Store: w.store, Streams: streamsCfg, Consumer: fast},
+		slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError})), w.reg)
+	w.run("c1", c.Run)
+	natstest.Eventually(t, natstest.Patience, "c1 ready", c.Ready)
+
+	_, err = api.NewClient(w.nc).Get(ctx, "spoilt")
+	var apiErr *api.Error
+	if !errors.As(err, &apiErr) || apiErr.Code != http.StatusInternalServerError {
+		t.Fatalf("get an undecodable saga: %v, want an API error with code 500", err)
+	}
+	for _, leak := range []string{"cannot be decoded", "unmarshal", "saga.State", "spoilt"} {
+		if strings.Contains(err.Error(), leak) {
+			t.Fatalf("the cause leaked (%q): %v", leak, err)
+		}
+	}
+	_, ref, ok := strings.Cut(apiErr.Message, api.InternalError+", ref ")
+	if !ok || ref == "" {
+		t.Fatalf("message %q: want %q and a reference", apiErr.Message, api.InternalError)
+	}
+	for _, sentinel := range []error{api.ErrBadRequest, api.ErrNoSaga, api.ErrTooLate} {
+		if errors.Is(err, sentinel) {
+			t.Fatalf("%v is %v", err, sentinel)
+		}
+	}
+	var logged bool
+	for line := range strings.Lines(logs.String()) {
+		var l map[string]any
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if l["ref"] == ref {
+			cause, _ := l["err"].(string)
+			if l["saga"] != "spoilt" || l["endpoint"] != "get" || !strings.Contains(cause, "cannot be decoded") {
+				t.Fatalf("the line of ref %s: %v", ref, l)
+			}
+			logged = true
+		}
+	}
+	if !logged {
+		t.Fatalf("no log line with ref %s:\n%s", ref, logs.String())
+	}
+}
+
+// syncBuffer collects log output written from the coordinator's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // The sweep finds a deadline whose timer was lost, and a stored saga that
