@@ -35,10 +35,6 @@ type client struct {
 	url string
 }
 
-// with returns the client reporting to t: a subtest must not fail its
-// parent.
-func (c *client) with(t *testing.T) *client { return &client{t: t, url: c.url} }
-
 // do sends a request and returns the status, the headers and the body,
 // after checking that the answer is JSON.
 func (c *client) do(method, path, auth string, body io.Reader) (int, http.Header, []byte) {
