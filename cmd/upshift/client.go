@@ -17,13 +17,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/peterbourgon/ff/v3/ffcli"
 
-	"github.com/upshift/upshift/cmd/upshift/internal/devstack"
 	"github.com/upshift/upshift/cmd/upshift/internal/view"
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/service"
 	"github.com/upshift/upshift/pkg/spec"
-	"github.com/upshift/upshift/services/coordinator"
+	"github.com/upshift/upshift/services/coordinator/api"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
 
@@ -140,7 +139,7 @@ func submitCmd(out io.Writer) *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			id, err := devstack.Submit(ctx, js, r)
+			id, err := api.NewClient(nc).Submit(ctx, r)
 			if err != nil {
 				return err
 			}
@@ -186,7 +185,7 @@ func statusCmd(out io.Writer) *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			v, err := coordinator.NewClient(nc).Get(ctx, id)
+			v, err := api.NewClient(nc).Get(ctx, id)
 			if err != nil {
 				return err
 			}
@@ -218,7 +217,7 @@ func listCmd(out io.Writer) *ffcli.Command {
 					f.States = append(f.States, saga.State(s))
 				}
 			}
-			reply, err := coordinator.NewClient(nc).List(ctx, f)
+			reply, err := api.NewClient(nc).List(ctx, f)
 			if err != nil {
 				return err
 			}
@@ -243,7 +242,7 @@ func historyCmd(out io.Writer) *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			h, err := coordinator.NewClient(nc).History(ctx, id)
+			h, err := api.NewClient(nc).History(ctx, id)
 			if err != nil {
 				return err
 			}
@@ -271,7 +270,7 @@ func decideCmd(out io.Writer, op, help string) *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			reply, err := coordinator.NewClient(nc).Decide(ctx, coordinator.ControlRequest{
+			reply, err := api.NewClient(nc).Decide(ctx, api.ControlRequest{
 				ID: id, Op: events.ControlOp(op), Actor: by, Comment: comment})
 			if err != nil {
 				return err

@@ -3,8 +3,9 @@ package coordinator
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -14,91 +15,40 @@ import (
 	"github.com/upshift/upshift/pkg/bus"
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/services/coordinator/api"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
 
-// API subjects, answered by every coordinator instance (one queue group).
-// Requests and replies are JSON.
-const (
-	SubjectGet     = "upshift.api.sagas.get"     // {"id"} -> View
-	SubjectList    = "upshift.api.sagas.list"    // sagastore.Filter -> []sagastore.Summary
-	SubjectHistory = "upshift.api.sagas.history" // {"id"} -> []sagastore.Entry
-	SubjectControl = "upshift.api.sagas.control" // ControlRequest -> ControlReply
-)
-
-// View is a saga as the API shows it.
-type View struct {
-	Saga     saga.Saga          `json:"saga"`
-	Revision sagastore.Revision `json:"revision"`
-	Pending  int                `json:"pendingMessages"`
-}
-
-// IDRequest names a saga.
-type IDRequest struct {
-	ID string `json:"id"`
-}
-
-// ControlRequest is an operator's decision.
-type ControlRequest struct {
-	ID      string           `json:"id"`
-	Op      events.ControlOp `json:"op"`
-	Actor   string           `json:"actor"`
-	Comment string           `json:"comment,omitempty"`
-}
-
-// ControlReply says the decision was accepted for the saga; the saga acts
-// on it asynchronously, and its events tell what came of it.
-type ControlReply struct {
-	Accepted bool   `json:"accepted"`
-	Control  string `json:"control"` // the id of the published decision
-	State    string `json:"state"`   // the saga's state when accepted
-}
-
-// API errors carry an HTTP-like code.
-var (
-	ErrBadRequest = errors.New("bad request")
-	ErrNoSaga     = sagastore.ErrNotFound
-	ErrTooLate    = errors.New("decision no longer possible")
-)
-
 func checkID(id string) error {
-	if !ValidID(id) {
-		return fmt.Errorf("%w: %q is not a saga id", ErrBadRequest, id)
+	if !api.ValidID(id) {
+		return fmt.Errorf("%w: %q is not a saga id", api.ErrBadRequest, id)
 	}
 	return nil
 }
 
 // Get returns one saga.
-func (c *Coordinator) Get(ctx context.Context, id string) (View, error) {
+func (c *Coordinator) Get(ctx context.Context, id string) (api.View, error) {
 	if err := checkID(id); err != nil {
-		return View{}, err
+		return api.View{}, err
 	}
 	r, err := c.store.Load(ctx, id)
 	if err != nil {
-		return View{}, err
+		return api.View{}, err
 	}
-	return View{Saga: r.Saga, Revision: r.Revision, Pending: len(r.Pending)}, nil
-}
-
-// ListReply is a listing: the sagas that pass the filter, newest first,
-// and the ids of stored sagas skipped because they cannot be decoded (a
-// KV store names them whatever the filter, as it cannot tell).
-type ListReply struct {
-	Sagas      []sagastore.Summary `json:"sagas"`
-	Unreadable []string            `json:"unreadable,omitempty"`
+	return api.View{Saga: r.Saga, Revision: r.Revision, Pending: len(r.Pending)}, nil
 }
 
 // List lists sagas.
-func (c *Coordinator) List(ctx context.Context, f sagastore.Filter) (ListReply, error) {
+func (c *Coordinator) List(ctx context.Context, f sagastore.Filter) (api.ListReply, error) {
 	sums, err := c.store.List(ctx, f)
 	ids, err := sagastore.Skipped(err)
 	if err != nil {
-		return ListReply{}, err
+		return api.ListReply{}, err
 	}
 	if sums == nil {
 		sums = []sagastore.Summary{}
 	}
-	return ListReply{Sagas: sums, Unreadable: ids}, nil
+	return api.ListReply{Sagas: sums, Unreadable: ids}, nil
 }
 
 // History returns a saga's audit log.
@@ -112,35 +62,35 @@ func (c *Coordinator) History(ctx context.Context, id string) ([]sagastore.Entry
 // Decide publishes an operator's decision on a saga to REQUESTS, after
 // checking that it can still apply. The decision is durable once published:
 // it is applied even if every coordinator restarts meanwhile.
-func (c *Coordinator) Decide(ctx context.Context, req ControlRequest) (ControlReply, error) {
+func (c *Coordinator) Decide(ctx context.Context, req api.ControlRequest) (api.ControlReply, error) {
 	if req.Actor == "" {
-		return ControlReply{}, fmt.Errorf("%w: actor is required", ErrBadRequest)
+		return api.ControlReply{}, fmt.Errorf("%w: actor is required", api.ErrBadRequest)
 	}
 	if err := checkID(req.ID); err != nil {
-		return ControlReply{}, err
+		return api.ControlReply{}, err
 	}
 	kind, ok := controlInput[req.Op]
 	if !ok {
-		return ControlReply{}, fmt.Errorf("%w: op %q: approve, reject or cancel", ErrBadRequest, req.Op)
+		return api.ControlReply{}, fmt.Errorf("%w: op %q: approve, reject or cancel", api.ErrBadRequest, req.Op)
 	}
 	r, err := c.store.Load(ctx, req.ID)
 	if err != nil {
-		return ControlReply{}, err
+		return api.ControlReply{}, err
 	}
 	// Try it on the current state: an operator is told at once if it is
 	// too late, rather than finding an "ignored" in the log.
 	if _, eff := saga.Apply(r.Saga, saga.Input{Kind: kind, At: c.now(), Actor: req.Actor}); eff.Ignored != "" {
-		return ControlReply{}, fmt.Errorf("%w: %s", ErrTooLate, eff.Ignored)
+		return api.ControlReply{}, fmt.Errorf("%w: %s", api.ErrTooLate, eff.Ignored)
 	}
 	ctl := events.Control{ID: uuid.NewString(), Saga: req.ID, Op: req.Op, Actor: req.Actor, Comment: req.Comment}
 	env, err := events.New(ctl.ID, events.TypeControl, c.engine.source, req.ID, 0, c.now(), ctl)
 	if err != nil {
-		return ControlReply{}, err
+		return api.ControlReply{}, err
 	}
 	if err := bus.Publish(ctx, c.js, events.ControlSubject(req.ID, req.Op), env); err != nil {
-		return ControlReply{}, err
+		return api.ControlReply{}, err
 	}
-	return ControlReply{Accepted: true, Control: ctl.ID, State: string(r.Saga.State)}, nil
+	return api.ControlReply{Accepted: true, Control: ctl.ID, State: string(r.Saga.State)}, nil
 }
 
 // serveAPI registers the NATS micro service.
@@ -156,29 +106,29 @@ func (c *Coordinator) serveAPI(nc *nats.Conn) (micro.Service, error) {
 		name, subject string
 		fn            func(ctx context.Context, data []byte) (any, error)
 	}{
-		{"get", SubjectGet, func(ctx context.Context, b []byte) (any, error) {
-			var r IDRequest
+		{"get", api.SubjectGet, func(ctx context.Context, b []byte) (any, error) {
+			var r api.IDRequest
 			if err := decode(b, &r); err != nil {
 				return nil, err
 			}
 			return c.Get(ctx, r.ID)
 		}},
-		{"list", SubjectList, func(ctx context.Context, b []byte) (any, error) {
+		{"list", api.SubjectList, func(ctx context.Context, b []byte) (any, error) {
 			var f sagastore.Filter
 			if err := decode(b, &f); err != nil {
 				return nil, err
 			}
 			return c.List(ctx, f)
 		}},
-		{"history", SubjectHistory, func(ctx context.Context, b []byte) (any, error) {
-			var r IDRequest
+		{"history", api.SubjectHistory, func(ctx context.Context, b []byte) (any, error) {
+			var r api.IDRequest
 			if err := decode(b, &r); err != nil {
 				return nil, err
 			}
 			return c.History(ctx, r.ID)
 		}},
-		{"control", SubjectControl, func(ctx context.Context, b []byte) (any, error) {
-			var r ControlRequest
+		{"control", api.SubjectControl, func(ctx context.Context, b []byte) (any, error) {
+			var r api.ControlRequest
 			if err := decode(b, &r); err != nil {
 				return nil, err
 			}
@@ -191,8 +141,7 @@ func (c *Coordinator) serveAPI(nc *nats.Conn) (micro.Service, error) {
 			defer cancel()
 			out, err := ep.fn(ctx, req.Data())
 			if err != nil {
-				code, desc := apiCode(err), err.Error()
-				_ = req.Error(code, desc, nil)
+				c.fail(ctx, req, ep.name, err)
 				return
 			}
 			_ = req.RespondJSON(out)
@@ -209,20 +158,23 @@ func decode(b []byte, v any) error {
 		return nil
 	}
 	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return fmt.Errorf("%w: %v", api.ErrBadRequest, err)
 	}
 	return nil
 }
 
-// apiCode maps an error to the code a client sees.
-func apiCode(err error) string {
-	switch {
-	case errors.Is(err, ErrBadRequest):
-		return "400"
-	case errors.Is(err, sagastore.ErrNotFound):
-		return "404"
-	case errors.Is(err, ErrTooLate):
-		return "409"
+// fail answers an error with its code. The text of an internal error may
+// name hosts, buckets, tables or connections, so the caller is told only a
+// reference to the log line that holds it, as the HTTP API tells nothing.
+func (c *Coordinator) fail(ctx context.Context, req micro.Request, endpoint string, err error) {
+	code, msg := api.Code(err), err.Error()
+	if code == http.StatusInternalServerError {
+		ref := uuid.NewString()
+		// Every request but a listing names its saga; the log line should too.
+		var named api.IDRequest
+		_ = json.Unmarshal(req.Data(), &named)
+		c.log.ErrorContext(ctx, "api request failed", "endpoint", endpoint, "saga", named.ID, "ref", ref, "err", err)
+		msg = api.InternalError + ", ref " + ref
 	}
-	return "500"
+	_ = req.Error(strconv.Itoa(code), msg, nil)
 }

@@ -1,11 +1,15 @@
 package coordinator_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +23,7 @@ import (
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/streams"
 	"github.com/upshift/upshift/services/coordinator"
+	"github.com/upshift/upshift/services/coordinator/api"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
 
@@ -234,7 +239,7 @@ func TestCancelThroughTheAPIRollsBack(t *testing.T) {
 	r.Spec.Timeouts.Verify = sec(60)
 	id := w.submit(r)
 	w.wait(id, natstest.Patience, saga.Verifying)
-	reply, err := c.Decide(context.Background(), coordinator.ControlRequest{ID: id, Op: events.Cancel, Actor: "alice", Comment: "wrong day"})
+	reply, err := c.Decide(context.Background(), api.ControlRequest{ID: id, Op: events.Cancel, Actor: "alice", Comment: "wrong day"})
 	if err != nil || !reply.Accepted {
 		t.Fatalf("cancel: %+v %v", reply, err)
 	}
@@ -242,7 +247,7 @@ func TestCancelThroughTheAPIRollsBack(t *testing.T) {
 	if s.State != saga.RolledBack || s.Reason != "cancelled by alice: wrong day" {
 		t.Fatalf("state %s: %s", s.State, s.Reason)
 	}
-	if _, err := c.Decide(context.Background(), coordinator.ControlRequest{ID: id, Op: events.Cancel, Actor: "bob"}); !errors.Is(err, coordinator.ErrTooLate) {
+	if _, err := c.Decide(context.Background(), api.ControlRequest{ID: id, Op: events.Cancel, Actor: "bob"}); !errors.Is(err, api.ErrTooLate) {
 		t.Fatalf("cancel of a finished saga: %v", err)
 	}
 }
@@ -257,10 +262,10 @@ func TestApprovalGateThroughTheAPI(t *testing.T) {
 	no := w.submit(request("production", "a"))
 	w.wait(ok, natstest.Patience, saga.AwaitingApproval)
 	w.wait(no, natstest.Patience, saga.AwaitingApproval)
-	if _, err := c.Decide(ctx, coordinator.ControlRequest{ID: ok, Op: events.Approve, Actor: "carol", Comment: "CAB-42"}); err != nil {
+	if _, err := c.Decide(ctx, api.ControlRequest{ID: ok, Op: events.Approve, Actor: "carol", Comment: "CAB-42"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Decide(ctx, coordinator.ControlRequest{ID: no, Op: events.Reject, Actor: "dave", Comment: "freeze"}); err != nil {
+	if _, err := c.Decide(ctx, api.ControlRequest{ID: no, Op: events.Reject, Actor: "dave", Comment: "freeze"}); err != nil {
 		t.Fatal(err)
 	}
 	if s := w.wait(ok, natstest.Patience); s.State != saga.Succeeded || s.Approval.Actor != "carol" || s.Approval.Comment != "CAB-42" {
@@ -273,7 +278,7 @@ func TestApprovalGateThroughTheAPI(t *testing.T) {
 		return slices.Contains(w.sagaEvents(ok), events.KindApproved)
 	})
 	// A saga in test needs no approval.
-	if _, err := c.Decide(ctx, coordinator.ControlRequest{ID: "nope", Op: events.Approve, Actor: "x"}); !errors.Is(err, sagastore.ErrNotFound) {
+	if _, err := c.Decide(ctx, api.ControlRequest{ID: "nope", Op: events.Approve, Actor: "x"}); !errors.Is(err, sagastore.ErrNotFound) {
 		t.Fatalf("approve unknown: %v", err)
 	}
 }
@@ -294,26 +299,103 @@ func TestAPIOverNATS(t *testing.T) {
 		}
 		return json.Unmarshal(msg.Data, out)
 	}
-	var v coordinator.View
-	if err := call(coordinator.SubjectGet, coordinator.IDRequest{ID: id}, &v); err != nil || v.Saga.State != saga.Succeeded {
+	var v api.View
+	if err := call(api.SubjectGet, api.IDRequest{ID: id}, &v); err != nil || v.Saga.State != saga.Succeeded {
 		t.Fatalf("get: %+v %v", v.Saga.State, err)
 	}
-	var list coordinator.ListReply
-	if err := call(coordinator.SubjectList, sagastore.Filter{Team: "platform"}, &list); err != nil || len(list.Sagas) != 1 || list.Sagas[0].ID != id {
+	var list api.ListReply
+	if err := call(api.SubjectList, sagastore.Filter{Team: "platform"}, &list); err != nil || len(list.Sagas) != 1 || list.Sagas[0].ID != id {
 		t.Fatalf("list: %+v %v", list, err)
 	}
 	var hist []sagastore.Entry
-	if err := call(coordinator.SubjectHistory, coordinator.IDRequest{ID: id}, &hist); err != nil || len(hist) < 10 {
+	if err := call(api.SubjectHistory, api.IDRequest{ID: id}, &hist); err != nil || len(hist) < 10 {
 		t.Fatalf("history: %d entries, %v", len(hist), err)
 	}
-	err := call(coordinator.SubjectGet, coordinator.IDRequest{ID: "nope"}, &v)
+	err := call(api.SubjectGet, api.IDRequest{ID: "nope"}, &v)
 	if err == nil || !strings.HasPrefix(err.Error(), "404") {
 		t.Fatalf("get unknown: %v", err)
 	}
-	err = call(coordinator.SubjectControl, coordinator.ControlRequest{ID: id, Op: "explode", Actor: "x"}, &v)
+	err = call(api.SubjectControl, api.ControlRequest{ID: id, Op: "explode", Actor: "x"}, &v)
 	if err == nil || !strings.HasPrefix(err.Error(), "400") {
 		t.Fatalf("bad control: %v", err)
 	}
+}
+
+// An internal error reaches a caller of the NATS API as a reference to the
+// log line that holds its cause, never as the cause itself, which may name
+// buckets, tables or hosts: the HTTP API shows no more.
+func TestAPIHidesInternalErrors(t *testing.T) {
+	w := newWorld(t, "a")
+	ctx := context.Background()
+	bucket, err := w.js.KeyValue(ctx, streams.SagasBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Written behind the store's back, it cannot be decoded: loading it
+	// fails with the decoder's words.
+	if _, err := bucket.Put(ctx, "saga.spoilt", []byte(`{"saga": {"id": "spoilt", "state": 5}}`)); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	c := coordinator.New(w.nc, w.js, coordinator.Config{Instance: "c1", Store: w.store, Streams: streamsCfg, Consumer: fast},
+		slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError})), w.reg)
+	w.run("c1", c.Run)
+	natstest.Eventually(t, natstest.Patience, "c1 ready", c.Ready)
+
+	_, err = api.NewClient(w.nc).Get(ctx, "spoilt")
+	var apiErr *api.Error
+	if !errors.As(err, &apiErr) || apiErr.Code != http.StatusInternalServerError {
+		t.Fatalf("get an undecodable saga: %v, want an API error with code 500", err)
+	}
+	for _, leak := range []string{"cannot be decoded", "unmarshal", "saga.State", "spoilt"} {
+		if strings.Contains(err.Error(), leak) {
+			t.Fatalf("the cause leaked (%q): %v", leak, err)
+		}
+	}
+	_, ref, ok := strings.Cut(apiErr.Message, api.InternalError+", ref ")
+	if !ok || ref == "" {
+		t.Fatalf("message %q: want %q and a reference", apiErr.Message, api.InternalError)
+	}
+	for _, sentinel := range []error{api.ErrBadRequest, api.ErrNoSaga, api.ErrTooLate} {
+		if errors.Is(err, sentinel) {
+			t.Fatalf("%v is %v", err, sentinel)
+		}
+	}
+	var logged bool
+	for line := range strings.Lines(logs.String()) {
+		var l map[string]any
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if l["ref"] == ref {
+			cause, _ := l["err"].(string)
+			if l["saga"] != "spoilt" || l["endpoint"] != "get" || !strings.Contains(cause, "cannot be decoded") {
+				t.Fatalf("the line of ref %s: %v", ref, l)
+			}
+			logged = true
+		}
+	}
+	if !logged {
+		t.Fatalf("no log line with ref %s:\n%s", ref, logs.String())
+	}
+}
+
+// syncBuffer collects log output written from the coordinator's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // The sweep finds a deadline whose timer was lost, and a stored saga that

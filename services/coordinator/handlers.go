@@ -4,22 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 
 	"github.com/upshift/upshift/pkg/bus"
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/spec"
+	"github.com/upshift/upshift/services/coordinator/api"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
-
-// idRE bounds saga ids: they become subject tokens and store keys.
-var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
-
-// ValidID reports whether id can name a saga: letters, digits, '_' and '-',
-// at most 64, as saga ids become subject tokens and store keys.
-func ValidID(id string) bool { return idRE.MatchString(id) }
 
 // onRequest handles the REQUESTS stream: new requests and operators'
 // decisions.
@@ -39,7 +32,7 @@ func (c *Coordinator) submit(ctx context.Context, m *consumer.Message) error {
 		return err
 	}
 	id := m.Event.ID
-	if !idRE.MatchString(id) {
+	if !api.ValidID(id) {
 		return consumer.Permanent(fmt.Errorf("request id %q: letters, digits, '_' and '-', at most 64", id))
 	}
 	// A redelivered request whose saga exists: publish what it may still

@@ -21,17 +21,18 @@ import (
 	"time"
 
 	"github.com/upshift/upshift/pkg/events"
-	"github.com/upshift/upshift/services/coordinator"
+	"github.com/upshift/upshift/services/coordinator/api"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
 
 // Backend is what the API needs of a coordinator; *coordinator.Coordinator
-// implements it.
+// implements it. Its errors are told apart by api.Code, as the NATS API
+// tells them.
 type Backend interface {
-	Get(ctx context.Context, id string) (coordinator.View, error)
-	List(ctx context.Context, f sagastore.Filter) (coordinator.ListReply, error)
+	Get(ctx context.Context, id string) (api.View, error)
+	List(ctx context.Context, f sagastore.Filter) (api.ListReply, error)
 	History(ctx context.Context, id string) ([]sagastore.Entry, error)
-	Decide(ctx context.Context, req coordinator.ControlRequest) (coordinator.ControlReply, error)
+	Decide(ctx context.Context, req api.ControlRequest) (api.ControlReply, error)
 }
 
 // Config of the API.

@@ -10,12 +10,12 @@ import (
 
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/saga"
-	"github.com/upshift/upshift/services/coordinator"
+	"github.com/upshift/upshift/services/coordinator/api"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
 
 // ListReply answers GET /v1/sagas.
-type ListReply = coordinator.ListReply
+type ListReply = api.ListReply
 
 // SagaReply answers GET /v1/sagas/{id}.
 type SagaReply struct {
@@ -194,7 +194,7 @@ func (s *server) timeline(ctx context.Context, id string, hist []sagastore.Entry
 
 func sagaID(r *http.Request) (string, error) {
 	id := r.PathValue("id")
-	if !coordinator.ValidID(id) {
+	if !api.ValidID(id) {
 		return "", badRequest("saga id %q: letters, digits, '_' and '-', at most 64", id)
 	}
 	return id, nil

@@ -1,264 +1,235 @@
 package httpapi_test
 
 import (
-	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net/http"
+	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/upshift/upshift/pkg/events"
-	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/saga"
-	"github.com/upshift/upshift/pkg/streams"
-	"github.com/upshift/upshift/services/coordinator"
+	"github.com/upshift/upshift/services/coordinator/api"
 	"github.com/upshift/upshift/services/coordinator/httpapi"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
-	"github.com/upshift/upshift/services/coordinator/sagastore/kvstore"
 )
 
-// waitFor polls GET /v1/sagas/{id} until the saga is in one of the states.
-func (c *client) waitFor(id string, within time.Duration, want ...saga.State) httpapi.SagaReply {
-	c.t.Helper()
-	var r httpapi.SagaReply
-	natstest.Eventually(c.t, within, "saga "+id+" to be "+states(want), func() bool {
-		code, _, b := c.do(http.MethodGet, "/v1/sagas/"+id, "", nil)
-		if code == http.StatusNotFound {
-			return false // not created yet
-		}
-		if code != http.StatusOK {
-			c.t.Fatalf("GET saga %s: %d %s", id, code, b)
-		}
-		r = httpapi.SagaReply{}
-		if err := json.Unmarshal(b, &r); err != nil {
-			c.t.Fatal(err)
-		}
-		return slices.Contains(want, r.Saga.State)
-	})
-	return r
+func view(id string, state saga.State, seq int) api.View {
+	return api.View{Saga: saga.Saga{ID: id, State: state, Seq: seq}, Revision: 7}
 }
 
-func states(s []saga.State) string {
-	var out []string
-	for _, st := range s {
-		out = append(out, string(st))
-	}
-	return strings.Join(out, " or ")
-}
-
-func kinds(tl []httpapi.TimelineItem) string {
-	var out []string
-	for _, it := range tl {
-		out = append(out, it.Kind)
-	}
-	return strings.Join(out, " ")
-}
-
-func TestReads(t *testing.T) {
-	w := newWorld(t)
-	api := w.serve(httpapi.Config{Token: token}, quiet)
-	a := w.submit(request("platform", "test", "app", "a", "a"))
-	b := w.submit(request("dba", "production", "db", "b", "a"))
-	c := w.submit(request("platform", "staging", "web", "c", "a"))
-	api.waitFor(a, 20*time.Second, saga.Succeeded)
-	api.waitFor(b, 20*time.Second, saga.AwaitingApproval)
-	api.waitFor(c, 20*time.Second, saga.Succeeded)
-
-	var all httpapi.ListReply
-	api.get("/v1/sagas", &all)
-	if len(all.Sagas) != 3 {
-		t.Fatalf("listed %d sagas, want 3: %+v", len(all.Sagas), all.Sagas)
-	}
-	if !sort.SliceIsSorted(all.Sagas, func(i, j int) bool { return all.Sagas[i].CreatedAt.After(all.Sagas[j].CreatedAt) }) {
-		t.Fatalf("not newest first: %+v", all.Sagas)
-	}
-
-	t.Run("list filters", func(t *testing.T) {
-		api := api.with(t)
-		for _, tc := range []struct {
-			query string
-			want  []string
-		}{
-			{"state=succeeded", []string{a, c}},
-			{"state=awaiting_approval,succeeded", []string{a, b, c}},
-			{"state=awaiting_approval&state=rejected", []string{b}},
-			{"active=true", []string{b}},
-			{"active=false", []string{a, b, c}},
-			{"team=dba", []string{b}},
-			{"environment=staging", []string{c}},
-			{"software=app", []string{a}},
-			{"digest=" + digest("c"), []string{c}},
-			{"team=platform&software=web", []string{c}},
-			{"team=nobody", nil},
-			{"limit=1", []string{all.Sagas[0].ID}},
-			{"limit=2&team=platform", []string{a, c}},
-		} {
+func TestListQuery(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		query string
+		want  sagastore.Filter
+	}{
+		{"", sagastore.Filter{}},
+		{"state=succeeded", sagastore.Filter{States: []saga.State{saga.Succeeded}}},
+		{"state=awaiting_approval,succeeded", sagastore.Filter{States: []saga.State{saga.AwaitingApproval, saga.Succeeded}}},
+		{"state=awaiting_approval&state=rejected", sagastore.Filter{States: []saga.State{saga.AwaitingApproval, saga.Rejected}}},
+		{"state=+verifying+,,", sagastore.Filter{States: []saga.State{saga.Verifying}}},
+		{"active=true", sagastore.Filter{Active: true}},
+		{"active=0", sagastore.Filter{}},
+		{"team=dba&environment=staging&software=web", sagastore.Filter{Team: "dba", Environment: "staging", Software: "web"}},
+		{"digest=sha256:" + strings.Repeat("c", 64), sagastore.Filter{Digest: "sha256:" + strings.Repeat("c", 64)}},
+		{"limit=1", sagastore.Filter{Limit: 1}},
+		{"limit=1000&team=platform", sagastore.Filter{Limit: 1000, Team: "platform"}},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			t.Parallel()
+			b := newBackend(view("a", saga.Succeeded, 6))
+			s := newServer(t, b, httpapi.Config{}, quiet)
 			var got httpapi.ListReply
-			api.get("/v1/sagas?"+tc.query, &got)
-			var ids []string
-			for _, s := range got.Sagas {
-				ids = append(ids, s.ID)
+			s.get("/v1/sagas?"+tc.query, &got)
+			if asked := b.listed(); len(asked) != 1 || !reflect.DeepEqual(asked[0], tc.want) {
+				t.Fatalf("asked the backend for %+v, want %+v", asked, tc.want)
 			}
-			slices.Sort(ids)
-			want := slices.Clone(tc.want)
-			slices.Sort(want)
-			if !slices.Equal(ids, want) {
-				t.Errorf("%s: listed %v, want %v", tc.query, ids, want)
+			if len(got.Sagas) != 1 || got.Sagas[0].ID != "a" || got.Sagas[0].State != saga.Succeeded {
+				t.Fatalf("listed %+v", got.Sagas)
 			}
-		}
-		// An empty listing is a list, not null.
-		_, _, raw := api.do(http.MethodGet, "/v1/sagas?team=nobody", "", nil)
-		if !strings.Contains(string(raw), `"sagas":[]`) {
-			t.Fatalf("empty listing: %s", raw)
-		}
-	})
-
-	t.Run("list bad parameters", func(t *testing.T) {
-		api := api.with(t)
-		for _, tc := range []struct{ query, says string }{
-			{"state=bogus", `state: "bogus" is not a saga state`},
-			{"state=succeeded,Succeeded", `state: "Succeeded"`},
-			{"limit=abc", `limit: "abc"`},
-			{"limit=0", "limit"},
-			{"limit=-3", "limit"},
-			{"limit=1001", "limit"},
-			{"active=maybe", `active: "maybe" is not true or false`},
-			{"colour=red", `unknown parameter "colour"`},
-			{"team=a&team=b", "team: given 2 times"},
-		} {
-			code, _, body := api.do(http.MethodGet, "/v1/sagas?"+tc.query, "", nil)
-			wantError(t, tc.query, code, body, http.StatusBadRequest, tc.says)
-		}
-	})
-
-	t.Run("get", func(t *testing.T) {
-		api := api.with(t)
-		_, _, raw := api.do(http.MethodGet, "/v1/sagas/"+a, "", nil)
-		var top map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &top); err != nil {
-			t.Fatal(err)
-		}
-		if keys := slices.Sorted(maps.Keys(top)); !slices.Equal(keys, []string{"revision", "saga", "timeline"}) {
-			t.Fatalf("keys %v", keys)
-		}
-		var r httpapi.SagaReply
-		api.get("/v1/sagas/"+a, &r)
-		if r.Saga.ID != a || r.Revision == 0 {
-			t.Fatalf("saga %q revision %d", r.Saga.ID, r.Revision)
-		}
-		var steps []string
-		for _, st := range r.Saga.Steps {
-			steps = append(steps, string(st.Phase)+"."+string(st.Action)+"."+st.Target+":"+string(st.Status))
-		}
-		if got := strings.Join(steps, " "); got != "precheck.check.a:succeeded backup.archive.a:succeeded deploy.apply.a:succeeded verify.probe.a:succeeded" {
-			t.Fatalf("steps %s", got)
-		}
-		if got := kinds(r.Timeline); got != "requested prechecking backing_up deploying verifying succeeded" {
-			t.Fatalf("timeline %s", got)
-		}
-		for i, it := range r.Timeline {
-			if it.At.IsZero() || it.Seq < 1 || it.State == "" {
-				t.Fatalf("timeline item %d: %+v", i, it)
-			}
-			if i > 0 && (it.Seq < r.Timeline[i-1].Seq || it.At.Before(r.Timeline[i-1].At)) {
-				t.Fatalf("timeline not oldest first at %d: %+v", i, r.Timeline)
-			}
-		}
-		if last := r.Timeline[len(r.Timeline)-1]; last.State != "succeeded" || last.Seq != r.Saga.Seq {
-			t.Fatalf("last item %+v, saga seq %d", last, r.Saga.Seq)
-		}
-	})
-
-	t.Run("history", func(t *testing.T) {
-		api := api.with(t)
-		var h httpapi.HistoryReply
-		api.get("/v1/sagas/"+a+"/history", &h)
-		if len(h.Entries) == 0 || h.Entries[0].Direction != sagastore.In || h.Entries[0].Type != events.TypeRequest {
-			t.Fatalf("history starts with %+v", h.Entries[:min(1, len(h.Entries))])
-		}
-		var r httpapi.SagaReply
-		api.get("/v1/sagas/"+a, &r)
-		var sagaEvents, commands int
-		for _, e := range h.Entries {
-			if e.Saga != a {
-				t.Fatalf("entry of saga %q", e.Saga)
-			}
-			switch {
-			case e.Direction == sagastore.Out && e.Type == events.TypeSaga:
-				sagaEvents++
-			case e.Direction == sagastore.Out && e.Type == events.TypeCommand:
-				commands++
-			}
-		}
-		if sagaEvents != len(r.Timeline) || commands != 4 {
-			t.Fatalf("history has %d saga events (timeline %d) and %d commands", sagaEvents, len(r.Timeline), commands)
-		}
-	})
-
-	t.Run("not found and bad ids", func(t *testing.T) {
-		api := api.with(t)
-		for _, p := range []string{"/v1/sagas/no-such-saga", "/v1/sagas/no-such-saga/history"} {
-			code, _, body := api.do(http.MethodGet, p, "", nil)
-			wantError(t, p, code, body, http.StatusNotFound, "saga not found")
-		}
-		for _, p := range []string{"/v1/sagas/bad.id", "/v1/sagas/bad*id/history", "/v1/sagas/" + strings.Repeat("x", 65)} {
-			code, _, body := api.do(http.MethodGet, p, "", nil)
-			wantError(t, p, code, body, http.StatusBadRequest, "saga id")
-		}
-	})
-
-	t.Run("routes", func(t *testing.T) {
-		api := api.with(t)
-		code, _, body := api.do(http.MethodGet, "/v2/sagas", "", nil)
-		wantError(t, "unknown route", code, body, http.StatusNotFound, "no such route")
-		code, h, body := api.do(http.MethodDelete, "/v1/sagas/"+a, "", nil)
-		wantError(t, "DELETE saga", code, body, http.StatusMethodNotAllowed)
-		if h.Get("Allow") != "GET, HEAD" {
-			t.Fatalf("Allow %q", h.Get("Allow"))
-		}
-		code, h, body = api.do(http.MethodGet, "/v1/sagas/"+b+"/approve", "", nil)
-		wantError(t, "GET approve", code, body, http.StatusMethodNotAllowed)
-		if h.Get("Allow") != "POST" {
-			t.Fatalf("Allow %q", h.Get("Allow"))
-		}
-		if code, _, _ := api.do(http.MethodHead, "/v1/sagas/"+a, "", nil); code != http.StatusOK {
-			t.Fatalf("HEAD saga: %d", code)
-		}
-	})
+		})
+	}
 }
 
-// A failing store is a 500 whose cause is logged, not shown.
-func TestServerErrorsAreLoggedNotShown(t *testing.T) {
-	srv, _ := natstest.Start(t)
-	nc, js := natstest.Connect(t, srv)
-	store, err := kvstore.Open(context.Background(), js, streams.Config{})
+func TestListRefusesBadQueries(t *testing.T) {
+	t.Parallel()
+	b := newBackend()
+	s := newServer(t, b, httpapi.Config{}, quiet)
+	for _, tc := range []struct{ query, says string }{
+		{"state=bogus", `state: "bogus" is not a saga state`},
+		{"state=succeeded,Succeeded", `state: "Succeeded"`},
+		{"limit=abc", `limit: "abc"`},
+		{"limit=0", "limit"},
+		{"limit=-3", "limit"},
+		{"limit=1001", "limit"},
+		{"active=maybe", `active: "maybe" is not true or false`},
+		{"colour=red", `unknown parameter "colour"`},
+		{"team=a&team=b", "team: given 2 times"},
+	} {
+		code, _, body := s.do(http.MethodGet, "/v1/sagas?"+tc.query, "", nil)
+		wantError(t, tc.query, code, body, http.StatusBadRequest, "bad request: "+tc.says)
+	}
+	if n := b.called(); n != 0 {
+		t.Fatalf("%d refused listings reached the backend", n)
+	}
+}
+
+// audit is an entry of a saga's audit log holding ev.
+func audit(t *testing.T, dir sagastore.Direction, typ string, at time.Time, ev any) sagastore.Entry {
+	t.Helper()
+	env, err := events.New(fmt.Sprintf("%s-%d", typ, at.UnixNano()), typ, "test", "s1", 0, at, ev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Not run: reads need only the store.
-	c := coordinator.New(nc, js, coordinator.Config{Store: store}, quiet, prometheus.NewRegistry())
+	b, err := events.Encode(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sagastore.Entry{ID: string(dir) + "/" + env.ID, Saga: "s1", At: at, Direction: dir, Type: typ, Event: b}
+}
+
+// The timeline is the coordinator's saga events out of the audit log, in
+// the order of their transitions whatever the order they were logged in;
+// an entry that does not decode is left out, and logged.
+func TestGetShowsTheTimeline(t *testing.T) {
+	t.Parallel()
+	b := newBackend(view("s1", saga.BackingUp, 4))
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	sagaEvent := func(seq int, kind string, at time.Duration) sagastore.Entry {
+		ev := events.SagaEvent{Saga: "s1", Kind: kind, State: kind, Seq: seq}
+		if kind == "approved" {
+			ev.State, ev.Actor, ev.Comment = string(saga.BackingUp), "carol", "CAB-42"
+		}
+		return audit(t, sagastore.Out, events.TypeSaga, t0.Add(at), ev)
+	}
+	spoilt := sagaEvent(5, "spoilt", 5*time.Second)
+	spoilt.Event = []byte(`{"specversion": 7}`)
+	b.history["s1"] = []sagastore.Entry{
+		audit(t, sagastore.In, events.TypeRequest, t0, map[string]string{"kind": "Upgrade"}),
+		sagaEvent(2, "prechecking", 2*time.Second),
+		sagaEvent(1, "requested", time.Second),
+		audit(t, sagastore.Out, events.TypeCommand, t0.Add(3*time.Second), events.Command{Phase: events.Precheck}),
+		sagaEvent(3, "awaiting_approval", 3*time.Second),
+		spoilt,
+		sagaEvent(4, "approved", 4*time.Second),
+	}
 	var logs logBuffer
-	s := newServer(t, c, httpapi.Config{Token: token}, slog.New(slog.NewJSONHandler(&logs, nil)))
-	nc.Close()
+	s := newServer(t, b, httpapi.Config{}, slog.New(slog.NewJSONHandler(&logs, nil)))
+
+	_, _, raw := s.do(http.MethodGet, "/v1/sagas/s1", "", nil)
+	var top map[string]json.RawMessage
+	decode(t, raw, &top)
+	if keys := slices.Sorted(maps.Keys(top)); !slices.Equal(keys, []string{"revision", "saga", "timeline"}) {
+		t.Fatalf("keys %v", keys)
+	}
+	var r httpapi.SagaReply
+	decode(t, raw, &r)
+	if r.Saga.ID != "s1" || r.Saga.State != saga.BackingUp || r.Revision != 7 {
+		t.Fatalf("saga %q in %s at revision %d", r.Saga.ID, r.Saga.State, r.Revision)
+	}
+	if got := kinds(r.Timeline); got != "requested prechecking awaiting_approval approved" {
+		t.Fatalf("timeline %s", got)
+	}
+	for i, it := range r.Timeline {
+		if it.Seq != i+1 || !it.At.Equal(t0.Add(time.Duration(i+1)*time.Second)) {
+			t.Fatalf("item %d: %+v", i, it)
+		}
+	}
+	if it := r.Timeline[3]; it.Actor != "carol" || it.Comment != "CAB-42" || it.State != string(saga.BackingUp) {
+		t.Fatalf("approved item %+v", it)
+	}
+	if !strings.Contains(logs.String(), "left out of the timeline") || !strings.Contains(logs.String(), spoilt.ID) {
+		t.Fatalf("the spoilt entry was not logged:\n%s", logs.String())
+	}
+}
+
+func TestHistory(t *testing.T) {
+	t.Parallel()
+	b := newBackend(view("s1", saga.Prechecking, 2), view("new", saga.Requested, 1))
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	b.history["s1"] = []sagastore.Entry{
+		audit(t, sagastore.In, events.TypeRequest, t0, map[string]string{"kind": "Upgrade"}),
+		audit(t, sagastore.Out, events.TypeCommand, t0.Add(time.Second), events.Command{Phase: events.Precheck}),
+	}
+	s := newServer(t, b, httpapi.Config{}, quiet)
+	var h httpapi.HistoryReply
+	s.get("/v1/sagas/s1/history", &h)
+	if !reflect.DeepEqual(h.Entries, b.history["s1"]) {
+		t.Fatalf("entries %+v, want %+v", h.Entries, b.history["s1"])
+	}
+	// A log with nothing in it is a list, not null.
+	if _, _, raw := s.do(http.MethodGet, "/v1/sagas/new/history", "", nil); !strings.Contains(string(raw), `"entries":[]`) {
+		t.Fatalf("empty history: %s", raw)
+	}
+}
+
+func TestUnknownSagasAndBadIDs(t *testing.T) {
+	t.Parallel()
+	b := newBackend()
+	s := newServer(t, b, httpapi.Config{}, quiet)
+	for _, p := range []string{"/v1/sagas/no-such-saga", "/v1/sagas/no-such-saga/history"} {
+		code, _, body := s.do(http.MethodGet, p, "", nil)
+		wantError(t, p, code, body, http.StatusNotFound, "saga not found")
+	}
+	asked := b.called()
+	for _, p := range []string{"/v1/sagas/bad.id", "/v1/sagas/bad*id/history", "/v1/sagas/_x", "/v1/sagas/" + strings.Repeat("x", 65)} {
+		code, _, body := s.do(http.MethodGet, p, "", nil)
+		wantError(t, p, code, body, http.StatusBadRequest, "saga id")
+	}
+	if n := b.called() - asked; n != 0 {
+		t.Fatalf("%d bad ids reached the backend", n)
+	}
+}
+
+func TestRoutes(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, newBackend(view("a", saga.Succeeded, 6)), httpapi.Config{Token: token}, quiet)
+	code, _, body := s.do(http.MethodGet, "/v2/sagas", "", nil)
+	wantError(t, "unknown route", code, body, http.StatusNotFound, "no such route")
+	for _, tc := range []struct{ method, path, allow string }{
+		{http.MethodDelete, "/v1/sagas/a", "GET, HEAD"},
+		{http.MethodPost, "/v1/sagas", "GET, HEAD"},
+		{http.MethodPut, "/v1/sagas/a/history", "GET, HEAD"},
+		{http.MethodGet, "/v1/sagas/a/approve", "POST"},
+		{http.MethodDelete, "/v1/sagas/a/cancel", "POST"},
+	} {
+		code, h, body := s.do(tc.method, tc.path, "", nil)
+		wantError(t, tc.method+" "+tc.path, code, body, http.StatusMethodNotAllowed)
+		if h.Get("Allow") != tc.allow {
+			t.Fatalf("%s %s: Allow %q, want %q", tc.method, tc.path, h.Get("Allow"), tc.allow)
+		}
+	}
+	if code, _, _ := s.do(http.MethodHead, "/v1/sagas/a", "", nil); code != http.StatusOK {
+		t.Fatalf("HEAD saga: %d", code)
+	}
+}
+
+// A backend that fails is a 500 whose cause is logged, not shown.
+func TestServerErrorsAreLoggedNotShown(t *testing.T) {
+	t.Parallel()
+	b := newBackend()
+	b.err = errors.New("load saga: nats: connection closed to 10.1.2.3:4222")
+	var logs logBuffer
+	s := newServer(t, b, httpapi.Config{Token: token}, slog.New(slog.NewJSONHandler(&logs, nil)))
 	for _, p := range []string{"/v1/sagas", "/v1/sagas/some-saga", "/v1/sagas/some-saga/history"} {
 		code, _, body := s.do(http.MethodGet, p, "", nil)
-		wantError(t, p, code, body, http.StatusInternalServerError, "internal error")
-		if strings.Contains(string(body), "nats") || strings.Contains(string(body), "closed") {
+		wantError(t, p, code, body, http.StatusInternalServerError, api.InternalError)
+		if strings.Contains(string(body), "nats") || strings.Contains(string(body), "10.1.2.3") {
 			t.Fatalf("%s: the cause leaked: %s", p, body)
 		}
 	}
-	code, _, body := s.post("/v1/sagas/some-saga/approve", "Bearer "+token, `{"actor":"erin"}`)
-	wantError(t, "approve", code, body, http.StatusInternalServerError, "internal error")
+	code, _, body := s.post("/v1/sagas/some-saga/approve", bearer, `{"actor":"erin"}`)
+	wantError(t, "approve", code, body, http.StatusInternalServerError, api.InternalError)
 	var failed int
 	for _, l := range logs.lines(t) {
-		if l["level"] == "ERROR" && strings.Contains(l["err"].(string), "connection closed") {
+		if l["level"] == "ERROR" && strings.Contains(l["err"].(string), "connection closed to 10.1.2.3") {
 			failed++
 		}
 	}

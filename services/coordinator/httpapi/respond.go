@@ -2,13 +2,11 @@ package httpapi
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 
-	"github.com/upshift/upshift/services/coordinator"
-	"github.com/upshift/upshift/services/coordinator/sagastore"
+	"github.com/upshift/upshift/services/coordinator/api"
 )
 
 // Error is the body of every answer that is not a success.
@@ -17,38 +15,21 @@ type Error struct {
 	Code  int    `json:"code"`
 }
 
-// internalError is all a client learns of a 500: the cause may name
-// hosts, buckets or connections, and is logged instead.
-const internalError = "internal error; see the coordinator's log"
-
 // badRequest makes an error the API answers with 400, the way the
 // coordinator's own are.
 func badRequest(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", coordinator.ErrBadRequest, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: %s", api.ErrBadRequest, fmt.Sprintf(format, args...))
 }
 
-// status maps an error of the backend (or of ours) to the HTTP status.
-func status(err error) int {
-	switch {
-	case errors.Is(err, coordinator.ErrBadRequest):
-		return http.StatusBadRequest
-	case errors.Is(err, sagastore.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, coordinator.ErrTooLate):
-		return http.StatusConflict
-	}
-	return http.StatusInternalServerError
-}
-
-// fail answers with the error's status; a 500 is logged and its cause
-// kept from the client.
+// fail answers with the error's code (the NATS API's) as the status; a 500
+// is logged and its cause kept from the client.
 func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) int {
-	code := status(err)
+	code := api.Code(err)
 	msg := err.Error()
 	if code == http.StatusInternalServerError {
 		s.log.LogAttrs(r.Context(), slog.LevelError, "request failed", slog.String("method", r.Method),
 			slog.String("path", r.URL.Path), slog.String("saga", r.PathValue("id")), slog.Any("err", err))
-		msg = internalError
+		msg = api.InternalError
 	}
 	writeError(w, code, msg)
 	return code

@@ -1,75 +1,145 @@
 package httpapi_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"os"
+	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/upshift/upshift/pkg/bus"
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/events"
-	"github.com/upshift/upshift/pkg/natsembed"
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/phase"
+	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/streams"
 	"github.com/upshift/upshift/services/coordinator"
+	"github.com/upshift/upshift/services/coordinator/api"
 	"github.com/upshift/upshift/services/coordinator/httpapi"
+	"github.com/upshift/upshift/services/coordinator/sagastore"
 	"github.com/upshift/upshift/services/coordinator/sagastore/kvstore"
 )
 
-const token = "s3cret-test-token"
+// The API over a real coordinator: what the routing tests take from their
+// backend (errors that are sentinels, empty listings that are lists, a
+// timeline in the audit log, a decision that moves the saga) holds of the
+// one it is served over.
+func TestOverTheCoordinator(t *testing.T) {
+	w := newWorld(t)
+	s := newServer(t, w.c, httpapi.Config{Token: token}, quiet)
+	done := w.submit(request("platform", "test", "app"))
+	waiting := w.submit(request("dba", "production", "db"))
+	s.waitFor(done, natstest.Patience, saga.Succeeded)
+	s.waitFor(waiting, natstest.Patience, saga.AwaitingApproval)
 
-var quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	var all httpapi.ListReply
+	s.get("/v1/sagas", &all)
+	ids := []string{all.Sagas[0].ID, all.Sagas[len(all.Sagas)-1].ID}
+	slices.Sort(ids)
+	if want := []string{done, waiting}; len(all.Sagas) != 2 || !slices.Equal(ids, slices.Sorted(slices.Values(want))) {
+		t.Fatalf("listed %+v, want %s and %s", all.Sagas, done, waiting)
+	}
+	if all.Sagas[0].CreatedAt.Before(all.Sagas[1].CreatedAt) {
+		t.Fatalf("not newest first: %+v", all.Sagas)
+	}
+	var dba httpapi.ListReply
+	s.get("/v1/sagas?team=dba&state=awaiting_approval", &dba)
+	if len(dba.Sagas) != 1 || dba.Sagas[0].ID != waiting {
+		t.Fatalf("listed %+v, want %s", dba.Sagas, waiting)
+	}
+	if _, _, raw := s.do(http.MethodGet, "/v1/sagas?team=nobody", "", nil); !strings.Contains(string(raw), `"sagas":[]`) {
+		t.Fatalf("empty listing: %s", raw)
+	}
+
+	var r httpapi.SagaReply
+	s.get("/v1/sagas/"+done, &r)
+	if r.Saga.ID != done || r.Revision == 0 || len(r.Saga.Steps) != 4 {
+		t.Fatalf("saga %q revision %d steps %d", r.Saga.ID, r.Revision, len(r.Saga.Steps))
+	}
+	if got := kinds(r.Timeline); got != "requested prechecking backing_up deploying verifying succeeded" {
+		t.Fatalf("timeline %s", got)
+	}
+	var h httpapi.HistoryReply
+	s.get("/v1/sagas/"+done+"/history", &h)
+	if len(h.Entries) == 0 || h.Entries[0].Direction != sagastore.In || h.Entries[0].Type != events.TypeRequest {
+		t.Fatalf("history starts with %+v", h.Entries[:min(1, len(h.Entries))])
+	}
+
+	for _, p := range []string{"/v1/sagas/no-such-saga", "/v1/sagas/no-such-saga/history"} {
+		code, _, body := s.do(http.MethodGet, p, "", nil)
+		wantError(t, p, code, body, http.StatusNotFound, "saga not found")
+	}
+	code, _, body := s.post("/v1/sagas/no-such-saga/approve", bearer, `{"actor":"carol"}`)
+	wantError(t, "approve unknown", code, body, http.StatusNotFound, "saga not found")
+	code, _, body = s.post("/v1/sagas/"+done+"/approve", bearer, `{"actor":"carol"}`)
+	wantError(t, "approve a finished saga", code, body, http.StatusConflict, "decision no longer possible", "saga is succeeded")
+
+	code, _, body = s.post("/v1/sagas/"+waiting+"/approve", bearer, `{"actor":"carol","comment":"CAB-42"}`)
+	if rep := accepted(t, "approve", code, body); rep.State != string(saga.AwaitingApproval) {
+		t.Fatalf("accepted in state %s", rep.State)
+	}
+	end := s.waitFor(waiting, natstest.Patience, saga.Succeeded)
+	if got := kinds(end.Timeline); got != "requested prechecking awaiting_approval approved backing_up deploying verifying succeeded" {
+		t.Fatalf("timeline %s", got)
+	}
+	if item := end.Timeline[3]; item.Actor != "carol" || item.Comment != "CAB-42" {
+		t.Fatalf("approved item %+v", item)
+	}
+}
+
+// waitFor polls GET /v1/sagas/{id} until the saga is in one of the states.
+func (c *client) waitFor(id string, within time.Duration, want ...saga.State) httpapi.SagaReply {
+	c.t.Helper()
+	var r httpapi.SagaReply
+	natstest.Eventually(c.t, within, "saga "+id+" to be "+states(want), func() bool {
+		code, _, b := c.do(http.MethodGet, "/v1/sagas/"+id, "", nil)
+		if code == http.StatusNotFound {
+			return false // not created yet
+		}
+		if code != http.StatusOK {
+			c.t.Fatalf("GET saga %s: %d %s", id, code, b)
+		}
+		r = httpapi.SagaReply{}
+		decode(c.t, b, &r)
+		return slices.Contains(want, r.Saga.State)
+	})
+	return r
+}
+
+func states(s []saga.State) string {
+	var out []string
+	for _, st := range s {
+		out = append(out, string(st))
+	}
+	return strings.Join(out, " or ")
+}
 
 // fast consumer settings: a lost message comes back within a second or two.
 var fast = consumer.Config{AckWait: 1500 * time.Millisecond, MaxDeliver: 10,
 	Backoff: []time.Duration{20 * time.Millisecond, 100 * time.Millisecond}, Grace: 3 * time.Second}
 
 // world is a NATS server, a KV store, the four phase services with
-// executors that succeed (but for verify on target "stuck", which waits
-// until the test ends), and one coordinator that holds production sagas
+// executors that succeed, and one coordinator that holds production sagas
 // for approval.
 type world struct {
-	t   *testing.T
-	srv *natsembed.Server
-	js  jetstream.JetStream
-	c   *coordinator.Coordinator
+	t      *testing.T
+	c      *coordinator.Coordinator
+	client *api.Client
 }
 
 func newWorld(t *testing.T) *world {
 	srv, js := natstest.Start(t)
 	nc, _ := natstest.Connect(t, srv)
-	ctx := context.Background()
-	store, err := kvstore.Open(ctx, js, streams.Config{})
+	store, err := kvstore.Open(context.Background(), js, streams.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{t: t, srv: srv, js: js}
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	exec := phase.ExecutorFunc(func(ctx context.Context, c events.Command, _ phase.Progress) (phase.Outcome, error) {
-		if c.Phase == events.Verify && c.Target == "stuck" {
-			select {
-			case <-release:
-			case <-ctx.Done():
-			}
-			return phase.Outcome{}, errors.New("released")
-		}
+	w := &world{t: t, client: api.NewClient(nc)}
+	exec := phase.ExecutorFunc(func(context.Context, events.Command, phase.Progress) (phase.Outcome, error) {
 		return phase.Success(map[string]string{"by": "test"}), nil
 	})
 	actions := map[events.Phase][]events.Action{
@@ -77,7 +147,7 @@ func newWorld(t *testing.T) *world {
 		events.Deploy: {events.Apply, events.Rollback}, events.Verify: {events.Probe},
 	}
 	for _, p := range events.Phases {
-		svc := phase.New(js, phase.Config{Service: p, Targets: []string{"a", "stuck"}, Actions: actions[p], Consumer: fast},
+		svc := phase.New(js, phase.Config{Service: p, Targets: []string{"a"}, Actions: actions[p], Consumer: fast},
 			exec, quiet, prometheus.NewRegistry())
 		w.run(string(p), svc.Run)
 		natstest.Eventually(t, natstest.Patience, string(p)+" ready", svc.Ready)
@@ -104,148 +174,23 @@ func (w *world) run(name string, fn func(ctx context.Context) error) {
 	w.t.Cleanup(func() { cancel(); <-done })
 }
 
-// serve serves the API over the coordinator.
-func (w *world) serve(cfg httpapi.Config, log *slog.Logger) *client {
-	return newServer(w.t, w.c, cfg, log)
-}
-
-func newServer(t *testing.T, b httpapi.Backend, cfg httpapi.Config, log *slog.Logger) *client {
-	s := httptest.NewServer(httpapi.New(b, cfg, log))
-	t.Cleanup(s.Close)
-	return &client{t: t, url: s.URL}
-}
-
-func request(team, env, software, digestChar string, targets ...string) spec.Request {
-	return spec.Request{
-		APIVersion: spec.APIVersion, Kind: spec.KindUpgrade,
-		Metadata: spec.Metadata{Name: "http api test", Team: team, Environment: env},
-		Spec: spec.Spec{Software: software, From: "1.0", To: "1.1", Targets: targets,
-			Artifact: spec.Artifact{URL: "file:///app.tgz", Digest: digest(digestChar)},
-			Timeouts: spec.Timeouts{Precheck: sec(30), Backup: sec(30), Deploy: sec(30), Verify: sec(60), Rollback: sec(30)}},
-	}
-}
-
-func digest(c string) string { return "sha256:" + strings.Repeat(c, 64) }
-
-func sec(n int) spec.Duration { return spec.Duration{Duration: time.Duration(n) * time.Second} }
-
-// submit publishes a request as `upshift submit` does and returns its id.
+// submit submits a request as `upshift submit` does and returns its id.
 func (w *world) submit(r spec.Request) string {
-	id := uuid.NewString()
-	env, err := events.New(id, events.TypeRequest, "test", "", 0, time.Now(), r)
+	id, err := w.client.Submit(context.Background(), r)
 	if err != nil {
-		w.t.Fatal(err)
-	}
-	if err := bus.Publish(context.Background(), w.js, events.RequestSubject(r.Metadata.Team), env); err != nil {
 		w.t.Fatal(err)
 	}
 	return id
 }
 
-// client calls the API.
-type client struct {
-	t   *testing.T
-	url string
-}
-
-// with returns the client reporting to t: a subtest must not fail its
-// parent.
-func (c *client) with(t *testing.T) *client { return &client{t: t, url: c.url} }
-
-// do sends a request and returns the status, the headers and the body,
-// after checking that the answer is JSON.
-func (c *client) do(method, path, auth string, body io.Reader) (int, http.Header, []byte) {
-	c.t.Helper()
-	req, err := http.NewRequest(method, c.url+path, body)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		c.t.Fatalf("%s %s: Content-Type %q, body %s", method, path, ct, b)
-	}
-	if method != http.MethodHead && !json.Valid(b) {
-		c.t.Fatalf("%s %s: not JSON: %s", method, path, b)
-	}
-	return resp.StatusCode, resp.Header, b
-}
-
-// get fetches path and decodes a 200 into out.
-func (c *client) get(path string, out any) {
-	c.t.Helper()
-	code, _, b := c.do(http.MethodGet, path, "", nil)
-	if code != http.StatusOK {
-		c.t.Fatalf("GET %s: %d %s", path, code, b)
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		c.t.Fatalf("GET %s: %v", path, err)
+func request(team, env, software string) spec.Request {
+	return spec.Request{
+		APIVersion: spec.APIVersion, Kind: spec.KindUpgrade,
+		Metadata: spec.Metadata{Name: "http api test", Team: team, Environment: env},
+		Spec: spec.Spec{Software: software, From: "1.0", To: "1.1", Targets: []string{"a"},
+			Artifact: spec.Artifact{URL: "file:///app.tgz", Digest: "sha256:" + strings.Repeat("a", 64)},
+			Timeouts: spec.Timeouts{Precheck: sec(30), Backup: sec(30), Deploy: sec(30), Verify: sec(60), Rollback: sec(30)}},
 	}
 }
 
-// post sends a decision with the given Authorization header.
-func (c *client) post(path, auth, body string) (int, http.Header, []byte) {
-	c.t.Helper()
-	return c.do(http.MethodPost, path, auth, strings.NewReader(body))
-}
-
-// wantError checks an error answer: its status, its body's code, and that
-// its message contains each of parts.
-func wantError(t *testing.T, what string, code int, b []byte, wantCode int, parts ...string) {
-	t.Helper()
-	var e httpapi.Error
-	if err := json.Unmarshal(b, &e); err != nil {
-		t.Fatalf("%s: %v: %s", what, err, b)
-	}
-	if code != wantCode || e.Code != wantCode {
-		t.Fatalf("%s: status %d, code %d, want %d: %s", what, code, e.Code, wantCode, b)
-	}
-	for _, p := range parts {
-		if !strings.Contains(e.Error, p) {
-			t.Fatalf("%s: error %q does not say %q", what, e.Error, p)
-		}
-	}
-}
-
-// logBuffer collects log output written from the server's goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// lines returns the JSON log lines written so far.
-func (l *logBuffer) lines(t *testing.T) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for line := range strings.Lines(l.buf.String()) {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+func sec(n int) spec.Duration { return spec.Duration{Duration: time.Duration(n) * time.Second} }

@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/upshift/upshift/pkg/events"
-	"github.com/upshift/upshift/services/coordinator"
+	"github.com/upshift/upshift/services/coordinator/api"
 )
 
 // DecisionBody is the body of POST /v1/sagas/{id}/approve, /reject and
@@ -53,7 +53,7 @@ func (s *server) decide(op events.ControlOp) http.HandlerFunc {
 		actor = body.Actor
 		ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
 		defer cancel()
-		reply, err := s.b.Decide(ctx, coordinator.ControlRequest{ID: id, Op: op, Actor: body.Actor, Comment: body.Comment})
+		reply, err := s.b.Decide(ctx, api.ControlRequest{ID: id, Op: op, Actor: body.Actor, Comment: body.Comment})
 		if err != nil {
 			code, cause = s.fail(w, r, err), err
 			return

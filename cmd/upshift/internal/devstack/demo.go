@@ -11,14 +11,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-	"github.com/nats-io/nats.go/jetstream"
 	"sigs.k8s.io/yaml"
 
 	"github.com/upshift/upshift/cmd/upshift/internal/demo"
 	"github.com/upshift/upshift/cmd/upshift/internal/view"
 	"github.com/upshift/upshift/pkg/artifact"
-	"github.com/upshift/upshift/pkg/bus"
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/spec"
@@ -161,16 +158,6 @@ func (d *Demo) Serving(ctx context.Context) (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
-// Submit publishes a request as `upshift submit` does and returns its id.
-func Submit(ctx context.Context, js jetstream.JetStream, r spec.Request) (string, error) {
-	id := uuid.Must(uuid.NewV7()).String()
-	env, err := events.New(id, events.TypeRequest, "upshift/cli", "", 0, time.Now(), r)
-	if err != nil {
-		return "", err
-	}
-	return id, bus.Publish(ctx, js, events.RequestSubject(r.Metadata.Team), env)
-}
-
 // Scenario runs the demo on a stack: install 1.0, upgrade to 1.1 (it
 // succeeds), upgrade to 1.2 (its verification fails, it rolls back) and
 // check that 1.1 serves again. It returns an error if anything ended
@@ -194,7 +181,7 @@ func (d *Demo) Scenario(ctx context.Context, s *Stack, out io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(out, "\nsubmitting %s (%s), expecting %s\n", r.Title(), path, strings.ReplaceAll(string(step.want), "_", " "))
-		id, err := Submit(ctx, s.JS, r)
+		id, err := s.Client.Submit(ctx, r)
 		if err != nil {
 			return err
 		}

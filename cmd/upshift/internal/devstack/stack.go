@@ -24,6 +24,7 @@ import (
 	"github.com/upshift/upshift/pkg/targets"
 	"github.com/upshift/upshift/services/backup"
 	"github.com/upshift/upshift/services/coordinator"
+	"github.com/upshift/upshift/services/coordinator/api"
 	"github.com/upshift/upshift/services/coordinator/coordinatord"
 	"github.com/upshift/upshift/services/deploy"
 	"github.com/upshift/upshift/services/notify"
@@ -60,7 +61,7 @@ type Stack struct {
 	JS          jetstream.JetStream
 	Registry    *prometheus.Registry
 	Coordinator *coordinator.Coordinator
-	Client      *coordinator.Client
+	Client      *api.Client
 	// Ops and HTTP are the addresses of the operations server and of the
 	// HTTP API, if any.
 	Ops, HTTP string
@@ -111,7 +112,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			closeStore()
 		}
 	}()
-	s.Coordinator, s.Client = coord.Coordinator, coordinator.NewClient(s.NC)
+	s.Coordinator, s.Client = coord.Coordinator, api.NewClient(s.NC)
 	if coord.HTTP != nil {
 		s.HTTP = coord.HTTP.Addr()
 	}

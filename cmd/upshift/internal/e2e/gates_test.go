@@ -13,6 +13,7 @@ import (
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/targets"
 	"github.com/upshift/upshift/services/coordinator"
+	"github.com/upshift/upshift/services/coordinator/api"
 )
 
 var production = coordinator.Policy{Environments: map[string]coordinator.Environment{
@@ -21,7 +22,7 @@ var production = coordinator.Policy{Environments: map[string]coordinator.Environ
 
 func decide(t *testing.T, r *rig, id string, op events.ControlOp, actor, comment string) {
 	t.Helper()
-	if _, err := r.s.Client.Decide(context.Background(), coordinator.ControlRequest{ID: id, Op: op, Actor: actor, Comment: comment}); err != nil {
+	if _, err := r.s.Client.Decide(context.Background(), api.ControlRequest{ID: id, Op: op, Actor: actor, Comment: comment}); err != nil {
 		t.Fatalf("%s %s: %v", op, id, err)
 	}
 }
@@ -72,7 +73,7 @@ func TestRejectEndsTheSagaWithNothingChanged(t *testing.T) {
 	if end.Kind != string(saga.Rejected) || end.Reason != "rejected by dave: change freeze" || r.serving() != "1.0" {
 		t.Fatalf("ended %s (%s) serving %s", end.Kind, end.Reason, r.serving())
 	}
-	if _, err := r.s.Client.Decide(context.Background(), coordinator.ControlRequest{ID: id, Op: events.Approve, Actor: "x"}); !errors.Is(err, coordinator.ErrTooLate) {
+	if _, err := r.s.Client.Decide(context.Background(), api.ControlRequest{ID: id, Op: events.Approve, Actor: "x"}); !errors.Is(err, api.ErrTooLate) {
 		t.Fatalf("approving a rejected saga: %v", err)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/targets"
+	"github.com/upshift/upshift/services/coordinator/api"
 )
 
 var services = []string{"coordinator", "precheck", "backup", "deploy", "verify", "notify"}
@@ -63,6 +64,7 @@ type cluster struct {
 	t       *testing.T
 	srv     *natsembed.Server
 	js      jetstream.JetStream
+	client  *api.Client
 	d       *devstack.Demo
 	dir     string
 	targets string
@@ -72,7 +74,7 @@ type cluster struct {
 
 func newCluster(t *testing.T) *cluster {
 	srv := natstest.Server(t)
-	_, js := natstest.Connect(t, srv)
+	nc, js := natstest.Connect(t, srv)
 	d, err := devstack.NewDemo(t.TempDir(), artifacts)
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +83,7 @@ func newCluster(t *testing.T) *cluster {
 	if err := d.Install(context.Background(), "1.0"); err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, srv: srv, js: js, d: d, dir: t.TempDir(), procs: map[string]*exec.Cmd{}, ops: map[string]string{}}
+	c := &cluster{t: t, srv: srv, js: js, client: api.NewClient(nc), d: d, dir: t.TempDir(), procs: map[string]*exec.Cmd{}, ops: map[string]string{}}
 	b, _ := json.Marshal(targets.File{Targets: map[string]targets.Target{demo.TargetName: d.Target}})
 	c.targets = filepath.Join(c.dir, "targets.json")
 	if err := os.WriteFile(c.targets, b, 0o600); err != nil {
@@ -170,7 +172,7 @@ func TestSixServicesAsProcessesUpgrade(t *testing.T) {
 	c := newCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	id, err := devstack.Submit(ctx, c.js, c.d.Request("1.0", "1.1"))
+	id, err := c.client.Submit(ctx, c.d.Request("1.0", "1.1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +189,7 @@ func TestCoordinatorKilledMidSagaFinishesItAfterRestart(t *testing.T) {
 	c := newCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	id, err := devstack.Submit(ctx, c.js, c.d.Request("1.0", "1.1"))
+	id, err := c.client.Submit(ctx, c.d.Request("1.0", "1.1"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/upshift/upshift/pkg/targets"
 	"github.com/upshift/upshift/services/coordinator"
 	"github.com/upshift/upshift/services/coordinator/coordinatord"
+	"github.com/upshift/upshift/services/coordinator/api"
 )
 
 // artifacts of the demo application, built once for every test.
@@ -102,7 +103,7 @@ func (r *rig) run(req spec.Request) (string, events.SagaEvent) {
 
 func (r *rig) submit(req spec.Request) string {
 	r.t.Helper()
-	id, err := devstack.Submit(context.Background(), r.s.JS, req)
+	id, err := r.s.Client.Submit(context.Background(), req)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -140,7 +141,7 @@ func (r *rig) serving() string {
 // waits as long as end does, and fails at once if the saga ends first.
 func (r *rig) reach(id string, state saga.State) saga.Saga {
 	r.t.Helper()
-	var v coordinator.View
+	var v api.View
 	var err error
 	natstest.Eventually(r.t, 2*time.Minute, "saga "+id+" "+string(state), func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
