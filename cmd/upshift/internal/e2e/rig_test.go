@@ -22,8 +22,8 @@ import (
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/targets"
 	"github.com/upshift/upshift/services/coordinator"
-	"github.com/upshift/upshift/services/coordinator/coordinatord"
 	"github.com/upshift/upshift/services/coordinator/api"
+	"github.com/upshift/upshift/services/coordinator/coordinatord"
 )
 
 // artifacts of the demo application, built once for every test.
