@@ -45,6 +45,42 @@ type Effects struct {
 	Wake []time.Time
 	// Ignored says why the input changed nothing; the saga is unchanged then.
 	Ignored string
+	// RollBack says why a roll-back began in this transition, if one did.
+	RollBack Cause
+}
+
+// Cause is why a roll-back began, one of a few fixed values (a metric
+// label): the phase whose step failed or timed out, the windows, or an
+// operator.
+type Cause string
+
+// Causes of a roll-back.
+const (
+	CauseDeployFailed  Cause = "deploy_failed"
+	CauseDeployTimeout Cause = "deploy_timeout"
+	CauseVerifyFailed  Cause = "verify_failed"
+	CauseVerifyTimeout Cause = "verify_timeout"
+	// CauseWindow: no maintenance window for the next batch opens in time.
+	CauseWindow    Cause = "window"
+	CauseCancelled Cause = "cancelled"
+)
+
+// Causes lists every cause.
+var Causes = []Cause{CauseDeployFailed, CauseDeployTimeout, CauseVerifyFailed, CauseVerifyTimeout, CauseWindow, CauseCancelled}
+
+// stepCause is the cause of a roll-back begun by a deploy or verify step
+// that did not succeed.
+func stepCause(st *Step) Cause {
+	timedOut := st.Status == StepTimedOut
+	switch {
+	case st.Phase == events.Verify && timedOut:
+		return CauseVerifyTimeout
+	case st.Phase == events.Verify:
+		return CauseVerifyFailed
+	case timedOut:
+		return CauseDeployTimeout
+	}
+	return CauseDeployFailed
 }
 
 // Apply returns the saga after the input and the effects of the transition.
@@ -333,13 +369,13 @@ func (m *machine) advance() {
 		}
 	case Deploying:
 		if bad != nil {
-			m.rollBack(describe(bad))
+			m.rollBack(stepCause(bad), describe(bad))
 		} else if done {
 			m.verify(m.s.Batch)
 		}
 	case Verifying:
 		if bad != nil {
-			m.rollBack(describe(bad))
+			m.rollBack(stepCause(bad), describe(bad))
 		} else if done && m.s.Batch+1 < len(m.s.Batches) {
 			m.window() // the next batch starts in a window too
 		} else if done {
@@ -418,11 +454,11 @@ func (m *machine) deployed() bool {
 	return false
 }
 
-// fail ends a saga that cannot go on: failed if nothing was deployed, else
-// rolling back what was.
+// fail ends a saga whose windows do not let it go on: failed if nothing was
+// deployed, else rolling back what was.
 func (m *machine) fail(reason string) {
 	if m.deployed() {
-		m.rollBack(reason)
+		m.rollBack(CauseWindow, reason)
 		return
 	}
 	m.enter(Failed, reason+"; nothing was changed")
@@ -467,7 +503,7 @@ var compensation = map[events.Action]events.Action{
 //   - then every completed backup of a target that a deploy or maintenance
 //     step touched, newest first: restoring an untouched target would only
 //     redo what is there.
-func (m *machine) rollBack(reason string) {
+func (m *machine) rollBack(cause Cause, reason string) {
 	var running, finished, backups []*Step
 	touched := map[string]bool{}
 	for i := range m.s.Steps {
@@ -501,6 +537,7 @@ func (m *machine) rollBack(reason string) {
 			m.s.Plan = append(m.s.Plan, st.ID)
 		}
 	}
+	m.eff.RollBack = cause
 	m.enter(RollingBack, reason)
 	m.compensateNext()
 }
@@ -565,13 +602,13 @@ func (m *machine) cancel(in Input) {
 	case Requested, Prechecking, AwaitingApproval, AwaitingWindow, BackingUp:
 		m.s.Cancel = m.decision(in)
 		if m.deployed() { // waiting for a window between batches
-			m.rollBack(decided("cancelled", in))
+			m.rollBack(CauseCancelled, decided("cancelled", in))
 			return
 		}
 		m.enter(Cancelled, decided("cancelled", in)+"; nothing was deployed")
 	case Deploying, Verifying:
 		m.s.Cancel = m.decision(in)
-		m.rollBack(decided("cancelled", in))
+		m.rollBack(CauseCancelled, decided("cancelled", in))
 	case RollingBack:
 		m.ignore("already rolling back")
 	default:

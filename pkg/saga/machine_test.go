@@ -513,3 +513,75 @@ func TestReportsAreClippedInTheSaga(t *testing.T) {
 		t.Fatalf("last line %+v", st.Report[saga.MaxReportLines])
 	}
 }
+
+func TestRollBackSaysWhyItBegan(t *testing.T) {
+	nightly := []spec.Window{{Start: "12:00", End: "12:10"}} // t0 is 12:00
+	between := func(t *testing.T, deadline time.Time) *run {
+		req := request(spec.KindUpgrade, 1, "a", "b")
+		req.Spec.Windows, req.Spec.Deadline = nightly, deadline
+		r := start(t, req, saga.Options{})
+		r.answer(events.Succeeded) // precheck
+		r.answer(events.Succeeded) // backup
+		r.answer(events.Succeeded) // deploy a
+		r.now = t0.Add(15 * time.Minute)
+		return r
+	}
+	for _, tc := range []struct {
+		name string
+		act  func(t *testing.T) saga.Effects
+		want saga.Cause
+	}{
+		{"deploy failed", func(t *testing.T) saga.Effects {
+			r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
+			r.answer(events.Succeeded)
+			r.answer(events.Succeeded)
+			return r.report(r.last.Commands[0], events.Failed)
+		}, saga.CauseDeployFailed},
+		{"deploy timed out", func(t *testing.T) saga.Effects {
+			r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
+			r.answer(events.Succeeded)
+			r.answer(events.Succeeded)
+			return r.must(saga.Input{Kind: saga.Tick, At: r.s.Deadline})
+		}, saga.CauseDeployTimeout},
+		{"verify failed", func(t *testing.T) saga.Effects {
+			r := upTo(t)
+			return r.report(r.last.Commands[0], events.Failed)
+		}, saga.CauseVerifyFailed},
+		{"verify timed out", func(t *testing.T) saga.Effects {
+			r := upTo(t)
+			return r.must(saga.Input{Kind: saga.Tick, At: r.s.Deadline})
+		}, saga.CauseVerifyTimeout},
+		{"cancelled", func(t *testing.T) saga.Effects {
+			r := upTo(t)
+			return r.must(saga.Input{Kind: saga.Cancel, Actor: "ops"})
+		}, saga.CauseCancelled},
+		{"cancelled while awaiting the next window", func(t *testing.T) saga.Effects {
+			r := between(t, time.Time{})
+			r.answer(events.Succeeded) // verify a
+			r.state(saga.AwaitingWindow)
+			return r.must(saga.Input{Kind: saga.Cancel, Actor: "ops"})
+		}, saga.CauseCancelled},
+		{"no window before the deadline, on verifying", func(t *testing.T) saga.Effects {
+			r := between(t, t0.Add(6*time.Hour))
+			return r.report(r.last.Commands[0], events.Succeeded)
+		}, saga.CauseWindow},
+		{"no window before the deadline, on a late wake-up while awaiting it", func(t *testing.T) saga.Effects {
+			r := between(t, t0.Add(30*time.Hour))
+			r.answer(events.Succeeded) // verify a
+			r.state(saga.AwaitingWindow)
+			// The coordinator was down while the window was open: the
+			// next one is after the deadline.
+			return r.must(saga.Input{Kind: saga.Tick, At: t0.Add(24*time.Hour + 20*time.Minute)})
+		}, saga.CauseWindow},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eff := tc.act(t)
+			if !strings.Contains(kinds(eff.Events), string(saga.RollingBack)) {
+				t.Fatalf("no roll-back began: %q", kinds(eff.Events))
+			}
+			if eff.RollBack != tc.want {
+				t.Fatalf("roll-back cause %q, want %q", eff.RollBack, tc.want)
+			}
+		})
+	}
+}

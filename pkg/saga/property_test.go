@@ -62,6 +62,12 @@ func (w *world) apply(in saga.Input) {
 	for _, st := range done {
 		w.finished = append(w.finished, st.ID)
 	}
+	// A roll-back with nothing to undo enters rolling_back and leaves it
+	// in the same transition.
+	began := slices.ContainsFunc(eff.Events, func(e events.SagaEvent) bool { return e.Kind == string(saga.RollingBack) })
+	if began != (eff.RollBack != "") || began && !slices.Contains(saga.Causes, eff.RollBack) {
+		w.t.Fatalf("%s -> %s with roll-back cause %q", before.State, next.State, eff.RollBack)
+	}
 	if next.State == saga.RollingBack && !w.rolled {
 		w.rolled = true
 		w.atRoll = map[string]bool{}
