@@ -30,8 +30,15 @@ const (
 
 // Input is one thing that happened to a saga, at a time.
 type Input struct {
-	Kind    InputKind          `json:"kind"`
-	At      time.Time          `json:"at"`
+	Kind InputKind `json:"kind"`
+	// At is when the coordinator applies the input, by its clock: the
+	// saga's now.
+	At time.Time `json:"at"`
+	// Sent is when the input's source made it, by the source's clock (the
+	// CloudEvent time of a report), zero if unknown. Reports are handled
+	// several at a time and may be applied out of order; Sent puts a
+	// step's progress reports back in theirs.
+	Sent    time.Time          `json:"sent,omitzero"`
 	Result  *events.StepResult `json:"result,omitempty"`
 	Actor   string             `json:"actor,omitempty"`
 	Comment string             `json:"comment,omitempty"`
@@ -97,7 +104,7 @@ func Apply(s Saga, in Input) (Saga, Effects) {
 		if in.Result == nil {
 			m.ignore("report without a result")
 		} else {
-			m.report(*in.Result)
+			m.report(*in.Result, orAt(in.Sent, m.at))
 		}
 	case Tick:
 		m.tick()
@@ -212,7 +219,8 @@ func upgrade(r spec.Request) events.Upgrade {
 	}
 }
 
-func (m *machine) report(r events.StepResult) {
+// report applies a phase service's report, made at sent by its clock.
+func (m *machine) report(r events.StepResult, sent time.Time) {
 	st, ok := m.s.Step(r.Step)
 	if !ok || r.Saga != m.s.ID {
 		m.ignore(fmt.Sprintf("report on unknown step %q", r.Step))
@@ -237,9 +245,14 @@ func (m *machine) report(r events.StepResult) {
 		}
 		st.Status, st.StartedAt = StepRunning, orAt(r.StartedAt, m.at)
 	case events.Progress:
-		st.Status, st.HeartbeatAt, st.Progress = StepRunning, m.at, clip(r.Message)
+		if sent.Before(st.HeartbeatAt) {
+			m.ignore(fmt.Sprintf("progress of step %s from %s is older than the last, from %s",
+				st.ID, sent.Format(time.RFC3339Nano), st.HeartbeatAt.Format(time.RFC3339Nano)))
+			return
+		}
+		st.Status, st.HeartbeatAt, st.Progress = StepRunning, sent, clip(r.Message)
 		if st.StartedAt.IsZero() {
-			st.StartedAt = m.at
+			st.StartedAt = orAt(r.StartedAt, sent)
 		}
 	case events.Succeeded, events.Failed:
 		status := StepSucceeded

@@ -80,6 +80,32 @@ func TestStartedAndProgressMarkTheStepRunning(t *testing.T) {
 	}
 }
 
+func TestAnOlderProgressReportDoesNotOverwriteANewerOne(t *testing.T) {
+	r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
+	c := r.last.Commands[0]
+	progress := func(msg string, sent time.Time) saga.Input {
+		p := result(c, events.Progress)
+		p.Message = msg
+		return saga.Input{Kind: saga.Report, Result: p, Sent: sent}
+	}
+	// Handled in the opposite order to the one they were sent in.
+	r.now = t0.Add(time.Minute)
+	r.must(progress("hashing 60%", t0.Add(20*time.Second)))
+	r.now = t0.Add(2 * time.Minute)
+	r.ignored(progress("hashing 30%", t0.Add(10*time.Second)))
+	st, _ := r.s.Step(c.Step)
+	if st.Progress != "hashing 60%" || !st.HeartbeatAt.Equal(t0.Add(20*time.Second)) {
+		t.Fatalf("step keeps %q from %v, want the newer report's", st.Progress, st.HeartbeatAt)
+	}
+	// One sent at the same time, or later, is applied.
+	r.must(progress("hashing 61%", t0.Add(20*time.Second)))
+	r.must(progress("hashing 90%", t0.Add(30*time.Second)))
+	st, _ = r.s.Step(c.Step)
+	if st.Progress != "hashing 90%" || !st.HeartbeatAt.Equal(t0.Add(30*time.Second)) {
+		t.Fatalf("step %q from %v, want the newest report's", st.Progress, st.HeartbeatAt)
+	}
+}
+
 func TestPrecheckFailureOrTimeoutFailsWithNothingToUndo(t *testing.T) {
 	for _, tc := range []struct {
 		name string
