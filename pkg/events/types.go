@@ -279,6 +279,10 @@ func (t Timer) Check() error {
 
 // Notice is what a team receives.
 type Notice struct {
+	// ID is the id of the event the notice travels in, set from the
+	// envelope by whoever opens it: the same for every delivery of one
+	// notice, so a receiver can drop a repeat.
+	ID       string    `json:"-"`
 	Team     string    `json:"team"`
 	Saga     string    `json:"saga"`
 	Kind     string    `json:"kind"`

@@ -24,9 +24,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Commands handled by a phase service, by result: succeeded, failed, duplicate (answered from the record), expired, unsupported, gave_up, error (to be retried).",
 		}, []string{"service", "action", "result"})),
 		steps: promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "upshift_step_duration_seconds",
-			Help:    "Time a phase service took over one step, by outcome.",
-			Buckets: prometheus.ExponentialBuckets(0.01, 3, 10),
+			Name: "upshift_step_duration_seconds",
+			Help: "Time a phase service took over one step, by outcome.",
+			// From a check of a tenth of a second to a deploy of hours.
+			Buckets: prometheus.ExponentialBucketsRange(0.1, 4*3600, 16),
 		}, []string{"service", "action", "outcome"})),
 	}
 	return m

@@ -6,9 +6,12 @@
 //   - one durable consumer per target, at most one command in flight per
 //     target and in stream order, so a roll-back never overtakes the apply it
 //     undoes;
-//   - a command is executed at most once per step id: the result is recorded
-//     in the DoneBucket before it is published, and a redelivered command is
-//     answered from the record (published again under the same id);
+//   - a command is executed at least once per step id, and once recorded
+//     not again: the result is recorded in the DoneBucket before it is
+//     published, and a redelivered command is answered from the record
+//     (published again under the same id). A crash between executing and
+//     recording, an error returned, or a record expired from the bucket
+//     executes it again, hence idempotent executors (see Executor);
 //   - a forward command that arrives after its NotAfter is not executed, and
 //     is reported failed as expired;
 //   - started, progress and final reports are published to EVENTS with
@@ -35,12 +38,40 @@ import (
 	"github.com/upshift/upshift/pkg/streams"
 )
 
-// Executor performs the steps of one phase service.
+// Executor performs the steps of one phase service. What the framework
+// relies on, and phasetest.Run checks against every implementation:
+//
+//   - Idempotent per step id: Execute may be called again with the same
+//     command (after a crash before the result was recorded, after an
+//     error, after an interrupted run), and the second call must succeed
+//     where the first did and leave the target as one call would. A
+//     compensation may also find its forward step never ran, half ran or
+//     was already undone.
+//   - A verdict on the target is an Outcome: Success, or Failure with a
+//     short machine-readable Reason (lower_snake_case) and the error. Such
+//     a failure is permanent: it is recorded and fails the saga. An error
+//     returned means "not done, try again": the command is redelivered with
+//     back-off and, after the last delivery, reported failed as gave_up.
+//     So a transient problem (a download interrupted) is an error, and a
+//     broken target or package is a Failure.
+//   - A target the instance does not know is Failure(events.ReasonUnknown).
+//   - ctx ends when the instance shuts down past its grace: Execute must
+//     then return soon, and must not report the interruption as a Failure;
+//     it returns ctx's error unless it reached a true verdict.
+//   - progress may be called any number of times while Execute runs, never
+//     after it returns (the step is reported by then). It proves the step
+//     alive to the coordinator's watchers; it does not extend a deadline.
+//   - Execute is called for different targets at once, and for one target
+//     one command at a time.
+//   - The Outcome must fit in one report event (events.MaxEventSize): bound
+//     what goes into Output and Report.
+//   - The framework, not the executor, refuses a forward command past its
+//     NotAfter and an action the service does not support; the executor
+//     may use cmd.Deadline to report before the coordinator times the step
+//     out (verify does).
 type Executor interface {
-	// Execute performs cmd on its target. The Outcome, success or failure,
-	// is reported to the coordinator. An error means "try again": the
-	// command is redelivered with back-off and given up after the last
-	// delivery. ctx is cancelled when the instance shuts down past its grace.
+	// Execute performs cmd on its target and returns how it ended, or an
+	// error to have it tried again.
 	Execute(ctx context.Context, cmd events.Command, progress Progress) (Outcome, error)
 }
 

@@ -30,8 +30,15 @@ const (
 
 // Input is one thing that happened to a saga, at a time.
 type Input struct {
-	Kind    InputKind          `json:"kind"`
-	At      time.Time          `json:"at"`
+	Kind InputKind `json:"kind"`
+	// At is when the coordinator applies the input, by its clock: the
+	// saga's now.
+	At time.Time `json:"at"`
+	// Sent is when the input's source made it, by the source's clock (the
+	// CloudEvent time of a report), zero if unknown. Reports are handled
+	// several at a time and may be applied out of order; Sent puts a
+	// step's progress reports back in theirs.
+	Sent    time.Time          `json:"sent,omitzero"`
 	Result  *events.StepResult `json:"result,omitempty"`
 	Actor   string             `json:"actor,omitempty"`
 	Comment string             `json:"comment,omitempty"`
@@ -45,6 +52,42 @@ type Effects struct {
 	Wake []time.Time
 	// Ignored says why the input changed nothing; the saga is unchanged then.
 	Ignored string
+	// RollBack says why a roll-back began in this transition, if one did.
+	RollBack Cause
+}
+
+// Cause is why a roll-back began, one of a few fixed values (a metric
+// label): the phase whose step failed or timed out, the windows, or an
+// operator.
+type Cause string
+
+// Causes of a roll-back.
+const (
+	CauseDeployFailed  Cause = "deploy_failed"
+	CauseDeployTimeout Cause = "deploy_timeout"
+	CauseVerifyFailed  Cause = "verify_failed"
+	CauseVerifyTimeout Cause = "verify_timeout"
+	// CauseWindow: no maintenance window for the next batch opens in time.
+	CauseWindow    Cause = "window"
+	CauseCancelled Cause = "cancelled"
+)
+
+// Causes lists every cause.
+var Causes = []Cause{CauseDeployFailed, CauseDeployTimeout, CauseVerifyFailed, CauseVerifyTimeout, CauseWindow, CauseCancelled}
+
+// stepCause is the cause of a roll-back begun by a deploy or verify step
+// that did not succeed.
+func stepCause(st *Step) Cause {
+	timedOut := st.Status == StepTimedOut
+	switch {
+	case st.Phase == events.Verify && timedOut:
+		return CauseVerifyTimeout
+	case st.Phase == events.Verify:
+		return CauseVerifyFailed
+	case timedOut:
+		return CauseDeployTimeout
+	}
+	return CauseDeployFailed
 }
 
 // Apply returns the saga after the input and the effects of the transition.
@@ -61,7 +104,7 @@ func Apply(s Saga, in Input) (Saga, Effects) {
 		if in.Result == nil {
 			m.ignore("report without a result")
 		} else {
-			m.report(*in.Result)
+			m.report(*in.Result, orAt(in.Sent, m.at))
 		}
 	case Tick:
 		m.tick()
@@ -176,7 +219,8 @@ func upgrade(r spec.Request) events.Upgrade {
 	}
 }
 
-func (m *machine) report(r events.StepResult) {
+// report applies a phase service's report, made at sent by its clock.
+func (m *machine) report(r events.StepResult, sent time.Time) {
 	st, ok := m.s.Step(r.Step)
 	if !ok || r.Saga != m.s.ID {
 		m.ignore(fmt.Sprintf("report on unknown step %q", r.Step))
@@ -201,9 +245,14 @@ func (m *machine) report(r events.StepResult) {
 		}
 		st.Status, st.StartedAt = StepRunning, orAt(r.StartedAt, m.at)
 	case events.Progress:
-		st.Status, st.HeartbeatAt, st.Progress = StepRunning, m.at, clip(r.Message)
+		if sent.Before(st.HeartbeatAt) {
+			m.ignore(fmt.Sprintf("progress of step %s from %s is older than the last, from %s",
+				st.ID, sent.Format(time.RFC3339Nano), st.HeartbeatAt.Format(time.RFC3339Nano)))
+			return
+		}
+		st.Status, st.HeartbeatAt, st.Progress = StepRunning, sent, clip(r.Message)
 		if st.StartedAt.IsZero() {
-			st.StartedAt = m.at
+			st.StartedAt = orAt(r.StartedAt, sent)
 		}
 	case events.Succeeded, events.Failed:
 		status := StepSucceeded
@@ -333,13 +382,13 @@ func (m *machine) advance() {
 		}
 	case Deploying:
 		if bad != nil {
-			m.rollBack(describe(bad))
+			m.rollBack(stepCause(bad), describe(bad))
 		} else if done {
 			m.verify(m.s.Batch)
 		}
 	case Verifying:
 		if bad != nil {
-			m.rollBack(describe(bad))
+			m.rollBack(stepCause(bad), describe(bad))
 		} else if done && m.s.Batch+1 < len(m.s.Batches) {
 			m.window() // the next batch starts in a window too
 		} else if done {
@@ -418,11 +467,11 @@ func (m *machine) deployed() bool {
 	return false
 }
 
-// fail ends a saga that cannot go on: failed if nothing was deployed, else
-// rolling back what was.
+// fail ends a saga whose windows do not let it go on: failed if nothing was
+// deployed, else rolling back what was.
 func (m *machine) fail(reason string) {
 	if m.deployed() {
-		m.rollBack(reason)
+		m.rollBack(CauseWindow, reason)
 		return
 	}
 	m.enter(Failed, reason+"; nothing was changed")
@@ -467,7 +516,7 @@ var compensation = map[events.Action]events.Action{
 //   - then every completed backup of a target that a deploy or maintenance
 //     step touched, newest first: restoring an untouched target would only
 //     redo what is there.
-func (m *machine) rollBack(reason string) {
+func (m *machine) rollBack(cause Cause, reason string) {
 	var running, finished, backups []*Step
 	touched := map[string]bool{}
 	for i := range m.s.Steps {
@@ -501,6 +550,7 @@ func (m *machine) rollBack(reason string) {
 			m.s.Plan = append(m.s.Plan, st.ID)
 		}
 	}
+	m.eff.RollBack = cause
 	m.enter(RollingBack, reason)
 	m.compensateNext()
 }
@@ -565,13 +615,13 @@ func (m *machine) cancel(in Input) {
 	case Requested, Prechecking, AwaitingApproval, AwaitingWindow, BackingUp:
 		m.s.Cancel = m.decision(in)
 		if m.deployed() { // waiting for a window between batches
-			m.rollBack(decided("cancelled", in))
+			m.rollBack(CauseCancelled, decided("cancelled", in))
 			return
 		}
 		m.enter(Cancelled, decided("cancelled", in)+"; nothing was deployed")
 	case Deploying, Verifying:
 		m.s.Cancel = m.decision(in)
-		m.rollBack(decided("cancelled", in))
+		m.rollBack(CauseCancelled, decided("cancelled", in))
 	case RollingBack:
 		m.ignore("already rolling back")
 	default:

@@ -80,6 +80,32 @@ func TestStartedAndProgressMarkTheStepRunning(t *testing.T) {
 	}
 }
 
+func TestAnOlderProgressReportDoesNotOverwriteANewerOne(t *testing.T) {
+	r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
+	c := r.last.Commands[0]
+	progress := func(msg string, sent time.Time) saga.Input {
+		p := result(c, events.Progress)
+		p.Message = msg
+		return saga.Input{Kind: saga.Report, Result: p, Sent: sent}
+	}
+	// Handled in the opposite order to the one they were sent in.
+	r.now = t0.Add(time.Minute)
+	r.must(progress("hashing 60%", t0.Add(20*time.Second)))
+	r.now = t0.Add(2 * time.Minute)
+	r.ignored(progress("hashing 30%", t0.Add(10*time.Second)))
+	st, _ := r.s.Step(c.Step)
+	if st.Progress != "hashing 60%" || !st.HeartbeatAt.Equal(t0.Add(20*time.Second)) {
+		t.Fatalf("step keeps %q from %v, want the newer report's", st.Progress, st.HeartbeatAt)
+	}
+	// One sent at the same time, or later, is applied.
+	r.must(progress("hashing 61%", t0.Add(20*time.Second)))
+	r.must(progress("hashing 90%", t0.Add(30*time.Second)))
+	st, _ = r.s.Step(c.Step)
+	if st.Progress != "hashing 90%" || !st.HeartbeatAt.Equal(t0.Add(30*time.Second)) {
+		t.Fatalf("step %q from %v, want the newest report's", st.Progress, st.HeartbeatAt)
+	}
+}
+
 func TestPrecheckFailureOrTimeoutFailsWithNothingToUndo(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -511,5 +537,77 @@ func TestReportsAreClippedInTheSaga(t *testing.T) {
 	}
 	if st.Report[saga.MaxReportLines].Detail != "24 more lines in the step's event" {
 		t.Fatalf("last line %+v", st.Report[saga.MaxReportLines])
+	}
+}
+
+func TestRollBackSaysWhyItBegan(t *testing.T) {
+	nightly := []spec.Window{{Start: "12:00", End: "12:10"}} // t0 is 12:00
+	between := func(t *testing.T, deadline time.Time) *run {
+		req := request(spec.KindUpgrade, 1, "a", "b")
+		req.Spec.Windows, req.Spec.Deadline = nightly, deadline
+		r := start(t, req, saga.Options{})
+		r.answer(events.Succeeded) // precheck
+		r.answer(events.Succeeded) // backup
+		r.answer(events.Succeeded) // deploy a
+		r.now = t0.Add(15 * time.Minute)
+		return r
+	}
+	for _, tc := range []struct {
+		name string
+		act  func(t *testing.T) saga.Effects
+		want saga.Cause
+	}{
+		{"deploy failed", func(t *testing.T) saga.Effects {
+			r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
+			r.answer(events.Succeeded)
+			r.answer(events.Succeeded)
+			return r.report(r.last.Commands[0], events.Failed)
+		}, saga.CauseDeployFailed},
+		{"deploy timed out", func(t *testing.T) saga.Effects {
+			r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
+			r.answer(events.Succeeded)
+			r.answer(events.Succeeded)
+			return r.must(saga.Input{Kind: saga.Tick, At: r.s.Deadline})
+		}, saga.CauseDeployTimeout},
+		{"verify failed", func(t *testing.T) saga.Effects {
+			r := upTo(t)
+			return r.report(r.last.Commands[0], events.Failed)
+		}, saga.CauseVerifyFailed},
+		{"verify timed out", func(t *testing.T) saga.Effects {
+			r := upTo(t)
+			return r.must(saga.Input{Kind: saga.Tick, At: r.s.Deadline})
+		}, saga.CauseVerifyTimeout},
+		{"cancelled", func(t *testing.T) saga.Effects {
+			r := upTo(t)
+			return r.must(saga.Input{Kind: saga.Cancel, Actor: "ops"})
+		}, saga.CauseCancelled},
+		{"cancelled while awaiting the next window", func(t *testing.T) saga.Effects {
+			r := between(t, time.Time{})
+			r.answer(events.Succeeded) // verify a
+			r.state(saga.AwaitingWindow)
+			return r.must(saga.Input{Kind: saga.Cancel, Actor: "ops"})
+		}, saga.CauseCancelled},
+		{"no window before the deadline, on verifying", func(t *testing.T) saga.Effects {
+			r := between(t, t0.Add(6*time.Hour))
+			return r.report(r.last.Commands[0], events.Succeeded)
+		}, saga.CauseWindow},
+		{"no window before the deadline, on a late wake-up while awaiting it", func(t *testing.T) saga.Effects {
+			r := between(t, t0.Add(30*time.Hour))
+			r.answer(events.Succeeded) // verify a
+			r.state(saga.AwaitingWindow)
+			// The coordinator was down while the window was open: the
+			// next one is after the deadline.
+			return r.must(saga.Input{Kind: saga.Tick, At: t0.Add(24*time.Hour + 20*time.Minute)})
+		}, saga.CauseWindow},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eff := tc.act(t)
+			if !strings.Contains(kinds(eff.Events), string(saga.RollingBack)) {
+				t.Fatalf("no roll-back began: %q", kinds(eff.Events))
+			}
+			if eff.RollBack != tc.want {
+				t.Fatalf("roll-back cause %q, want %q", eff.RollBack, tc.want)
+			}
+		})
 	}
 }

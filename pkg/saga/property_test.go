@@ -19,17 +19,18 @@ import (
 // are answered in any order, answered twice, lost (so only a time-out ends
 // them), answered after their time-out; operators cancel, approve, reject.
 type world struct {
-	t        *rapid.T
-	s        saga.Saga
-	now      time.Time
-	pending  []events.Command        // issued, not yet answered or lost
-	answered []events.StepResult     // every result delivered, for duplicates
-	issued   map[string]int          // step id -> times commanded
-	order    []events.Command        // every command in issue order
-	finished []string                // step ids in the order they became final
-	atRoll   map[string]bool         // step ids final when the roll-back began
-	rolled   bool                    // a roll-back has begun
-	sawState map[saga.State]struct{} // states visited
+	t          *rapid.T
+	s          saga.Saga
+	now        time.Time
+	pending    []events.Command        // issued, not yet answered or lost
+	answered   []events.StepResult     // every result delivered, for duplicates
+	issued     map[string]int          // step id -> times commanded
+	order      []events.Command        // every command in issue order
+	finished   []string                // step ids in the order they became final
+	atRoll     map[string]bool         // step ids final when the roll-back began
+	rolled     bool                    // a roll-back has begun
+	sawState   map[saga.State]struct{} // states visited
+	progressed map[string]sentMessage  // step id -> newest progress sent
 }
 
 func (w *world) apply(in saga.Input) {
@@ -62,6 +63,12 @@ func (w *world) apply(in saga.Input) {
 	for _, st := range done {
 		w.finished = append(w.finished, st.ID)
 	}
+	// A roll-back with nothing to undo enters rolling_back and leaves it
+	// in the same transition.
+	began := slices.ContainsFunc(eff.Events, func(e events.SagaEvent) bool { return e.Kind == string(saga.RollingBack) })
+	if began != (eff.RollBack != "") || began && !slices.Contains(saga.Causes, eff.RollBack) {
+		w.t.Fatalf("%s -> %s with roll-back cause %q", before.State, next.State, eff.RollBack)
+	}
 	if next.State == saga.RollingBack && !w.rolled {
 		w.rolled = true
 		w.atRoll = map[string]bool{}
@@ -82,6 +89,11 @@ func (w *world) apply(in saga.Input) {
 		w.order = append(w.order, c)
 		w.pending = append(w.pending, c)
 	}
+	for _, st := range next.Steps {
+		if prev, ok := before.Step(st.ID); ok && st.HeartbeatAt.Before(prev.HeartbeatAt) {
+			w.t.Fatalf("step %s heartbeat went back from %v to %v", st.ID, prev.HeartbeatAt, st.HeartbeatAt)
+		}
+	}
 	w.sawState[next.State] = struct{}{}
 	w.s = next
 }
@@ -95,6 +107,33 @@ func (w *world) take(i int) events.Command {
 func (w *world) deliver(r events.StepResult) {
 	w.answered = append(w.answered, r)
 	w.apply(saga.Input{Kind: saga.Report, Result: &r})
+}
+
+// progress delivers a progress report sent up to ten minutes before now:
+// reports are handled several at a time, so in no promised order.
+func (w *world) progress(c events.Command, rng *rand.Rand) {
+	r := result(c, events.Progress)
+	r.Message = fmt.Sprint("at ", rng.IntN(100), "%")
+	sent := w.now.Add(-time.Duration(rng.Int64N(int64(10 * time.Minute))))
+	st, ok := w.s.Step(c.Step)
+	running := ok && !st.Status.Final()
+	w.apply(saga.Input{Kind: saga.Report, Result: r, Sent: sent})
+	if !running {
+		return
+	}
+	// The step shows the message of the newest report sent, whatever the
+	// order they came in.
+	if last, seen := w.progressed[c.Step]; !seen || !sent.Before(last.sent) {
+		w.progressed[c.Step] = sentMessage{sent, r.Message}
+	}
+	if st, _ := w.s.Step(c.Step); st.Progress != w.progressed[c.Step].msg {
+		w.t.Fatalf("step %s shows %q, the newest report sent said %q", c.Step, st.Progress, w.progressed[c.Step].msg)
+	}
+}
+
+type sentMessage struct {
+	sent time.Time
+	msg  string
 }
 
 func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T) {
@@ -121,7 +160,8 @@ func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T)
 			}
 		}
 		opts := saga.Options{RequireApproval: rapid.Bool().Draw(t, "approval"), ApprovalTimeout: time.Hour}
-		w := &world{t: t, s: saga.New("s", req, opts, t0), now: t0, issued: map[string]int{}, sawState: map[saga.State]struct{}{}}
+		w := &world{t: t, s: saga.New("s", req, opts, t0), now: t0, issued: map[string]int{}, sawState: map[saga.State]struct{}{},
+			progressed: map[string]sentMessage{}}
 		w.apply(saga.Input{Kind: saga.Start})
 
 		failP, loseP := rng.Float64()*0.3, rng.Float64()*0.3
@@ -159,7 +199,7 @@ func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T)
 				w.apply(saga.Input{Kind: op, Actor: "op"})
 			case 9: // a progress report
 				if len(w.pending) > 0 {
-					w.deliver(*result(w.pending[rng.IntN(len(w.pending))], events.Progress))
+					w.progress(w.pending[rng.IntN(len(w.pending))], rng)
 				}
 			}
 		}

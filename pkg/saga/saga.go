@@ -82,7 +82,7 @@ type Step struct {
 	DispatchedAt time.Time           `json:"dispatchedAt"`
 	Deadline     time.Time           `json:"deadline"`
 	StartedAt    time.Time           `json:"startedAt,omitzero"`
-	HeartbeatAt  time.Time           `json:"heartbeatAt,omitzero"`
+	HeartbeatAt  time.Time           `json:"heartbeatAt,omitzero"` // when the last progress was sent
 	FinishedAt   time.Time           `json:"finishedAt,omitzero"`
 	Reason       string              `json:"reason,omitempty"`
 	Error        string              `json:"error,omitempty"`

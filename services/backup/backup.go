@@ -12,10 +12,8 @@
 // the target's configuration alone. Restore never works from an archive whose
 // checksum does not match, replaces files by rename (a running program keeps
 // the file it has open), and touches nothing outside the backed-up paths.
-//
-// Not done yet (they come with the backup issue): retention of old backups,
-// storage in a NATS Object Store bucket, PostgreSQL (pg_dump) backups, and
-// file ownership (modes are kept, owners are not).
+// File modes are kept, owners are not; backups are kept on the host's disk
+// until removed.
 package backup
 
 import (

@@ -94,7 +94,8 @@ func (c *Coordinator) onResult(ctx context.Context, m *consumer.Message) error {
 	if err := events.Open(m.Event, events.TypeStep, &r); err != nil {
 		return err
 	}
-	return c.engine.handle(ctx, r.Saga, saga.Input{Kind: saga.Report, At: c.now(), Result: &r}, seenOf(m))
+	in := saga.Input{Kind: saga.Report, At: c.now(), Sent: m.Event.Time, Result: &r}
+	return c.engine.handle(ctx, r.Saga, in, seenOf(m))
 }
 
 // onTimer handles a deadline falling due. The scheduler may deliver it a

@@ -46,9 +46,10 @@ type world struct {
 	reg    *prometheus.Registry
 	url    string // of the NATS server, for coordinators run as processes
 	policy coordinator.Policy
-	gauge  time.Duration   // in-flight gauge refresh of coordinators; default 200ms
-	cons   consumer.Config // consumer settings of coordinators; default fast
-	grace  time.Duration   // overdue grace of coordinators; default 30s
+	gauge  time.Duration    // in-flight gauge refresh of coordinators; default 200ms
+	cons   consumer.Config  // consumer settings of coordinators; default fast
+	grace  time.Duration    // overdue grace of coordinators; default 30s
+	clock  func() time.Time // of coordinators; default the real one
 
 	mu       sync.Mutex
 	script   map[string]string // "phase.action.target" -> "fail" | "hang"
@@ -141,7 +142,7 @@ func (w *world) coordinator(name string) (*coordinator.Coordinator, func()) {
 		cons = fast
 	}
 	c := coordinator.New(w.nc, w.js, coordinator.Config{Instance: name, Store: w.store, Streams: streamsCfg,
-		Consumer: cons, RelayInterval: 500 * time.Millisecond, GaugeInterval: gauge, OverdueGrace: w.grace, Policy: w.policy}, quiet, w.reg)
+		Consumer: cons, RelayInterval: 500 * time.Millisecond, GaugeInterval: gauge, OverdueGrace: w.grace, Policy: w.policy, Now: w.clock}, quiet, w.reg)
 	stop := w.run(name, c.Run)
 	natstest.Eventually(w.t, natstest.Patience, name+" ready", c.Ready)
 	return c, stop

@@ -7,7 +7,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/promreg"
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
@@ -44,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"phase", "outcome"})),
 		rollbacks: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "upshift_rollbacks_total",
-			Help: "Roll-backs started, by reason: <phase>_failed, <phase>_timeout or cancelled.",
+			Help: "Roll-backs started, by reason: deploy_failed, deploy_timeout, verify_failed, verify_timeout, window (none opens before the deadline) or cancelled.",
 		}, []string{"reason"})),
 		conflicts: promreg.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "upshift_coordinator_conflicts_total",
@@ -58,6 +57,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "upshift_coordinator_unreadable_sagas",
 			Help: "Stored sagas that cannot be decoded, skipped by the last count of sagas in flight; each needs an operator.",
 		})),
+	}
+	for _, c := range saga.Causes {
+		m.rollbacks.WithLabelValues(string(c))
 	}
 	return m
 }
@@ -83,7 +85,7 @@ func (m *Metrics) transition(prev, next saga.Saga, eff saga.Effects) {
 			m.phases.WithLabelValues(string(from.State), outcome).Observe(next.UpdatedAt.Sub(from.EnteredAt).Seconds())
 		}
 		if st == saga.RollingBack {
-			m.rollbacks.WithLabelValues(rollbackReason(from.State, next, eff)).Inc()
+			m.rollbacks.WithLabelValues(string(eff.RollBack)).Inc()
 		}
 		from.State, from.EnteredAt = st, next.UpdatedAt
 	}
@@ -99,19 +101,6 @@ func isState(s saga.State) bool {
 		}
 	}
 	return false
-}
-
-func rollbackReason(from saga.State, s saga.Saga, eff saga.Effects) string {
-	if s.Cancel != nil {
-		return "cancelled"
-	}
-	phase := map[saga.State]string{saga.Deploying: "deploy", saga.Verifying: "verify"}[from]
-	for _, e := range eff.Events {
-		if e.Kind == events.KindStepFailed && e.Step != nil && e.Step.Status == string(saga.StepTimedOut) {
-			return phase + "_timeout"
-		}
-	}
-	return phase + "_failed"
 }
 
 // refresh sets the in-flight gauge from the store, every interval.

@@ -31,9 +31,8 @@
 // risk without failing the deploy. Owners are not restored: files belong to
 // the user the service runs as.
 //
-// Not done yet: maintenance actions (events.Maintain: reindex, analyze,
-// archive logs, configuration drift check) come with a later issue, and the
-// framework reports them as unsupported until then. Rollback does not run
+// Maintenance actions (events.Maintain) are not among the service's
+// actions, so the framework reports them unsupported. Rollback does not run
 // down-migrations: undoing the database is backup.restore's compensation.
 package deploy
 

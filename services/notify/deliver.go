@@ -20,9 +20,15 @@ import (
 //
 // Deliver is called at most once per notice after it has succeeded (the
 // service records each success), but may be called again after an error
-// or after a crash between delivering and recording, so an implementation
-// should pass the notice's identity on where the receiver can use it. An
-// error is retried with back-off; one wrapping consumer.ErrPermanent (a
+// or after a crash between delivering and recording. So, as
+// notifytest.Run checks of every implementation:
+//   - delivering a notice twice is safe, and the receiver can tell a
+//     repeat: the channel passes n.ID on with every delivery;
+//   - nil means delivered: a cancelled ctx (the instance shutting down)
+//     returns an error, so the notice is not recorded as sent;
+//   - Name is not empty and never changes.
+//
+// An error is retried with back-off; one wrapping consumer.ErrPermanent (a
 // receiver that refuses the notice for good) is dead-lettered at once.
 type Channel interface {
 	// Name identifies the channel in records and metrics; keep it stable.
@@ -37,6 +43,7 @@ func (s *Service) deliver(ctx context.Context, m *consumer.Message) error {
 	if err := events.Open(m.Event, events.TypeNotice, &n); err != nil {
 		return err
 	}
+	n.ID = m.Event.ID
 	log := s.log.With("saga", n.Saga, "notice", m.Event.ID)
 	var errs []error
 	for _, ch := range s.cfg.Channels {
@@ -108,6 +115,9 @@ func NewLogChannel(log *slog.Logger) Channel { return logChannel{log: log} }
 func (logChannel) Name() string { return "log" }
 
 func (c logChannel) Deliver(ctx context.Context, n events.Notice) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("log notice %s: %w", n.ID, err)
+	}
 	level := slog.LevelInfo
 	switch n.Severity {
 	case SeverityCritical:
@@ -115,7 +125,7 @@ func (c logChannel) Deliver(ctx context.Context, n events.Notice) error {
 	case SeverityWarning, SeverityAction:
 		level = slog.LevelWarn
 	}
-	c.log.Log(ctx, level, "notice", "team", n.Team, "saga", n.Saga, "kind", n.Kind,
+	c.log.Log(ctx, level, "notice", "id", n.ID, "team", n.Team, "saga", n.Saga, "kind", n.Kind,
 		"severity", n.Severity, "summary", n.Summary)
 	return nil
 }

@@ -13,12 +13,9 @@
 //     redelivery. A channel error is retried with back-off by the consumer
 //     runner and, after the last delivery, dead-lettered.
 //
-// Channels done now: the log channel (one log line per notice). Webhook
-// channels (generic CloudEvent JSON and Slack-compatible, HMAC-SHA256
-// signed, retried with back-off, dead-lettered) come with the notify issue;
-// they are further Channel implementations and need nothing else here.
-// Per-team channel routing (which team goes to which webhook) comes with
-// them; today every channel receives every notice.
+// The channels: the log channel (one log line per notice). Every channel
+// receives every notice; another kind of channel is another Channel
+// implementation and needs nothing else here.
 package notify
 
 import (

@@ -2,12 +2,10 @@
 // checks the package and the environment of each target, and reports one
 // line per check. A failed check fails the saga with nothing changed.
 //
-// Checks done now: the artifact's digest (the package is staged in the local
+// The checks: the artifact's digest (the package is staged in the local
 // artifact store on the way, as the plan's "upload the package to the
 // designated directory"), free disk at the target's root, and that the
-// installed version is the request's "from". Signature, memory, CPU load,
-// OS/database/middleware versions, reachability, third-party health and the
-// maintenance window come with the precheck issue.
+// installed version is the request's "from".
 package precheck
 
 import (

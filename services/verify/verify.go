@@ -2,7 +2,7 @@
 // each target until the target proves healthy and runs the expected version,
 // or until it proves it does not. A failed verification rolls the saga back.
 //
-// Checks done now, from the target's health settings (pkg/targets): an HTTP
+// The checks, from the target's health settings (pkg/targets): an HTTP
 // health URL that must answer 2xx, and an optional version URL that must
 // answer the version being installed, as plain text or as JSON with a
 // "version" field. The step passes after Successes good probes in a row and
@@ -10,11 +10,6 @@
 // deadline, so that the failure is reported before the coordinator times the
 // step out. A target without a health URL fails: what cannot be verified
 // must not pass.
-//
-// Not done yet (they come with the verify issue): Prometheus analysis
-// (query, condition, interval, count, failure limit) through client_golang's
-// API client, TCP reachability, smoke commands, and HTTP body matches other
-// than the version.
 package verify
 
 import (

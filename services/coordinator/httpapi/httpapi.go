@@ -8,10 +8,9 @@
 // refused outright when none is configured. Every answer is JSON, errors
 // included ({"error": "...", "code": n}).
 //
-// It does not yet: serve several tokens or tell whose token was used (the
-// actor is what the caller says it is), limit request rates, stream changes
-// (poll GET, or read EVENTS), page through long listings beyond limit, or
-// serve /healthz and /metrics (the ops server has those).
+// There is one token, and the actor is what the caller says it is. Changes
+// are read by polling GET, or from EVENTS; /healthz and /metrics are the ops
+// server's.
 package httpapi
 
 import (

@@ -6,9 +6,8 @@
 //
 // It needs only the go command and sh on the machine: the ctl script waits
 // for the app with the app's own --probe mode rather than curl or wget.
-// It does not yet do database migrations, shared configuration or backups
-// of anything beyond the release; the demo target is one process on
-// 127.0.0.1, unix only.
+// The demo target is one process on 127.0.0.1, unix only, with no database
+// and no shared configuration.
 package demo
 
 import (

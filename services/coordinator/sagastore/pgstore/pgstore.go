@@ -28,10 +28,8 @@
 // compare-and-set on revision, so concurrent coordinators never lose a
 // transition.
 //
-// Not done yet: sent outbox rows and old sagas are kept forever (no
-// retention or archiving); timestamps in columns are to the microsecond
-// (the saga in doc keeps nanoseconds); listing has no cursor beyond its
-// limit.
+// Timestamps in columns are to the microsecond; the saga in doc keeps
+// nanoseconds. Sent outbox rows and ended sagas are kept.
 package pgstore
 
 import (
