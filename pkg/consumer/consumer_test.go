@@ -110,9 +110,9 @@ func TestAcksEachMessageOnce(t *testing.T) {
 	f.cfg.Concurrency = 4
 	// Not a test of heartbeats: an ack wait no stall reaches.
 	f.cfg.AckWait = natstest.Patience
-	f.run(func(ctx context.Context, m *consumer.Message) error {
-		if _, dup := seen.LoadOrStore(m.Event.ID, true); dup {
-			t.Errorf("%s delivered twice", m.Event.ID)
+	f.run(func(ctx context.Context, d *consumer.Delivery) error {
+		if _, dup := seen.LoadOrStore(d.Event().ID, true); dup {
+			t.Errorf("%s delivered twice", d.Event().ID)
 		}
 		n.Add(1)
 		return nil
@@ -145,7 +145,7 @@ func TestAcksEachMessageOnce(t *testing.T) {
 func TestRetriesAHandlerErrorThenSucceeds(t *testing.T) {
 	f := newFixture(t)
 	var calls atomic.Int32
-	f.run(func(ctx context.Context, m *consumer.Message) error {
+	f.run(func(ctx context.Context, d *consumer.Delivery) error {
 		if calls.Add(1) < 3 {
 			return errors.New("database busy")
 		}
@@ -161,11 +161,11 @@ func TestRetriesAHandlerErrorThenSucceeds(t *testing.T) {
 func TestGivesUpAfterMaxDeliverAndDeadLetters(t *testing.T) {
 	f := newFixture(t)
 	var calls, gaveUp atomic.Int32
-	f.run(func(ctx context.Context, m *consumer.Message) error {
+	f.run(func(ctx context.Context, d *consumer.Delivery) error {
 		calls.Add(1)
 		return errors.New("disk on fire")
-	}, consumer.WithGiveUp(func(ctx context.Context, m *consumer.Message, err error) {
-		if m.Event.ID == "e1" && strings.Contains(err.Error(), "disk on fire") {
+	}, consumer.WithGiveUp(func(ctx context.Context, d *consumer.Delivery, err error) {
+		if d.Event().ID == "e1" && strings.Contains(err.Error(), "disk on fire") {
 			gaveUp.Add(1)
 		}
 	}))
@@ -188,9 +188,9 @@ func TestGivesUpAfterMaxDeliverAndDeadLetters(t *testing.T) {
 func TestTerminatesMalformedAndPermanentAtOnce(t *testing.T) {
 	f := newFixture(t)
 	var calls atomic.Int32
-	f.run(func(ctx context.Context, m *consumer.Message) error {
+	f.run(func(ctx context.Context, d *consumer.Delivery) error {
 		calls.Add(1)
-		if m.Event.ID == "perm" {
+		if d.Event().ID == "perm" {
 			return consumer.Permanent(errors.New("no such target"))
 		}
 		return fmt.Errorf("open data: %w", events.ErrMissingField)
@@ -220,7 +220,7 @@ func TestTerminatesMalformedAndPermanentAtOnce(t *testing.T) {
 func TestPanicIsRetriedNotACrash(t *testing.T) {
 	f := newFixture(t)
 	var calls atomic.Int32
-	f.run(func(ctx context.Context, m *consumer.Message) error {
+	f.run(func(ctx context.Context, d *consumer.Delivery) error {
 		if calls.Add(1) == 1 {
 			panic("nil map")
 		}
@@ -233,7 +233,7 @@ func TestPanicIsRetriedNotACrash(t *testing.T) {
 func TestHeartbeatsKeepASlowHandlerFromRedelivery(t *testing.T) {
 	f := newFixture(t)
 	var calls atomic.Int32
-	f.run(func(ctx context.Context, m *consumer.Message) error {
+	f.run(func(ctx context.Context, d *consumer.Delivery) error {
 		calls.Add(1)
 		time.Sleep(4 * f.cfg.AckWait)
 		return nil
@@ -248,7 +248,7 @@ func TestHeartbeatsKeepASlowHandlerFromRedelivery(t *testing.T) {
 func TestShutdownLetsTheRunningHandlerFinish(t *testing.T) {
 	f := newFixture(t)
 	started, finished := make(chan struct{}), make(chan struct{})
-	stop := f.run(func(ctx context.Context, m *consumer.Message) error {
+	stop := f.run(func(ctx context.Context, d *consumer.Delivery) error {
 		close(started)
 		time.Sleep(300 * time.Millisecond)
 		if ctx.Err() != nil {
@@ -276,7 +276,7 @@ func TestKeepsAMessageItCannotDeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.cfg.Backoff = []time.Duration{50 * time.Millisecond}
-	f.run(func(ctx context.Context, m *consumer.Message) error { return consumer.Permanent(errors.New("bad")) })
+	f.run(func(ctx context.Context, d *consumer.Delivery) error { return consumer.Permanent(errors.New("bad")) })
 	f.publish("e1")
 	natstest.Eventually(t, natstest.Patience, "kept for later", func() bool { return f.count(consumer.ResultRetried) >= 1 })
 	if f.count(consumer.ResultTermed) != 0 {
@@ -292,10 +292,10 @@ func TestSinceSkipsOldHistoryOnlyWhenCreated(t *testing.T) {
 	f.cfg.Since = time.Second
 	var mu sync.Mutex
 	var seen []string
-	record := func(ctx context.Context, m *consumer.Message) error {
+	record := func(ctx context.Context, d *consumer.Delivery) error {
 		mu.Lock()
 		defer mu.Unlock()
-		seen = append(seen, m.Event.ID)
+		seen = append(seen, d.Event().ID)
 		return nil
 	}
 	stop := f.run(record)
@@ -316,7 +316,7 @@ func TestSinceSkipsOldHistoryOnlyWhenCreated(t *testing.T) {
 
 func TestADeletedConsumerIsCreatedAgain(t *testing.T) {
 	f := newFixture(t)
-	f.run(func(ctx context.Context, m *consumer.Message) error { return nil })
+	f.run(func(ctx context.Context, d *consumer.Delivery) error { return nil })
 	f.publish("before")
 	natstest.Eventually(t, natstest.Patience, "first acked", func() bool { return f.count(consumer.ResultAcked) == 1 })
 	if err := f.js.DeleteConsumer(context.Background(), f.cfg.Stream, f.cfg.Name); err != nil {
@@ -350,7 +350,7 @@ func TestAConsumerLostSilentlyIsCreatedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := fixtureOn(t, js)
-	f.run(func(ctx context.Context, m *consumer.Message) error { return nil })
+	f.run(func(ctx context.Context, d *consumer.Delivery) error { return nil })
 	f.publish("before")
 	natstest.Eventually(t, natstest.Patience, "first acked", func() bool { return f.count(consumer.ResultAcked) == 1 })
 
@@ -387,9 +387,9 @@ func TestHeartbeatsLastUntilSettled(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := fixtureOn(t, js)
-	f.run(func(ctx context.Context, m *consumer.Message) error {
+	f.run(func(ctx context.Context, d *consumer.Delivery) error {
 		return errors.New("disk on fire")
-	}, consumer.WithGiveUp(func(ctx context.Context, m *consumer.Message, err error) {
+	}, consumer.WithGiveUp(func(ctx context.Context, d *consumer.Delivery, err error) {
 		time.Sleep(3 * f.cfg.AckWait)
 	}))
 	f.publish("e1")
@@ -414,7 +414,7 @@ func TestLastDeliveryIsDeadLetteredOnceTheStreamIsBack(t *testing.T) {
 	}
 	f.cfg.Backoff = []time.Duration{20 * time.Millisecond, 200 * time.Millisecond}
 	var calls atomic.Int32
-	f.run(func(ctx context.Context, m *consumer.Message) error {
+	f.run(func(ctx context.Context, d *consumer.Delivery) error {
 		calls.Add(1)
 		return errors.New("store down")
 	})
@@ -441,9 +441,9 @@ func TestAMessageWaitingForAHandlerIsNotRedelivered(t *testing.T) {
 	f.cfg.Concurrency = 2
 	var mu sync.Mutex
 	seen := map[string]int{}
-	f.run(func(ctx context.Context, m *consumer.Message) error {
+	f.run(func(ctx context.Context, d *consumer.Delivery) error {
 		mu.Lock()
-		seen[m.Event.ID]++
+		seen[d.Event().ID]++
 		mu.Unlock()
 		time.Sleep(4 * f.cfg.AckWait)
 		return nil
@@ -470,7 +470,7 @@ func TestALastDeliveryNeverSettledIsDeadLetteredAsLost(t *testing.T) {
 	f := newFixture(t)
 	f.cfg.MaxDeliver, f.cfg.Grace = 1, 100*time.Millisecond
 	taken := make(chan struct{}, 1)
-	stop := f.run(func(ctx context.Context, m *consumer.Message) error {
+	stop := f.run(func(ctx context.Context, d *consumer.Delivery) error {
 		taken <- struct{}{}
 		<-ctx.Done() // cancelled past the grace period
 		return ctx.Err()
@@ -487,7 +487,7 @@ func TestALastDeliveryNeverSettledIsDeadLetteredAsLost(t *testing.T) {
 	}
 
 	var handled atomic.Int32
-	f.run(func(ctx context.Context, m *consumer.Message) error { handled.Add(1); return nil })
+	f.run(func(ctx context.Context, d *consumer.Delivery) error { handled.Add(1); return nil })
 	var dls []events.DeadLetter
 	natstest.Eventually(t, natstest.Patience, "the lost message dead-lettered", func() bool {
 		dls = f.deadLetters()

@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"context"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,13 +37,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-func (m *Metrics) observe(stream, consumer, result string, d time.Duration, pending uint64) {
-	if m == nil {
-		return
+// Middleware counts each delivery's result and times it, from when it
+// enters the pipeline until the message is settled.
+func (m *Metrics) Middleware(stream, consumer string) Middleware {
+	return func(next Handler) Handler {
+		if m == nil {
+			return next
+		}
+		return func(ctx context.Context, d *Delivery) error {
+			start := time.Now()
+			d.afterSettle(func(result string) {
+				m.messages.WithLabelValues(stream, consumer, result).Inc()
+				m.duration.WithLabelValues(stream, consumer).Observe(time.Since(start).Seconds())
+				m.pending.WithLabelValues(stream, consumer).Set(float64(d.pending))
+			})
+			return next(ctx, d)
+		}
 	}
-	m.messages.WithLabelValues(stream, consumer, result).Inc()
-	m.duration.WithLabelValues(stream, consumer).Observe(d.Seconds())
-	m.pending.WithLabelValues(stream, consumer).Set(float64(pending))
 }
 
 // lostOne counts a message dead-lettered by the lost-message follower.

@@ -161,9 +161,9 @@ func (s *Service) Run(ctx context.Context) error {
 	return errors.Join(all...)
 }
 
-func (s *Service) handle(ctx context.Context, m *consumer.Message) error {
+func (s *Service) handle(ctx context.Context, d *consumer.Delivery) error {
 	var cmd events.Command
-	if err := events.Open(m.Event, events.TypeCommand, &cmd); err != nil {
+	if err := events.Open(d.Event(), events.TypeCommand, &cmd); err != nil {
 		return err
 	}
 	log := s.log.With("saga", cmd.Saga, "step", cmd.Step)
@@ -271,12 +271,12 @@ func (s *Service) result(cmd events.Command, status events.StepStatus, n int, ou
 }
 
 // giveUp reports the step failed once its command has used every delivery.
-func (s *Service) giveUp(ctx context.Context, m *consumer.Message, cause error) {
+func (s *Service) giveUp(ctx context.Context, d *consumer.Delivery, cause error) {
 	var cmd events.Command
-	if err := events.Open(m.Event, events.TypeCommand, &cmd); err != nil {
+	if err := events.Open(d.Event(), events.TypeCommand, &cmd); err != nil {
 		return
 	}
-	out := Failure(events.ReasonGaveUp, fmt.Errorf("gave up after %d deliveries: %w", m.Meta.NumDelivered, cause))
+	out := Failure(events.ReasonGaveUp, fmt.Errorf("gave up after %d deliveries: %w", d.NumDelivered(), cause))
 	if err := s.finish(ctx, cmd, out, time.Now(), s.log.With("saga", cmd.Saga, "step", cmd.Step)); err != nil {
 		s.log.Error("cannot report a given-up step; the saga will time it out", "step", cmd.Step, "err", err)
 	}
