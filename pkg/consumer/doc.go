@@ -29,6 +29,8 @@
 //     its last delivery, published again until it is out;
 //   - a consumer that disappears (deleted by an operator, lost with its
 //     stream) is created again;
+//   - the consumer's pending count is read every Heartbeat, so the gauge
+//     follows an idle consumer too;
 //   - on shutdown it stops pulling, lets running handlers finish within a
 //     grace period, then cancels them.
 //

@@ -31,7 +31,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"stream", "consumer"})),
 		pending: promreg.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "upshift_consumer_pending",
-			Help: "Messages in the stream not yet delivered to the consumer, as of its last delivery.",
+			Help: "Messages in the stream not yet delivered to the consumer, read from the consumer every few seconds (its heartbeat) while it runs.",
 		}, []string{"stream", "consumer"})),
 	}
 	return m
@@ -49,11 +49,17 @@ func (m *Metrics) Middleware(stream, consumer string) Middleware {
 			d.afterSettle(func(result string) {
 				m.messages.WithLabelValues(stream, consumer, result).Inc()
 				m.duration.WithLabelValues(stream, consumer).Observe(time.Since(start).Seconds())
-				m.pending.WithLabelValues(stream, consumer).Set(float64(d.pending))
 			})
 			return next(ctx, d)
 		}
 	}
+}
+
+func (m *Metrics) setPending(stream, consumer string, pending uint64) {
+	if m == nil {
+		return
+	}
+	m.pending.WithLabelValues(stream, consumer).Set(float64(pending))
 }
 
 // lostOne counts a message dead-lettered by the lost-message follower.

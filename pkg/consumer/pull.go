@@ -23,12 +23,25 @@ func (r *Runner) consume(ctx, hctx context.Context, sem chan struct{}, wg *sync.
 	}
 	stopped := make(chan struct{})
 	defer close(stopped)
+	gone := make(chan error, 1)
 	go func() {
-		select {
-		case <-ctx.Done():
-			it.Drain() // deliver what is buffered, then close
-		case <-stopped:
-			it.Stop()
+		t := time.NewTicker(r.cfg.Heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				it.Drain() // deliver what is buffered, then close
+				return
+			case <-stopped:
+				it.Stop()
+				return
+			case <-t.C:
+				if err := r.look(ctx, cons); err != nil {
+					gone <- err
+					it.Stop()
+					return
+				}
+			}
 		}
 	}()
 	for {
@@ -38,7 +51,12 @@ func (r *Runner) consume(ctx, hctx context.Context, sem chan struct{}, wg *sync.
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("consume %s: %w", r.cfg.Name, err)
+			select {
+			case gerr := <-gone:
+				return fmt.Errorf("consume %s: %w", r.cfg.Name, gerr)
+			default:
+				return fmt.Errorf("consume %s: %w", r.cfg.Name, err)
+			}
 		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
 			return fmt.Errorf("consume %s: %w", r.cfg.Name, err)
 		case err != nil:
@@ -67,12 +85,15 @@ func (r *Runner) consume(ctx, hctx context.Context, sem chan struct{}, wg *sync.
 	}
 }
 
-// look returns an error if the consumer is gone. Any other failure is
-// passing: the next look, or the pull, tells.
+// look reads the consumer's state, so that the pending gauge follows it
+// while no message arrives (drained, purged), and returns an error if the
+// consumer is gone. Any other failure is passing: the next look, or the
+// pull, tells.
 func (r *Runner) look(ctx context.Context, cons jetstream.Consumer) error {
-	_, err := cons.Info(ctx)
+	info, err := cons.Info(ctx)
 	switch {
 	case err == nil:
+		r.metrics.setPending(r.cfg.Stream, r.cfg.Name, info.NumPending)
 		return nil
 	case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
 		return err

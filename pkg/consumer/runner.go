@@ -34,10 +34,11 @@ type Config struct {
 	Grace time.Duration
 	// Heartbeat is how often the server confirms that an idle pull is
 	// alive. After two missed ones the client pulls again (a pull the
-	// server lost would otherwise stall consumption until it expired) and
-	// the runner checks that its consumer still exists: one deleted between
-	// two pulls is never announced. Default 5s; at least 500ms, at most 15s
-	// (half the pull's 30s expiry).
+	// server lost would otherwise stall consumption until it expired).
+	// The runner also reads its consumer's state this often: its pending
+	// count, and whether it still exists, as one deleted between two pulls
+	// is never announced. Default 5s; at least 500ms, at most 15s (half the
+	// pull's 30s expiry).
 	Heartbeat time.Duration
 	// Since, when set, makes a consumer created now start with the messages
 	// of that last stretch of time instead of the whole stream. An existing
