@@ -36,6 +36,8 @@ type fixture struct {
 	js  jetstream.JetStream
 	reg *prometheus.Registry
 	cfg consumer.Config
+	// runner is the one run last.
+	runner *consumer.Runner
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -56,6 +58,7 @@ func (f *fixture) run(h consumer.Handler, opts ...consumer.Option) (stop func())
 	ctx, cancel := context.WithCancel(context.Background())
 	opts = append(opts, consumer.WithMetrics(consumer.NewMetrics(f.reg)))
 	r := consumer.New(f.js, f.cfg, h, log, opts...)
+	f.runner = r
 	if _, err := r.Ensure(ctx); err != nil {
 		f.t.Fatal(err)
 	}

@@ -28,7 +28,7 @@
 //     that publish fails the message is retried instead of terminated; on
 //     its last delivery, published again until it is out;
 //   - a consumer that disappears (deleted by an operator, lost with its
-//     stream) is created again;
+//     stream) is created again; Ready is false while it cannot be;
 //   - the consumer's pending count is read every Heartbeat, so the gauge
 //     follows an idle consumer too;
 //   - on shutdown it stops pulling, lets running handlers finish within a

@@ -15,12 +15,15 @@ import (
 func (r *Runner) consume(ctx, hctx context.Context, sem chan struct{}, wg *sync.WaitGroup) error {
 	cons, err := r.Ensure(ctx)
 	if err != nil {
+		r.ready.Store(false)
 		return err
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(r.cfg.Concurrency), jetstream.PullHeartbeat(r.cfg.Heartbeat))
 	if err != nil {
+		r.ready.Store(false)
 		return fmt.Errorf("consume %s: %w", r.cfg.Name, err)
 	}
+	r.ready.Store(true)
 	stopped := make(chan struct{})
 	defer close(stopped)
 	gone := make(chan error, 1)

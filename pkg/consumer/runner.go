@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -88,6 +89,7 @@ type Runner struct {
 	inner    []Middleware
 	log      *slog.Logger
 	metrics  *Metrics
+	ready    atomic.Bool
 }
 
 // Option tunes a Runner.
@@ -117,6 +119,25 @@ func New(js jetstream.JetStream, cfg Config, h Handler, log *slog.Logger, opts .
 	mws = append(append(mws, r.inner...), Recover)
 	r.pipeline = Chain(h, mws...)
 	return r
+}
+
+// Ready reports whether the runner is consuming: its consumer exists and
+// messages are being pulled from it. It is false before Run, while a lost
+// consumer cannot be created again, and once Run returns.
+func (r *Runner) Ready() bool { return r.ready.Load() }
+
+// AllReady reports whether runners is not nil and each of them is Ready: a
+// service's readiness, given the runners of its running Run or nil.
+func AllReady(runners *[]*Runner) bool {
+	if runners == nil {
+		return false
+	}
+	for _, r := range *runners {
+		if !r.Ready() {
+			return false
+		}
+	}
+	return true
 }
 
 // Ensure creates or updates the durable consumer.
@@ -183,6 +204,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 		}
 	}
+	r.ready.Store(false) // no longer pulling, only draining
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {

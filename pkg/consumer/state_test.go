@@ -8,6 +8,7 @@ import (
 
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/streams"
 )
 
 // pending reads upshift_consumer_pending of the fixture's consumer, and
@@ -58,4 +59,31 @@ func TestThePendingGaugeFollowsAnIdleConsumer(t *testing.T) {
 		v, set := f.pending()
 		return set && v == 0
 	})
+}
+
+// A runner is ready only while it consumes: not while its stream is gone and
+// its consumer cannot be created again, and again once it can.
+func TestReadyOnlyWhileTheConsumerIsConsumed(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	stop := f.run(func(ctx context.Context, d *consumer.Delivery) error { return nil })
+	natstest.Eventually(t, natstest.Patience, "ready", f.runner.Ready)
+	f.publish("before")
+	natstest.Eventually(t, natstest.Patience, "first acked", func() bool { return f.count(consumer.ResultAcked) == 1 })
+
+	if err := f.js.DeleteStream(ctx, f.cfg.Stream); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, natstest.Patience, "not ready while the stream is gone", func() bool { return !f.runner.Ready() })
+	if err := streams.Ensure(ctx, f.js, streams.Config{}, f.cfg.Stream); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, natstest.Patience, "ready again with the stream back", f.runner.Ready)
+	f.publish("after")
+	natstest.Eventually(t, natstest.Patience, "consumed again", func() bool { return f.count(consumer.ResultAcked) == 2 })
+
+	stop()
+	if f.runner.Ready() {
+		t.Fatal("ready after Run returned")
+	}
 }

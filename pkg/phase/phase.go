@@ -101,7 +101,8 @@ type Service struct {
 	metrics  *Metrics
 	consumer *consumer.Metrics
 	done     jetstream.KeyValue
-	ready    atomic.Bool
+	// runners are those of a running Run, nil otherwise.
+	runners atomic.Pointer[[]*consumer.Runner]
 }
 
 // New returns a service; Run starts it.
@@ -113,8 +114,8 @@ func New(js jetstream.JetStream, cfg Config, exec Executor, log *slog.Logger, re
 		metrics: NewMetrics(reg), consumer: consumer.NewMetrics(reg)}
 }
 
-// Ready reports whether every consumer is in place.
-func (s *Service) Ready() bool { return s.ready.Load() }
+// Ready reports whether every target's consumer is being consumed.
+func (s *Service) Ready() bool { return consumer.AllReady(s.runners.Load()) }
 
 // Run provisions the streams and buckets the service needs, then consumes
 // the commands of every target until ctx is cancelled.
@@ -144,8 +145,8 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		runners = append(runners, r)
 	}
-	s.ready.Store(true)
-	defer s.ready.Store(false)
+	s.runners.Store(&runners)
+	defer s.runners.Store(nil)
 	s.log.Info("serving", "targets", s.cfg.Targets)
 	errs := make(chan error, len(runners))
 	var wg sync.WaitGroup
