@@ -46,7 +46,7 @@
 //	                    the back-off for its delivery
 //	Decode              decodes the CloudEvent; an undecodable one is malformed
 //	LogSaga             adds the saga id to d.Log
-//	WithMiddleware's    the caller's own, if any
+//	(WithMiddleware)    the caller's own, if any
 //	Recover             a panicking handler is an error, not a crash
 //
 // Classify and GiveUpAfter return verdicts: errors that the pull loop reads
