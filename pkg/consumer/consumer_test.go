@@ -6,26 +6,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/upshift/upshift/pkg/bus"
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/events"
-	"github.com/upshift/upshift/pkg/natsembed"
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/promreg"
-	"github.com/upshift/upshift/pkg/streams"
 )
 
 var log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -36,6 +31,8 @@ type fixture struct {
 	js  jetstream.JetStream
 	reg *prometheus.Registry
 	cfg consumer.Config
+	// runner is the one run last.
+	runner *consumer.Runner
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -56,6 +53,7 @@ func (f *fixture) run(h consumer.Handler, opts ...consumer.Option) (stop func())
 	ctx, cancel := context.WithCancel(context.Background())
 	opts = append(opts, consumer.WithMetrics(consumer.NewMetrics(f.reg)))
 	r := consumer.New(f.js, f.cfg, h, log, opts...)
+	f.runner = r
 	if _, err := r.Ensure(ctx); err != nil {
 		f.t.Fatal(err)
 	}
@@ -110,9 +108,9 @@ func TestAcksEachMessageOnce(t *testing.T) {
 	f.cfg.Concurrency = 4
 	// Not a test of heartbeats: an ack wait no stall reaches.
 	f.cfg.AckWait = natstest.Patience
-	f.run(func(ctx context.Context, m *consumer.Message) error {
-		if _, dup := seen.LoadOrStore(m.Event.ID, true); dup {
-			t.Errorf("%s delivered twice", m.Event.ID)
+	f.run(func(ctx context.Context, d *consumer.Delivery) error {
+		if _, dup := seen.LoadOrStore(d.Event().ID, true); dup {
+			t.Errorf("%s delivered twice", d.Event().ID)
 		}
 		n.Add(1)
 		return nil
@@ -145,7 +143,7 @@ func TestAcksEachMessageOnce(t *testing.T) {
 func TestRetriesAHandlerErrorThenSucceeds(t *testing.T) {
 	f := newFixture(t)
 	var calls atomic.Int32
-	f.run(func(ctx context.Context, m *consumer.Message) error {
+	f.run(func(ctx context.Context, d *consumer.Delivery) error {
 		if calls.Add(1) < 3 {
 			return errors.New("database busy")
 		}
@@ -161,11 +159,11 @@ func TestRetriesAHandlerErrorThenSucceeds(t *testing.T) {
 func TestGivesUpAfterMaxDeliverAndDeadLetters(t *testing.T) {
 	f := newFixture(t)
 	var calls, gaveUp atomic.Int32
-	f.run(func(ctx context.Context, m *consumer.Message) error {
+	f.run(func(ctx context.Context, d *consumer.Delivery) error {
 		calls.Add(1)
 		return errors.New("disk on fire")
-	}, consumer.WithGiveUp(func(ctx context.Context, m *consumer.Message, err error) {
-		if m.Event.ID == "e1" && strings.Contains(err.Error(), "disk on fire") {
+	}, consumer.WithGiveUp(func(ctx context.Context, d *consumer.Delivery, err error) {
+		if d.Event().ID == "e1" && strings.Contains(err.Error(), "disk on fire") {
 			gaveUp.Add(1)
 		}
 	}))
@@ -188,9 +186,9 @@ func TestGivesUpAfterMaxDeliverAndDeadLetters(t *testing.T) {
 func TestTerminatesMalformedAndPermanentAtOnce(t *testing.T) {
 	f := newFixture(t)
 	var calls atomic.Int32
-	f.run(func(ctx context.Context, m *consumer.Message) error {
+	f.run(func(ctx context.Context, d *consumer.Delivery) error {
 		calls.Add(1)
-		if m.Event.ID == "perm" {
+		if d.Event().ID == "perm" {
 			return consumer.Permanent(errors.New("no such target"))
 		}
 		return fmt.Errorf("open data: %w", events.ErrMissingField)
@@ -220,7 +218,7 @@ func TestTerminatesMalformedAndPermanentAtOnce(t *testing.T) {
 func TestPanicIsRetriedNotACrash(t *testing.T) {
 	f := newFixture(t)
 	var calls atomic.Int32
-	f.run(func(ctx context.Context, m *consumer.Message) error {
+	f.run(func(ctx context.Context, d *consumer.Delivery) error {
 		if calls.Add(1) == 1 {
 			panic("nil map")
 		}
@@ -233,7 +231,7 @@ func TestPanicIsRetriedNotACrash(t *testing.T) {
 func TestHeartbeatsKeepASlowHandlerFromRedelivery(t *testing.T) {
 	f := newFixture(t)
 	var calls atomic.Int32
-	f.run(func(ctx context.Context, m *consumer.Message) error {
+	f.run(func(ctx context.Context, d *consumer.Delivery) error {
 		calls.Add(1)
 		time.Sleep(4 * f.cfg.AckWait)
 		return nil
@@ -248,7 +246,7 @@ func TestHeartbeatsKeepASlowHandlerFromRedelivery(t *testing.T) {
 func TestShutdownLetsTheRunningHandlerFinish(t *testing.T) {
 	f := newFixture(t)
 	started, finished := make(chan struct{}), make(chan struct{})
-	stop := f.run(func(ctx context.Context, m *consumer.Message) error {
+	stop := f.run(func(ctx context.Context, d *consumer.Delivery) error {
 		close(started)
 		time.Sleep(300 * time.Millisecond)
 		if ctx.Err() != nil {
@@ -268,256 +266,4 @@ func TestShutdownLetsTheRunningHandlerFinish(t *testing.T) {
 	if f.count(consumer.ResultAcked) != 1 {
 		t.Fatal("the finished message was not acked")
 	}
-}
-
-func TestKeepsAMessageItCannotDeadLetter(t *testing.T) {
-	f := newFixture(t)
-	if err := f.js.DeleteStream(context.Background(), events.StreamDeadLetter); err != nil {
-		t.Fatal(err)
-	}
-	f.cfg.Backoff = []time.Duration{50 * time.Millisecond}
-	f.run(func(ctx context.Context, m *consumer.Message) error { return consumer.Permanent(errors.New("bad")) })
-	f.publish("e1")
-	natstest.Eventually(t, natstest.Patience, "kept for later", func() bool { return f.count(consumer.ResultRetried) >= 1 })
-	if f.count(consumer.ResultTermed) != 0 {
-		t.Fatal("terminated a message that was never dead-lettered")
-	}
-}
-
-func TestSinceSkipsOldHistoryOnlyWhenCreated(t *testing.T) {
-	f := newFixture(t)
-	f.publish("old")
-	time.Sleep(1100 * time.Millisecond)
-	f.publish("recent")
-	f.cfg.Since = time.Second
-	var mu sync.Mutex
-	var seen []string
-	record := func(ctx context.Context, m *consumer.Message) error {
-		mu.Lock()
-		defer mu.Unlock()
-		seen = append(seen, m.Event.ID)
-		return nil
-	}
-	stop := f.run(record)
-	natstest.Eventually(t, natstest.Patience, "recent handled", func() bool { return f.count(consumer.ResultAcked) == 1 })
-	stop()
-	// Restarted later, the consumer resumes where it was: nothing is skipped.
-	time.Sleep(1100 * time.Millisecond)
-	f.publish("later")
-	f.reg = prometheus.NewRegistry()
-	f.run(record)
-	natstest.Eventually(t, natstest.Patience, "later handled", func() bool { return f.count(consumer.ResultAcked) == 1 })
-	mu.Lock()
-	defer mu.Unlock()
-	if strings.Join(seen, " ") != "recent later" {
-		t.Fatalf("handled %v", seen)
-	}
-}
-
-func TestADeletedConsumerIsCreatedAgain(t *testing.T) {
-	f := newFixture(t)
-	f.run(func(ctx context.Context, m *consumer.Message) error { return nil })
-	f.publish("before")
-	natstest.Eventually(t, natstest.Patience, "first acked", func() bool { return f.count(consumer.ResultAcked) == 1 })
-	if err := f.js.DeleteConsumer(context.Background(), f.cfg.Stream, f.cfg.Name); err != nil {
-		t.Fatal(err)
-	}
-	f.publish("after")
-	natstest.Eventually(t, natstest.Patience, "consumed after the consumer was deleted", func() bool {
-		return f.count(consumer.ResultAcked) >= 2
-	})
-}
-
-// A consumer that vanishes while no pull waits on it is never announced:
-// here the server restarts without it, as after a restore of its storage
-// that predates the consumer. The runner notices the silence and creates it
-// again.
-func TestAConsumerLostSilentlyIsCreatedAgain(t *testing.T) {
-	dir := t.TempDir()
-	srv, err := natsembed.Start(natsembed.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := srv.Addr().(*net.TCPAddr).Port
-	t.Cleanup(func() { srv.Stop() })
-	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	if err := streams.Ensure(context.Background(), js, streams.Config{}, streams.All...); err != nil {
-		t.Fatal(err)
-	}
-	f := fixtureOn(t, js)
-	f.run(func(ctx context.Context, m *consumer.Message) error { return nil })
-	f.publish("before")
-	natstest.Eventually(t, natstest.Patience, "first acked", func() bool { return f.count(consumer.ResultAcked) == 1 })
-
-	srv.Stop()
-	obs := filepath.Join(dir, "jetstream", "$G", "streams", f.cfg.Stream, "obs", f.cfg.Name)
-	if _, err := os.Stat(obs); err != nil {
-		t.Fatalf("the consumer's storage is not where the test expects it: %v", err)
-	}
-	if err := os.RemoveAll(obs); err != nil {
-		t.Fatal(err)
-	}
-	srv, err = natsembed.Start(natsembed.Options{Dir: dir, Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	natstest.Eventually(t, natstest.Patience, "reconnected", nc.IsConnected)
-	if _, err := js.Consumer(context.Background(), f.cfg.Stream, f.cfg.Name); !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		t.Fatalf("the consumer survived the restart: %v", err)
-	}
-	f.publish("after")
-	natstest.Eventually(t, natstest.Patience, "consumed after the consumer was lost", func() bool {
-		return f.count(consumer.ResultAcked) >= 2
-	})
-}
-
-// Heartbeats go on until a message is settled: a give-up callback (a phase
-// service's failure report) slower than the ack wait does not let the
-// server count the message as timed out on its last delivery.
-func TestHeartbeatsLastUntilSettled(t *testing.T) {
-	srv, js := natstest.Start(t)
-	nc, _ := natstest.Connect(t, srv)
-	var maxed atomic.Int32
-	if _, err := nc.Subscribe("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>", func(*nats.Msg) { maxed.Add(1) }); err != nil {
-		t.Fatal(err)
-	}
-	f := fixtureOn(t, js)
-	f.run(func(ctx context.Context, m *consumer.Message) error {
-		return errors.New("disk on fire")
-	}, consumer.WithGiveUp(func(ctx context.Context, m *consumer.Message, err error) {
-		time.Sleep(3 * f.cfg.AckWait)
-	}))
-	f.publish("e1")
-	natstest.Eventually(t, natstest.Patience, "given up", func() bool { return f.count(consumer.ResultGaveUp) == 1 })
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(f.cfg.AckWait) // an advisory on its way
-	if n := maxed.Load(); n != 0 {
-		t.Fatalf("%d max-deliveries advisories: the message timed out while it was being given up", n)
-	}
-}
-
-// A message whose dead letter cannot be published on its last delivery is
-// not given back to a server that will never deliver it again: the runner
-// keeps trying until the dead letter is out.
-func TestLastDeliveryIsDeadLetteredOnceTheStreamIsBack(t *testing.T) {
-	f := newFixture(t)
-	ctx := context.Background()
-	if err := f.js.DeleteStream(ctx, events.StreamDeadLetter); err != nil {
-		t.Fatal(err)
-	}
-	f.cfg.Backoff = []time.Duration{20 * time.Millisecond, 200 * time.Millisecond}
-	var calls atomic.Int32
-	f.run(func(ctx context.Context, m *consumer.Message) error {
-		calls.Add(1)
-		return errors.New("store down")
-	})
-	f.publish("e1")
-	natstest.Eventually(t, natstest.Patience, "the last delivery handled", func() bool { return calls.Load() == int32(f.cfg.MaxDeliver) })
-	time.Sleep(3 * f.cfg.AckWait) // longer than the server would hold it without heartbeats
-	if err := streams.Ensure(ctx, f.js, streams.Config{}, events.StreamDeadLetter); err != nil {
-		t.Fatal(err)
-	}
-	natstest.Eventually(t, natstest.Patience, "given up", func() bool { return f.count(consumer.ResultGaveUp) == 1 })
-	dls := f.deadLetters()
-	if len(dls) != 1 || dls[0].Reason != "gave up" || dls[0].Deliveries != uint64(f.cfg.MaxDeliver) {
-		t.Fatalf("dead letters %+v", dls)
-	}
-	if calls.Load() != int32(f.cfg.MaxDeliver) {
-		t.Fatalf("handler called %d times", calls.Load())
-	}
-}
-
-// A message waiting for a free handler is kept too: with every handler busy
-// for longer than the ack wait, the next message is still delivered once.
-func TestAMessageWaitingForAHandlerIsNotRedelivered(t *testing.T) {
-	f := newFixture(t)
-	f.cfg.Concurrency = 2
-	var mu sync.Mutex
-	seen := map[string]int{}
-	f.run(func(ctx context.Context, m *consumer.Message) error {
-		mu.Lock()
-		seen[m.Event.ID]++
-		mu.Unlock()
-		time.Sleep(4 * f.cfg.AckWait)
-		return nil
-	})
-	for _, id := range []string{"e1", "e2", "e3"} {
-		f.publish(id)
-	}
-	natstest.Eventually(t, natstest.Patience, "three acked", func() bool { return f.count(consumer.ResultAcked) == 3 })
-	mu.Lock()
-	defer mu.Unlock()
-	for id, n := range seen {
-		if n != 1 {
-			t.Errorf("%s handled %d times", id, n)
-		}
-	}
-}
-
-// A message whose last delivery is cut off (here by a shutdown past the
-// grace period; a killed process is the same to the server) is never
-// delivered again, and its handler could not dead-letter it. The server's
-// advisory, kept by the ADVISORIES stream while no runner is up, has the
-// next runner dead-letter it, once.
-func TestALastDeliveryNeverSettledIsDeadLetteredAsLost(t *testing.T) {
-	f := newFixture(t)
-	f.cfg.MaxDeliver, f.cfg.Grace = 1, 100*time.Millisecond
-	taken := make(chan struct{}, 1)
-	stop := f.run(func(ctx context.Context, m *consumer.Message) error {
-		taken <- struct{}{}
-		<-ctx.Done() // cancelled past the grace period
-		return ctx.Err()
-	})
-	f.publish("e1")
-	select {
-	case <-taken:
-	case <-time.After(natstest.Patience):
-		t.Fatal("never delivered")
-	}
-	stop()
-	if dls := f.deadLetters(); len(dls) != 0 {
-		t.Fatalf("dead-lettered on the way out: %+v", dls)
-	}
-
-	var handled atomic.Int32
-	f.run(func(ctx context.Context, m *consumer.Message) error { handled.Add(1); return nil })
-	var dls []events.DeadLetter
-	natstest.Eventually(t, natstest.Patience, "the lost message dead-lettered", func() bool {
-		dls = f.deadLetters()
-		return len(dls) > 0 && f.count(consumer.ResultLost) == 1
-	})
-	time.Sleep(3 * f.cfg.AckWait) // a second advisory or dead letter would be on its way
-	dls = f.deadLetters()
-	if len(dls) != 1 {
-		t.Fatalf("%d dead letters, want 1: %+v", len(dls), dls)
-	}
-	dl := dls[0]
-	env, err := events.Decode(dl.Payload)
-	if dl.Reason != consumer.ReasonLost || dl.Consumer != f.cfg.Name || dl.Stream != events.StreamEvents ||
-		dl.Subject != events.SagaSubject("s1", "x") || dl.Deliveries != 1 || err != nil || env.ID != "e1" {
-		t.Fatalf("dead letter %+v (payload: %v)", dl, err)
-	}
-	if n := handled.Load(); n != 0 {
-		t.Fatalf("delivered %d more times past MaxDeliver", n)
-	}
-	if n := f.count(consumer.ResultLost); n != 1 {
-		t.Fatalf("%v lost counted, want 1", n)
-	}
-	// Acted on, the advisory is gone: a follower created again would not
-	// dead-letter the message a second time.
-	adv, err := f.js.Stream(context.Background(), events.StreamAdvisories)
-	if err != nil {
-		t.Fatal(err)
-	}
-	natstest.Eventually(t, natstest.Patience, "the advisory removed", func() bool {
-		info, err := adv.Info(context.Background())
-		return err == nil && info.State.Msgs == 0
-	})
 }

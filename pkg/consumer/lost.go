@@ -30,20 +30,23 @@ const LostSuffix = "-lost"
 const ReasonLost = "lost"
 
 // lost returns the follower of r's lost messages, or nil for a runner that
-// is itself one, or that consumes advisories.
+// consumes advisories, a follower included. Its pipeline has no Decode:
+// advisories are not CloudEvents.
 func (r *Runner) lost() *Runner {
 	c := r.cfg
-	if c.raw || c.Stream == events.StreamAdvisories {
+	if c.Stream == events.StreamAdvisories {
 		return nil
 	}
 	cfg := Config{
 		Stream: events.StreamAdvisories, Name: c.Name + LostSuffix,
 		Filters: []string{events.MaxDeliveriesSubject(c.Stream, c.Name)},
 		AckWait: c.AckWait, MaxDeliver: c.MaxDeliver, MaxAckPending: 16, Concurrency: 1,
-		Backoff: c.Backoff, Grace: c.Grace, Heartbeat: c.Heartbeat, raw: true,
-	}
-	return &Runner{js: r.js, cfg: cfg.withDefaults(), handler: r.deadLetterLost,
-		log: r.log.With("follower", "lost"), metrics: r.metrics}
+		Backoff: c.Backoff, Grace: c.Grace, Heartbeat: c.Heartbeat,
+	}.withDefaults()
+	f := &Runner{js: r.js, cfg: cfg, log: r.log.With("follower", "lost"), metrics: r.metrics}
+	f.pipeline = Chain(r.deadLetterLost, r.metrics.Middleware(cfg.Stream, cfg.Name),
+		GiveUpAfter(cfg.MaxDeliver, nil), Classify(cfg.Backoff), Recover)
+	return f
 }
 
 // advisory is the part of the server's MAX_DELIVERIES advisory used here.
@@ -56,10 +59,10 @@ type advisory struct {
 
 // deadLetterLost dead-letters the message an advisory names: a copy from
 // its stream, with the same id the runner's own dead letter would have.
-func (r *Runner) deadLetterLost(ctx context.Context, m *Message) error {
+func (r *Runner) deadLetterLost(ctx context.Context, d *Delivery) error {
 	var a advisory
-	if err := json.Unmarshal(m.Data(), &a); err != nil || a.StreamSeq == 0 || a.Stream != r.cfg.Stream || a.Consumer != r.cfg.Name {
-		return fmt.Errorf("%w: not a max-deliveries advisory for %s/%s (%v): %.200s", events.ErrMalformed, r.cfg.Stream, r.cfg.Name, err, m.Data())
+	if err := json.Unmarshal(d.Data(), &a); err != nil || a.StreamSeq == 0 || a.Stream != r.cfg.Stream || a.Consumer != r.cfg.Name {
+		return fmt.Errorf("%w: not a max-deliveries advisory for %s/%s (%v): %.200s", events.ErrMalformed, r.cfg.Stream, r.cfg.Name, err, d.Data())
 	}
 	s, err := r.js.Stream(ctx, a.Stream)
 	if err != nil {

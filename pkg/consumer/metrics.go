@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"context"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,18 +31,34 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"stream", "consumer"})),
 		pending: promreg.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "upshift_consumer_pending",
-			Help: "Messages in the stream not yet delivered to the consumer, as of its last delivery.",
+			Help: "Messages in the stream not yet delivered to the consumer, read from the consumer every few seconds (its heartbeat) while it runs.",
 		}, []string{"stream", "consumer"})),
 	}
 	return m
 }
 
-func (m *Metrics) observe(stream, consumer, result string, d time.Duration, pending uint64) {
+// Middleware counts each delivery's result and times it, from when it
+// enters the pipeline until the message is settled.
+func (m *Metrics) Middleware(stream, consumer string) Middleware {
+	return func(next Handler) Handler {
+		if m == nil {
+			return next
+		}
+		return func(ctx context.Context, d *Delivery) error {
+			start := time.Now()
+			d.afterSettle(func(result string) {
+				m.messages.WithLabelValues(stream, consumer, result).Inc()
+				m.duration.WithLabelValues(stream, consumer).Observe(time.Since(start).Seconds())
+			})
+			return next(ctx, d)
+		}
+	}
+}
+
+func (m *Metrics) setPending(stream, consumer string, pending uint64) {
 	if m == nil {
 		return
 	}
-	m.messages.WithLabelValues(stream, consumer, result).Inc()
-	m.duration.WithLabelValues(stream, consumer).Observe(d.Seconds())
 	m.pending.WithLabelValues(stream, consumer).Set(float64(pending))
 }
 

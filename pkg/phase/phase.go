@@ -132,7 +132,8 @@ type Service struct {
 	metrics  *Metrics
 	consumer *consumer.Metrics
 	done     jetstream.KeyValue
-	ready    atomic.Bool
+	// runners are those of a running Run, nil otherwise.
+	runners atomic.Pointer[[]*consumer.Runner]
 }
 
 // New returns a service; Run starts it.
@@ -144,8 +145,8 @@ func New(js jetstream.JetStream, cfg Config, exec Executor, log *slog.Logger, re
 		metrics: NewMetrics(reg), consumer: consumer.NewMetrics(reg)}
 }
 
-// Ready reports whether every consumer is in place.
-func (s *Service) Ready() bool { return s.ready.Load() }
+// Ready reports whether every target's consumer is being consumed.
+func (s *Service) Ready() bool { return consumer.AllReady(s.runners.Load()) }
 
 // Run provisions the streams and buckets the service needs, then consumes
 // the commands of every target until ctx is cancelled.
@@ -175,8 +176,8 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		runners = append(runners, r)
 	}
-	s.ready.Store(true)
-	defer s.ready.Store(false)
+	s.runners.Store(&runners)
+	defer s.runners.Store(nil)
 	s.log.Info("serving", "targets", s.cfg.Targets)
 	errs := make(chan error, len(runners))
 	var wg sync.WaitGroup
@@ -192,9 +193,9 @@ func (s *Service) Run(ctx context.Context) error {
 	return errors.Join(all...)
 }
 
-func (s *Service) handle(ctx context.Context, m *consumer.Message) error {
+func (s *Service) handle(ctx context.Context, d *consumer.Delivery) error {
 	var cmd events.Command
-	if err := events.Open(m.Event, events.TypeCommand, &cmd); err != nil {
+	if err := events.Open(d.Event(), events.TypeCommand, &cmd); err != nil {
 		return err
 	}
 	log := s.log.With("saga", cmd.Saga, "step", cmd.Step)
@@ -302,12 +303,12 @@ func (s *Service) result(cmd events.Command, status events.StepStatus, n int, ou
 }
 
 // giveUp reports the step failed once its command has used every delivery.
-func (s *Service) giveUp(ctx context.Context, m *consumer.Message, cause error) {
+func (s *Service) giveUp(ctx context.Context, d *consumer.Delivery, cause error) {
 	var cmd events.Command
-	if err := events.Open(m.Event, events.TypeCommand, &cmd); err != nil {
+	if err := events.Open(d.Event(), events.TypeCommand, &cmd); err != nil {
 		return
 	}
-	out := Failure(events.ReasonGaveUp, fmt.Errorf("gave up after %d deliveries: %w", m.Meta.NumDelivered, cause))
+	out := Failure(events.ReasonGaveUp, fmt.Errorf("gave up after %d deliveries: %w", d.NumDelivered(), cause))
 	if err := s.finish(ctx, cmd, out, time.Now(), s.log.With("saga", cmd.Saga, "step", cmd.Step)); err != nil {
 		s.log.Error("cannot report a given-up step; the saga will time it out", "step", cmd.Step, "err", err)
 	}

@@ -20,13 +20,15 @@ import (
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/phase"
+	"github.com/upshift/upshift/pkg/streams"
 )
 
 var log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 type rig struct {
-	t  *testing.T
-	js jetstream.JetStream
+	t   *testing.T
+	js  jetstream.JetStream
+	svc *phase.Service
 }
 
 // serve runs a deploy service for targets a and b with exec.
@@ -47,7 +49,7 @@ func serve(t *testing.T, exec phase.Executor) *rig {
 		}
 	})
 	natstest.Eventually(t, natstest.Patience, "service ready", svc.Ready)
-	return &rig{t: t, js: js}
+	return &rig{t: t, js: js, svc: svc}
 }
 
 func cmd(target string, action events.Action, n int) events.Command {
@@ -247,5 +249,27 @@ func TestOneCommandAtATimePerTargetInOrder(t *testing.T) {
 	}
 	if strings.Join(onA, " ") != "a:saga0 a:saga2 a:saga4" {
 		t.Fatalf("order on a: %v", onA)
+	}
+}
+
+// The service is ready only while every target's consumer is consumed: not
+// while the COMMANDS stream is gone, and again once it is back.
+func TestReadyFollowsTheConsumers(t *testing.T) {
+	r := serve(t, phase.ExecutorFunc(func(ctx context.Context, c events.Command, p phase.Progress) (phase.Outcome, error) {
+		return phase.Success(nil), nil
+	}))
+	ctx := context.Background()
+	if err := r.js.DeleteStream(ctx, events.StreamCommands); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, natstest.Patience, "not ready without COMMANDS", func() bool { return !r.svc.Ready() })
+	if err := streams.Ensure(ctx, r.js, streams.Config{}, events.StreamCommands); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, natstest.Patience, "ready again", r.svc.Ready)
+	c := cmd("b", events.Apply, 1)
+	r.send(c, c.Step)
+	if res := r.final(c.Step); res.Status != events.Succeeded {
+		t.Fatalf("result %+v", res)
 	}
 }

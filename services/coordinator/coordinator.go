@@ -71,7 +71,8 @@ type Coordinator struct {
 	engine  *engine
 	cmetric *consumer.Metrics
 	now     func() time.Time
-	ready   atomic.Bool
+	// runners are those of a running Run, nil otherwise.
+	runners atomic.Pointer[[]*consumer.Runner]
 }
 
 // New returns a coordinator; Run starts it.
@@ -103,8 +104,8 @@ func New(nc *nats.Conn, js jetstream.JetStream, cfg Config, log *slog.Logger, re
 	return c
 }
 
-// Ready reports whether the instance is consuming.
-func (c *Coordinator) Ready() bool { return c.ready.Load() }
+// Ready reports whether the instance is consuming each of its inputs.
+func (c *Coordinator) Ready() bool { return consumer.AllReady(c.runners.Load()) }
 
 // Run provisions the streams, consumes until ctx is cancelled, drains and
 // returns.
@@ -137,8 +138,8 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	}
 	defer func() { _ = api.Stop() }()
 
-	c.ready.Store(true)
-	defer c.ready.Store(false)
+	c.runners.Store(&runners)
+	defer c.runners.Store(nil)
 	c.log.Info("coordinating", "instance", c.cfg.Instance)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(runners)+2)

@@ -43,8 +43,8 @@ type seen struct {
 	raw     []byte
 }
 
-func seenOf(m *consumer.Message) seen {
-	return seen{env: m.Event, subject: m.Subject(), raw: m.Data()}
+func seenOf(d *consumer.Delivery) seen {
+	return seen{env: d.Event(), subject: d.Subject(), raw: d.Data()}
 }
 
 func (s seen) entry(sagaID string, seq int, at time.Time, note string) sagastore.Entry {

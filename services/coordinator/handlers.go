@@ -16,22 +16,22 @@ import (
 
 // onRequest handles the REQUESTS stream: new requests and operators'
 // decisions.
-func (c *Coordinator) onRequest(ctx context.Context, m *consumer.Message) error {
-	switch m.Event.Type {
+func (c *Coordinator) onRequest(ctx context.Context, d *consumer.Delivery) error {
+	switch d.Event().Type {
 	case events.TypeRequest:
-		return c.submit(ctx, m)
+		return c.submit(ctx, d)
 	case events.TypeControl:
-		return c.control(ctx, m)
+		return c.control(ctx, d)
 	}
-	return fmt.Errorf("%w: %s on %s", events.ErrWrongType, m.Event.Type, m.Subject())
+	return fmt.Errorf("%w: %s on %s", events.ErrWrongType, d.Event().Type, d.Subject())
 }
 
-func (c *Coordinator) submit(ctx context.Context, m *consumer.Message) error {
+func (c *Coordinator) submit(ctx context.Context, d *consumer.Delivery) error {
 	var req spec.Request
-	if err := events.Open(m.Event, events.TypeRequest, &req); err != nil {
+	if err := events.Open(d.Event(), events.TypeRequest, &req); err != nil {
 		return err
 	}
-	id := m.Event.ID
+	id := d.Event().ID
 	if !api.ValidID(id) {
 		return consumer.Permanent(fmt.Errorf("request id %q: letters, digits, '_' and '-', at most 64", id))
 	}
@@ -57,7 +57,7 @@ func (c *Coordinator) submit(ctx context.Context, m *consumer.Message) error {
 	}
 	now := c.now()
 	s := saga.New(id, req, c.policy.options(req), now)
-	return c.engine.create(ctx, s, saga.Input{Kind: saga.Start, At: now}, seenOf(m))
+	return c.engine.create(ctx, s, saga.Input{Kind: saga.Start, At: now}, seenOf(d))
 }
 
 // refuse tells the submitter, on the saga's own subject, why no saga was
@@ -79,36 +79,36 @@ var controlInput = map[events.ControlOp]saga.InputKind{
 	events.Approve: saga.Approve, events.Reject: saga.Reject, events.Cancel: saga.Cancel,
 }
 
-func (c *Coordinator) control(ctx context.Context, m *consumer.Message) error {
+func (c *Coordinator) control(ctx context.Context, d *consumer.Delivery) error {
 	var ctl events.Control
-	if err := events.Open(m.Event, events.TypeControl, &ctl); err != nil {
+	if err := events.Open(d.Event(), events.TypeControl, &ctl); err != nil {
 		return err
 	}
 	in := saga.Input{Kind: controlInput[ctl.Op], At: c.now(), Actor: ctl.Actor, Comment: ctl.Comment}
-	return c.engine.handle(ctx, ctl.Saga, in, seenOf(m))
+	return c.engine.handle(ctx, ctl.Saga, in, seenOf(d))
 }
 
 // onResult handles the phase services' reports.
-func (c *Coordinator) onResult(ctx context.Context, m *consumer.Message) error {
+func (c *Coordinator) onResult(ctx context.Context, d *consumer.Delivery) error {
 	var r events.StepResult
-	if err := events.Open(m.Event, events.TypeStep, &r); err != nil {
+	if err := events.Open(d.Event(), events.TypeStep, &r); err != nil {
 		return err
 	}
-	in := saga.Input{Kind: saga.Report, At: c.now(), Sent: m.Event.Time, Result: &r}
-	return c.engine.handle(ctx, r.Saga, in, seenOf(m))
+	in := saga.Input{Kind: saga.Report, At: c.now(), Sent: d.Event().Time, Result: &r}
+	return c.engine.handle(ctx, r.Saga, in, seenOf(d))
 }
 
 // onTimer handles a deadline falling due. The scheduler may deliver it a
 // little late, never early; a clock behind the scheduler's must not make it
 // early either, hence the max.
-func (c *Coordinator) onTimer(ctx context.Context, m *consumer.Message) error {
+func (c *Coordinator) onTimer(ctx context.Context, d *consumer.Delivery) error {
 	var t events.Timer
-	if err := events.Open(m.Event, events.TypeTimer, &t); err != nil {
+	if err := events.Open(d.Event(), events.TypeTimer, &t); err != nil {
 		return err
 	}
 	at := c.now()
 	if at.Before(t.Due) {
 		at = t.Due
 	}
-	return c.engine.handle(ctx, t.Saga, saga.Input{Kind: saga.Tick, At: at}, seenOf(m))
+	return c.engine.handle(ctx, t.Saga, saga.Input{Kind: saga.Tick, At: at}, seenOf(d))
 }

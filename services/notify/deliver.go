@@ -38,37 +38,37 @@ type Channel interface {
 
 // deliver hands a notice to every channel that has not had it yet. Channels
 // that fail do not hold up the others; the notice comes back for them only.
-func (s *Service) deliver(ctx context.Context, m *consumer.Message) error {
+func (s *Service) deliver(ctx context.Context, d *consumer.Delivery) error {
 	var n events.Notice
-	if err := events.Open(m.Event, events.TypeNotice, &n); err != nil {
+	if err := events.Open(d.Event(), events.TypeNotice, &n); err != nil {
 		return err
 	}
-	n.ID = m.Event.ID
-	log := s.log.With("saga", n.Saga, "notice", m.Event.ID)
+	n.ID = d.Event().ID
+	log := s.log.With("saga", n.Saga, "notice", d.Event().ID)
 	var errs []error
 	for _, ch := range s.cfg.Channels {
 		name := ch.Name()
-		key := doneKey(m.Event.ID, name)
+		key := doneKey(d.Event().ID, name)
 		_, err := s.done.Get(ctx, key)
 		switch {
 		case err == nil:
 			s.sent.WithLabelValues(name, ResultDuplicate).Inc()
 			continue
 		case !errors.Is(err, jetstream.ErrKeyNotFound):
-			errs = append(errs, fmt.Errorf("look up delivery of %s to %s: %w", m.Event.ID, name, err))
+			errs = append(errs, fmt.Errorf("look up delivery of %s to %s: %w", d.Event().ID, name, err))
 			continue
 		}
 		if err := ch.Deliver(ctx, n); err != nil {
 			s.sent.WithLabelValues(name, ResultFailed).Inc()
-			log.Warn("delivery failed", "channel", name, "delivery", m.Meta.NumDelivered, "err", err)
-			errs = append(errs, fmt.Errorf("deliver %s to %s: %w", m.Event.ID, name, err))
+			log.Warn("delivery failed", "channel", name, "delivery", d.NumDelivered(), "err", err)
+			errs = append(errs, fmt.Errorf("deliver %s to %s: %w", d.Event().ID, name, err))
 			continue
 		}
 		s.sent.WithLabelValues(name, ResultDelivered).Inc()
 		stamp := []byte(time.Now().UTC().Format(time.RFC3339Nano))
 		if _, err := s.done.Create(ctx, key, stamp); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 			// Delivered but not recorded: a redelivery would deliver again.
-			errs = append(errs, fmt.Errorf("record delivery of %s to %s: %w", m.Event.ID, name, err))
+			errs = append(errs, fmt.Errorf("record delivery of %s to %s: %w", d.Event().ID, name, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -69,7 +69,8 @@ type Service struct {
 	sent     *prometheus.CounterVec
 	consumer *consumer.Metrics
 	done     jetstream.KeyValue
-	ready    atomic.Bool
+	// runners are those of a running Run, nil otherwise.
+	runners atomic.Pointer[[]*consumer.Runner]
 }
 
 // Results counted by upshift_notifications_total.
@@ -91,8 +92,8 @@ func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Re
 	return &Service{js: js, cfg: cfg, log: log.With("service", "notify"), sent: sent, consumer: consumer.NewMetrics(reg)}
 }
 
-// Ready reports whether both consumers are in place.
-func (s *Service) Ready() bool { return s.ready.Load() }
+// Ready reports whether both consumers are being consumed.
+func (s *Service) Ready() bool { return consumer.AllReady(s.runners.Load()) }
 
 // Run provisions the streams and the bucket, then runs both consumers until
 // ctx is cancelled.
@@ -117,8 +118,8 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	s.ready.Store(true)
-	defer s.ready.Store(false)
+	s.runners.Store(&runners)
+	defer s.runners.Store(nil)
 	s.log.Info("serving", "channels", s.channelNames())
 	errs := make([]error, len(runners))
 	var wg sync.WaitGroup

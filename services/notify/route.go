@@ -25,20 +25,20 @@ const maxSummary = 500
 
 // route turns one saga event into one notice per team. A failure to publish
 // is retried; an event that can never be routed is terminated.
-func (s *Service) route(ctx context.Context, m *consumer.Message) error {
+func (s *Service) route(ctx context.Context, d *consumer.Delivery) error {
 	var ev events.SagaEvent
-	if err := events.Open(m.Event, events.TypeSaga, &ev); err != nil {
+	if err := events.Open(d.Event(), events.TypeSaga, &ev); err != nil {
 		return err
 	}
 	log := s.log.With("saga", ev.Saga, "kind", ev.Kind)
 	for _, tok := range []string{ev.Saga, ev.Kind} {
 		if err := events.CheckToken(tok); err != nil {
-			return consumer.Permanent(fmt.Errorf("route %s: %w", m.Event.ID, err))
+			return consumer.Permanent(fmt.Errorf("route %s: %w", d.Event().ID, err))
 		}
 	}
 	teams := teamsOf(ev)
 	if len(teams) == 0 {
-		log.Warn("saga event names no team; nobody to tell", "event", m.Event.ID)
+		log.Warn("saga event names no team; nobody to tell", "event", d.Event().ID)
 		return nil
 	}
 	n := events.Notice{Saga: ev.Saga, Kind: ev.Kind, Severity: severity(ev.Kind), Summary: summary(ev), Event: ev}
@@ -53,17 +53,17 @@ func (s *Service) route(ctx context.Context, m *consumer.Message) error {
 		n.Team = team
 		// The id is the saga event's plus the team: a redelivered event
 		// yields the same ids, which the NOTIFY stream drops.
-		env, err := events.New(m.Event.ID+"/"+team, events.TypeNotice, "upshift/"+s.cfg.Instance, ev.Saga, 0, m.Event.Time, n)
+		env, err := events.New(d.Event().ID+"/"+team, events.TypeNotice, "upshift/"+s.cfg.Instance, ev.Saga, 0, d.Event().Time, n)
 		if err != nil {
-			return consumer.Permanent(fmt.Errorf("route %s to %s: %w", m.Event.ID, team, err))
+			return consumer.Permanent(fmt.Errorf("route %s to %s: %w", d.Event().ID, team, err))
 		}
 		if err := bus.Publish(ctx, s.js, events.NotifySubject(team, ev.Saga, ev.Kind), env); err != nil {
-			return fmt.Errorf("route %s to %s: %w", m.Event.ID, team, err)
+			return fmt.Errorf("route %s to %s: %w", d.Event().ID, team, err)
 		}
 	}
 	if len(bad) > 0 {
 		// The other teams have their notices; these never will.
-		return consumer.Permanent(fmt.Errorf("route %s: %w", m.Event.ID, errors.Join(bad...)))
+		return consumer.Permanent(fmt.Errorf("route %s: %w", d.Event().ID, errors.Join(bad...)))
 	}
 	log.Debug("routed", "teams", teams)
 	return nil

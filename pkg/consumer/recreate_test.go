@@ -1,0 +1,114 @@
+package consumer_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/upshift/upshift/pkg/consumer"
+	"github.com/upshift/upshift/pkg/natsembed"
+	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/streams"
+)
+
+func TestSinceSkipsOldHistoryOnlyWhenCreated(t *testing.T) {
+	f := newFixture(t)
+	f.publish("old")
+	time.Sleep(1100 * time.Millisecond)
+	f.publish("recent")
+	f.cfg.Since = time.Second
+	var mu sync.Mutex
+	var seen []string
+	record := func(ctx context.Context, d *consumer.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, d.Event().ID)
+		return nil
+	}
+	stop := f.run(record)
+	natstest.Eventually(t, natstest.Patience, "recent handled", func() bool { return f.count(consumer.ResultAcked) == 1 })
+	stop()
+	// Restarted later, the consumer resumes where it was: nothing is skipped.
+	time.Sleep(1100 * time.Millisecond)
+	f.publish("later")
+	f.reg = prometheus.NewRegistry()
+	f.run(record)
+	natstest.Eventually(t, natstest.Patience, "later handled", func() bool { return f.count(consumer.ResultAcked) == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(seen, " ") != "recent later" {
+		t.Fatalf("handled %v", seen)
+	}
+}
+
+func TestADeletedConsumerIsCreatedAgain(t *testing.T) {
+	f := newFixture(t)
+	f.run(func(ctx context.Context, d *consumer.Delivery) error { return nil })
+	f.publish("before")
+	natstest.Eventually(t, natstest.Patience, "first acked", func() bool { return f.count(consumer.ResultAcked) == 1 })
+	if err := f.js.DeleteConsumer(context.Background(), f.cfg.Stream, f.cfg.Name); err != nil {
+		t.Fatal(err)
+	}
+	f.publish("after")
+	natstest.Eventually(t, natstest.Patience, "consumed after the consumer was deleted", func() bool {
+		return f.count(consumer.ResultAcked) >= 2
+	})
+}
+
+// A consumer that vanishes while no pull waits on it is never announced:
+// here the server restarts without it, as after a restore of its storage
+// that predates the consumer. The runner notices the silence and creates it
+// again.
+func TestAConsumerLostSilentlyIsCreatedAgain(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := natsembed.Start(natsembed.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := srv.Addr().(*net.TCPAddr).Port
+	t.Cleanup(func() { srv.Stop() })
+	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	if err := streams.Ensure(context.Background(), js, streams.Config{}, streams.All...); err != nil {
+		t.Fatal(err)
+	}
+	f := fixtureOn(t, js)
+	f.run(func(ctx context.Context, d *consumer.Delivery) error { return nil })
+	f.publish("before")
+	natstest.Eventually(t, natstest.Patience, "first acked", func() bool { return f.count(consumer.ResultAcked) == 1 })
+
+	srv.Stop()
+	obs := filepath.Join(dir, "jetstream", "$G", "streams", f.cfg.Stream, "obs", f.cfg.Name)
+	if _, err := os.Stat(obs); err != nil {
+		t.Fatalf("the consumer's storage is not where the test expects it: %v", err)
+	}
+	if err := os.RemoveAll(obs); err != nil {
+		t.Fatal(err)
+	}
+	srv, err = natsembed.Start(natsembed.Options{Dir: dir, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, natstest.Patience, "reconnected", nc.IsConnected)
+	if _, err := js.Consumer(context.Background(), f.cfg.Stream, f.cfg.Name); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatalf("the consumer survived the restart: %v", err)
+	}
+	f.publish("after")
+	natstest.Eventually(t, natstest.Patience, "consumed after the consumer was lost", func() bool {
+		return f.count(consumer.ResultAcked) >= 2
+	})
+}
