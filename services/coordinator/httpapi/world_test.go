@@ -16,12 +16,12 @@ import (
 	"github.com/upshift/upshift/pkg/phase"
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/spec"
-	"github.com/upshift/upshift/pkg/streams"
+	"github.com/upshift/upshift/pkg/service"
 	"github.com/upshift/upshift/services/coordinator"
 	"github.com/upshift/upshift/services/coordinator/api"
 	"github.com/upshift/upshift/services/coordinator/httpapi"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
-	"github.com/upshift/upshift/services/coordinator/sagastore/kvstore"
+	"github.com/upshift/upshift/services/coordinator/coordinatord"
 )
 
 // The API over a real coordinator: what the routing tests take from their
@@ -30,7 +30,7 @@ import (
 // one it is served over.
 func TestOverTheCoordinator(t *testing.T) {
 	w := newWorld(t)
-	s := newServer(t, w.c, httpapi.Config{Token: token}, quiet)
+	s := &client{t: t, url: "http://" + w.http}
 	done := w.submit(request("platform", "test", "app"))
 	waiting := w.submit(request("dba", "production", "db"))
 	s.waitFor(done, natstest.Patience, saga.Succeeded)
@@ -122,22 +122,19 @@ func states(s []saga.State) string {
 var fast = consumer.Config{AckWait: 1500 * time.Millisecond, MaxDeliver: 10,
 	Backoff: []time.Duration{20 * time.Millisecond, 100 * time.Millisecond}, Grace: 3 * time.Second}
 
-// world is a NATS server, a KV store, the four phase services with
-// executors that succeed, and one coordinator that holds production sagas
-// for approval.
+// world is a NATS server, the four phase services with executors that
+// succeed, and one coordinator process, built as its main builds it (a KV
+// store, the HTTP API on a free port), that holds production sagas for
+// approval.
 type world struct {
 	t      *testing.T
-	c      *coordinator.Coordinator
+	http   string // the HTTP API's address
 	client *api.Client
 }
 
 func newWorld(t *testing.T) *world {
 	srv, js := natstest.Start(t)
 	nc, _ := natstest.Connect(t, srv)
-	store, err := kvstore.Open(context.Background(), js, streams.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	w := &world{t: t, client: api.NewClient(nc)}
 	exec := phase.ExecutorFunc(func(context.Context, events.Command, phase.Progress) (phase.Outcome, error) {
 		return phase.Success(map[string]string{"by": "test"}), nil
@@ -152,12 +149,19 @@ func newWorld(t *testing.T) *world {
 		w.run(string(p), svc.Run)
 		natstest.Eventually(t, natstest.Patience, string(p)+" ready", svc.Ready)
 	}
-	w.c = coordinator.New(nc, js, coordinator.Config{Store: store, Consumer: fast, RelayInterval: 500 * time.Millisecond,
-		GaugeInterval: 200 * time.Millisecond,
-		Policy:        coordinator.Policy{ApprovalEnvironments: []string{"production"}, ApprovalTimeout: time.Hour}},
-		quiet, prometheus.NewRegistry())
-	w.run("coordinator", w.c.Run)
-	natstest.Eventually(t, natstest.Patience, "coordinator ready", w.c.Ready)
+	env := service.Env{Instance: "coordinator@test", Log: quiet, NC: nc, JS: js, Registry: prometheus.NewRegistry()}
+	parts, err := coordinatord.Build(context.Background(), env, coordinatord.Settings{
+		Store: coordinatord.StoreKV, HTTPAddr: "127.0.0.1:0", APIToken: token,
+		Engine: coordinator.Config{Consumer: fast, RelayInterval: 500 * time.Millisecond, GaugeInterval: 200 * time.Millisecond,
+			Policy: coordinator.Policy{ApprovalEnvironments: []string{"production"}, ApprovalTimeout: time.Hour}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(parts.Close)
+	w.http = parts.HTTP.Addr()
+	w.run("coordinator", func(ctx context.Context) error { return service.Group(ctx, parts.Components()) })
+	natstest.Eventually(t, natstest.Patience, "coordinator ready", parts.Coordinator.Ready)
 	return w
 }
 
