@@ -82,7 +82,7 @@ func TestThreeCoordinators(t *testing.T) {
 	}
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, open storeOpener) {
-		fleet(t, newWorldOn(t, open, fleetTargets...), 300)
+		fleet(t, newWorldOn(t, open, fleetTargets...), 200)
 	})
 }
 
