@@ -111,7 +111,8 @@ func (c *cluster) start(name string) {
 	case "backup", "verify":
 		args = append(args, "--targets", c.targets)
 	case "coordinator":
-		args = append(args, "--relay-interval", "1s")
+		// No HTTP API: its default port is one for every test running.
+		args = append(args, "--relay-interval", "1s", "--http-addr", "")
 	}
 	log, err := os.OpenFile(filepath.Join(c.dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
