@@ -17,9 +17,10 @@ demo:
 test:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-## test-short: the inner loop: -short skips the long fleet, kill, process and end-to-end tests
+## test-short: the inner loop: -short skips the long fleet, kill, process and end-to-end tests; the tests
+## left mostly wait on servers and timers, so more of them run at once than there are cores
 test-short:
-	$(GO) test -short -count=1 -timeout 5m $(PKGS)
+	$(GO) test -short -count=1 -parallel 8 -timeout 5m $(PKGS)
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 

@@ -32,6 +32,10 @@ func (l *lockedBuffer) String() string {
 
 // `make demo` must not pass for a demo that never finished.
 func TestDemoInterruptedIsNotASuccess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long: builds and runs the demo")
+	}
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	out := &lockedBuffer{}

@@ -14,6 +14,7 @@ import (
 )
 
 func TestEnsureIsIdempotent(t *testing.T) {
+	t.Parallel()
 	_, js := natstest.Start(t) // provisions once
 	ctx := context.Background()
 	if err := streams.Ensure(ctx, js, streams.Config{}, streams.All...); err != nil {
@@ -32,6 +33,7 @@ func TestEnsureIsIdempotent(t *testing.T) {
 }
 
 func TestPublishDeduplicatesByEventID(t *testing.T) {
+	t.Parallel()
 	_, js := natstest.Start(t)
 	ctx := context.Background()
 	env, _ := events.New("same-id", events.TypeSaga, "test", "s1", 1, time.Now(), events.SagaEvent{Saga: "s1", Kind: "k", State: "s"})
@@ -46,6 +48,7 @@ func TestPublishDeduplicatesByEventID(t *testing.T) {
 }
 
 func TestScheduleIsNeverEarly(t *testing.T) {
+	t.Parallel()
 	_, js := natstest.Start(t)
 	ctx := context.Background()
 	due := time.Now().Add(1200 * time.Millisecond)

@@ -3,6 +3,7 @@ package hooks_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 )
 
 func TestRunCapturesOutputAndEnvInDir(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	res, err := hooks.Run(context.Background(), []string{"sh", "-c", `echo "in $(pwd) as $WHO"; echo oops >&2`},
 		dir, []string{"WHO=deploy", "PATH=" + os.Getenv("PATH")}, 5*time.Second)
@@ -28,6 +30,7 @@ func TestRunCapturesOutputAndEnvInDir(t *testing.T) {
 }
 
 func TestNonZeroExitIsFailedWithTheLastLine(t *testing.T) {
+	t.Parallel()
 	res, err := hooks.Run(context.Background(), []string{"sh", "-c", "echo starting; echo 'port 8080 in use'; exit 3"}, "", nil, 5*time.Second)
 	if !errors.Is(err, hooks.ErrFailed) || res.ExitCode != 3 || !strings.HasSuffix(err.Error(), "exited 3: port 8080 in use") {
 		t.Fatalf("err %v, result %+v", err, res)
@@ -38,6 +41,7 @@ func TestNonZeroExitIsFailedWithTheLastLine(t *testing.T) {
 }
 
 func TestTimeoutKillsTheWholeProcessGroup(t *testing.T) {
+	t.Parallel()
 	pidfile := filepath.Join(t.TempDir(), "child.pid")
 	start := time.Now()
 	// A time-out long enough for sh to write the pid file on a busy machine.
@@ -51,13 +55,9 @@ func TestTimeoutKillsTheWholeProcessGroup(t *testing.T) {
 	}
 	pid := readPid(t, pidfile)
 	// Killed, the orphan stays a zombie until init reaps it: that is dead.
-	deadline := time.Now().Add(natstest.Patience)
-	for running(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("child %d survived the time-out", pid)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	natstest.Eventually(t, natstest.Patience, fmt.Sprintf("child %d killed with its hook", pid), func() bool {
+		return !running(pid)
+	})
 }
 
 func readPid(t *testing.T, file string) int {
@@ -89,6 +89,7 @@ func running(pid int) bool {
 }
 
 func TestDaemonWithRedirectedOutputDoesNotHoldTheHook(t *testing.T) {
+	t.Parallel()
 	pidfile := filepath.Join(t.TempDir(), "d.pid")
 	start := time.Now()
 	_, err := hooks.Run(context.Background(), []string{"sh", "-c", "nohup sleep 30 >/dev/null 2>&1 & echo $! > " + pidfile}, "", nil, 5*time.Second)
@@ -103,9 +104,20 @@ func TestDaemonWithRedirectedOutputDoesNotHoldTheHook(t *testing.T) {
 }
 
 func TestCallerCancellationIsAnInterruptionNotAFailure(t *testing.T) {
+	t.Parallel()
+	started := filepath.Join(t.TempDir(), "started")
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
-	_, err := hooks.Run(ctx, []string{"sleep", "10"}, "", nil, time.Minute)
+	defer cancel()
+	// Cancelled while the hook runs, not before it starts.
+	go func() {
+		for deadline := time.Now().Add(natstest.Patience); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(started); err == nil {
+				break
+			}
+		}
+		cancel()
+	}()
+	_, err := hooks.Run(ctx, []string{"sh", "-c", "touch " + started + "; sleep 10"}, "", nil, time.Minute)
 	if !errors.Is(err, hooks.ErrInterrupted) || !errors.Is(err, context.Canceled) || errors.Is(err, hooks.ErrFailed) {
 		t.Fatalf("err %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 )
 
 func TestStartOnARandomPortWithJetStream(t *testing.T) {
+	t.Parallel()
 	if _, err := natsembed.Start(natsembed.Options{}); err == nil {
 		t.Fatal("started without a storage directory")
 	}

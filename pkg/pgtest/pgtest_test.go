@@ -16,29 +16,34 @@ import (
 )
 
 func TestDatabaseIsFreshAndDroppedAfterTheTest(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	var urls [2]string
-	for i := range urls {
-		t.Run("test", func(t *testing.T) {
-			urls[i] = pgtest.Database(t)
-			conn, err := pgx.Connect(ctx, urls[i])
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close(ctx)
-			var tables int
-			if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").Scan(&tables); err != nil {
-				t.Fatal(err)
-			}
-			if tables != 0 {
-				t.Fatalf("a fresh database has %d tables", tables)
-			}
-			// Left open on purpose: the clean-up must drop the database anyway.
-			if _, err := pgx.Connect(ctx, urls[i]); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+	// The group returns once both tests, run at once, have ended.
+	t.Run("group", func(t *testing.T) {
+		for i := range urls {
+			t.Run("test", func(t *testing.T) {
+				t.Parallel()
+				urls[i] = pgtest.Database(t)
+				conn, err := pgx.Connect(ctx, urls[i])
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close(ctx)
+				var tables int
+				if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").Scan(&tables); err != nil {
+					t.Fatal(err)
+				}
+				if tables != 0 {
+					t.Fatalf("a fresh database has %d tables", tables)
+				}
+				// Left open on purpose: the clean-up must drop the database anyway.
+				if _, err := pgx.Connect(ctx, urls[i]); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+	})
 	if urls[0] == urls[1] {
 		t.Fatalf("two tests got the same database %s", urls[0])
 	}
@@ -55,6 +60,7 @@ func TestDatabaseIsFreshAndDroppedAfterTheTest(t *testing.T) {
 // pointed at a closed port: the test must fail, saying how to start
 // PostgreSQL, and never pass or skip.
 func TestUnreachableServerFails(t *testing.T) {
+	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,9 +19,8 @@ import (
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/phase"
 	"github.com/upshift/upshift/pkg/streams"
+	"github.com/upshift/upshift/pkg/testlog"
 )
-
-var log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 type rig struct {
 	t   *testing.T
@@ -38,7 +35,7 @@ func serve(t *testing.T, exec phase.Executor) *rig {
 		Service: events.Deploy, Instance: "deploy@test", Targets: []string{"a", "b"},
 		Actions:  []events.Action{events.Apply, events.Rollback},
 		Consumer: consumer.Config{AckWait: time.Second, MaxDeliver: 3, Backoff: []time.Duration{10 * time.Millisecond}},
-	}, exec, log, prometheus.NewRegistry())
+	}, exec, testlog.New(t), prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- svc.Run(ctx) }()
@@ -90,6 +87,7 @@ func (r *rig) final(step string) events.StepResult {
 }
 
 func TestExecutesAndReportsStartedThenResult(t *testing.T) {
+	t.Parallel()
 	var calls atomic.Int32
 	r := serve(t, phase.ExecutorFunc(func(ctx context.Context, c events.Command, p phase.Progress) (phase.Outcome, error) {
 		calls.Add(1)
@@ -115,6 +113,7 @@ func TestExecutesAndReportsStartedThenResult(t *testing.T) {
 }
 
 func TestRedeliveredCommandExecutesOnce(t *testing.T) {
+	t.Parallel()
 	var calls atomic.Int32
 	r := serve(t, phase.ExecutorFunc(func(ctx context.Context, c events.Command, p phase.Progress) (phase.Outcome, error) {
 		calls.Add(1)
@@ -136,6 +135,7 @@ func TestRedeliveredCommandExecutesOnce(t *testing.T) {
 }
 
 func TestExpiredAndUnsupportedAreReportedNotExecuted(t *testing.T) {
+	t.Parallel()
 	var calls atomic.Int32
 	r := serve(t, phase.ExecutorFunc(func(ctx context.Context, c events.Command, p phase.Progress) (phase.Outcome, error) {
 		calls.Add(1)
@@ -165,6 +165,7 @@ func TestExpiredAndUnsupportedAreReportedNotExecuted(t *testing.T) {
 }
 
 func TestFailureOutcomeAndGivingUp(t *testing.T) {
+	t.Parallel()
 	r := serve(t, phase.ExecutorFunc(func(ctx context.Context, c events.Command, p phase.Progress) (phase.Outcome, error) {
 		if c.Target == "a" {
 			return phase.Failure("start_failed", errors.New("start hook exited 3"),
@@ -194,6 +195,7 @@ func TestFailureOutcomeAndGivingUp(t *testing.T) {
 }
 
 func TestMalformedCommandIsDeadLetteredAndTheTargetGoesOn(t *testing.T) {
+	t.Parallel()
 	r := serve(t, phase.ExecutorFunc(func(ctx context.Context, c events.Command, p phase.Progress) (phase.Outcome, error) {
 		return phase.Success(nil), nil
 	}))
@@ -215,6 +217,7 @@ func TestMalformedCommandIsDeadLetteredAndTheTargetGoesOn(t *testing.T) {
 }
 
 func TestOneCommandAtATimePerTargetInOrder(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	running := map[string]int{}
 	var order []string

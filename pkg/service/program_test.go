@@ -17,8 +17,9 @@ type part func(ctx context.Context) error
 func (p part) Run(ctx context.Context) error { return p(ctx) }
 
 func TestRunStopsEveryComponentWhenOneFails(t *testing.T) {
+	t.Parallel()
 	srv := natstest.Server(t)
-	stopped := make(chan struct{})
+	running, stopped := make(chan struct{}), make(chan struct{})
 	var flagSeen string
 	p := service.Program{Name: "test", OpsAddr: "127.0.0.1:0",
 		Flags: func(fs *flag.FlagSet) { fs.StringVar(&flagSeen, "thing", "", "") },
@@ -27,8 +28,16 @@ func TestRunStopsEveryComponentWhenOneFails(t *testing.T) {
 				t.Errorf("env %+v", env)
 			}
 			return []service.Component{
-				part(func(ctx context.Context) error { <-ctx.Done(); close(stopped); return nil }),
-				part(func(ctx context.Context) error { time.Sleep(50 * time.Millisecond); return errors.New("disk full") }),
+				part(func(ctx context.Context) error { close(running); <-ctx.Done(); close(stopped); return nil }),
+				// Fails while the other runs.
+				part(func(ctx context.Context) error {
+					select {
+					case <-running:
+						return errors.New("disk full")
+					case <-time.After(natstest.Patience):
+						return errors.New("the other component never started")
+					}
+				}),
 			}, func() {}, nil
 		}}
 	err := service.Run(context.Background(), p, []string{"--nats-url", srv.URL(), "--thing", "x", "--log-level", "error"})
@@ -46,6 +55,7 @@ func TestRunStopsEveryComponentWhenOneFails(t *testing.T) {
 }
 
 func TestRunReportsABuildError(t *testing.T) {
+	t.Parallel()
 	srv := natstest.Server(t)
 	p := service.Program{Name: "test", Build: func(ctx context.Context, env service.Env) ([]service.Component, func(), error) {
 		return nil, nil, errors.New("no targets file")

@@ -14,6 +14,9 @@ import (
 	"github.com/upshift/upshift/pkg/service"
 )
 
+// Not parallel: Parse reads the process's environment, which t.Setenv
+// changes for every test; the parallel tests of the package wait until this
+// one has ended.
 func TestFlagsComeFromTheEnvironmentAndSecretsAreMasked(t *testing.T) {
 	t.Setenv("UPSHIFT_NATS_URL", "nats://deploy:s3cret@from-env:4222,nats://tok3n@other:4222")
 	t.Setenv("UPSHIFT_NATS_PASSWORD", "hunter2")
@@ -41,6 +44,7 @@ func TestFlagsComeFromTheEnvironmentAndSecretsAreMasked(t *testing.T) {
 }
 
 func TestOpsServer(t *testing.T) {
+	t.Parallel()
 	ready := errors.New("consumers not ready")
 	ops, err := service.NewOpsServer("127.0.0.1:0", service.NewRegistry(), func() error { return ready })
 	if err != nil {

@@ -78,6 +78,7 @@ func (u *updates) list() []string {
 }
 
 func TestEnsureUpdatesOnlyWhatDiffers(t *testing.T) {
+	t.Parallel()
 	js, u := fresh(t)
 	ctx := t.Context()
 	// Every service ensures the streams at once on a fresh server.
@@ -131,6 +132,7 @@ func TestEnsureUpdatesOnlyWhatDiffers(t *testing.T) {
 }
 
 func TestEnsureBucketUpdatesOnlyWhatDiffers(t *testing.T) {
+	t.Parallel()
 	js, u := fresh(t)
 	ctx := t.Context()
 	atOnce(t, 6, func() error {
@@ -169,6 +171,7 @@ func TestEnsureBucketUpdatesOnlyWhatDiffers(t *testing.T) {
 
 // An unknown name is an error, not a stream with no subjects.
 func TestStreamUnknownName(t *testing.T) {
+	t.Parallel()
 	if _, err := streams.Stream("NOPE", streams.Config{}); err == nil {
 		t.Fatal("no error for an unknown stream")
 	}

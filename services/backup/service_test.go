@@ -2,7 +2,6 @@ package backup_test
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,16 +13,17 @@ import (
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/testlog"
 	"github.com/upshift/upshift/services/backup"
 )
 
 func TestServiceArchivesAndRestoresOnCommand(t *testing.T) {
+	t.Parallel()
 	h := newHost(t)
 	_, js := natstest.Start(t)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	svc := backup.New(js, backup.Config{Instance: "backup@test", Targets: h.reg,
 		Consumer: consumer.Config{AckWait: time.Second, MaxDeliver: 3, Backoff: []time.Duration{10 * time.Millisecond}},
-	}, log, prometheus.NewRegistry())
+	}, testlog.New(t), prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- svc.Run(ctx) }()

@@ -30,302 +30,344 @@ import (
 var streamsCfg = streams.Config{}
 
 func TestSuccessRunsEveryPhaseAndBatchOnce(t *testing.T) {
-	w := newWorld(t, "a", "b")
-	w.coordinator("c1")
-	id := w.submit(request("test", "a", "b"))
-	s := w.wait(id, natstest.Patience)
-	if s.State != saga.Succeeded {
-		t.Fatalf("state %s: %s; steps %v", s.State, s.Reason, commands(s))
-	}
-	want := "requested prechecking backing_up deploying verifying deploying verifying succeeded"
-	var got string
-	natstest.Eventually(t, natstest.Patience, "every event published", func() bool {
-		got = strings.Join(w.sagaEvents(id), " ")
-		return got == want
-	})
-	for step, n := range w.executions() {
-		if n != 1 {
-			t.Errorf("%s executed %d times", step, n)
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		w := newWorldOn(t, open, "a", "b")
+		w.coordinator("c1")
+		id := w.submit(request("test", "a", "b"))
+		s := w.wait(id, natstest.Patience)
+		if s.State != saga.Succeeded {
+			t.Fatalf("state %s: %s; steps %v", s.State, s.Reason, commands(s))
 		}
-	}
-	if n := len(w.executions()); n != 8 {
-		t.Fatalf("%d steps executed, want 8", n)
-	}
-	// In: the request and 8 steps' started + succeeded reports. Out: 8
-	// commands and 8 saga events. The results consumer handles 8 inputs at
-	// once, so a step's started report may lose the race to its result and
-	// be recorded as ignored after the saga has ended: wait for it.
-	var in, out int
-	natstest.Eventually(t, natstest.Patience, "every input in the audit log", func() bool {
-		hist, err := w.store.History(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		in, out = 0, 0
-		for _, e := range hist {
-			if e.Direction == sagastore.In {
-				in++
-			} else {
-				out++
+		want := "requested prechecking backing_up deploying verifying deploying verifying succeeded"
+		var got string
+		natstest.Eventually(t, natstest.Patience, "every event published", func() bool {
+			got = strings.Join(w.sagaEvents(id), " ")
+			return got == want
+		})
+		for step, n := range w.executions() {
+			if n != 1 {
+				t.Errorf("%s executed %d times", step, n)
 			}
 		}
-		return in >= 17
+		if n := len(w.executions()); n != 8 {
+			t.Fatalf("%d steps executed, want 8", n)
+		}
+		// In: the request and 8 steps' started + succeeded reports. Out: 8
+		// commands and 8 saga events. The results consumer handles 8 inputs at
+		// once, so a step's started report may lose the race to its result and
+		// be recorded as ignored after the saga has ended: wait for it.
+		var in, out int
+		natstest.Eventually(t, natstest.Patience, "every input in the audit log", func() bool {
+			hist, err := w.store.History(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, out = 0, 0
+			for _, e := range hist {
+				if e.Direction == sagastore.In {
+					in++
+				} else {
+					out++
+				}
+			}
+			return in >= 17
+		})
+		if in != 17 || out != 16 {
+			t.Fatalf("audit has %d in, %d out", in, out)
+		}
+		if got := w.metric("upshift_sagas_total", "outcome", "succeeded"); got != 1 {
+			t.Fatalf("upshift_sagas_total{succeeded} = %v", got)
+		}
 	})
-	if in != 17 || out != 16 {
-		t.Fatalf("audit has %d in, %d out", in, out)
-	}
-	if got := w.metric("upshift_sagas_total", "outcome", "succeeded"); got != 1 {
-		t.Fatalf("upshift_sagas_total{succeeded} = %v", got)
-	}
 }
 
 func TestVerifyFailureRollsBackNewestFirst(t *testing.T) {
-	w := newWorld(t, "a", "b")
-	w.on("verify.probe.b", "fail")
-	w.coordinator("c1")
-	id := w.submit(request("test", "a", "b"))
-	s := w.wait(id, natstest.Patience)
-	if s.State != saga.RolledBack || !strings.HasPrefix(s.Reason, "verify probe on b failed: scripted failure") {
-		t.Fatalf("state %s: %s", s.State, s.Reason)
-	}
-	var comp []string
-	for _, st := range s.Steps {
-		if st.Compensates != "" {
-			comp = append(comp, string(st.Action)+"."+st.Target)
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		w := newWorldOn(t, open, "a", "b")
+		w.on("verify.probe.b", "fail")
+		w.coordinator("c1")
+		id := w.submit(request("test", "a", "b"))
+		s := w.wait(id, natstest.Patience)
+		if s.State != saga.RolledBack || !strings.HasPrefix(s.Reason, "verify probe on b failed: scripted failure") {
+			t.Fatalf("state %s: %s", s.State, s.Reason)
 		}
-	}
-	// The two backups ran at once: the one that finished last is restored
-	// first.
-	a, _ := s.Step(events.StepID(id, events.Backup, events.Archive, "a", 1))
-	b, _ := s.Step(events.StepID(id, events.Backup, events.Archive, "b", 1))
-	restores := "restore.b restore.a"
-	if a.Done > b.Done {
-		restores = "restore.a restore.b"
-	}
-	if strings.Join(comp, " ") != "rollback.b rollback.a "+restores {
-		t.Fatalf("compensations %v (backup a done %d, b done %d)", comp, a.Done, b.Done)
-	}
-	var kinds []string
-	natstest.Eventually(t, natstest.Patience, "rolled_back published", func() bool {
-		kinds = w.sagaEvents(id)
-		return kinds[len(kinds)-1] == "rolled_back"
+		var comp []string
+		for _, st := range s.Steps {
+			if st.Compensates != "" {
+				comp = append(comp, string(st.Action)+"."+st.Target)
+			}
+		}
+		// The two backups ran at once: the one that finished last is restored
+		// first.
+		a, _ := s.Step(events.StepID(id, events.Backup, events.Archive, "a", 1))
+		b, _ := s.Step(events.StepID(id, events.Backup, events.Archive, "b", 1))
+		restores := "restore.b restore.a"
+		if a.Done > b.Done {
+			restores = "restore.a restore.b"
+		}
+		if strings.Join(comp, " ") != "rollback.b rollback.a "+restores {
+			t.Fatalf("compensations %v (backup a done %d, b done %d)", comp, a.Done, b.Done)
+		}
+		var kinds []string
+		natstest.Eventually(t, natstest.Patience, "rolled_back published", func() bool {
+			kinds = w.sagaEvents(id)
+			return kinds[len(kinds)-1] == "rolled_back"
+		})
+		if !slices.Contains(kinds, events.KindStepFailed) {
+			t.Fatalf("events %v", kinds)
+		}
 	})
-	if !slices.Contains(kinds, events.KindStepFailed) {
-		t.Fatalf("events %v", kinds)
-	}
 }
 
 func TestPrecheckFailureEndsFailedWithNothingDeployed(t *testing.T) {
-	w := newWorld(t, "a")
-	w.on("precheck.check.a", "fail")
-	w.coordinator("c1")
-	s := w.wait(w.submit(request("test", "a")), natstest.Patience)
-	if s.State != saga.Failed || !strings.Contains(s.Reason, "nothing was changed") {
-		t.Fatalf("state %s: %s", s.State, s.Reason)
-	}
-	for step := range w.executions() {
-		if !strings.Contains(step, ".precheck.") {
-			t.Fatalf("executed %s after a failed precheck", step)
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		w := newWorldOn(t, open, "a")
+		w.on("precheck.check.a", "fail")
+		w.coordinator("c1")
+		s := w.wait(w.submit(request("test", "a")), natstest.Patience)
+		if s.State != saga.Failed || !strings.Contains(s.Reason, "nothing was changed") {
+			t.Fatalf("state %s: %s", s.State, s.Reason)
 		}
-	}
+		for step := range w.executions() {
+			if !strings.Contains(step, ".precheck.") {
+				t.Fatalf("executed %s after a failed precheck", step)
+			}
+		}
+	})
 }
 
 func TestSilentPhaseTimesOutAndRollsBack(t *testing.T) {
-	w := newWorld(t, "a")
-	w.on("verify.probe.a", "hang")
-	w.coordinator("c1")
-	r := request("test", "a")
-	r.Spec.Timeouts.Verify = sec(2)
-	s := w.wait(w.submit(r), natstest.Patience)
-	if s.State != saga.RolledBack || !strings.Contains(s.Reason, "verify probe on a timed out: no result within 2s") {
-		t.Fatalf("state %s: %s", s.State, s.Reason)
-	}
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		w := newWorldOn(t, open, "a")
+		w.on("verify.probe.a", "hang")
+		w.coordinator("c1")
+		r := request("test", "a")
+		r.Spec.Timeouts.Verify = sec(2)
+		s := w.wait(w.submit(r), natstest.Patience)
+		if s.State != saga.RolledBack || !strings.Contains(s.Reason, "verify probe on a timed out: no result within 2s") {
+			t.Fatalf("state %s: %s", s.State, s.Reason)
+		}
+	})
 }
 
 func TestInvalidRequestIsRefusedWithTheReason(t *testing.T) {
-	w := newWorld(t, "a")
-	w.coordinator("c1")
-	r := request("test")
-	r.Spec.To = r.Spec.From
-	id := w.submit(r)
-	natstest.Eventually(t, natstest.Patience, "refusal", func() bool { return len(w.sagaEvents(id)) == 1 })
-	e := natstest.ReadEvents[events.SagaEvent](t, w.js, events.StreamEvents, events.SagaSubject(id, events.KindInvalid), events.TypeSaga)[0]
-	if !strings.Contains(e.Reason, "spec.targets: at least one target is required") || !strings.Contains(e.Reason, "spec.to: equals spec.from") {
-		t.Fatalf("reason %q", e.Reason)
-	}
-	if _, err := w.store.Load(context.Background(), id); !errors.Is(err, sagastore.ErrNotFound) {
-		t.Fatalf("a saga was created: %v", err)
-	}
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		w := newWorldOn(t, open, "a")
+		w.coordinator("c1")
+		r := request("test")
+		r.Spec.To = r.Spec.From
+		id := w.submit(r)
+		natstest.Eventually(t, natstest.Patience, "refusal", func() bool { return len(w.sagaEvents(id)) == 1 })
+		e := natstest.ReadEvents[events.SagaEvent](t, w.js, events.StreamEvents, events.SagaSubject(id, events.KindInvalid), events.TypeSaga)[0]
+		if !strings.Contains(e.Reason, "spec.targets: at least one target is required") || !strings.Contains(e.Reason, "spec.to: equals spec.from") {
+			t.Fatalf("reason %q", e.Reason)
+		}
+		if _, err := w.store.Load(context.Background(), id); !errors.Is(err, sagastore.ErrNotFound) {
+			t.Fatalf("a saga was created: %v", err)
+		}
+	})
 }
 
 func TestMalformedInputsAreDeadLetteredAndWorkGoesOn(t *testing.T) {
-	w := newWorld(t, "a")
-	w.coordinator("c1")
-	ctx := context.Background()
-	for _, subj := range []string{"upshift.request.platform", "upshift.evt.x.deploy.succeeded", "upshift.timer.fire.x"} {
-		if _, err := w.js.Publish(ctx, subj, []byte("not an event")); err != nil {
-			t.Fatal(err)
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		w := newWorldOn(t, open, "a")
+		w.coordinator("c1")
+		ctx := context.Background()
+		for _, subj := range []string{"upshift.request.platform", "upshift.evt.x.deploy.succeeded", "upshift.timer.fire.x"} {
+			if _, err := w.js.Publish(ctx, subj, []byte("not an event")); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	// Well formed, about a saga that does not exist.
-	w.publish(events.ControlSubject("ghost", events.Cancel), "ctl-1", events.TypeControl,
-		events.Control{ID: "ctl-1", Saga: "ghost", Op: events.Cancel, Actor: "x"})
-	s := w.wait(w.submit(request("test", "a")), natstest.Patience)
-	if s.State != saga.Succeeded {
-		t.Fatalf("state %s", s.State)
-	}
-	natstest.Eventually(t, natstest.Patience, "four dead letters", func() bool {
-		return len(natstest.Read(t, w.js, events.StreamDeadLetter, "upshift.dlq.>")) == 4
+		// Well formed, about a saga that does not exist.
+		w.publish(events.ControlSubject("ghost", events.Cancel), "ctl-1", events.TypeControl,
+			events.Control{ID: "ctl-1", Saga: "ghost", Op: events.Cancel, Actor: "x"})
+		s := w.wait(w.submit(request("test", "a")), natstest.Patience)
+		if s.State != saga.Succeeded {
+			t.Fatalf("state %s", s.State)
+		}
+		natstest.Eventually(t, natstest.Patience, "four dead letters", func() bool {
+			return len(natstest.Read(t, w.js, events.StreamDeadLetter, "upshift.dlq.>")) == 4
+		})
+		for _, dl := range natstest.ReadEvents[events.DeadLetter](t, w.js, events.StreamDeadLetter, "upshift.dlq.>", events.TypeDeadLetter) {
+			// The undecodable are terminated at once; the decision about a saga
+			// that does not exist is retried (a replica may lag), then given up.
+			want := uint64(1)
+			if strings.HasPrefix(dl.Subject, "upshift.control.ghost") {
+				want = uint64(fast.MaxDeliver)
+			}
+			if !strings.HasPrefix(dl.Consumer, "coordinator-") || dl.Deliveries != want {
+				t.Errorf("dead letter %+v", dl)
+			}
+		}
 	})
-	for _, dl := range natstest.ReadEvents[events.DeadLetter](t, w.js, events.StreamDeadLetter, "upshift.dlq.>", events.TypeDeadLetter) {
-		// The undecodable are terminated at once; the decision about a saga
-		// that does not exist is retried (a replica may lag), then given up.
-		want := uint64(1)
-		if strings.HasPrefix(dl.Subject, "upshift.control.ghost") {
-			want = uint64(fast.MaxDeliver)
-		}
-		if !strings.HasPrefix(dl.Consumer, "coordinator-") || dl.Deliveries != want {
-			t.Errorf("dead letter %+v", dl)
-		}
-	}
 }
 
 func TestDuplicateRequestMakesOneSaga(t *testing.T) {
-	w := newWorld(t, "a")
-	w.coordinator("c1")
-	r := request("test", "a")
-	id := w.submit(r)
-	w.wait(id, natstest.Patience)
-	// The same request again, past the stream's duplicate window.
-	env, _ := events.New(id, events.TypeRequest, "test", "", 0, time.Now(), r)
-	b, _ := events.Encode(env)
-	if _, err := w.js.Publish(context.Background(), events.RequestSubject("platform"), b); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(500 * time.Millisecond)
-	if n := len(w.executions()); n != 4 {
-		t.Fatalf("%d steps executed, want 4", n)
-	}
-	if got := strings.Join(w.sagaEvents(id), " "); strings.Count(got, "requested") != 1 {
-		t.Fatalf("events %q", got)
-	}
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		w := newWorldOn(t, open, "a")
+		w.coordinator("c1")
+		r := request("test", "a")
+		id := w.submit(r)
+		w.wait(id, natstest.Patience)
+		// The same request again, past the stream's duplicate window.
+		env, _ := events.New(id, events.TypeRequest, "test", "", 0, time.Now(), r)
+		b, _ := events.Encode(env)
+		ack, err := w.js.Publish(context.Background(), events.RequestSubject("platform"), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Handled, and whatever it caused executed.
+		w.acked(events.StreamRequests, "coordinator-requests", ack.Sequence)
+		w.idle(events.StreamCommands, events.StreamEvents)
+		if n := len(w.executions()); n != 4 {
+			t.Fatalf("%d steps executed, want 4", n)
+		}
+		if got := strings.Join(w.sagaEvents(id), " "); strings.Count(got, "requested") != 1 {
+			t.Fatalf("events %q", got)
+		}
+	})
 }
 
 func TestCoordinatorRestartedMidSagaFinishesIt(t *testing.T) {
-	w := newWorld(t, "a", "b")
-	_, stop := w.coordinator("c1")
-	id := w.submit(request("test", "a", "b"))
-	w.wait(id, natstest.Patience, saga.Deploying)
-	stop()
-	// Reports keep arriving while no coordinator runs.
-	time.Sleep(time.Second)
-	w.coordinator("c2")
-	s := w.wait(id, natstest.Patience)
-	if s.State != saga.Succeeded {
-		t.Fatalf("state %s: %s", s.State, s.Reason)
-	}
-	for step, n := range w.executions() {
-		if n != 1 {
-			t.Errorf("%s executed %d times", step, n)
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		w := newWorldOn(t, open, "a", "b")
+		_, stop := w.coordinator("c1")
+		id := w.submit(request("test", "a", "b"))
+		w.wait(id, natstest.Patience, saga.Deploying)
+		stop()
+		// Reports keep arriving while no coordinator runs.
+		natstest.Eventually(t, natstest.Patience, "a report waiting for a coordinator", func() bool {
+			c := w.consumer(events.StreamEvents, "coordinator-results")
+			return c != nil && c.NumPending+uint64(c.NumAckPending) > 0
+		})
+		w.coordinator("c2")
+		s := w.wait(id, natstest.Patience)
+		if s.State != saga.Succeeded {
+			t.Fatalf("state %s: %s", s.State, s.Reason)
 		}
-	}
+		for step, n := range w.executions() {
+			if n != 1 {
+				t.Errorf("%s executed %d times", step, n)
+			}
+		}
+	})
 }
 
 func TestCancelThroughTheAPIRollsBack(t *testing.T) {
-	w := newWorld(t, "a")
-	w.on("verify.probe.a", "hang")
-	c, _ := w.coordinator("c1")
-	r := request("test", "a")
-	r.Spec.Timeouts.Verify = sec(60)
-	id := w.submit(r)
-	w.wait(id, natstest.Patience, saga.Verifying)
-	reply, err := c.Decide(context.Background(), api.ControlRequest{ID: id, Op: events.Cancel, Actor: "alice", Comment: "wrong day"})
-	if err != nil || !reply.Accepted {
-		t.Fatalf("cancel: %+v %v", reply, err)
-	}
-	s := w.wait(id, natstest.Patience)
-	if s.State != saga.RolledBack || s.Reason != "cancelled by alice: wrong day" {
-		t.Fatalf("state %s: %s", s.State, s.Reason)
-	}
-	if _, err := c.Decide(context.Background(), api.ControlRequest{ID: id, Op: events.Cancel, Actor: "bob"}); !errors.Is(err, api.ErrTooLate) {
-		t.Fatalf("cancel of a finished saga: %v", err)
-	}
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		w := newWorldOn(t, open, "a")
+		w.on("verify.probe.a", "hang")
+		c, _ := w.coordinator("c1")
+		r := request("test", "a")
+		r.Spec.Timeouts.Verify = sec(60)
+		id := w.submit(r)
+		w.wait(id, natstest.Patience, saga.Verifying)
+		reply, err := c.Decide(context.Background(), api.ControlRequest{ID: id, Op: events.Cancel, Actor: "alice", Comment: "wrong day"})
+		if err != nil || !reply.Accepted {
+			t.Fatalf("cancel: %+v %v", reply, err)
+		}
+		s := w.wait(id, natstest.Patience)
+		if s.State != saga.RolledBack || s.Reason != "cancelled by alice: wrong day" {
+			t.Fatalf("state %s: %s", s.State, s.Reason)
+		}
+		if _, err := c.Decide(context.Background(), api.ControlRequest{ID: id, Op: events.Cancel, Actor: "bob"}); !errors.Is(err, api.ErrTooLate) {
+			t.Fatalf("cancel of a finished saga: %v", err)
+		}
+	})
 }
 
 func TestApprovalGateThroughTheAPI(t *testing.T) {
-	w := newWorld(t, "a")
-	w.policy = coordinator.Policy{ApprovalEnvironments: []string{"production"}, ApprovalTimeout: time.Hour}
-	c, _ := w.coordinator("c1")
-	ctx := context.Background()
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		w := newWorldOn(t, open, "a")
+		w.policy = coordinator.Policy{ApprovalEnvironments: []string{"production"}, ApprovalTimeout: time.Hour}
+		c, _ := w.coordinator("c1")
+		ctx := context.Background()
 
-	ok := w.submit(request("production", "a"))
-	no := w.submit(request("production", "a"))
-	w.wait(ok, natstest.Patience, saga.AwaitingApproval)
-	w.wait(no, natstest.Patience, saga.AwaitingApproval)
-	if _, err := c.Decide(ctx, api.ControlRequest{ID: ok, Op: events.Approve, Actor: "carol", Comment: "CAB-42"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Decide(ctx, api.ControlRequest{ID: no, Op: events.Reject, Actor: "dave", Comment: "freeze"}); err != nil {
-		t.Fatal(err)
-	}
-	if s := w.wait(ok, natstest.Patience); s.State != saga.Succeeded || s.Approval.Actor != "carol" || s.Approval.Comment != "CAB-42" {
-		t.Fatalf("approved saga: %s %+v", s.State, s.Approval)
-	}
-	if s := w.wait(no, natstest.Patience); s.State != saga.Rejected || s.Reason != "rejected by dave: freeze" {
-		t.Fatalf("rejected saga: %s %s", s.State, s.Reason)
-	}
-	natstest.Eventually(t, natstest.Patience, "approved event", func() bool {
-		return slices.Contains(w.sagaEvents(ok), events.KindApproved)
+		ok := w.submit(request("production", "a"))
+		no := w.submit(request("production", "a"))
+		w.wait(ok, natstest.Patience, saga.AwaitingApproval)
+		w.wait(no, natstest.Patience, saga.AwaitingApproval)
+		if _, err := c.Decide(ctx, api.ControlRequest{ID: ok, Op: events.Approve, Actor: "carol", Comment: "CAB-42"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Decide(ctx, api.ControlRequest{ID: no, Op: events.Reject, Actor: "dave", Comment: "freeze"}); err != nil {
+			t.Fatal(err)
+		}
+		if s := w.wait(ok, natstest.Patience); s.State != saga.Succeeded || s.Approval.Actor != "carol" || s.Approval.Comment != "CAB-42" {
+			t.Fatalf("approved saga: %s %+v", s.State, s.Approval)
+		}
+		if s := w.wait(no, natstest.Patience); s.State != saga.Rejected || s.Reason != "rejected by dave: freeze" {
+			t.Fatalf("rejected saga: %s %s", s.State, s.Reason)
+		}
+		natstest.Eventually(t, natstest.Patience, "approved event", func() bool {
+			return slices.Contains(w.sagaEvents(ok), events.KindApproved)
+		})
+		// A saga in test needs no approval.
+		if _, err := c.Decide(ctx, api.ControlRequest{ID: "nope", Op: events.Approve, Actor: "x"}); !errors.Is(err, sagastore.ErrNotFound) {
+			t.Fatalf("approve unknown: %v", err)
+		}
 	})
-	// A saga in test needs no approval.
-	if _, err := c.Decide(ctx, api.ControlRequest{ID: "nope", Op: events.Approve, Actor: "x"}); !errors.Is(err, sagastore.ErrNotFound) {
-		t.Fatalf("approve unknown: %v", err)
-	}
 }
 
 func TestAPIOverNATS(t *testing.T) {
-	w := newWorld(t, "a")
-	w.coordinator("c1")
-	id := w.submit(request("test", "a"))
-	w.wait(id, natstest.Patience)
-	call := func(subject string, req any, out any) error {
-		b, _ := json.Marshal(req)
-		msg, err := w.nc.Request(subject, b, 5*time.Second)
-		if err != nil {
-			return err
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		w := newWorldOn(t, open, "a")
+		w.coordinator("c1")
+		id := w.submit(request("test", "a"))
+		w.wait(id, natstest.Patience)
+		call := func(subject string, req any, out any) error {
+			b, _ := json.Marshal(req)
+			msg, err := w.nc.Request(subject, b, 5*time.Second)
+			if err != nil {
+				return err
+			}
+			if code := msg.Header.Get("Nats-Service-Error-Code"); code != "" {
+				return errors.New(code + " " + msg.Header.Get("Nats-Service-Error"))
+			}
+			return json.Unmarshal(msg.Data, out)
 		}
-		if code := msg.Header.Get("Nats-Service-Error-Code"); code != "" {
-			return errors.New(code + " " + msg.Header.Get("Nats-Service-Error"))
+		var v api.View
+		if err := call(api.SubjectGet, api.IDRequest{ID: id}, &v); err != nil || v.Saga.State != saga.Succeeded {
+			t.Fatalf("get: %+v %v", v.Saga.State, err)
 		}
-		return json.Unmarshal(msg.Data, out)
-	}
-	var v api.View
-	if err := call(api.SubjectGet, api.IDRequest{ID: id}, &v); err != nil || v.Saga.State != saga.Succeeded {
-		t.Fatalf("get: %+v %v", v.Saga.State, err)
-	}
-	var list api.ListReply
-	if err := call(api.SubjectList, sagastore.Filter{Team: "platform"}, &list); err != nil || len(list.Sagas) != 1 || list.Sagas[0].ID != id {
-		t.Fatalf("list: %+v %v", list, err)
-	}
-	var hist []sagastore.Entry
-	if err := call(api.SubjectHistory, api.IDRequest{ID: id}, &hist); err != nil || len(hist) < 10 {
-		t.Fatalf("history: %d entries, %v", len(hist), err)
-	}
-	err := call(api.SubjectGet, api.IDRequest{ID: "nope"}, &v)
-	if err == nil || !strings.HasPrefix(err.Error(), "404") {
-		t.Fatalf("get unknown: %v", err)
-	}
-	err = call(api.SubjectControl, api.ControlRequest{ID: id, Op: "explode", Actor: "x"}, &v)
-	if err == nil || !strings.HasPrefix(err.Error(), "400") {
-		t.Fatalf("bad control: %v", err)
-	}
+		var list api.ListReply
+		if err := call(api.SubjectList, sagastore.Filter{Team: "platform"}, &list); err != nil || len(list.Sagas) != 1 || list.Sagas[0].ID != id {
+			t.Fatalf("list: %+v %v", list, err)
+		}
+		var hist []sagastore.Entry
+		if err := call(api.SubjectHistory, api.IDRequest{ID: id}, &hist); err != nil || len(hist) < 10 {
+			t.Fatalf("history: %d entries, %v", len(hist), err)
+		}
+		err := call(api.SubjectGet, api.IDRequest{ID: "nope"}, &v)
+		if err == nil || !strings.HasPrefix(err.Error(), "404") {
+			t.Fatalf("get unknown: %v", err)
+		}
+		err = call(api.SubjectControl, api.ControlRequest{ID: id, Op: "explode", Actor: "x"}, &v)
+		if err == nil || !strings.HasPrefix(err.Error(), "400") {
+			t.Fatalf("bad control: %v", err)
+		}
+	})
 }
 
 // An internal error reaches a caller of the NATS API as a reference to the
 // log line that holds its cause, never as the cause itself, which may name
 // buckets, tables or hosts: the HTTP API shows no more.
+//
+// On KV only: it spoils a saga the way only KV lets one be spoilt.
 func TestAPIHidesInternalErrors(t *testing.T) {
-	w := newWorld(t, "a")
+	t.Parallel()
+	w := newWorldOn(t, openKV, "a")
 	ctx := context.Background()
 	bucket, err := w.js.KeyValue(ctx, streams.SagasBucket)
 	if err != nil {
@@ -402,61 +444,65 @@ func (b *syncBuffer) String() string {
 // cannot be decoded (here, written behind the store's back) does not stop it:
 // it is counted, named by the API, and skipped.
 func TestLostDeadlineIsFoundByTheSweep(t *testing.T) {
-	w := newWorld(t, "a")
-	w.on("verify.probe.a", "hang")
-	w.grace = time.Second
-	bucket, err := w.js.KeyValue(context.Background(), streams.SagasBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bucket.Put(context.Background(), "saga.spoilt", []byte(`{"saga": {"id": "spoilt", "state": 5}}`)); err != nil {
-		t.Fatal(err)
-	}
-	c, _ := w.coordinator("c1")
-	// Long time-outs elsewhere: no earlier phase's timer may fire during the
-	// test and tick the saga in the sweep's stead.
-	r := request("test", "a")
-	r.Spec.Timeouts.Precheck, r.Spec.Timeouts.Backup, r.Spec.Timeouts.Deploy = sec(120), sec(120), sec(120)
-	// Time to purge the verify deadline before it fires, on a loaded machine.
-	r.Spec.Timeouts.Verify = sec(10)
-	id := w.submit(r)
-	verifying := w.wait(id, natstest.Patience, saga.Verifying)
-	// The verify deadline's schedule vanishes before it fires, as if the
-	// TIMERS stream had dropped it: once it is there (the saga is stored a
-	// moment before its outbox is published), purge it.
-	timers, err := w.js.Stream(context.Background(), events.StreamTimers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	schedule := events.TimerScheduleSubject(id, verifying.Wakes)
-	natstest.Eventually(t, natstest.Patience, "the verify deadline scheduled", func() bool {
-		_, err := timers.GetLastMsgForSubject(context.Background(), schedule)
-		return err == nil
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		w := newWorldOn(t, open, "a")
+		w.on("verify.probe.a", "hang")
+		w.grace = time.Second
+		if err := w.spoil(context.Background(), "spoilt"); err != nil {
+			t.Fatal(err)
+		}
+		c, _ := w.coordinator("c1")
+		// Long time-outs elsewhere: no earlier phase's timer may fire during the
+		// test and tick the saga in the sweep's stead.
+		r := request("test", "a")
+		r.Spec.Timeouts.Precheck, r.Spec.Timeouts.Backup, r.Spec.Timeouts.Deploy = sec(120), sec(120), sec(120)
+		// Time to purge the verify deadline before it fires, on a loaded machine.
+		r.Spec.Timeouts.Verify = sec(10)
+		id := w.submit(r)
+		verifying := w.wait(id, natstest.Patience, saga.Verifying)
+		// The verify deadline's schedule vanishes before it fires, as if the
+		// TIMERS stream had dropped it: once it is there (the saga is stored a
+		// moment before its outbox is published), purge it.
+		timers, err := w.js.Stream(context.Background(), events.StreamTimers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		schedule := events.TimerScheduleSubject(id, verifying.Wakes)
+		natstest.Eventually(t, natstest.Patience, "the verify deadline scheduled", func() bool {
+			_, err := timers.GetLastMsgForSubject(context.Background(), schedule)
+			return err == nil
+		})
+		if err := timers.Purge(context.Background(), jetstream.WithPurgeSubject(schedule)); err != nil {
+			t.Fatal(err)
+		}
+		s := w.wait(id, natstest.Patience)
+		if s.State != saga.RolledBack || !strings.Contains(s.Reason, "timed out") {
+			t.Fatalf("state %s: %s", s.State, s.Reason)
+		}
+		if n := w.metric("upshift_coordinator_overdue_total"); n < 1 {
+			t.Fatalf("the sweep found %v overdue deadlines", n)
+		}
+		if n := w.metric("upshift_coordinator_unreadable_sagas"); n != 1 {
+			t.Fatalf("%v unreadable sagas counted, want 1", n)
+		}
+		list, err := c.List(context.Background(), sagastore.Filter{})
+		if err != nil || len(list.Sagas) != 1 || list.Sagas[0].ID != id || !slices.Equal(list.Unreadable, []string{"spoilt"}) {
+			t.Fatalf("list: %+v, %v; want %s listed and spoilt named", list, err, id)
+		}
 	})
-	if err := timers.Purge(context.Background(), jetstream.WithPurgeSubject(schedule)); err != nil {
-		t.Fatal(err)
-	}
-	s := w.wait(id, natstest.Patience)
-	if s.State != saga.RolledBack || !strings.Contains(s.Reason, "timed out") {
-		t.Fatalf("state %s: %s", s.State, s.Reason)
-	}
-	if n := w.metric("upshift_coordinator_overdue_total"); n < 1 {
-		t.Fatalf("the sweep found %v overdue deadlines", n)
-	}
-	if n := w.metric("upshift_coordinator_unreadable_sagas"); n != 1 {
-		t.Fatalf("%v unreadable sagas counted, want 1", n)
-	}
-	list, err := c.List(context.Background(), sagastore.Filter{})
-	if err != nil || len(list.Sagas) != 1 || list.Sagas[0].ID != id || !slices.Equal(list.Unreadable, []string{"spoilt"}) {
-		t.Fatalf("list: %+v, %v; want %s listed and spoilt named", list, err, id)
-	}
 }
 
 // A store that fails while the rehearsal gate looks is an error to retry,
 // not the policy refusing: the request is accepted once the store is back.
+//
+// PostgreSQL only: a column renamed breaks its listing and not its loading;
+// a KV store lists and loads through the same keys, so it fails both or
+// neither.
 func TestStoreErrorInTheRehearsalGateIsRetried(t *testing.T) {
+	t.Parallel()
 	url := pgtest.Database(t)
-	w := newWorldOn(t, func(jetstream.JetStream) sagastore.Store { return pgStore(t, url) }, "a")
+	w := newWorldOn(t, func(t testing.TB, _ jetstream.JetStream) opened { return openPostgresAt(t, url) }, "a")
 	w.policy = coordinator.Policy{Environments: map[string]coordinator.Environment{
 		"production": {Rehearsal: &coordinator.Rehearsal{Environment: "test"}}}}
 	// Retries for a minute, not fast's second: the store must be repaired
@@ -499,27 +545,30 @@ func TestStoreErrorInTheRehearsalGateIsRetried(t *testing.T) {
 
 // A rehearsal counts only within its policy's time limit.
 func TestRehearsalGateWithinATime(t *testing.T) {
-	w := newWorld(t, "a")
-	gate := func(within time.Duration) coordinator.Policy {
-		return coordinator.Policy{Environments: map[string]coordinator.Environment{
-			"production": {Rehearsal: &coordinator.Rehearsal{Environment: "test", Within: spec.Duration{Duration: within}}}}}
-	}
-	w.policy = gate(time.Hour)
-	_, stop := w.coordinator("c1")
-	if s := w.wait(w.submit(request("test", "a")), natstest.Patience); s.State != saga.Succeeded {
-		t.Fatalf("rehearsal %s: %s", s.State, s.Reason)
-	}
-	if s := w.wait(w.submit(request("production", "a")), natstest.Patience); s.State != saga.Succeeded {
-		t.Fatalf("production within the hour: %s: %s", s.State, s.Reason)
-	}
-	stop()
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		w := newWorldOn(t, open, "a")
+		gate := func(within time.Duration) coordinator.Policy {
+			return coordinator.Policy{Environments: map[string]coordinator.Environment{
+				"production": {Rehearsal: &coordinator.Rehearsal{Environment: "test", Within: spec.Duration{Duration: within}}}}}
+		}
+		w.policy = gate(time.Hour)
+		_, stop := w.coordinator("c1")
+		if s := w.wait(w.submit(request("test", "a")), natstest.Patience); s.State != saga.Succeeded {
+			t.Fatalf("rehearsal %s: %s", s.State, s.Reason)
+		}
+		if s := w.wait(w.submit(request("production", "a")), natstest.Patience); s.State != saga.Succeeded {
+			t.Fatalf("production within the hour: %s: %s", s.State, s.Reason)
+		}
+		stop()
 
-	w.policy = gate(time.Millisecond)
-	w.coordinator("c2")
-	id := w.submit(request("production", "a"))
-	natstest.Eventually(t, natstest.Patience, "refusal", func() bool { return len(w.sagaEvents(id)) == 1 })
-	evs := natstest.ReadEvents[events.SagaEvent](t, w.js, events.StreamEvents, events.SagaSubject(id, ">"), events.TypeSaga)
-	if evs[0].Kind != events.KindInvalid || !strings.Contains(evs[0].Reason, "within the last 1ms") {
-		t.Fatalf("event %s: %s", evs[0].Kind, evs[0].Reason)
-	}
+		w.policy = gate(time.Millisecond)
+		w.coordinator("c2")
+		id := w.submit(request("production", "a"))
+		natstest.Eventually(t, natstest.Patience, "refusal", func() bool { return len(w.sagaEvents(id)) == 1 })
+		evs := natstest.ReadEvents[events.SagaEvent](t, w.js, events.StreamEvents, events.SagaSubject(id, ">"), events.TypeSaga)
+		if evs[0].Kind != events.KindInvalid || !strings.Contains(evs[0].Reason, "within the last 1ms") {
+			t.Fatalf("event %s: %s", evs[0].Kind, evs[0].Reason)
+		}
+	})
 }

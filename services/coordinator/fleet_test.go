@@ -6,13 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/upshift/upshift/pkg/pgtest"
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
-	"github.com/upshift/upshift/services/coordinator/sagastore/pgstore"
 )
 
 // fleetTargets are served by the phase services of a fleet test; "bad"
@@ -80,45 +76,23 @@ func fleet(t *testing.T, w *world, n int) {
 	t.Logf("%d sagas, %d steps, %v compare-and-set conflicts resolved", n, steps, w.metric("upshift_coordinator_conflicts_total"))
 }
 
-func TestThreeCoordinatorsKV(t *testing.T) {
+func TestThreeCoordinators(t *testing.T) {
 	if testing.Short() {
-		t.Skip("a few hundred sagas")
+		t.Skip("long: a few hundred sagas on each store")
 	}
-	fleet(t, newWorld(t, fleetTargets...), 200)
-}
-
-// pgStore opens a PostgreSQL store on a database of the test's own.
-func pgStore(t testing.TB, url string) sagastore.Store {
-	s, err := pgstore.Open(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
-}
-
-func TestThreeCoordinatorsPostgres(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a few hundred sagas")
-	}
-	url := pgtest.Database(t)
-	w := newWorldOn(t, func(jetstream.JetStream) sagastore.Store { return pgStore(t, url) }, fleetTargets...)
-	fleet(t, w, 300)
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		fleet(t, newWorldOn(t, open, fleetTargets...), 200)
+	})
 }
 
 // BenchmarkSagas runs whole one-target sagas through one coordinator and the
 // four phase services (executors that succeed at once): what a saga costs
 // the coordinator, its store and NATS, eleven transitions each.
 func BenchmarkSagas(b *testing.B) {
-	for _, store := range []string{"kv", "postgres"} {
-		b.Run("store="+store, func(b *testing.B) {
-			var w *world
-			if store == "kv" {
-				w = newWorld(b, fleetTargets...)
-			} else {
-				url := pgtest.Database(b)
-				w = newWorldOn(b, func(jetstream.JetStream) sagastore.Store { return pgStore(b, url) }, fleetTargets...)
-			}
+	for _, store := range stores {
+		b.Run("store="+store.name, func(b *testing.B) {
+			w := newWorldOn(b, store.open, fleetTargets...)
 			w.gauge = time.Minute
 			w.coordinator("c0")
 			b.ResetTimer()

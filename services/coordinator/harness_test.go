@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,16 +20,18 @@ import (
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/pgtest"
 	"github.com/upshift/upshift/pkg/phase"
 	"github.com/upshift/upshift/pkg/promreg"
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/spec"
+	"github.com/upshift/upshift/pkg/streams"
+	"github.com/upshift/upshift/pkg/testlog"
 	"github.com/upshift/upshift/services/coordinator"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 	"github.com/upshift/upshift/services/coordinator/sagastore/kvstore"
+	"github.com/upshift/upshift/services/coordinator/sagastore/pgstore"
 )
-
-var quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
 // fast consumer settings for tests: a crashed handler's message comes back
 // within a second or two.
@@ -40,9 +42,11 @@ var fast = consumer.Config{AckWait: 1500 * time.Millisecond, MaxDeliver: 10,
 // that count what they execute, and coordinators.
 type world struct {
 	t      testing.TB
+	log    *slog.Logger // to the test's output
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	store  sagastore.Store
+	spoil  func(ctx context.Context, id string) error
 	reg    *prometheus.Registry
 	url    string // of the NATS server, for coordinators run as processes
 	policy coordinator.Policy
@@ -57,22 +61,92 @@ type world struct {
 	release  chan struct{}     // closing it ends every hang
 }
 
-func newWorld(t testing.TB, targets ...string) *world {
-	return newWorldOn(t, func(js jetstream.JetStream) sagastore.Store {
-		store, err := kvstore.Open(context.Background(), js, streamsCfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return store
-	}, targets...)
+// A storeOpener opens the saga store of a world whose NATS server js is.
+type storeOpener func(t testing.TB, js jetstream.JetStream) opened
+
+// opened is a saga store, and a way around it.
+type opened struct {
+	store sagastore.Store
+	// spoil stores, behind the store's back, an active saga that the store
+	// cannot decode, as another version of upshift or a botched manual
+	// change might.
+	spoil func(ctx context.Context, id string) error
 }
 
-// newWorldOn is newWorld with the store open returns.
-func newWorldOn(t testing.TB, open func(jetstream.JetStream) sagastore.Store, targets ...string) *world {
+// stores are the saga stores every coordinator scenario runs on.
+var stores = []struct {
+	name string
+	open storeOpener
+}{{"kv", openKV}, {"postgres", openPostgres}}
+
+// forEachStore runs a scenario on every saga store, each in a parallel
+// subtest with a world of its own.
+func forEachStore(t *testing.T, scenario func(t *testing.T, open storeOpener)) {
+	for _, s := range stores {
+		t.Run(s.name, func(t *testing.T) {
+			t.Parallel()
+			scenario(t, s.open)
+		})
+	}
+}
+
+// openKV opens the JetStream KV store on the world's server.
+func openKV(t testing.TB, js jetstream.JetStream) opened {
+	store, err := kvstore.Open(context.Background(), js, streamsCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opened{store: store, spoil: func(ctx context.Context, id string) error {
+		bucket, err := js.KeyValue(ctx, streams.SagasBucket)
+		if err != nil {
+			return err
+		}
+		_, err = bucket.Put(ctx, "saga."+id, []byte(`{"saga": {"id": "`+id+`", "state": 5}}`))
+		return err
+	}}
+}
+
+// openPostgres opens the PostgreSQL store on a database of the test's own.
+func openPostgres(t testing.TB, _ jetstream.JetStream) opened {
+	return openPostgresAt(t, pgtest.Database(t))
+}
+
+// openPostgresAt opens the PostgreSQL store on the database at url.
+func openPostgresAt(t testing.TB, url string) opened {
+	return opened{store: pgStore(t, url), spoil: func(ctx context.Context, id string) error {
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		// Every column well formed and the saga listed as active; only its
+		// document is wrong.
+		_, err = conn.Exec(ctx, `INSERT INTO sagas (id, revision, state, kind, team, environment, software,
+			from_version, to_version, digest, name, reason, batch, batches, created_at, updated_at, doc)
+			VALUES ($1, 1, 'verifying', 'upgrade', 'platform', 'test', 'app', '1.0', '1.1', '', 'spoilt', '', 1, 1,
+			now(), now(), $2)`, id, `{"id": "`+id+`", "state": 5}`)
+		return err
+	}}
+}
+
+// pgStore opens a PostgreSQL store on the database at url.
+func pgStore(t testing.TB, url string) sagastore.Store {
+	s, err := pgstore.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// newWorldOn starts a NATS server, opens the store on it and starts the
+// phase services, serving targets.
+func newWorldOn(t testing.TB, open storeOpener, targets ...string) *world {
 	srv, js := natstest.Start(t)
 	nc, _ := natstest.Connect(t, srv)
-	w := &world{t: t, nc: nc, js: js, store: open(js), reg: prometheus.NewRegistry(), url: srv.URL(),
-		script: map[string]string{}, executed: map[string]int{}, release: make(chan struct{})}
+	o := open(t, js)
+	w := &world{t: t, log: testlog.New(t), nc: nc, js: js, store: o.store, spoil: o.spoil, reg: prometheus.NewRegistry(),
+		url: srv.URL(), script: map[string]string{}, executed: map[string]int{}, release: make(chan struct{})}
 	t.Cleanup(func() { close(w.release) })
 	w.services(targets...)
 	return w
@@ -101,7 +175,7 @@ func (w *world) services(targets ...string) {
 	}
 	for _, p := range events.Phases {
 		svc := phase.New(w.js, phase.Config{Service: p, Targets: targets, Actions: actions[p], Consumer: fast},
-			phase.ExecutorFunc(w.execute), quiet, prometheus.NewRegistry())
+			phase.ExecutorFunc(w.execute), w.log, prometheus.NewRegistry())
 		w.run(string(p), svc.Run)
 		natstest.Eventually(w.t, natstest.Patience, string(p)+" ready", svc.Ready)
 	}
@@ -142,7 +216,7 @@ func (w *world) coordinator(name string) (*coordinator.Coordinator, func()) {
 		cons = fast
 	}
 	c := coordinator.New(w.nc, w.js, coordinator.Config{Instance: name, Store: w.store, Streams: streamsCfg,
-		Consumer: cons, RelayInterval: 500 * time.Millisecond, GaugeInterval: gauge, OverdueGrace: w.grace, Policy: w.policy, Now: w.clock}, quiet, w.reg)
+		Consumer: cons, RelayInterval: 500 * time.Millisecond, GaugeInterval: gauge, OverdueGrace: w.grace, Policy: w.policy, Now: w.clock}, w.log, w.reg)
 	stop := w.run(name, c.Run)
 	natstest.Eventually(w.t, natstest.Patience, name+" ready", c.Ready)
 	return c, stop
@@ -219,6 +293,53 @@ func (w *world) executions() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+// consumer returns the info of a consumer, nil if it cannot be read.
+func (w *world) consumer(stream, name string) *jetstream.ConsumerInfo {
+	ctx, cancel := context.WithTimeout(context.Background(), natstest.Patience)
+	defer cancel()
+	c, err := w.js.Consumer(ctx, stream, name)
+	if err != nil {
+		return nil
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return nil
+	}
+	return info
+}
+
+// acked waits until a consumer has acknowledged every message of its stream
+// up to seq.
+func (w *world) acked(stream, consumer string, seq uint64) {
+	w.t.Helper()
+	natstest.Eventually(w.t, natstest.Patience, fmt.Sprintf("%s to acknowledge %s #%d", consumer, stream, seq), func() bool {
+		c := w.consumer(stream, consumer)
+		return c != nil && c.AckFloor.Stream >= seq
+	})
+}
+
+// idle waits until no consumer of the streams has a message waiting or
+// unacknowledged: what was published to them has been handled.
+func (w *world) idle(names ...string) {
+	w.t.Helper()
+	ctx := context.Background()
+	for _, name := range names {
+		natstest.Eventually(w.t, natstest.Patience, name+" handled", func() bool {
+			stream, err := w.js.Stream(ctx, name)
+			if err != nil {
+				return false
+			}
+			list := stream.ListConsumers(ctx)
+			for c := range list.Info() {
+				if c.NumPending > 0 || c.NumAckPending > 0 {
+					return false
+				}
+			}
+			return list.Err() == nil
+		})
+	}
 }
 
 func commands(s saga.Saga) []string {

@@ -3,7 +3,6 @@ package coordinator_test
 import (
 	"context"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -27,10 +26,14 @@ import (
 // executors count.
 func TestCoordinatorKilledAtRandomAcrossManySagas(t *testing.T) {
 	if testing.Short() {
-		t.Skip("200 sagas and a process killed again and again")
+		t.Skip("long: 200 sagas and a process killed again and again")
 	}
+	// Not parallel: it runs alone, before the package's parallel tests.
+	// Its progress is what a coordinator gets done between two kills, and
+	// sharing the cores with the fleet tests under the race detector
+	// starved every restart (22 of 200 sagas left after 4 minutes).
 	url := pgtest.Database(t)
-	w := newWorldOn(t, func(jetstream.JetStream) sagastore.Store { return pgStore(t, url) }, fleetTargets...)
+	w := newWorldOn(t, func(t testing.TB, _ jetstream.JetStream) opened { return openPostgresAt(t, url) }, fleetTargets...)
 	w.on("verify.probe.bad0", "fail")
 	w.on("verify.probe.bad1", "fail")
 
@@ -38,15 +41,13 @@ func TestCoordinatorKilledAtRandomAcrossManySagas(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/upshift-coordinator").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	logFile, err := os.Create(filepath.Join(t.TempDir(), "coordinator.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin, "--nats-url", w.url, "--store", "postgres", "--database-url", url,
 			"--ops-addr", "", "--http-addr", "", "--relay-interval", "500ms", "--ack-wait", "2s",
-			"--max-deliver", "100", "--log-format", "text", "--log-level", "warn")
-		cmd.Stdout, cmd.Stderr = logFile, logFile
+			"--max-deliver", "100", "--log-format", "text", "--log-level", "info")
+		// Each process's log goes with the test's output; Wait, before the
+		// test ends, waits for the last of it.
+		cmd.Stdout, cmd.Stderr = t.Output(), t.Output()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -108,8 +109,7 @@ func TestCoordinatorKilledAtRandomAcrossManySagas(t *testing.T) {
 		if time.Now().After(deadline) {
 			close(stopKilling)
 			killer.Wait()
-			b, _ := os.ReadFile(logFile.Name())
-			t.Fatalf("%d sagas still running after 4 minutes and %d kills; coordinator log:\n%.5000s", len(active), killed, b)
+			t.Fatalf("%d sagas still running after 4 minutes and %d kills", len(active), killed)
 		}
 	}
 	close(stopKilling)

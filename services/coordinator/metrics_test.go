@@ -16,7 +16,12 @@ import (
 // after that window closed, with the next one past its deadline, rolls back
 // the first batch: the roll-back is counted as caused by the windows.
 func TestRollBackFromAwaitingWindowIsCountedByItsCause(t *testing.T) {
-	w := newWorld(t, "a", "b")
+	t.Parallel()
+	forEachStore(t, rollBackFromAwaitingWindowIsCountedByItsCause)
+}
+
+func rollBackFromAwaitingWindowIsCountedByItsCause(t *testing.T, open storeOpener) {
+	w := newWorldOn(t, open, "a", "b")
 	// Far ahead of the real clock, so the wake-ups the saga schedules never
 	// fire during the test: this test delivers them. The clock stays at
 	// 12:15, so every report finds the 12:00-12:10 window closed.

@@ -15,7 +15,12 @@ import (
 // Progress reports handled out of order leave the step with the newest
 // one sent, by the time in its CloudEvent.
 func TestAnOlderProgressReportDoesNotOverwriteANewerOne(t *testing.T) {
-	w := newWorld(t, "a")
+	t.Parallel()
+	forEachStore(t, anOlderProgressReportDoesNotOverwriteANewerOne)
+}
+
+func anOlderProgressReportDoesNotOverwriteANewerOne(t *testing.T, open storeOpener) {
+	w := newWorldOn(t, open, "a")
 	w.on("precheck.check.a", "hang")
 	w.coordinator("c1")
 	id := w.submit(request("test", "a"))

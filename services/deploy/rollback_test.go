@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/services/deploy"
 )
 
@@ -69,13 +70,14 @@ func TestRollbackStartsWhatAnInterruptedApplyStopped(t *testing.T) {
 	url, digest := h.pack("app-1.1", release("1.1"))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// Cancelled once the migration hangs, as a shutdown past its grace
+	// does; a migration that never gets there fails the test below.
 	go func() {
-		for {
+		defer cancel()
+		for deadline := time.Now().Add(natstest.Patience); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 			if _, err := os.Stat(filepath.Join(h.dir, "flags", "hung")); err == nil {
-				cancel() // as a shutdown past its grace does
 				return
 			}
-			time.Sleep(10 * time.Millisecond)
 		}
 	}()
 	if _, err := h.exec.Execute(ctx, command(events.Apply, "1.0", "1.1", url, digest), func(string) {}); err == nil {

@@ -2,8 +2,6 @@ package deploy_test
 
 import (
 	"context"
-	"log/slog"
-	"os"
 	"testing"
 	"time"
 
@@ -13,17 +11,18 @@ import (
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/testlog"
 	"github.com/upshift/upshift/services/deploy"
 )
 
 func TestServiceAppliesACommandFromNATS(t *testing.T) {
+	t.Parallel()
 	h := newHost(t, 0)
 	h.installed("1.0")
 	_, js := natstest.Start(t)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	svc := deploy.New(js, deploy.Config{Instance: "deploy@test", Targets: h.exec.Targets, Artifacts: h.exec.Artifacts,
 		Consumer: consumer.Config{AckWait: time.Second, MaxDeliver: 3, Backoff: []time.Duration{10 * time.Millisecond}},
-	}, log, prometheus.NewRegistry())
+	}, testlog.New(t), prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- svc.Run(ctx) }()

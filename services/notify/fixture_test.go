@@ -3,7 +3,6 @@ package notify_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -17,10 +16,9 @@ import (
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/promreg"
+	"github.com/upshift/upshift/pkg/testlog"
 	"github.com/upshift/upshift/services/notify"
 )
-
-var log = slog.New(slog.DiscardHandler)
 
 // recorder is a channel that records what it is given and fails the first
 // failFirst calls.
@@ -73,7 +71,7 @@ func start(t *testing.T, channels ...notify.Channel) *rig {
 	reg := prometheus.NewRegistry()
 	svc := notify.New(js, notify.Config{Instance: "notify@test", Channels: channels,
 		Consumer: consumer.Config{AckWait: time.Second, MaxDeliver: 3, Backoff: []time.Duration{10 * time.Millisecond}},
-	}, log, reg)
+	}, testlog.New(t), reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- svc.Run(ctx) }()

@@ -21,6 +21,7 @@ import (
 const wait = natstest.Patience
 
 func TestASagaEventReachesEachTeamOnce(t *testing.T) {
+	t.Parallel()
 	rec := &recorder{name: "test"}
 	r := start(t, rec)
 	// A team subscribes with plain NATS, no JetStream needed.
@@ -71,6 +72,7 @@ func TestASagaEventReachesEachTeamOnce(t *testing.T) {
 }
 
 func TestSeverityAndSummary(t *testing.T) {
+	t.Parallel()
 	base := func(saga, kind, state string) events.SagaEvent {
 		return events.SagaEvent{Saga: saga, Kind: kind, State: state, Team: "ops", Teams: []string{"ops"},
 			Environment: "production", Software: "billing", From: "4.1", To: "4.2", Batches: 2}
@@ -161,6 +163,7 @@ func TestSeverityAndSummary(t *testing.T) {
 }
 
 func TestARepublishedSagaEventYieldsNoSecondNotice(t *testing.T) {
+	t.Parallel()
 	rec := &recorder{name: "test"}
 	r := start(t, rec)
 	ev := sagaEvent()
@@ -182,6 +185,7 @@ func TestARepublishedSagaEventYieldsNoSecondNotice(t *testing.T) {
 }
 
 func TestMalformedMessagesAreDeadLetteredAndTheNextStillFlows(t *testing.T) {
+	t.Parallel()
 	rec := &recorder{name: "test"}
 	r := start(t, rec)
 	r.publishRaw("upshift.evt.s9.saga.failed", "{not json")
@@ -210,6 +214,7 @@ func TestMalformedMessagesAreDeadLetteredAndTheNextStillFlows(t *testing.T) {
 }
 
 func TestEachChannelGetsEachNoticeOnce(t *testing.T) {
+	t.Parallel()
 	// Names that a careless key sanitiser would map to one key.
 	flaky := &recorder{name: "hook a.b", failFirst: 2}
 	steady := &recorder{name: "hook a_b"}
@@ -250,6 +255,7 @@ func TestEachChannelGetsEachNoticeOnce(t *testing.T) {
 }
 
 func TestAChannelThatKeepsFailingIsDeadLettered(t *testing.T) {
+	t.Parallel()
 	broken := &recorder{name: "broken", failFirst: 1000}
 	r := start(t, broken)
 	r.publish(sagaEvent(), "")
@@ -269,6 +275,7 @@ func TestAChannelThatKeepsFailingIsDeadLettered(t *testing.T) {
 }
 
 func TestLogChannelWritesOneLinePerNotice(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	ch := notify.NewLogChannel(slog.New(slog.NewJSONHandler(&buf, nil)))
 	n := events.Notice{Team: "dba", Saga: "s1", Kind: "failed", Severity: notify.SeverityCritical, Summary: "billing: failed"}

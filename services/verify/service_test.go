@@ -2,9 +2,7 @@ package verify_test
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
-	"os"
 	"testing"
 	"time"
 
@@ -15,20 +13,21 @@ import (
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/targets"
+	"github.com/upshift/upshift/pkg/testlog"
 	"github.com/upshift/upshift/services/verify"
 )
 
 func TestServiceVerifiesAProbeCommand(t *testing.T) {
+	t.Parallel()
 	a := newApp(t, "application/json", `{"version":"4.2"}`, http.StatusServiceUnavailable, http.StatusOK)
 	reg, err := targets.New(map[string]targets.Target{"web-1": {Root: t.TempDir(), Health: a.health(2, 3)}}, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, js := natstest.Start(t)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	svc := verify.New(js, verify.Config{Instance: "verify@test", Targets: reg, Client: &http.Client{},
 		Consumer: consumer.Config{AckWait: time.Second, MaxDeliver: 3, Backoff: []time.Duration{10 * time.Millisecond}},
-	}, log, prometheus.NewRegistry())
+	}, testlog.New(t), prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- svc.Run(ctx) }()

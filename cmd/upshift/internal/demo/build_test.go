@@ -84,6 +84,7 @@ func TestProbeFailsWithoutServer(t *testing.T) {
 	}
 }
 
+// Not parallel: t.Setenv changes PATH for the whole process.
 func TestBuildAppRefuses(t *testing.T) {
 	if _, err := demo.BuildApp(context.Background(), t.TempDir(), "../1.1", true); !errors.Is(err, demo.ErrBadVersion) {
 		t.Errorf("version ../1.1: %v, want ErrBadVersion", err)

@@ -69,8 +69,13 @@ func buildBoth() (bins, error) {
 	return b, err
 }
 
+// builtApps returns the built apps; a test that needs them is long, and
+// skipped under -short.
 func builtApps(t *testing.T) bins {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("long: builds the demo application")
+	}
 	b, err := builds()
 	if err != nil {
 		t.Fatal(err)

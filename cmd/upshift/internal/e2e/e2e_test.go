@@ -18,6 +18,7 @@ import (
 )
 
 func TestUpgradeSucceeds(t *testing.T) {
+	endToEnd(t)
 	r := newRig(t, "1.0")
 	id, end := r.run(r.d.Request("1.0", "1.1"))
 	if end.Kind != string(saga.Succeeded) {
@@ -50,6 +51,7 @@ func TestUpgradeSucceeds(t *testing.T) {
 }
 
 func TestFailedVerificationRollsBackAndTellsTheTeams(t *testing.T) {
+	endToEnd(t)
 	r := newRig(t, "1.1")
 	id, end := r.run(r.d.Request("1.1", "1.2"))
 	if end.Kind != string(saga.RolledBack) || !strings.Contains(end.Reason, "verify probe on demo failed") {
@@ -84,6 +86,7 @@ func TestFailedVerificationRollsBackAndTellsTheTeams(t *testing.T) {
 }
 
 func TestBadDigestFailsPrecheckAndDeploysNothing(t *testing.T) {
+	endToEnd(t)
 	r := newRig(t, "1.0")
 	req := r.d.Request("1.0", "1.1")
 	req.Spec.Artifact.Digest = "sha256:" + strings.Repeat("0", 64)
@@ -104,6 +107,7 @@ func TestBadDigestFailsPrecheckAndDeploysNothing(t *testing.T) {
 }
 
 func TestRedeliveredCommandExecutesOnce(t *testing.T) {
+	endToEnd(t)
 	r := newRig(t, "1.0")
 	id, end := r.run(r.d.Request("1.0", "1.1"))
 	if end.Kind != string(saga.Succeeded) {
@@ -146,6 +150,7 @@ func TestRedeliveredCommandExecutesOnce(t *testing.T) {
 }
 
 func TestMalformedEventOnEveryStreamIsDeadLetteredAndWorkGoesOn(t *testing.T) {
+	endToEnd(t)
 	r := newRig(t, "1.0")
 	ctx := context.Background()
 	garbage := map[string]string{ // subject -> the consumer that must dead-letter it
@@ -192,6 +197,7 @@ func TestMalformedEventOnEveryStreamIsDeadLetteredAndWorkGoesOn(t *testing.T) {
 }
 
 func TestArtifactFromAnUnallowedSourceIsNotRead(t *testing.T) {
+	endToEnd(t)
 	r := newRig(t, "1.0")
 	req := r.d.Request("1.0", "1.1")
 	req.Spec.Artifact.URL = "file:///etc/passwd"
@@ -209,6 +215,7 @@ func TestArtifactFromAnUnallowedSourceIsNotRead(t *testing.T) {
 // The demo's two upgrades, on the PostgreSQL store: what `make demo` does
 // with UPSHIFT_STORE=postgres.
 func TestDemoOnPostgres(t *testing.T) {
+	endToEnd(t)
 	r := newRigOn(t, pgtest.Database(t), "1.0", coordinator.Policy{})
 	if _, end := r.run(r.d.Request("1.0", "1.1")); end.Kind != string(saga.Succeeded) || r.serving() != "1.1" {
 		t.Fatalf("1.1 ended %s (%s)", end.Kind, end.Reason)

@@ -28,6 +28,7 @@ func decide(t *testing.T, r *rig, id string, op events.ControlOp, actor, comment
 }
 
 func TestApprovalGate(t *testing.T) {
+	endToEnd(t)
 	r := newRigWith(t, "1.0", production)
 	req := r.d.Request("1.0", "1.1")
 	req.Metadata.Environment = "production"
@@ -63,6 +64,7 @@ func TestApprovalGate(t *testing.T) {
 }
 
 func TestRejectEndsTheSagaWithNothingChanged(t *testing.T) {
+	endToEnd(t)
 	r := newRigWith(t, "1.0", production)
 	req := r.d.Request("1.0", "1.1")
 	req.Metadata.Environment = "production"
@@ -79,6 +81,7 @@ func TestRejectEndsTheSagaWithNothingChanged(t *testing.T) {
 }
 
 func TestWindowWaitThenDeploy(t *testing.T) {
+	endToEnd(t)
 	r := newRig(t, "1.0")
 	req := r.d.Request("1.0", "1.1")
 	// Far enough ahead that the precheck, even on a loaded machine, ends
@@ -101,6 +104,7 @@ func TestWindowWaitThenDeploy(t *testing.T) {
 }
 
 func TestWindowAfterTheDeadlineFailsAtOnce(t *testing.T) {
+	endToEnd(t)
 	r := newRig(t, "1.0")
 	req := r.d.Request("1.0", "1.1")
 	tomorrow := time.Now().Add(24 * time.Hour).UTC()
@@ -113,6 +117,7 @@ func TestWindowAfterTheDeadlineFailsAtOnce(t *testing.T) {
 }
 
 func TestRehearsalGate(t *testing.T) {
+	endToEnd(t)
 	r := newRigWith(t, "1.0", coordinator.Policy{Environments: map[string]coordinator.Environment{
 		"production": {Rehearsal: &coordinator.Rehearsal{Environment: "test"}},
 	}})
@@ -135,6 +140,7 @@ func TestRehearsalGate(t *testing.T) {
 }
 
 func TestCancelWhileWaitingForTheWindow(t *testing.T) {
+	endToEnd(t)
 	r := newRig(t, "1.0")
 	req := r.d.Request("1.0", "1.1")
 	later := time.Now().Add(time.Hour).UTC()
@@ -149,6 +155,7 @@ func TestCancelWhileWaitingForTheWindow(t *testing.T) {
 }
 
 func TestCancelDuringTheDeployRollsBack(t *testing.T) {
+	endToEnd(t)
 	// Fifty good probes to pass: verification lasts ten seconds, time for
 	// the cancel to land while it runs.
 	r := newRigWith(t, "1.0", coordinator.Policy{}, func(t *targets.Target) { t.Health.Successes = 50 })

@@ -113,7 +113,8 @@ func (c *cluster) start(name string) {
 	case "backup", "verify":
 		args = append(args, "--targets", c.targets)
 	case "coordinator":
-		args = append(args, "--relay-interval", "1s")
+		// No HTTP API: its default port is one for every test running.
+		args = append(args, "--relay-interval", "1s", "--http-addr", "")
 	}
 	log, err := os.OpenFile(filepath.Join(c.dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -169,6 +170,7 @@ func (c *cluster) serving() string {
 }
 
 func TestSixServicesAsProcessesUpgrade(t *testing.T) {
+	endToEnd(t)
 	c := newCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -186,6 +188,7 @@ func TestSixServicesAsProcessesUpgrade(t *testing.T) {
 }
 
 func TestCoordinatorKilledMidSagaFinishesItAfterRestart(t *testing.T) {
+	endToEnd(t)
 	c := newCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -194,7 +197,8 @@ func TestCoordinatorKilledMidSagaFinishesItAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Kill it with SIGKILL as soon as the backup starts, let the services
-	// report to nobody for a while, then start a new one.
+	// report to nobody until a report waits for the coordinator, then start
+	// a new one.
 	var once sync.Once
 	end, err := view.Watch(ctx, c.js, id, func(b []byte) {
 		env, _ := events.Decode(b)
@@ -202,7 +206,14 @@ func TestCoordinatorKilledMidSagaFinishesItAfterRestart(t *testing.T) {
 		if env.Type == events.TypeStep && json.Unmarshal(env.Data, &r) == nil && r.Phase == events.Backup && r.Status == events.Started {
 			once.Do(func() {
 				c.kill("coordinator")
-				time.Sleep(time.Second)
+				natstest.Eventually(t, natstest.Patience, "a report waiting for the coordinator", func() bool {
+					cons, err := c.js.Consumer(ctx, events.StreamEvents, "coordinator-results")
+					if err != nil {
+						return false
+					}
+					info, err := cons.Info(ctx)
+					return err == nil && info.NumPending+uint64(info.NumAckPending) > 0
+				})
 				c.start("coordinator")
 			})
 		}

@@ -5,6 +5,7 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/upshift/upshift/pkg/service"
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/targets"
+	"github.com/upshift/upshift/pkg/testlog"
 	"github.com/upshift/upshift/services/coordinator"
 	"github.com/upshift/upshift/services/coordinator/api"
 	"github.com/upshift/upshift/services/coordinator/coordinatord"
@@ -30,6 +32,10 @@ import (
 var artifacts map[string]demo.Artifact
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run()) // every test skips: no demo to build
+	}
 	dir, err := os.MkdirTemp("", "upshift-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -45,6 +51,16 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// endToEnd marks a test of the whole stack: long, so skipped under -short,
+// and run in parallel with the others, each with a server, a target, ports
+// and a database of its own.
+func endToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long: runs the demo application end to end")
+	}
+	t.Parallel()
 }
 
 // fast makes a crashed or failing handler's message come back quickly.
@@ -85,7 +101,7 @@ func newRigOn(t *testing.T, databaseURL, installed string, policy coordinator.Po
 		t.Fatal(err)
 	}
 	s, err := devstack.Start(context.Background(), devstack.Options{Dir: t.TempDir(), Targets: d.Registry,
-		Consumer: fast, ArtifactSources: d.Sources(),
+		Consumer: fast, ArtifactSources: d.Sources(), Log: testlog.New(t),
 		Coordinator: coordinatord.Settings{Store: store(databaseURL), DatabaseURL: service.Secret(databaseURL),
 			Engine: coordinator.Config{Consumer: fast, RelayInterval: 500 * time.Millisecond, Policy: policy}}})
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 )
 
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, harness)
 }
 
@@ -46,6 +47,7 @@ func BenchmarkTransition(b *testing.B) {
 }
 
 func TestHistoryLeavesNoConsumerBehind(t *testing.T) {
+	t.Parallel()
 	h := harness(t)
 	s, _ := storetest.Saga("s1", "payments", "test", "2.0", time.Now())
 	if _, err := h.Store.Create(context.Background(), s, sagastore.Change{}); err != nil {
@@ -72,6 +74,7 @@ func TestHistoryLeavesNoConsumerBehind(t *testing.T) {
 // A server that takes small messages: a saga that would not fit keeps its
 // steps without their reports; one that still would not is refused, loudly.
 func TestDocumentsFitTheServersMessages(t *testing.T) {
+	t.Parallel()
 	srv, err := natsembed.Start(natsembed.Options{Dir: t.TempDir(), MaxPayload: 64 << 10})
 	if err != nil {
 		t.Fatal(err)

@@ -72,6 +72,7 @@ func snapshot(t *testing.T, conn *pgx.Conn) []string {
 // checks that every table is exactly as before, and that the saga can then
 // be updated from the same revision: nothing moved, nothing stayed locked.
 func TestFailedUpdateWritesNothing(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		change sagastore.Change
@@ -85,6 +86,7 @@ func TestFailedUpdateWritesNothing(t *testing.T) {
 			Audit:  []sagastore.Entry{audit("ok", `{"id":"ok"}`)}}, pgstore.ErrDuplicateMessage},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			ctx := context.Background()
 			url := pgtest.Database(t)
 			s, conn := open(t, url), connect(t, url)
@@ -116,6 +118,7 @@ func TestFailedUpdateWritesNothing(t *testing.T) {
 }
 
 func TestFailedCreateWritesNothing(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	url := pgtest.Database(t)
 	s, conn := open(t, url), connect(t, url)
@@ -136,6 +139,7 @@ func TestFailedCreateWritesNothing(t *testing.T) {
 // TestSameMessageTwiceIsKeptOnce: a message written again with the same
 // content (a replayed change) is not an error and not a second row.
 func TestSameMessageTwiceIsKeptOnce(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := open(t, pgtest.Database(t))
 	sg, _ := storetest.Saga("s1", "payments", "test", "2.0", t0)

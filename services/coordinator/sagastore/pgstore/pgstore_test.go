@@ -17,6 +17,7 @@ import (
 )
 
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	storetest.Run(t, harness)
 }
 
@@ -98,6 +99,7 @@ func checkMigratedOnce(t *testing.T, conn *pgx.Conn) {
 }
 
 func TestOpenTwiceMigratesOnce(t *testing.T) {
+	t.Parallel()
 	url := pgtest.Database(t)
 	first := open(t, url)
 	first.Close()
@@ -109,6 +111,7 @@ func TestOpenTwiceMigratesOnce(t *testing.T) {
 }
 
 func TestConcurrentOpensMigrateOnce(t *testing.T) {
+	t.Parallel()
 	url := pgtest.Database(t)
 	const n = 4
 	var wg sync.WaitGroup
@@ -138,6 +141,7 @@ func TestConcurrentOpensMigrateOnce(t *testing.T) {
 // coordinator holds, and checks that Open neither migrates around it nor
 // gives up, then migrates once it is released.
 func TestOpenWaitsForTheMigrationLock(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	url := pgtest.Database(t)
 	holder, watcher := connect(t, url), connect(t, url)

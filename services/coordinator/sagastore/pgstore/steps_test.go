@@ -87,6 +87,7 @@ func checkMirror(t *testing.T, conn *pgx.Conn, s saga.Saga) []stepRow {
 }
 
 func TestStepsTableMirrorsTheSaga(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	url := pgtest.Database(t)
 	s, conn := open(t, url), connect(t, url)

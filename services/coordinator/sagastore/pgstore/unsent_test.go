@@ -17,6 +17,7 @@ import (
 // oldest unsent message, whatever their creation order, and each with its
 // messages oldest first.
 func TestUnsentServesTheLongestWaitFirst(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := open(t, pgtest.Database(t))
 	revs := map[string]sagastore.Revision{}

@@ -33,7 +33,8 @@ type Harness struct {
 	Spoil func(t testing.TB, id string)
 }
 
-// Run runs the suite; open returns a fresh harness for each test.
+// Run runs the suite, each test in parallel with the others; open returns a
+// fresh harness for each test.
 func Run(t *testing.T, open func(t testing.TB) Harness) {
 	for _, tc := range []struct {
 		name string
@@ -50,7 +51,10 @@ func Run(t *testing.T, open func(t testing.TB) Harness) {
 		{"AnUnreadableSagaHidesOnlyItself", testUnreadable},
 		{"HistoryKeepsEveryEntryOnceInOrder", testHistory},
 	} {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, open(t))
+		})
 	}
 }
 
