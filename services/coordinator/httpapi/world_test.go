@@ -15,13 +15,13 @@ import (
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/phase"
 	"github.com/upshift/upshift/pkg/saga"
-	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/service"
+	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/services/coordinator"
 	"github.com/upshift/upshift/services/coordinator/api"
+	"github.com/upshift/upshift/services/coordinator/coordinatord"
 	"github.com/upshift/upshift/services/coordinator/httpapi"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
-	"github.com/upshift/upshift/services/coordinator/coordinatord"
 )
 
 // The API over a real coordinator: what the routing tests take from their
