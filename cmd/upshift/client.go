@@ -159,7 +159,7 @@ func follow(ctx context.Context, js jetstream.JetStream, id string, out io.Write
 	if err != nil {
 		return err
 	}
-	if end.Kind != string(saga.Succeeded) {
+	if end.Kind != string(saga.StateSucceeded) {
 		return exitFailed
 	}
 	return nil

@@ -10,8 +10,8 @@ import (
 )
 
 func command() events.Command {
-	return events.Command{Step: events.StepID("s1", events.Deploy, events.Apply, "web-1", 1), Saga: "s1",
-		Phase: events.Deploy, Action: events.Apply, Target: "web-1", Attempt: 1}
+	return events.Command{Step: events.StepID("s1", events.Deploy, events.ActionApply, "web-1", 1), Saga: "s1",
+		Phase: events.Deploy, Action: events.ActionApply, Target: "web-1", Attempt: 1}
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -103,16 +103,16 @@ func TestEncodeRefusesWhatDecodeWould(t *testing.T) {
 
 func TestSubjects(t *testing.T) {
 	for got, want := range map[string]string{
-		events.RequestSubject("ops"):                                "upshift.request.ops",
-		events.ControlSubject("s1", events.Approve):                 "upshift.control.s1.approve",
-		events.CommandSubject(events.Deploy, events.Rollback, "w1"): "upshift.cmd.deploy.rollback.w1",
-		events.CommandFilter(events.Deploy, "w1"):                   "upshift.cmd.deploy.*.w1",
-		events.ResultSubject("s1", events.Verify, events.Failed):    "upshift.evt.s1.verify.failed",
-		events.ResultFilter(events.Verify):                          "upshift.evt.*.verify.>",
-		events.SagaSubject("s1", "rolled_back"):                     "upshift.evt.s1.saga.rolled_back",
-		events.NotifySubject("dba", "s1", "failed"):                 "upshift.notify.dba.s1.failed",
-		events.TimerScheduleSubject("s1", 3):                        "upshift.timer.schedule.s1.3",
-		events.DeadLetterSubject("EVENTS", "notify"):                "upshift.dlq.EVENTS.notify",
+		events.RequestSubject("ops"):                                      "upshift.request.ops",
+		events.ControlSubject("s1", events.OpApprove):                     "upshift.control.s1.approve",
+		events.CommandSubject(events.Deploy, events.ActionRollback, "w1"): "upshift.cmd.deploy.rollback.w1",
+		events.CommandFilter(events.Deploy, "w1"):                         "upshift.cmd.deploy.*.w1",
+		events.ResultSubject("s1", events.Verify, events.StatusFailed):    "upshift.evt.s1.verify.failed",
+		events.ResultFilter(events.Verify):                                "upshift.evt.*.verify.>",
+		events.SagaSubject("s1", "rolled_back"):                           "upshift.evt.s1.saga.rolled_back",
+		events.NotifySubject("dba", "s1", "failed"):                       "upshift.notify.dba.s1.failed",
+		events.TimerScheduleSubject("s1", 3):                              "upshift.timer.schedule.s1.3",
+		events.DeadLetterSubject("EVENTS", "notify"):                      "upshift.dlq.EVENTS.notify",
 	} {
 		if got != want {
 			t.Errorf("got %s, want %s", got, want)

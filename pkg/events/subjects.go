@@ -74,7 +74,7 @@ func CommandFilter(service Phase, target string) string {
 }
 
 // ResultSubject is where a phase service reports on a step.
-func ResultSubject(saga string, phase Phase, status StepStatus) string {
+func ResultSubject(saga string, phase Phase, status Status) string {
 	return join("evt", saga, string(phase), string(status))
 }
 

@@ -39,37 +39,38 @@ type Action string
 
 // The actions, by service.
 const (
-	Check    Action = "check"    // precheck
-	Archive  Action = "archive"  // backup
-	Restore  Action = "restore"  // backup, compensating archive
-	Apply    Action = "apply"    // deploy
-	Rollback Action = "rollback" // deploy, compensating apply
-	Maintain Action = "maintain" // deploy, a maintenance run
-	Probe    Action = "probe"    // verify
+	ActionCheck    Action = "check"    // precheck
+	ActionArchive  Action = "archive"  // backup
+	ActionRestore  Action = "restore"  // backup, compensating archive
+	ActionApply    Action = "apply"    // deploy
+	ActionRollback Action = "rollback" // deploy, compensating apply
+	ActionMaintain Action = "maintain" // deploy, a maintenance run
+	ActionProbe    Action = "probe"    // verify
 )
 
-// StepStatus is what a phase service reports about a step.
-type StepStatus string
+// Status is what a phase service reports about a step (saga.StepStatus is
+// where the coordinator has the step).
+type Status string
 
 // Reported statuses.
 const (
-	Started   StepStatus = "started"
-	Progress  StepStatus = "progress"
-	Succeeded StepStatus = "succeeded"
-	Failed    StepStatus = "failed"
+	StatusStarted   Status = "started"
+	StatusProgress  Status = "progress"
+	StatusSucceeded Status = "succeeded"
+	StatusFailed    Status = "failed"
 )
 
 // Final reports whether no further report on the step is expected.
-func (s StepStatus) Final() bool { return s == Succeeded || s == Failed }
+func (s Status) Final() bool { return s == StatusSucceeded || s == StatusFailed }
 
 // ControlOp is an operator's decision on a saga.
 type ControlOp string
 
 // Operator decisions.
 const (
-	Approve ControlOp = "approve"
-	Reject  ControlOp = "reject"
-	Cancel  ControlOp = "cancel"
+	OpApprove ControlOp = "approve"
+	OpReject  ControlOp = "reject"
+	OpCancel  ControlOp = "cancel"
 )
 
 // StepID names one attempt of one action on one target. It is the command's
@@ -79,8 +80,8 @@ func StepID(saga string, phase Phase, action Action, target string, attempt int)
 }
 
 // ResultID is the id of a report on a step; n numbers progress reports.
-func ResultID(step string, status StepStatus, n int) string {
-	if status == Progress {
+func ResultID(step string, status Status, n int) string {
+	if status == StatusProgress {
 		return step + "/progress/" + strconv.Itoa(n)
 	}
 	return step + "/" + string(status)
@@ -155,7 +156,7 @@ type StepResult struct {
 	Action     Action            `json:"action"`
 	Target     string            `json:"target"`
 	Attempt    int               `json:"attempt"`
-	Status     StepStatus        `json:"status"`
+	Status     Status            `json:"status"`
 	Reason     string            `json:"reason,omitempty"`
 	Error      string            `json:"error,omitempty"`
 	Message    string            `json:"message,omitempty"`
@@ -173,7 +174,7 @@ func (r StepResult) Check() error {
 		return err
 	}
 	switch r.Status {
-	case Started, Progress, Succeeded, Failed:
+	case StatusStarted, StatusProgress, StatusSucceeded, StatusFailed:
 		return nil
 	}
 	return fmt.Errorf("%w: status %q", ErrMalformed, r.Status)
@@ -256,7 +257,7 @@ func (c Control) Check() error {
 		return err
 	}
 	switch c.Op {
-	case Approve, Reject, Cancel:
+	case OpApprove, OpReject, OpCancel:
 		return nil
 	}
 	return fmt.Errorf("%w: op %q", ErrMalformed, c.Op)

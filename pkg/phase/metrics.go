@@ -37,6 +37,6 @@ func (m *Metrics) command(service events.Phase, action events.Action, result str
 	m.commands.WithLabelValues(string(service), string(action), result).Inc()
 }
 
-func (m *Metrics) duration(service events.Phase, action events.Action, status events.StepStatus, d time.Duration) {
+func (m *Metrics) duration(service events.Phase, action events.Action, status events.Status, d time.Duration) {
 	m.steps.WithLabelValues(string(service), string(action), string(status)).Observe(d.Seconds())
 }

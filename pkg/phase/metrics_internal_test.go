@@ -15,7 +15,7 @@ func TestLongStepsLandInAFiniteBucket(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	for _, d := range []time.Duration{time.Hour, 3 * time.Hour} {
-		m.duration(events.Deploy, events.Apply, events.Succeeded, d)
+		m.duration(events.Deploy, events.ActionApply, events.StatusSucceeded, d)
 	}
 	mfs, err := reg.Gather()
 	if err != nil {

@@ -217,12 +217,12 @@ func (s *Service) handle(ctx context.Context, d *consumer.Delivery) error {
 		out = Failure(events.ReasonExpired, fmt.Errorf("arrived %s after its deadline; not executed",
 			started.Sub(cmd.NotAfter).Round(time.Millisecond)))
 	default:
-		if err := s.report(ctx, cmd, events.Started, 0, "", started); err != nil {
+		if err := s.report(ctx, cmd, events.StatusStarted, 0, "", started); err != nil {
 			return err
 		}
 		var n atomic.Int32
 		progress := func(msg string) {
-			if err := s.report(ctx, cmd, events.Progress, int(n.Add(1)), msg, started); err != nil {
+			if err := s.report(ctx, cmd, events.StatusProgress, int(n.Add(1)), msg, started); err != nil {
 				log.Warn("progress report failed", "err", err)
 			}
 		}
@@ -239,9 +239,9 @@ func (s *Service) handle(ctx context.Context, d *consumer.Delivery) error {
 // finish records the outcome, then publishes it. Recording first means a
 // crash in between is repaired by the redelivery, from the record.
 func (s *Service) finish(ctx context.Context, cmd events.Command, out Outcome, started time.Time, log *slog.Logger) error {
-	status := events.Succeeded
+	status := events.StatusSucceeded
 	if out.Failed {
-		status = events.Failed
+		status = events.StatusFailed
 	}
 	env, err := s.result(cmd, status, 0, out, "", started, time.Now())
 	if err != nil {
@@ -284,7 +284,7 @@ func (s *Service) publishRecord(ctx context.Context, b []byte) error {
 	return bus.Send(ctx, s.js, bus.Message{ID: env.ID, Subject: events.ResultSubject(r.Saga, r.Phase, r.Status), Data: b})
 }
 
-func (s *Service) report(ctx context.Context, cmd events.Command, status events.StepStatus, n int, msg string, started time.Time) error {
+func (s *Service) report(ctx context.Context, cmd events.Command, status events.Status, n int, msg string, started time.Time) error {
 	env, err := s.result(cmd, status, n, Outcome{}, msg, started, time.Time{})
 	if err != nil {
 		return err
@@ -292,7 +292,7 @@ func (s *Service) report(ctx context.Context, cmd events.Command, status events.
 	return bus.Publish(ctx, s.js, events.ResultSubject(cmd.Saga, cmd.Phase, status), env)
 }
 
-func (s *Service) result(cmd events.Command, status events.StepStatus, n int, out Outcome, msg string, started, finished time.Time) (events.Envelope, error) {
+func (s *Service) result(cmd events.Command, status events.Status, n int, out Outcome, msg string, started, finished time.Time) (events.Envelope, error) {
 	r := events.StepResult{
 		Step: cmd.Step, Saga: cmd.Saga, Phase: cmd.Phase, Action: cmd.Action, Target: cmd.Target,
 		Attempt: cmd.Attempt, Status: status, Reason: out.Reason, Error: out.Error, Message: msg,

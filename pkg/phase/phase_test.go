@@ -33,7 +33,7 @@ func serve(t *testing.T, exec phase.Executor) *rig {
 	_, js := natstest.Start(t)
 	svc := phase.New(js, phase.Config{
 		Service: events.Deploy, Instance: "deploy@test", Targets: []string{"a", "b"},
-		Actions:  []events.Action{events.Apply, events.Rollback},
+		Actions:  []events.Action{events.ActionApply, events.ActionRollback},
 		Consumer: consumer.Config{AckWait: time.Second, MaxDeliver: 3, Backoff: []time.Duration{10 * time.Millisecond}},
 	}, exec, testlog.New(t), prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -94,10 +94,10 @@ func TestExecutesAndReportsStartedThenResult(t *testing.T) {
 		p("halfway")
 		return phase.Success(map[string]string{"previous": "1.0"}), nil
 	}))
-	c := cmd("a", events.Apply, 1)
+	c := cmd("a", events.ActionApply, 1)
 	r.send(c, c.Step)
 	res := r.final(c.Step)
-	if res.Status != events.Succeeded || res.Output["previous"] != "1.0" || res.StartedAt.IsZero() || res.FinishedAt.IsZero() {
+	if res.Status != events.StatusSucceeded || res.Output["previous"] != "1.0" || res.StartedAt.IsZero() || res.FinishedAt.IsZero() {
 		t.Fatalf("result %+v", res)
 	}
 	var statuses []string
@@ -119,14 +119,14 @@ func TestRedeliveredCommandExecutesOnce(t *testing.T) {
 		calls.Add(1)
 		return phase.Success(nil), nil
 	}))
-	c := cmd("a", events.Apply, 1)
+	c := cmd("a", events.ActionApply, 1)
 	r.send(c, c.Step)
 	r.final(c.Step)
 	// The same command again, under other message ids so the stream keeps
 	// them: as after a re-publish outside the duplicate window.
 	r.send(c, c.Step+"/again")
 	r.send(c, c.Step+"/and-again")
-	next := cmd("a", events.Apply, 2)
+	next := cmd("a", events.ActionApply, 2)
 	r.send(next, next.Step)
 	r.final(next.Step) // processed in order, so the duplicates are done too
 	if calls.Load() != 2 {
@@ -141,10 +141,10 @@ func TestExpiredAndUnsupportedAreReportedNotExecuted(t *testing.T) {
 		calls.Add(1)
 		return phase.Success(nil), nil
 	}))
-	late := cmd("a", events.Apply, 1)
+	late := cmd("a", events.ActionApply, 1)
 	late.NotAfter = time.Now().Add(-time.Second)
 	r.send(late, late.Step)
-	odd := cmd("b", events.Maintain, 2)
+	odd := cmd("b", events.ActionMaintain, 2)
 	r.send(odd, odd.Step)
 	if res := r.final(late.Step); res.Reason != events.ReasonExpired || !strings.Contains(res.Error, "not executed") {
 		t.Fatalf("late: %+v", res)
@@ -153,10 +153,10 @@ func TestExpiredAndUnsupportedAreReportedNotExecuted(t *testing.T) {
 		t.Fatalf("odd: %+v", res)
 	}
 	// A compensation has no NotAfter: done however late.
-	rb := cmd("a", events.Rollback, 3)
+	rb := cmd("a", events.ActionRollback, 3)
 	rb.NotAfter, rb.Deadline = time.Time{}, time.Now().Add(-time.Hour)
 	r.send(rb, rb.Step)
-	if res := r.final(rb.Step); res.Status != events.Succeeded {
+	if res := r.final(rb.Step); res.Status != events.StatusSucceeded {
 		t.Fatalf("late compensation: %+v", res)
 	}
 	if calls.Load() != 1 {
@@ -173,10 +173,10 @@ func TestFailureOutcomeAndGivingUp(t *testing.T) {
 		}
 		return phase.Outcome{}, errors.New("cannot reach the artifact store")
 	}))
-	a, b := cmd("a", events.Apply, 1), cmd("b", events.Apply, 2)
+	a, b := cmd("a", events.ActionApply, 1), cmd("b", events.ActionApply, 2)
 	r.send(a, a.Step)
 	r.send(b, b.Step)
-	if res := r.final(a.Step); res.Status != events.Failed || res.Reason != "start_failed" || len(res.Report) != 1 {
+	if res := r.final(a.Step); res.Status != events.StatusFailed || res.Reason != "start_failed" || len(res.Report) != 1 {
 		t.Fatalf("a: %+v", res)
 	}
 	res := r.final(b.Step)
@@ -202,13 +202,13 @@ func TestMalformedCommandIsDeadLetteredAndTheTargetGoesOn(t *testing.T) {
 	if _, err := r.js.Publish(context.Background(), "upshift.cmd.deploy.apply.a", []byte("garbage")); err != nil {
 		t.Fatal(err)
 	}
-	bad := cmd("a", events.Apply, 1)
+	bad := cmd("a", events.ActionApply, 1)
 	bad.Target = ""
 	env, _ := events.New("no-target", events.TypeCommand, "test", bad.Saga, 1, time.Now(), bad)
 	if err := bus.Publish(context.Background(), r.js, "upshift.cmd.deploy.apply.a", env); err != nil {
 		t.Fatal(err)
 	}
-	c := cmd("a", events.Apply, 2)
+	c := cmd("a", events.ActionApply, 2)
 	r.send(c, c.Step)
 	r.final(c.Step)
 	if n := len(natstest.Read(t, r.js, events.StreamDeadLetter, "upshift.dlq.COMMANDS.deploy-a")); n != 2 {
@@ -237,11 +237,11 @@ func TestOneCommandAtATimePerTargetInOrder(t *testing.T) {
 	}))
 	var last events.Command
 	for i := range 6 {
-		last = cmd([]string{"a", "b"}[i%2], events.Apply, i)
+		last = cmd([]string{"a", "b"}[i%2], events.ActionApply, i)
 		r.send(last, last.Step)
 	}
 	r.final(last.Step)
-	r.final(cmd("a", events.Apply, 4).Step)
+	r.final(cmd("a", events.ActionApply, 4).Step)
 	mu.Lock()
 	defer mu.Unlock()
 	var onA []string
@@ -270,9 +270,9 @@ func TestReadyFollowsTheConsumers(t *testing.T) {
 		t.Fatal(err)
 	}
 	natstest.Eventually(t, natstest.Patience, "ready again", r.svc.Ready)
-	c := cmd("b", events.Apply, 1)
+	c := cmd("b", events.ActionApply, 1)
 	r.send(c, c.Step)
-	if res := r.final(c.Step); res.Status != events.Succeeded {
+	if res := r.final(c.Step); res.Status != events.StatusSucceeded {
 		t.Fatalf("result %+v", res)
 	}
 }

@@ -15,19 +15,19 @@ func runToEnd(b *testing.B, n, batch int) int {
 	for i := range targets {
 		targets[i] = fmt.Sprintf("t%d", i)
 	}
-	s, eff := saga.Apply(saga.New("s", request(spec.KindUpgrade, batch, targets...), saga.Options{}, t0), saga.Input{Kind: saga.Start, At: t0})
+	s, eff := saga.Apply(saga.New("s", request(spec.KindUpgrade, batch, targets...), saga.Options{}, t0), saga.Input{Kind: saga.InputStart, At: t0})
 	inputs := 1
 	for len(eff.Commands) > 0 {
 		cmds := eff.Commands
 		eff = saga.Effects{}
 		for _, c := range cmds {
 			var e saga.Effects
-			s, e = saga.Apply(s, saga.Input{Kind: saga.Report, At: t0, Result: result(c, events.Succeeded)})
+			s, e = saga.Apply(s, saga.Input{Kind: saga.InputReport, At: t0, Result: result(c, events.StatusSucceeded)})
 			inputs++
 			eff.Commands = append(eff.Commands, e.Commands...)
 		}
 	}
-	if s.State != saga.Succeeded {
+	if s.State != saga.StateSucceeded {
 		b.Fatalf("ended %s", s.State)
 	}
 	return inputs

@@ -20,12 +20,12 @@ type InputKind string
 
 // Inputs.
 const (
-	Start   InputKind = "start"   // the request was accepted
-	Report  InputKind = "report"  // a phase service reported on a step
-	Tick    InputKind = "tick"    // time passed: a deadline or a window may be due
-	Approve InputKind = "approve" // an operator approved
-	Reject  InputKind = "reject"  // an operator rejected
-	Cancel  InputKind = "cancel"  // an operator cancelled
+	InputStart   InputKind = "start"   // the request was accepted
+	InputReport  InputKind = "report"  // a phase service reported on a step
+	InputTick    InputKind = "tick"    // time passed: a deadline or a window may be due
+	InputApprove InputKind = "approve" // an operator approved
+	InputReject  InputKind = "reject"  // an operator rejected
+	InputCancel  InputKind = "cancel"  // an operator cancelled
 )
 
 // Input is one thing that happened to a saga, at a time.
@@ -98,21 +98,21 @@ func Apply(s Saga, in Input) (Saga, Effects) {
 	n := s.clone()
 	m := &machine{s: &n, at: in.At.UTC()}
 	switch in.Kind {
-	case Start:
+	case InputStart:
 		m.start()
-	case Report:
+	case InputReport:
 		if in.Result == nil {
 			m.ignore("report without a result")
 		} else {
 			m.report(*in.Result, orAt(in.Sent, m.at))
 		}
-	case Tick:
+	case InputTick:
 		m.tick()
-	case Approve:
+	case InputApprove:
 		m.approve(in)
-	case Reject:
+	case InputReject:
 		m.reject(in)
-	case Cancel:
+	case InputCancel:
 		m.cancel(in)
 	default:
 		m.ignore(fmt.Sprintf("unknown input %q", in.Kind))
@@ -161,14 +161,14 @@ func (m *machine) stamp(e *events.SagaEvent) {
 }
 
 func (m *machine) start() {
-	if m.s.State != Requested {
+	if m.s.State != StateRequested {
 		m.ignore("already started")
 		return
 	}
 	raw, _ := json.Marshal(m.s.Request)
-	m.note(events.SagaEvent{Kind: string(Requested), Reason: m.s.Request.Title(), Request: raw})
-	m.enter(Prechecking, "")
-	m.dispatch(events.Precheck, events.Check, m.targets(), 0, m.s.Request.Spec.Timeouts.Precheck.Duration, "")
+	m.note(events.SagaEvent{Kind: string(StateRequested), Reason: m.s.Request.Title(), Request: raw})
+	m.enter(StatePrechecking, "")
+	m.dispatch(events.Precheck, events.ActionCheck, m.targets(), 0, m.s.Request.Spec.Timeouts.Precheck.Duration, "")
 }
 
 func (m *machine) targets() []string { return m.s.Request.Spec.Targets }
@@ -238,13 +238,13 @@ func (m *machine) report(r events.StepResult, sent time.Time) {
 		return
 	}
 	switch r.Status {
-	case events.Started:
+	case events.StatusStarted:
 		if st.Status != StepDispatched {
 			m.ignore(fmt.Sprintf("step %s already started", st.ID))
 			return
 		}
 		st.Status, st.StartedAt = StepRunning, orAt(r.StartedAt, m.at)
-	case events.Progress:
+	case events.StatusProgress:
 		if sent.Before(st.HeartbeatAt) {
 			m.ignore(fmt.Sprintf("progress of step %s from %s is older than the last, from %s",
 				st.ID, sent.Format(time.RFC3339Nano), st.HeartbeatAt.Format(time.RFC3339Nano)))
@@ -254,9 +254,9 @@ func (m *machine) report(r events.StepResult, sent time.Time) {
 		if st.StartedAt.IsZero() {
 			st.StartedAt = orAt(r.StartedAt, sent)
 		}
-	case events.Succeeded, events.Failed:
+	case events.StatusSucceeded, events.StatusFailed:
 		status := StepSucceeded
-		if r.Status == events.Failed {
+		if r.Status == events.StatusFailed {
 			status = StepFailed
 		}
 		if st.StartedAt.IsZero() {
@@ -310,10 +310,10 @@ func (m *machine) tick() {
 		return
 	}
 	switch m.s.State {
-	case AwaitingApproval:
-		m.enter(Failed, fmt.Sprintf("no approval within %s", m.s.Options.ApprovalTimeout))
+	case StateAwaitingApproval:
+		m.enter(StateFailed, fmt.Sprintf("no approval within %s", m.s.Options.ApprovalTimeout))
 		return
-	case AwaitingWindow:
+	case StateAwaitingWindow:
 		m.window()
 		return
 	}
@@ -331,23 +331,23 @@ func (m *machine) current() []*Step {
 	for i := range m.s.Steps {
 		st := &m.s.Steps[i]
 		switch m.s.State {
-		case Prechecking:
+		case StatePrechecking:
 			if st.Phase == events.Precheck {
 				out = append(out, st)
 			}
-		case BackingUp:
+		case StateBackingUp:
 			if st.Phase == events.Backup && st.Compensates == "" {
 				out = append(out, st)
 			}
-		case Deploying:
+		case StateDeploying:
 			if st.Phase == events.Deploy && st.Compensates == "" && st.Batch == m.s.Batch {
 				out = append(out, st)
 			}
-		case Verifying:
+		case StateVerifying:
 			if st.Phase == events.Verify && st.Batch == m.s.Batch {
 				out = append(out, st)
 			}
-		case RollingBack:
+		case StateRollingBack:
 			if m.s.Next < len(m.s.Plan) && st.Compensates == m.s.Plan[m.s.Next] {
 				out = append(out, st)
 			}
@@ -368,33 +368,33 @@ func (m *machine) advance() {
 		done = done && st.Status.Final()
 	}
 	switch m.s.State {
-	case Prechecking:
+	case StatePrechecking:
 		if bad != nil {
-			m.enter(Failed, describe(bad)+"; nothing was changed")
+			m.enter(StateFailed, describe(bad)+"; nothing was changed")
 		} else if done {
 			m.afterPrecheck()
 		}
-	case BackingUp:
+	case StateBackingUp:
 		if bad != nil {
-			m.enter(Failed, describe(bad)+"; nothing was deployed, partial backups are discarded")
+			m.enter(StateFailed, describe(bad)+"; nothing was deployed, partial backups are discarded")
 		} else if done {
 			m.deploy(0)
 		}
-	case Deploying:
+	case StateDeploying:
 		if bad != nil {
 			m.rollBack(stepCause(bad), describe(bad))
 		} else if done {
 			m.verify(m.s.Batch)
 		}
-	case Verifying:
+	case StateVerifying:
 		if bad != nil {
 			m.rollBack(stepCause(bad), describe(bad))
 		} else if done && m.s.Batch+1 < len(m.s.Batches) {
 			m.window() // the next batch starts in a window too
 		} else if done {
-			m.enter(Succeeded, "")
+			m.enter(StateSucceeded, "")
 		}
-	case RollingBack:
+	case StateRollingBack:
 		if done {
 			m.s.Next++
 			m.compensateNext()
@@ -404,7 +404,7 @@ func (m *machine) advance() {
 
 func (m *machine) afterPrecheck() {
 	if m.s.Options.RequireApproval && m.s.Approval == nil {
-		m.enter(AwaitingApproval, "approval required")
+		m.enter(StateAwaitingApproval, "approval required")
 		m.wait(m.at.Add(m.s.Options.ApprovalTimeout))
 		return
 	}
@@ -442,7 +442,7 @@ func (m *machine) window() {
 	case !open.After(m.at):
 		m.resume()
 	default:
-		m.enter(AwaitingWindow, "next window opens "+open.Format(time.RFC3339))
+		m.enter(StateAwaitingWindow, "next window opens "+open.Format(time.RFC3339))
 		m.wait(open)
 	}
 }
@@ -474,7 +474,7 @@ func (m *machine) fail(reason string) {
 		m.rollBack(CauseWindow, reason)
 		return
 	}
-	m.enter(Failed, reason+"; nothing was changed")
+	m.enter(StateFailed, reason+"; nothing was changed")
 }
 
 func (m *machine) backup() {
@@ -482,29 +482,29 @@ func (m *machine) backup() {
 		m.deploy(0)
 		return
 	}
-	m.enter(BackingUp, "")
-	m.dispatch(events.Backup, events.Archive, m.targets(), 0, m.s.Request.Spec.Timeouts.Backup.Duration, "")
+	m.enter(StateBackingUp, "")
+	m.dispatch(events.Backup, events.ActionArchive, m.targets(), 0, m.s.Request.Spec.Timeouts.Backup.Duration, "")
 }
 
 func (m *machine) deploy(batch int) {
-	action := events.Apply
+	action := events.ActionApply
 	if m.s.Request.Kind == spec.KindMaintenance {
-		action = events.Maintain
+		action = events.ActionMaintain
 	}
 	m.s.Batch = batch
-	m.enter(Deploying, "")
+	m.enter(StateDeploying, "")
 	m.dispatch(events.Deploy, action, m.s.Batches[batch], batch, m.s.Request.Spec.Timeouts.Deploy.Duration, "")
 }
 
 func (m *machine) verify(batch int) {
-	m.enter(Verifying, "")
-	m.dispatch(events.Verify, events.Probe, m.s.Batches[batch], batch, m.s.Request.Spec.Timeouts.Verify.Duration, "")
+	m.enter(StateVerifying, "")
+	m.dispatch(events.Verify, events.ActionProbe, m.s.Batches[batch], batch, m.s.Request.Spec.Timeouts.Verify.Duration, "")
 }
 
 // compensation is the action that undoes a completed one.
 var compensation = map[events.Action]events.Action{
-	events.Apply:   events.Rollback,
-	events.Archive: events.Restore,
+	events.ActionApply:   events.ActionRollback,
+	events.ActionArchive: events.ActionRestore,
 }
 
 // rollBack plans the compensation of every step whose effect may have
@@ -525,7 +525,7 @@ func (m *machine) rollBack(cause Cause, reason string) {
 			continue
 		}
 		touched[st.Target] = true
-		if st.Action != events.Apply {
+		if st.Action != events.ActionApply {
 			continue
 		}
 		if st.Status.Final() {
@@ -536,7 +536,7 @@ func (m *machine) rollBack(cause Cause, reason string) {
 	}
 	for i := range m.s.Steps {
 		st := &m.s.Steps[i]
-		if st.Phase == events.Backup && st.Action == events.Archive && st.Status == StepSucceeded && touched[st.Target] {
+		if st.Phase == events.Backup && st.Action == events.ActionArchive && st.Status == StepSucceeded && touched[st.Target] {
 			backups = append(backups, st)
 		}
 	}
@@ -551,7 +551,7 @@ func (m *machine) rollBack(cause Cause, reason string) {
 		}
 	}
 	m.eff.RollBack = cause
-	m.enter(RollingBack, reason)
+	m.enter(StateRollingBack, reason)
 	m.compensateNext()
 }
 
@@ -569,10 +569,10 @@ func (m *machine) compensateNext() {
 		}
 	}
 	if len(failed) > 0 {
-		m.enter(RollbackFailed, fmt.Sprintf("%s; roll-back incomplete, a human is needed: %s", m.s.Reason, strings.Join(failed, ", ")))
+		m.enter(StateRollbackFailed, fmt.Sprintf("%s; roll-back incomplete, a human is needed: %s", m.s.Reason, strings.Join(failed, ", ")))
 		return
 	}
-	m.enter(RolledBack, m.s.Reason)
+	m.enter(StateRolledBack, m.s.Reason)
 }
 
 func (m *machine) decision(in Input) *Decision {
@@ -581,7 +581,7 @@ func (m *machine) decision(in Input) *Decision {
 
 func (m *machine) approve(in Input) {
 	switch {
-	case m.s.State.Terminal() || m.s.State == RollingBack:
+	case m.s.State.Terminal() || m.s.State == StateRollingBack:
 		m.ignore(fmt.Sprintf("saga is %s", m.s.State))
 	case !m.s.Options.RequireApproval:
 		m.ignore("this saga needs no approval")
@@ -590,7 +590,7 @@ func (m *machine) approve(in Input) {
 	default:
 		m.s.Approval = m.decision(in)
 		m.note(events.SagaEvent{Kind: events.KindApproved, Actor: in.Actor, Comment: in.Comment})
-		if m.s.State == AwaitingApproval {
+		if m.s.State == StateAwaitingApproval {
 			m.window()
 		}
 	}
@@ -602,27 +602,27 @@ func (m *machine) reject(in Input) {
 		m.ignore("this saga needs no approval")
 	case m.s.Approval != nil:
 		m.ignore(fmt.Sprintf("already approved by %s; cancel it instead", m.s.Approval.Actor))
-	case m.s.State != Requested && m.s.State != Prechecking && m.s.State != AwaitingApproval:
+	case m.s.State != StateRequested && m.s.State != StatePrechecking && m.s.State != StateAwaitingApproval:
 		m.ignore(fmt.Sprintf("saga is %s", m.s.State))
 	default:
 		m.s.Rejection = m.decision(in)
-		m.enter(Rejected, decided("rejected", in))
+		m.enter(StateRejected, decided("rejected", in))
 	}
 }
 
 func (m *machine) cancel(in Input) {
 	switch m.s.State {
-	case Requested, Prechecking, AwaitingApproval, AwaitingWindow, BackingUp:
+	case StateRequested, StatePrechecking, StateAwaitingApproval, StateAwaitingWindow, StateBackingUp:
 		m.s.Cancel = m.decision(in)
 		if m.deployed() { // waiting for a window between batches
 			m.rollBack(CauseCancelled, decided("cancelled", in))
 			return
 		}
-		m.enter(Cancelled, decided("cancelled", in)+"; nothing was deployed")
-	case Deploying, Verifying:
+		m.enter(StateCancelled, decided("cancelled", in)+"; nothing was deployed")
+	case StateDeploying, StateVerifying:
 		m.s.Cancel = m.decision(in)
 		m.rollBack(CauseCancelled, decided("cancelled", in))
-	case RollingBack:
+	case StateRollingBack:
 		m.ignore("already rolling back")
 	default:
 		m.ignore(fmt.Sprintf("saga is already %s", m.s.State))

@@ -14,7 +14,7 @@ import (
 
 func TestStartDispatchesPrechecksWithADeadline(t *testing.T) {
 	r := start(t, request(spec.KindUpgrade, 1, "a", "b"), saga.Options{})
-	r.state(saga.Prechecking)
+	r.state(saga.StatePrechecking)
 	r.sent("precheck.check.a", "precheck.check.b")
 	if got := kinds(r.last.Events); got != "requested prechecking" {
 		t.Fatalf("events %q", got)
@@ -30,50 +30,50 @@ func TestStartDispatchesPrechecksWithADeadline(t *testing.T) {
 	if e := r.last.Events[1]; e.Saga != "s1" || e.Seq != 1 || e.Previous != "requested" || e.Team != "platform" {
 		t.Fatalf("event %+v", e)
 	}
-	r.ignored(saga.Input{Kind: saga.Start})
+	r.ignored(saga.Input{Kind: saga.InputStart})
 }
 
 func TestHappyPathRunsBatchesInOrder(t *testing.T) {
 	r := start(t, request(spec.KindUpgrade, 2, "a", "b", "c"), saga.Options{})
-	r.answer(events.Succeeded)
-	r.state(saga.BackingUp)
+	r.answer(events.StatusSucceeded)
+	r.state(saga.StateBackingUp)
 	r.sent("backup.archive.a", "backup.archive.b", "backup.archive.c")
-	r.answer(events.Succeeded)
-	r.state(saga.Deploying)
+	r.answer(events.StatusSucceeded)
+	r.state(saga.StateDeploying)
 	r.sent("deploy.apply.a", "deploy.apply.b")
-	r.answer(events.Succeeded)
-	r.state(saga.Verifying)
+	r.answer(events.StatusSucceeded)
+	r.state(saga.StateVerifying)
 	r.sent("verify.probe.a", "verify.probe.b")
-	r.answer(events.Succeeded)
-	r.state(saga.Deploying)
+	r.answer(events.StatusSucceeded)
+	r.state(saga.StateDeploying)
 	if r.s.Batch != 1 {
 		t.Fatalf("batch %d", r.s.Batch)
 	}
 	r.sent("deploy.apply.c")
-	r.answer(events.Succeeded)
+	r.answer(events.StatusSucceeded)
 	r.sent("verify.probe.c")
-	r.answer(events.Succeeded)
-	r.state(saga.Succeeded)
+	r.answer(events.StatusSucceeded)
+	r.state(saga.StateSucceeded)
 	if !r.s.Deadline.IsZero() {
 		t.Fatalf("terminal saga keeps deadline %v", r.s.Deadline)
 	}
-	r.ignored(saga.Input{Kind: saga.Tick, At: t0.Add(48 * time.Hour)})
+	r.ignored(saga.Input{Kind: saga.InputTick, At: t0.Add(48 * time.Hour)})
 }
 
 func TestStartedAndProgressMarkTheStepRunning(t *testing.T) {
 	r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
 	c := r.last.Commands[0]
 	r.now = t0.Add(time.Second)
-	r.must(saga.Input{Kind: saga.Report, Result: result(c, events.Started)})
+	r.must(saga.Input{Kind: saga.InputReport, Result: result(c, events.StatusStarted)})
 	st, _ := r.s.Step(c.Step)
 	if st.Status != saga.StepRunning || !st.StartedAt.Equal(r.now) {
 		t.Fatalf("step %+v", st)
 	}
-	r.ignored(saga.Input{Kind: saga.Report, Result: result(c, events.Started)})
+	r.ignored(saga.Input{Kind: saga.InputReport, Result: result(c, events.StatusStarted)})
 	r.now = t0.Add(2 * time.Second)
-	p := result(c, events.Progress)
+	p := result(c, events.StatusProgress)
 	p.Message = "hashing 40%"
-	r.must(saga.Input{Kind: saga.Report, Result: p})
+	r.must(saga.Input{Kind: saga.InputReport, Result: p})
 	st, _ = r.s.Step(c.Step)
 	if !st.HeartbeatAt.Equal(r.now) || st.Progress != "hashing 40%" {
 		t.Fatalf("step %+v", st)
@@ -84,9 +84,9 @@ func TestAnOlderProgressReportDoesNotOverwriteANewerOne(t *testing.T) {
 	r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
 	c := r.last.Commands[0]
 	progress := func(msg string, sent time.Time) saga.Input {
-		p := result(c, events.Progress)
+		p := result(c, events.StatusProgress)
 		p.Message = msg
-		return saga.Input{Kind: saga.Report, Result: p, Sent: sent}
+		return saga.Input{Kind: saga.InputReport, Result: p, Sent: sent}
 	}
 	// Handled in the opposite order to the one they were sent in.
 	r.now = t0.Add(time.Minute)
@@ -112,17 +112,17 @@ func TestPrecheckFailureOrTimeoutFailsWithNothingToUndo(t *testing.T) {
 		act  func(r *run)
 		want string
 	}{
-		{"failure", func(r *run) { r.report(r.last.Commands[1], events.Failed) }, "precheck check on b failed: boom"},
+		{"failure", func(r *run) { r.report(r.last.Commands[1], events.StatusFailed) }, "precheck check on b failed: boom"},
 		{"timeout", func(r *run) {
-			r.report(r.last.Commands[0], events.Succeeded)
-			r.ignored(saga.Input{Kind: saga.Tick, At: r.s.Deadline.Add(-time.Second)})
-			r.must(saga.Input{Kind: saga.Tick, At: r.s.Deadline})
+			r.report(r.last.Commands[0], events.StatusSucceeded)
+			r.ignored(saga.Input{Kind: saga.InputTick, At: r.s.Deadline.Add(-time.Second)})
+			r.must(saga.Input{Kind: saga.InputTick, At: r.s.Deadline})
 		}, "precheck check on b timed out: no result within 5m0s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := start(t, request(spec.KindUpgrade, 1, "a", "b"), saga.Options{})
 			tc.act(r)
-			r.state(saga.Failed)
+			r.state(saga.StateFailed)
 			if !strings.HasPrefix(r.s.Reason, tc.want) {
 				t.Fatalf("reason %q, want %q", r.s.Reason, tc.want)
 			}
@@ -138,9 +138,9 @@ func TestPrecheckFailureOrTimeoutFailsWithNothingToUndo(t *testing.T) {
 
 func TestBackupFailureFailsWithoutDeploying(t *testing.T) {
 	r := start(t, request(spec.KindUpgrade, 1, "a", "b"), saga.Options{})
-	r.answer(events.Succeeded)
-	r.report(r.last.Commands[0], events.Failed)
-	r.state(saga.Failed)
+	r.answer(events.StatusSucceeded)
+	r.report(r.last.Commands[0], events.StatusFailed)
+	r.state(saga.StateFailed)
 	if !strings.Contains(r.s.Reason, "partial backups are discarded") {
 		t.Fatalf("reason %q", r.s.Reason)
 	}
@@ -155,8 +155,8 @@ func TestSkippedBackupGoesStraightToDeploy(t *testing.T) {
 	req := request(spec.KindUpgrade, 1, "a")
 	req.Spec.Backup.Skip = true
 	r := start(t, req, saga.Options{})
-	r.answer(events.Succeeded)
-	r.state(saga.Deploying)
+	r.answer(events.StatusSucceeded)
+	r.state(saga.StateDeploying)
 	r.sent("deploy.apply.a")
 }
 
@@ -164,21 +164,21 @@ func TestSkippedBackupGoesStraightToDeploy(t *testing.T) {
 // batch 2, every step succeeding.
 func upTo(t *testing.T) *run {
 	r := start(t, request(spec.KindUpgrade, 2, "a", "b", "c"), saga.Options{})
-	r.answer(events.Succeeded) // precheck
-	r.answer(events.Succeeded) // backup
+	r.answer(events.StatusSucceeded) // precheck
+	r.answer(events.StatusSucceeded) // backup
 	d := r.last.Commands
-	r.report(d[1], events.Succeeded) // b finishes before a
-	r.report(d[0], events.Succeeded)
-	r.answer(events.Succeeded) // verify batch 1
-	r.answer(events.Succeeded) // deploy c
-	r.state(saga.Verifying)
+	r.report(d[1], events.StatusSucceeded) // b finishes before a
+	r.report(d[0], events.StatusSucceeded)
+	r.answer(events.StatusSucceeded) // verify batch 1
+	r.answer(events.StatusSucceeded) // deploy c
+	r.state(saga.StateVerifying)
 	return r
 }
 
 func TestVerifyFailureRollsBackEveryBatchNewestFirstThenRestores(t *testing.T) {
 	r := upTo(t)
-	r.report(r.last.Commands[0], events.Failed)
-	r.state(saga.RollingBack)
+	r.report(r.last.Commands[0], events.StatusFailed)
+	r.state(saga.StateRollingBack)
 	if !strings.HasPrefix(r.s.Reason, "verify probe on c failed") {
 		t.Fatalf("reason %q", r.s.Reason)
 	}
@@ -191,12 +191,12 @@ func TestVerifyFailureRollsBackEveryBatchNewestFirstThenRestores(t *testing.T) {
 		if r.last.Commands[0].NotAfter != (time.Time{}) || r.last.Commands[0].Compensates == "" {
 			t.Fatalf("compensation %+v", r.last.Commands[0])
 		}
-		r.answer(events.Succeeded)
+		r.answer(events.StatusSucceeded)
 		if i < len(want)-1 {
-			r.state(saga.RollingBack)
+			r.state(saga.StateRollingBack)
 		}
 	}
-	r.state(saga.RolledBack)
+	r.state(saga.StateRolledBack)
 	if !strings.HasPrefix(r.s.Reason, "verify probe on c failed") {
 		t.Fatalf("reason %q", r.s.Reason)
 	}
@@ -204,43 +204,43 @@ func TestVerifyFailureRollsBackEveryBatchNewestFirstThenRestores(t *testing.T) {
 
 func TestRestoresOnlyTargetsADeployTouched(t *testing.T) {
 	r := start(t, request(spec.KindUpgrade, 1, "a", "b"), saga.Options{})
-	r.answer(events.Succeeded)
-	r.answer(events.Succeeded)
-	r.report(r.last.Commands[0], events.Failed) // deploy a fails; b never deployed
+	r.answer(events.StatusSucceeded)
+	r.answer(events.StatusSucceeded)
+	r.report(r.last.Commands[0], events.StatusFailed) // deploy a fails; b never deployed
 	r.sent("deploy.rollback.a")
-	r.answer(events.Succeeded)
+	r.answer(events.StatusSucceeded)
 	r.sent("backup.restore.a")
-	r.answer(events.Succeeded)
-	r.state(saga.RolledBack)
+	r.answer(events.StatusSucceeded)
+	r.state(saga.StateRolledBack)
 }
 
 func TestDeployStillRunningIsCompensatedFirst(t *testing.T) {
 	r := start(t, request(spec.KindUpgrade, 3, "a", "b", "c"), saga.Options{})
-	r.answer(events.Succeeded)
-	r.answer(events.Succeeded)
+	r.answer(events.StatusSucceeded)
+	r.answer(events.StatusSucceeded)
 	d := r.last.Commands
-	r.report(d[0], events.Succeeded)
-	r.report(d[1], events.Failed) // c is still deploying
+	r.report(d[0], events.StatusSucceeded)
+	r.report(d[1], events.StatusFailed) // c is still deploying
 	r.sent("deploy.rollback.c")
-	r.report(d[2], events.Succeeded) // c's apply finishes behind us: recorded only
-	r.state(saga.RollingBack)
+	r.report(d[2], events.StatusSucceeded) // c's apply finishes behind us: recorded only
+	r.state(saga.StateRollingBack)
 	r.sent("deploy.rollback.c")
-	r.answer(events.Succeeded)
+	r.answer(events.StatusSucceeded)
 	r.sent("deploy.rollback.b")
-	r.answer(events.Succeeded)
+	r.answer(events.StatusSucceeded)
 	r.sent("deploy.rollback.a")
 }
 
 func TestFailedCompensationContinuesAndEndsRollbackFailed(t *testing.T) {
 	r := upTo(t)
-	r.report(r.last.Commands[0], events.Failed)
-	r.answer(events.Failed) // rollback c fails
-	r.state(saga.RollingBack)
+	r.report(r.last.Commands[0], events.StatusFailed)
+	r.answer(events.StatusFailed) // rollback c fails
+	r.state(saga.StateRollingBack)
 	r.sent("deploy.rollback.a")
-	for r.s.State == saga.RollingBack {
-		r.answer(events.Succeeded)
+	for r.s.State == saga.StateRollingBack {
+		r.answer(events.StatusSucceeded)
 	}
-	r.state(saga.RollbackFailed)
+	r.state(saga.StateRollbackFailed)
 	if !strings.Contains(r.s.Reason, "a human is needed: deploy rollback on c failed") {
 		t.Fatalf("reason %q", r.s.Reason)
 	}
@@ -248,38 +248,38 @@ func TestFailedCompensationContinuesAndEndsRollbackFailed(t *testing.T) {
 
 func TestCompensationTimeoutMovesOnAndRecordsTheLateResult(t *testing.T) {
 	r := upTo(t)
-	r.report(r.last.Commands[0], events.Failed)
+	r.report(r.last.Commands[0], events.StatusFailed)
 	slow := r.last.Commands[0]
-	r.must(saga.Input{Kind: saga.Tick, At: r.s.Deadline})
+	r.must(saga.Input{Kind: saga.InputTick, At: r.s.Deadline})
 	r.sent("deploy.rollback.a")
 	st, _ := r.s.Step(slow.Step)
 	if st.Status != saga.StepTimedOut {
 		t.Fatalf("status %s", st.Status)
 	}
-	eff := r.report(slow, events.Succeeded)
+	eff := r.report(slow, events.StatusSucceeded)
 	if eff.Ignored != "" || len(eff.Commands) != 0 || kinds(eff.Events) != events.KindIgnored {
 		t.Fatalf("late result: %+v", eff)
 	}
 	st, _ = r.s.Step(slow.Step)
-	if st.Late != events.Succeeded || st.Status != saga.StepTimedOut {
+	if st.Late != events.StatusSucceeded || st.Status != saga.StepTimedOut {
 		t.Fatalf("step %+v", st)
 	}
-	r.ignored(saga.Input{Kind: saga.Report, Result: result(slow, events.Succeeded)})
+	r.ignored(saga.Input{Kind: saga.InputReport, Result: result(slow, events.StatusSucceeded)})
 }
 
 func TestDuplicateAndUnknownReportsAreIgnored(t *testing.T) {
 	r := start(t, request(spec.KindUpgrade, 1, "a", "b"), saga.Options{})
 	c := r.last.Commands[0]
-	r.report(c, events.Succeeded)
-	r.ignored(saga.Input{Kind: saga.Report, Result: result(c, events.Succeeded)})
-	r.ignored(saga.Input{Kind: saga.Report, Result: result(c, events.Failed)})
-	bogus := result(c, events.Succeeded)
+	r.report(c, events.StatusSucceeded)
+	r.ignored(saga.Input{Kind: saga.InputReport, Result: result(c, events.StatusSucceeded)})
+	r.ignored(saga.Input{Kind: saga.InputReport, Result: result(c, events.StatusFailed)})
+	bogus := result(c, events.StatusSucceeded)
 	bogus.Step = "s1.deploy.apply.a.1"
-	r.ignored(saga.Input{Kind: saga.Report, Result: bogus})
-	other := result(c, events.Succeeded)
+	r.ignored(saga.Input{Kind: saga.InputReport, Result: bogus})
+	other := result(c, events.StatusSucceeded)
 	other.Saga = "s2"
-	r.ignored(saga.Input{Kind: saga.Report, Result: other})
-	r.ignored(saga.Input{Kind: saga.Report})
+	r.ignored(saga.Input{Kind: saga.InputReport, Result: other})
+	r.ignored(saga.Input{Kind: saga.InputReport})
 }
 
 func TestCancel(t *testing.T) {
@@ -288,29 +288,29 @@ func TestCancel(t *testing.T) {
 		steps int // phases answered before the cancel
 		want  saga.State
 	}{
-		{"while prechecking", 0, saga.Cancelled},
-		{"while backing up", 1, saga.Cancelled},
-		{"while deploying", 2, saga.RollingBack},
-		{"while verifying", 3, saga.RollingBack},
+		{"while prechecking", 0, saga.StateCancelled},
+		{"while backing up", 1, saga.StateCancelled},
+		{"while deploying", 2, saga.StateRollingBack},
+		{"while verifying", 3, saga.StateRollingBack},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
 			for range tc.steps {
-				r.answer(events.Succeeded)
+				r.answer(events.StatusSucceeded)
 			}
-			r.must(saga.Input{Kind: saga.Cancel, Actor: "alice", Comment: "wrong day"})
+			r.must(saga.Input{Kind: saga.InputCancel, Actor: "alice", Comment: "wrong day"})
 			r.state(tc.want)
 			if !strings.HasPrefix(r.s.Reason, "cancelled by alice: wrong day") || r.s.Cancel.Actor != "alice" {
 				t.Fatalf("reason %q", r.s.Reason)
 			}
-			if tc.want == saga.RollingBack {
+			if tc.want == saga.StateRollingBack {
 				r.sent("deploy.rollback.a")
-				r.ignored(saga.Input{Kind: saga.Cancel, Actor: "bob"})
-				r.answer(events.Succeeded)
-				r.answer(events.Succeeded)
-				r.state(saga.RolledBack)
+				r.ignored(saga.Input{Kind: saga.InputCancel, Actor: "bob"})
+				r.answer(events.StatusSucceeded)
+				r.answer(events.StatusSucceeded)
+				r.state(saga.StateRolledBack)
 			}
-			r.ignored(saga.Input{Kind: saga.Cancel, Actor: "bob"})
+			r.ignored(saga.Input{Kind: saga.InputCancel, Actor: "bob"})
 		})
 	}
 }
@@ -319,66 +319,66 @@ func TestApprovalGate(t *testing.T) {
 	opts := saga.Options{RequireApproval: true, ApprovalTimeout: time.Hour}
 	t.Run("approve", func(t *testing.T) {
 		r := start(t, request(spec.KindUpgrade, 1, "a"), opts)
-		r.answer(events.Succeeded)
-		r.state(saga.AwaitingApproval)
+		r.answer(events.StatusSucceeded)
+		r.state(saga.StateAwaitingApproval)
 		if !r.s.Deadline.Equal(t0.Add(time.Hour)) || len(r.last.Wake) != 1 {
 			t.Fatalf("deadline %v wake %v", r.s.Deadline, r.last.Wake)
 		}
-		r.must(saga.Input{Kind: saga.Approve, Actor: "carol", Comment: "go"})
-		r.state(saga.BackingUp)
+		r.must(saga.Input{Kind: saga.InputApprove, Actor: "carol", Comment: "go"})
+		r.state(saga.StateBackingUp)
 		if kinds(r.last.Events) != "approved backing_up" || r.last.Events[0].Actor != "carol" {
 			t.Fatalf("events %q", kinds(r.last.Events))
 		}
-		r.ignored(saga.Input{Kind: saga.Approve, Actor: "dave"})
-		r.ignored(saga.Input{Kind: saga.Reject, Actor: "dave"})
+		r.ignored(saga.Input{Kind: saga.InputApprove, Actor: "dave"})
+		r.ignored(saga.Input{Kind: saga.InputReject, Actor: "dave"})
 	})
 	t.Run("approved early", func(t *testing.T) {
 		r := start(t, request(spec.KindUpgrade, 1, "a"), opts)
-		r.must(saga.Input{Kind: saga.Approve, Actor: "carol"})
-		r.state(saga.Prechecking)
-		r.answer(events.Succeeded)
-		r.state(saga.BackingUp)
+		r.must(saga.Input{Kind: saga.InputApprove, Actor: "carol"})
+		r.state(saga.StatePrechecking)
+		r.answer(events.StatusSucceeded)
+		r.state(saga.StateBackingUp)
 	})
 	t.Run("reject", func(t *testing.T) {
 		r := start(t, request(spec.KindUpgrade, 1, "a"), opts)
-		r.answer(events.Succeeded)
-		r.must(saga.Input{Kind: saga.Reject, Actor: "erin", Comment: "freeze"})
-		r.state(saga.Rejected)
+		r.answer(events.StatusSucceeded)
+		r.must(saga.Input{Kind: saga.InputReject, Actor: "erin", Comment: "freeze"})
+		r.state(saga.StateRejected)
 		if r.s.Reason != "rejected by erin: freeze" {
 			t.Fatalf("reason %q", r.s.Reason)
 		}
 	})
 	t.Run("timeout", func(t *testing.T) {
 		r := start(t, request(spec.KindUpgrade, 1, "a"), opts)
-		r.answer(events.Succeeded)
-		r.must(saga.Input{Kind: saga.Tick, At: t0.Add(time.Hour)})
-		r.state(saga.Failed)
+		r.answer(events.StatusSucceeded)
+		r.must(saga.Input{Kind: saga.InputTick, At: t0.Add(time.Hour)})
+		r.state(saga.StateFailed)
 		if r.s.Reason != "no approval within 1h0m0s" {
 			t.Fatalf("reason %q", r.s.Reason)
 		}
 	})
 	t.Run("not required", func(t *testing.T) {
 		r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
-		r.ignored(saga.Input{Kind: saga.Approve, Actor: "carol"})
-		r.ignored(saga.Input{Kind: saga.Reject, Actor: "carol"})
-		r.answer(events.Succeeded)
-		r.state(saga.BackingUp)
+		r.ignored(saga.Input{Kind: saga.InputApprove, Actor: "carol"})
+		r.ignored(saga.Input{Kind: saga.InputReject, Actor: "carol"})
+		r.answer(events.StatusSucceeded)
+		r.state(saga.StateBackingUp)
 	})
 }
 
 func TestMaintenanceRunsMaintainAndRestoresOnFailure(t *testing.T) {
 	r := start(t, request(spec.KindMaintenance, 1, "a"), saga.Options{})
-	r.answer(events.Succeeded)
-	r.answer(events.Succeeded)
+	r.answer(events.StatusSucceeded)
+	r.answer(events.StatusSucceeded)
 	r.sent("deploy.maintain.a")
 	if got := r.last.Commands[0].Upgrade.Actions; len(got) != 1 || got[0] != "reindex" {
 		t.Fatalf("actions %v", got)
 	}
-	r.answer(events.Failed)
-	r.state(saga.RollingBack)
+	r.answer(events.StatusFailed)
+	r.state(saga.StateRollingBack)
 	r.sent("backup.restore.a")
-	r.answer(events.Succeeded)
-	r.state(saga.RolledBack)
+	r.answer(events.StatusSucceeded)
+	r.state(saga.StateRolledBack)
 }
 
 func TestIgnoredInputsLeaveTheSagaAlone(t *testing.T) {
@@ -390,7 +390,7 @@ func TestIgnoredInputsLeaveTheSagaAlone(t *testing.T) {
 	}
 	// Apply must not modify its argument either.
 	steps := len(before.Steps)
-	saga.Apply(before, saga.Input{Kind: saga.Report, At: t0, Result: result(r.last.Commands[0], events.Succeeded)})
+	saga.Apply(before, saga.Input{Kind: saga.InputReport, At: t0, Result: result(r.last.Commands[0], events.StatusSucceeded)})
 	if len(before.Steps) != steps || before.Steps[0].Status != saga.StepDispatched {
 		t.Fatalf("Apply modified its input: %+v", before.Steps[0])
 	}
@@ -404,32 +404,32 @@ func TestMaintenanceWindow(t *testing.T) {
 		req := request(spec.KindUpgrade, 1, "a")
 		req.Spec.Windows = nightly
 		r := start(t, req, saga.Options{})
-		eff := r.report(r.last.Commands[0], events.Succeeded)
-		r.state(saga.AwaitingWindow)
+		eff := r.report(r.last.Commands[0], events.StatusSucceeded)
+		r.state(saga.StateAwaitingWindow)
 		if !r.s.Deadline.Equal(opens) || len(eff.Wake) != 1 || !eff.Wake[0].Equal(opens) {
 			t.Fatalf("deadline %v wake %v", r.s.Deadline, eff.Wake)
 		}
 		if r.s.Reason != "next window opens 2026-11-25T22:00:00Z" {
 			t.Fatalf("reason %q", r.s.Reason)
 		}
-		r.ignored(saga.Input{Kind: saga.Tick, At: opens.Add(-time.Second)})
-		r.must(saga.Input{Kind: saga.Tick, At: opens.Add(time.Second)})
-		r.state(saga.BackingUp)
+		r.ignored(saga.Input{Kind: saga.InputTick, At: opens.Add(-time.Second)})
+		r.must(saga.Input{Kind: saga.InputTick, At: opens.Add(time.Second)})
+		r.state(saga.StateBackingUp)
 	})
 	t.Run("open now", func(t *testing.T) {
 		req := request(spec.KindUpgrade, 1, "a")
 		req.Spec.Windows = []spec.Window{{Start: "11:00", End: "13:00"}}
 		r := start(t, req, saga.Options{})
-		r.answer(events.Succeeded)
-		r.state(saga.BackingUp)
+		r.answer(events.StatusSucceeded)
+		r.state(saga.StateBackingUp)
 	})
 	t.Run("fails fast when the deadline comes first", func(t *testing.T) {
 		req := request(spec.KindUpgrade, 1, "a")
 		req.Spec.Windows = nightly
 		req.Spec.Deadline = time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC)
 		r := start(t, req, saga.Options{})
-		r.answer(events.Succeeded)
-		r.state(saga.Failed)
+		r.answer(events.StatusSucceeded)
+		r.state(saga.StateFailed)
 		if r.s.Reason != "the next maintenance window opens 2026-11-25T22:00:00Z, after the deadline 2026-11-25T20:00:00Z; nothing was changed" {
 			t.Fatalf("reason %q", r.s.Reason)
 		}
@@ -439,18 +439,18 @@ func TestMaintenanceWindow(t *testing.T) {
 		req.Spec.Windows = nightly
 		req.Spec.Deadline = time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
 		r := start(t, req, saga.Options{})
-		r.answer(events.Succeeded)
-		r.state(saga.AwaitingWindow)
-		r.must(saga.Input{Kind: saga.Tick, At: opens.Add(90 * time.Minute)}) // the coordinator was down
-		r.state(saga.Failed)
+		r.answer(events.StatusSucceeded)
+		r.state(saga.StateAwaitingWindow)
+		r.must(saga.Input{Kind: saga.InputTick, At: opens.Add(90 * time.Minute)}) // the coordinator was down
+		r.state(saga.StateFailed)
 	})
 	t.Run("the environment's windows and the request's must both be open", func(t *testing.T) {
 		req := request(spec.KindUpgrade, 1, "a")
 		req.Spec.Windows = []spec.Window{{Start: "21:00", End: "23:00"}}
 		env := []spec.Window{{Days: []string{"thu"}, Start: "00:00", End: "23:59"}}
 		r := start(t, req, saga.Options{Windows: env})
-		r.answer(events.Succeeded)
-		r.state(saga.AwaitingWindow)
+		r.answer(events.StatusSucceeded)
+		r.state(saga.StateAwaitingWindow)
 		if want := time.Date(2026, 11, 26, 21, 0, 0, 0, time.UTC); !r.s.Deadline.Equal(want) {
 			t.Fatalf("waits until %v, want Thursday 21:00", r.s.Deadline)
 		}
@@ -459,19 +459,19 @@ func TestMaintenanceWindow(t *testing.T) {
 		req := request(spec.KindUpgrade, 1, "a")
 		req.Spec.Windows = nightly
 		r := start(t, req, saga.Options{})
-		r.answer(events.Succeeded)
-		r.must(saga.Input{Kind: saga.Cancel, Actor: "ops"})
-		r.state(saga.Cancelled)
+		r.answer(events.StatusSucceeded)
+		r.must(saga.Input{Kind: saga.InputCancel, Actor: "ops"})
+		r.state(saga.StateCancelled)
 	})
 	t.Run("approval first, then the window", func(t *testing.T) {
 		req := request(spec.KindUpgrade, 1, "a")
 		req.Spec.Windows = nightly
 		req.Spec.Approval.Required = true // the request asks, whatever the policy
 		r := start(t, req, saga.Options{})
-		r.answer(events.Succeeded)
-		r.state(saga.AwaitingApproval)
-		r.must(saga.Input{Kind: saga.Approve, Actor: "carol"})
-		r.state(saga.AwaitingWindow)
+		r.answer(events.StatusSucceeded)
+		r.state(saga.StateAwaitingApproval)
+		r.must(saga.Input{Kind: saga.InputApprove, Actor: "carol"})
+		r.state(saga.StateAwaitingWindow)
 	})
 }
 
@@ -482,36 +482,36 @@ func TestEveryBatchStartsInAWindow(t *testing.T) {
 	req.Spec.Windows = []spec.Window{{Start: "12:00", End: "12:10"}}
 	between := func(t *testing.T, req spec.Request) *run {
 		r := start(t, req, saga.Options{})
-		r.answer(events.Succeeded) // precheck
-		r.answer(events.Succeeded) // backup
-		r.answer(events.Succeeded) // deploy a
+		r.answer(events.StatusSucceeded) // precheck
+		r.answer(events.StatusSucceeded) // backup
+		r.answer(events.StatusSucceeded) // deploy a
 		r.now = t0.Add(15 * time.Minute)
-		r.answer(events.Succeeded) // verify a, after the window closed
+		r.answer(events.StatusSucceeded) // verify a, after the window closed
 		return r
 	}
 	t.Run("waits, then deploys the next batch", func(t *testing.T) {
 		r := between(t, req)
-		r.state(saga.AwaitingWindow)
+		r.state(saga.StateAwaitingWindow)
 		next := t0.Add(24 * time.Hour)
 		if !r.s.Deadline.Equal(next) {
 			t.Fatalf("waits until %v", r.s.Deadline)
 		}
-		r.must(saga.Input{Kind: saga.Tick, At: next})
-		r.state(saga.Deploying)
+		r.must(saga.Input{Kind: saga.InputTick, At: next})
+		r.state(saga.StateDeploying)
 		r.sent("deploy.apply.b")
 	})
 	t.Run("a cancel rolls back the deployed batch", func(t *testing.T) {
 		r := between(t, req)
-		r.state(saga.AwaitingWindow)
-		r.must(saga.Input{Kind: saga.Cancel, Actor: "ops"})
-		r.state(saga.RollingBack)
+		r.state(saga.StateAwaitingWindow)
+		r.must(saga.Input{Kind: saga.InputCancel, Actor: "ops"})
+		r.state(saga.StateRollingBack)
 		r.sent("deploy.rollback.a")
 	})
 	t.Run("a deadline before the next window rolls back", func(t *testing.T) {
 		late := req
 		late.Spec.Deadline = t0.Add(6 * time.Hour)
 		r := between(t, late)
-		r.state(saga.RollingBack)
+		r.state(saga.StateRollingBack)
 		r.sent("deploy.rollback.a")
 		if !strings.Contains(r.s.Reason, "after the deadline") {
 			t.Fatalf("reason %q", r.s.Reason)
@@ -521,13 +521,13 @@ func TestEveryBatchStartsInAWindow(t *testing.T) {
 
 func TestReportsAreClippedInTheSaga(t *testing.T) {
 	r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
-	res := result(r.last.Commands[0], events.Failed)
+	res := result(r.last.Commands[0], events.StatusFailed)
 	res.Error = strings.Repeat("é", 400)
 	for i := range 40 {
 		res.Report = append(res.Report, events.ReportLine{Name: fmt.Sprint("hook", i), Detail: strings.Repeat("x", 5000)})
 	}
 	res.Output = map[string]string{"log": strings.Repeat("y", 5000)}
-	r.must(saga.Input{Kind: saga.Report, Result: res})
+	r.must(saga.Input{Kind: saga.InputReport, Result: res})
 	st := r.s.Steps[0]
 	if len(st.Report) != saga.MaxReportLines+1 || len(st.Report[0].Detail) > saga.MaxText+3 || len(st.Output["log"]) > saga.MaxText+3 {
 		t.Fatalf("kept %d lines, detail %d bytes, output %d bytes", len(st.Report), len(st.Report[0].Detail), len(st.Output["log"]))
@@ -546,9 +546,9 @@ func TestRollBackSaysWhyItBegan(t *testing.T) {
 		req := request(spec.KindUpgrade, 1, "a", "b")
 		req.Spec.Windows, req.Spec.Deadline = nightly, deadline
 		r := start(t, req, saga.Options{})
-		r.answer(events.Succeeded) // precheck
-		r.answer(events.Succeeded) // backup
-		r.answer(events.Succeeded) // deploy a
+		r.answer(events.StatusSucceeded) // precheck
+		r.answer(events.StatusSucceeded) // backup
+		r.answer(events.StatusSucceeded) // deploy a
 		r.now = t0.Add(15 * time.Minute)
 		return r
 	}
@@ -559,50 +559,50 @@ func TestRollBackSaysWhyItBegan(t *testing.T) {
 	}{
 		{"deploy failed", func(t *testing.T) saga.Effects {
 			r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
-			r.answer(events.Succeeded)
-			r.answer(events.Succeeded)
-			return r.report(r.last.Commands[0], events.Failed)
+			r.answer(events.StatusSucceeded)
+			r.answer(events.StatusSucceeded)
+			return r.report(r.last.Commands[0], events.StatusFailed)
 		}, saga.CauseDeployFailed},
 		{"deploy timed out", func(t *testing.T) saga.Effects {
 			r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
-			r.answer(events.Succeeded)
-			r.answer(events.Succeeded)
-			return r.must(saga.Input{Kind: saga.Tick, At: r.s.Deadline})
+			r.answer(events.StatusSucceeded)
+			r.answer(events.StatusSucceeded)
+			return r.must(saga.Input{Kind: saga.InputTick, At: r.s.Deadline})
 		}, saga.CauseDeployTimeout},
 		{"verify failed", func(t *testing.T) saga.Effects {
 			r := upTo(t)
-			return r.report(r.last.Commands[0], events.Failed)
+			return r.report(r.last.Commands[0], events.StatusFailed)
 		}, saga.CauseVerifyFailed},
 		{"verify timed out", func(t *testing.T) saga.Effects {
 			r := upTo(t)
-			return r.must(saga.Input{Kind: saga.Tick, At: r.s.Deadline})
+			return r.must(saga.Input{Kind: saga.InputTick, At: r.s.Deadline})
 		}, saga.CauseVerifyTimeout},
 		{"cancelled", func(t *testing.T) saga.Effects {
 			r := upTo(t)
-			return r.must(saga.Input{Kind: saga.Cancel, Actor: "ops"})
+			return r.must(saga.Input{Kind: saga.InputCancel, Actor: "ops"})
 		}, saga.CauseCancelled},
 		{"cancelled while awaiting the next window", func(t *testing.T) saga.Effects {
 			r := between(t, time.Time{})
-			r.answer(events.Succeeded) // verify a
-			r.state(saga.AwaitingWindow)
-			return r.must(saga.Input{Kind: saga.Cancel, Actor: "ops"})
+			r.answer(events.StatusSucceeded) // verify a
+			r.state(saga.StateAwaitingWindow)
+			return r.must(saga.Input{Kind: saga.InputCancel, Actor: "ops"})
 		}, saga.CauseCancelled},
 		{"no window before the deadline, on verifying", func(t *testing.T) saga.Effects {
 			r := between(t, t0.Add(6*time.Hour))
-			return r.report(r.last.Commands[0], events.Succeeded)
+			return r.report(r.last.Commands[0], events.StatusSucceeded)
 		}, saga.CauseWindow},
 		{"no window before the deadline, on a late wake-up while awaiting it", func(t *testing.T) saga.Effects {
 			r := between(t, t0.Add(30*time.Hour))
-			r.answer(events.Succeeded) // verify a
-			r.state(saga.AwaitingWindow)
+			r.answer(events.StatusSucceeded) // verify a
+			r.state(saga.StateAwaitingWindow)
 			// The coordinator was down while the window was open: the
 			// next one is after the deadline.
-			return r.must(saga.Input{Kind: saga.Tick, At: t0.Add(24*time.Hour + 20*time.Minute)})
+			return r.must(saga.Input{Kind: saga.InputTick, At: t0.Add(24*time.Hour + 20*time.Minute)})
 		}, saga.CauseWindow},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			eff := tc.act(t)
-			if !strings.Contains(kinds(eff.Events), string(saga.RollingBack)) {
+			if !strings.Contains(kinds(eff.Events), string(saga.StateRollingBack)) {
 				t.Fatalf("no roll-back began: %q", kinds(eff.Events))
 			}
 			if eff.RollBack != tc.want {

@@ -65,11 +65,11 @@ func (w *world) apply(in saga.Input) {
 	}
 	// A roll-back with nothing to undo enters rolling_back and leaves it
 	// in the same transition.
-	began := slices.ContainsFunc(eff.Events, func(e events.SagaEvent) bool { return e.Kind == string(saga.RollingBack) })
+	began := slices.ContainsFunc(eff.Events, func(e events.SagaEvent) bool { return e.Kind == string(saga.StateRollingBack) })
 	if began != (eff.RollBack != "") || began && !slices.Contains(saga.Causes, eff.RollBack) {
 		w.t.Fatalf("%s -> %s with roll-back cause %q", before.State, next.State, eff.RollBack)
 	}
-	if next.State == saga.RollingBack && !w.rolled {
+	if next.State == saga.StateRollingBack && !w.rolled {
 		w.rolled = true
 		w.atRoll = map[string]bool{}
 		for _, st := range next.Steps {
@@ -106,18 +106,18 @@ func (w *world) take(i int) events.Command {
 
 func (w *world) deliver(r events.StepResult) {
 	w.answered = append(w.answered, r)
-	w.apply(saga.Input{Kind: saga.Report, Result: &r})
+	w.apply(saga.Input{Kind: saga.InputReport, Result: &r})
 }
 
 // progress delivers a progress report sent up to ten minutes before now:
 // reports are handled several at a time, so in no promised order.
 func (w *world) progress(c events.Command, rng *rand.Rand) {
-	r := result(c, events.Progress)
+	r := result(c, events.StatusProgress)
 	r.Message = fmt.Sprint("at ", rng.IntN(100), "%")
 	sent := w.now.Add(-time.Duration(rng.Int64N(int64(10 * time.Minute))))
 	st, ok := w.s.Step(c.Step)
 	running := ok && !st.Status.Final()
-	w.apply(saga.Input{Kind: saga.Report, Result: r, Sent: sent})
+	w.apply(saga.Input{Kind: saga.InputReport, Result: r, Sent: sent})
 	if !running {
 		return
 	}
@@ -162,7 +162,7 @@ func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T)
 		opts := saga.Options{RequireApproval: rapid.Bool().Draw(t, "approval"), ApprovalTimeout: time.Hour}
 		w := &world{t: t, s: saga.New("s", req, opts, t0), now: t0, issued: map[string]int{}, sawState: map[saga.State]struct{}{},
 			progressed: map[string]sentMessage{}}
-		w.apply(saga.Input{Kind: saga.Start})
+		w.apply(saga.Input{Kind: saga.InputStart})
 
 		failP, loseP := rng.Float64()*0.3, rng.Float64()*0.3
 		for range rng.IntN(300) {
@@ -176,11 +176,11 @@ func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T)
 				}
 				c := w.take(rng.IntN(len(w.pending)))
 				if rng.IntN(2) == 0 {
-					w.deliver(*result(c, events.Started))
+					w.deliver(*result(c, events.StatusStarted))
 				}
-				status := events.Succeeded
+				status := events.StatusSucceeded
 				if rng.Float64() < failP {
-					status = events.Failed
+					status = events.StatusFailed
 				}
 				w.deliver(*result(c, status))
 			case 4: // redeliver something already answered
@@ -193,9 +193,9 @@ func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T)
 				}
 			case 6, 7: // time passes, now and then past a deadline
 				w.now = w.now.Add(time.Duration(rng.Int64N(int64(20 * time.Minute))))
-				w.apply(saga.Input{Kind: saga.Tick})
+				w.apply(saga.Input{Kind: saga.InputTick})
 			case 8: // an operator decides
-				op := []saga.InputKind{saga.Approve, saga.Approve, saga.Approve, saga.Approve, saga.Reject, saga.Cancel}[rng.IntN(6)]
+				op := []saga.InputKind{saga.InputApprove, saga.InputApprove, saga.InputApprove, saga.InputApprove, saga.InputReject, saga.InputCancel}[rng.IntN(6)]
 				w.apply(saga.Input{Kind: op, Actor: "op"})
 			case 9: // a progress report
 				if len(w.pending) > 0 {
@@ -212,15 +212,15 @@ func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T)
 			for len(w.pending) > 0 {
 				c := w.take(0)
 				if rng.Float64() >= loseP {
-					status := events.Succeeded
+					status := events.StatusSucceeded
 					if rng.Float64() < failP {
-						status = events.Failed
+						status = events.StatusFailed
 					}
 					w.deliver(*result(c, status))
 				}
 			}
-			if w.s.State == saga.AwaitingApproval && rng.IntN(2) == 0 {
-				w.apply(saga.Input{Kind: saga.Approve, Actor: "op"})
+			if w.s.State == saga.StateAwaitingApproval && rng.IntN(2) == 0 {
+				w.apply(saga.Input{Kind: saga.InputApprove, Actor: "op"})
 				continue
 			}
 			// The next wake-up the saga asked for, as a scheduled timer
@@ -230,7 +230,7 @@ func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T)
 			} else {
 				w.now = w.now.Add(25 * time.Hour)
 			}
-			w.apply(saga.Input{Kind: saga.Tick})
+			w.apply(saga.Input{Kind: saga.InputTick})
 		}
 		w.checkEnd()
 	})
@@ -249,7 +249,7 @@ func (w *world) checkEnd() {
 		}
 	}
 	switch s.State {
-	case saga.Succeeded:
+	case saga.StateSucceeded:
 		if len(comps) > 0 {
 			w.t.Fatalf("succeeded with compensations %v", names(comps))
 		}
@@ -259,7 +259,7 @@ func (w *world) checkEnd() {
 			}
 		}
 		return
-	case saga.Failed, saga.Rejected, saga.Cancelled:
+	case saga.StateFailed, saga.StateRejected, saga.StateCancelled:
 		if deployed || len(comps) > 0 {
 			w.t.Fatalf("%s after deploying: %v", s.State, names(w.order))
 		}
@@ -273,13 +273,13 @@ func (w *world) checkEnd() {
 	for _, st := range s.Steps {
 		if st.Phase == events.Deploy && st.Compensates == "" {
 			touched[st.Target] = true
-			if st.Action == events.Apply {
+			if st.Action == events.ActionApply {
 				want[st.ID] = true
 			}
 		}
 	}
 	for _, st := range s.Steps {
-		if st.Phase == events.Backup && st.Action == events.Archive && touched[st.Target] && w.atRoll[st.ID] && st.Status == saga.StepSucceeded {
+		if st.Phase == events.Backup && st.Action == events.ActionArchive && touched[st.Target] && w.atRoll[st.ID] && st.Status == saga.StepSucceeded {
 			want[st.ID] = true
 		}
 	}
@@ -326,7 +326,7 @@ func (w *world) checkEnd() {
 			allOK = false
 		}
 	}
-	if allOK != (s.State == saga.RolledBack) {
+	if allOK != (s.State == saga.StateRolledBack) {
 		w.t.Fatalf("state %s with every compensation succeeded = %v", s.State, allOK)
 	}
 }

@@ -23,30 +23,30 @@ type State string
 
 // The states of a saga.
 const (
-	Requested        State = "requested"
-	Prechecking      State = "prechecking"
-	AwaitingApproval State = "awaiting_approval"
-	AwaitingWindow   State = "awaiting_window"
-	BackingUp        State = "backing_up"
-	Deploying        State = "deploying"
-	Verifying        State = "verifying"
-	RollingBack      State = "rolling_back"
-	Succeeded        State = "succeeded"
-	Failed           State = "failed"
-	Rejected         State = "rejected"
-	Cancelled        State = "cancelled"
-	RolledBack       State = "rolled_back"
-	RollbackFailed   State = "rollback_failed"
+	StateRequested        State = "requested"
+	StatePrechecking      State = "prechecking"
+	StateAwaitingApproval State = "awaiting_approval"
+	StateAwaitingWindow   State = "awaiting_window"
+	StateBackingUp        State = "backing_up"
+	StateDeploying        State = "deploying"
+	StateVerifying        State = "verifying"
+	StateRollingBack      State = "rolling_back"
+	StateSucceeded        State = "succeeded"
+	StateFailed           State = "failed"
+	StateRejected         State = "rejected"
+	StateCancelled        State = "cancelled"
+	StateRolledBack       State = "rolled_back"
+	StateRollbackFailed   State = "rollback_failed"
 )
 
 // States lists every state, in roughly the order a saga meets them.
-var States = []State{Requested, Prechecking, AwaitingApproval, AwaitingWindow, BackingUp,
-	Deploying, Verifying, RollingBack, Succeeded, Failed, Rejected, Cancelled, RolledBack, RollbackFailed}
+var States = []State{StateRequested, StatePrechecking, StateAwaitingApproval, StateAwaitingWindow, StateBackingUp,
+	StateDeploying, StateVerifying, StateRollingBack, StateSucceeded, StateFailed, StateRejected, StateCancelled, StateRolledBack, StateRollbackFailed}
 
 // Terminal reports whether the saga is over.
 func (s State) Terminal() bool {
 	switch s {
-	case Succeeded, Failed, Rejected, Cancelled, RolledBack, RollbackFailed:
+	case StateSucceeded, StateFailed, StateRejected, StateCancelled, StateRolledBack, StateRollbackFailed:
 		return true
 	}
 	return false
@@ -89,7 +89,7 @@ type Step struct {
 	Output       map[string]string   `json:"output,omitempty"`
 	Report       []events.ReportLine `json:"report,omitempty"`
 	Done         int                 `json:"done,omitempty"`     // order in which steps became final
-	Late         events.StepStatus   `json:"late,omitempty"`     // a result that came after a time-out
+	Late         events.Status       `json:"late,omitempty"`     // a result that came after a time-out
 	Progress     string              `json:"progress,omitempty"` // the last progress message
 }
 
@@ -145,7 +145,7 @@ func New(id string, req spec.Request, opts Options, at time.Time) Saga {
 		opts.ApprovalTimeout = DefaultApprovalTimeout
 	}
 	return Saga{
-		ID: id, Request: req, Options: opts, State: Requested, EnteredAt: at.UTC(),
+		ID: id, Request: req, Options: opts, State: StateRequested, EnteredAt: at.UTC(),
 		Batches: req.Batches(), CreatedAt: at.UTC(), UpdatedAt: at.UTC(),
 	}
 }

@@ -44,7 +44,7 @@ type run struct {
 func start(t *testing.T, req spec.Request, opts saga.Options) *run {
 	t.Helper()
 	r := &run{t: t, s: saga.New("s1", req, opts, t0), now: t0}
-	r.must(saga.Input{Kind: saga.Start})
+	r.must(saga.Input{Kind: saga.InputStart})
 	return r
 }
 
@@ -84,27 +84,27 @@ func (r *run) ignored(in saga.Input) {
 	}
 }
 
-func result(c events.Command, status events.StepStatus) *events.StepResult {
+func result(c events.Command, status events.Status) *events.StepResult {
 	res := &events.StepResult{Step: c.Step, Saga: c.Saga, Phase: c.Phase, Action: c.Action,
 		Target: c.Target, Attempt: c.Attempt, Status: status}
-	if status == events.Failed {
+	if status == events.StatusFailed {
 		res.Error = "boom"
 	}
 	return res
 }
 
 // answer reports status for every command of the last transition.
-func (r *run) answer(status events.StepStatus) {
+func (r *run) answer(status events.Status) {
 	r.t.Helper()
 	cmds := r.last.Commands
 	for _, c := range cmds {
-		r.must(saga.Input{Kind: saga.Report, Result: result(c, status)})
+		r.must(saga.Input{Kind: saga.InputReport, Result: result(c, status)})
 	}
 }
 
-func (r *run) report(c events.Command, status events.StepStatus) saga.Effects {
+func (r *run) report(c events.Command, status events.Status) saga.Effects {
 	r.t.Helper()
-	return r.apply(saga.Input{Kind: saga.Report, Result: result(c, status)})
+	return r.apply(saga.Input{Kind: saga.InputReport, Result: result(c, status)})
 }
 
 func (r *run) state(want saga.State) {

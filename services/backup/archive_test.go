@@ -54,7 +54,7 @@ func tarball(t *testing.T, file string) []string {
 func TestArchiveWritesAVerifiedBackupWithItsManifest(t *testing.T) {
 	h := newHost(t)
 	before := time.Now().Add(-time.Second)
-	out, progress := h.run(events.Archive)
+	out, progress := h.run(events.ActionArchive)
 	if out.Failed {
 		t.Fatalf("outcome %+v", out)
 	}
@@ -126,14 +126,14 @@ func TestArchiveWritesAVerifiedBackupWithItsManifest(t *testing.T) {
 
 func TestArchiveTwiceKeepsTheFirstBackup(t *testing.T) {
 	h := newHost(t)
-	first := h.mustSucceed(events.Archive)
+	first := h.mustSucceed(events.ActionArchive)
 	file := filepath.Join(h.backupDir(), backup.ArchiveFile)
 	st1, err := os.Stat(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A redelivery, or the next attempt, finds the verified backup.
-	out, err := h.exec.Execute(t.Context(), command(events.Archive, 2), func(string) {})
+	out, err := h.exec.Execute(t.Context(), command(events.ActionArchive, 2), func(string) {})
 	if err != nil || out.Failed {
 		t.Fatalf("outcome %+v, err %v", out, err)
 	}
@@ -151,12 +151,12 @@ func TestArchiveTwiceKeepsTheFirstBackup(t *testing.T) {
 
 func TestArchiveOfADamagedEarlierBackupArchivesAgain(t *testing.T) {
 	h := newHost(t)
-	h.mustSucceed(events.Archive)
+	h.mustSucceed(events.ActionArchive)
 	file := filepath.Join(h.backupDir(), backup.ArchiveFile)
 	if err := os.WriteFile(file, []byte("damaged"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out := h.mustSucceed(events.Archive)
+	out := h.mustSucceed(events.ActionArchive)
 	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +175,7 @@ func TestArchiveWithNothingInstalledFails(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			h := newHost(t)
 			breakIt(h)
-			out, _ := h.run(events.Archive)
+			out, _ := h.run(events.ActionArchive)
 			want := backup.ReasonNothingInstalled
 			if name == "current elsewhere" {
 				want = backup.ReasonBadConfig
@@ -194,7 +194,7 @@ func TestArchiveIncludesConfiguredPathsThatExist(t *testing.T) {
 	h := newHostWith(t, "{paths: [etc/app.env, shared/app.conf, missing]}")
 	h.mkdir("etc", 0o755)
 	h.write("etc/app.env", "LEVEL=info\n", 0o600)
-	out := h.mustSucceed(events.Archive)
+	out := h.mustSucceed(events.ActionArchive)
 	m, err := backup.ReadManifest(h.backupDir())
 	if err != nil {
 		t.Fatal(err)
@@ -221,7 +221,7 @@ func TestArchiveIncludesConfiguredPathsThatExist(t *testing.T) {
 func TestArchiveRefusesPathsManagedByDeploy(t *testing.T) {
 	for _, paths := range []string{"[releases]", "[current]", "[backups/x]", "[.]"} {
 		h := newHostWith(t, "{paths: "+paths+"}")
-		out, _ := h.run(events.Archive)
+		out, _ := h.run(events.ActionArchive)
 		if !out.Failed || out.Reason != backup.ReasonBadConfig {
 			t.Errorf("paths %s: outcome %+v", paths, out)
 		}
@@ -270,7 +270,7 @@ func TestArchiveFailureLeavesNoPartialBackup(t *testing.T) {
 			}
 			h := newHostWith(t, settings)
 			c.breakIt(t, h)
-			out, _ := h.run(events.Archive)
+			out, _ := h.run(events.ActionArchive)
 			if !out.Failed || out.Reason != c.reason {
 				t.Fatalf("outcome %+v", out)
 			}

@@ -75,7 +75,7 @@ type Config struct {
 func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Registerer) *phase.Service {
 	return phase.New(js, phase.Config{
 		Service: events.Backup, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
-		Actions: []events.Action{events.Archive, events.Restore}, Consumer: cfg.Consumer, Streams: cfg.Streams,
+		Actions: []events.Action{events.ActionArchive, events.ActionRestore}, Consumer: cfg.Consumer, Streams: cfg.Streams,
 	}, &Executor{Targets: cfg.Targets}, log, reg)
 }
 
@@ -99,9 +99,9 @@ func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress pha
 	var out map[string]string
 	var report []events.ReportLine
 	switch cmd.Action {
-	case events.Archive:
+	case events.ActionArchive:
 		out, report, err = archive(ctx, t, cmd, dir, progress)
-	case events.Restore:
+	case events.ActionRestore:
 		out, report, err = restore(ctx, t, cmd, dir, progress)
 	default:
 		return phase.Failure(events.ReasonUnsupported, fmt.Errorf("backup does not %s", cmd.Action)), nil
@@ -128,7 +128,7 @@ func (e *Executor) dir(t targets.Target, saga string) (string, error) {
 }
 
 func reason(action events.Action, err error) string {
-	if action == events.Archive && errors.Is(err, ErrCorrupt) {
+	if action == events.ActionArchive && errors.Is(err, ErrCorrupt) {
 		return ReasonVerifyFailed
 	}
 	for _, r := range []struct {
@@ -143,7 +143,7 @@ func reason(action events.Action, err error) string {
 			return r.reason
 		}
 	}
-	if action == events.Restore {
+	if action == events.ActionRestore {
 		return ReasonRestoreFailed
 	}
 	return ReasonArchiveFailed

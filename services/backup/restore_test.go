@@ -46,10 +46,10 @@ func backedUp(listing string) string {
 
 func TestRestoreBringsTheBackedUpPathsBackExactly(t *testing.T) {
 	h := newHost(t)
-	h.mustSucceed(events.Archive)
+	h.mustSucceed(events.ActionArchive)
 	before := h.listing()
 	deployBadly(h)
-	out := h.mustSucceed(events.Restore)
+	out := h.mustSucceed(events.ActionRestore)
 	after := h.listing()
 	if backedUp(after) != backedUp(before) {
 		t.Fatalf("after restore\n%s\nbacked up\n%s", after, before)
@@ -68,7 +68,7 @@ func TestRestoreBringsTheBackedUpPathsBackExactly(t *testing.T) {
 		t.Fatalf("report %+v", out.Report)
 	}
 
-	again := h.mustSucceed(events.Restore)
+	again := h.mustSucceed(events.ActionRestore)
 	if again.Output["restored"] != "0" || again.Output["removed"] != "0" || again.Output["unchanged"] != "9" || h.listing() != after {
 		t.Fatalf("second restore changed something: %v", again.Output)
 	}
@@ -76,12 +76,12 @@ func TestRestoreBringsTheBackedUpPathsBackExactly(t *testing.T) {
 
 func TestRestoreRecreatesDeletedTrees(t *testing.T) {
 	h := newHost(t)
-	h.mustSucceed(events.Archive)
+	h.mustSucceed(events.ActionArchive)
 	backedUp := h.listing()
 	os.RemoveAll(h.path("releases"))
 	os.RemoveAll(h.path("shared"))
 	h.write("shared", "a file where a directory was", 0o644)
-	out := h.mustSucceed(events.Restore)
+	out := h.mustSucceed(events.ActionRestore)
 	if after := h.listing(); after != backedUp {
 		t.Fatalf("after restore\n%s\nbacked up\n%s", after, backedUp)
 	}
@@ -92,9 +92,9 @@ func TestRestoreRecreatesDeletedTrees(t *testing.T) {
 
 func TestRestoreWhenNothingChangedChangesNothing(t *testing.T) {
 	h := newHost(t)
-	h.mustSucceed(events.Archive)
+	h.mustSucceed(events.ActionArchive)
 	before := h.listing()
-	out := h.mustSucceed(events.Restore)
+	out := h.mustSucceed(events.ActionRestore)
 	if out.Output["restored"] != "0" || out.Output["removed"] != "0" || out.Output["unchanged"] != "9" {
 		t.Fatalf("output %v", out.Output)
 	}
@@ -105,7 +105,7 @@ func TestRestoreWhenNothingChangedChangesNothing(t *testing.T) {
 
 func TestRestoreFromACorruptArchiveChangesNothing(t *testing.T) {
 	h := newHost(t)
-	h.mustSucceed(events.Archive)
+	h.mustSucceed(events.ActionArchive)
 	deployBadly(h)
 	damaged := h.listing()
 	file := filepath.Join(h.backupDir(), backup.ArchiveFile)
@@ -117,7 +117,7 @@ func TestRestoreFromACorruptArchiveChangesNothing(t *testing.T) {
 	if err := os.WriteFile(file, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, _ := h.run(events.Restore)
+	out, _ := h.run(events.ActionRestore)
 	if !out.Failed || out.Reason != backup.ReasonCorrupt || !strings.Contains(out.Error, "sha256") {
 		t.Fatalf("outcome %+v", out)
 	}
@@ -132,7 +132,7 @@ func TestRestoreWithoutABackupFails(t *testing.T) {
 	os.MkdirAll(h.backupDir(), 0o700)
 	os.WriteFile(filepath.Join(h.backupDir(), backup.ArchiveFile), []byte("partial"), 0o600)
 	before := h.listing()
-	out, _ := h.run(events.Restore)
+	out, _ := h.run(events.ActionRestore)
 	if !out.Failed || out.Reason != backup.ReasonNoBackup {
 		t.Fatalf("outcome %+v", out)
 	}
@@ -184,7 +184,7 @@ func TestRestoreRefusesEntriesOutsideTheRoot(t *testing.T) {
 		h := newHost(t)
 		forge(t, h, c.paths, c.names...)
 		before := h.listing()
-		out, _ := h.run(events.Restore)
+		out, _ := h.run(events.ActionRestore)
 		if !out.Failed || out.Reason != backup.ReasonUnsafe {
 			t.Errorf("%v: outcome %+v", c.names, out)
 		}
@@ -199,14 +199,14 @@ func TestRestoreRefusesEntriesOutsideTheRoot(t *testing.T) {
 
 func TestRestoreReplacesAFileThatIsOpen(t *testing.T) {
 	h := newHost(t)
-	h.mustSucceed(events.Archive)
+	h.mustSucceed(events.ActionArchive)
 	h.write("releases/1.0/bin/app", "#!/bin/sh\necho patched\n", 0o755)
 	f, err := os.Open(h.path("releases/1.0/bin/app"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	h.mustSucceed(events.Restore)
+	h.mustSucceed(events.ActionRestore)
 	// The reader (a running program) keeps the file it opened; the path
 	// names the restored one.
 	old, err := io.ReadAll(f)

@@ -57,21 +57,21 @@ func TestServiceArchivesAndRestoresOnCommand(t *testing.T) {
 		return res
 	}
 
-	res := final(command(events.Archive, 1))
+	res := final(command(events.ActionArchive, 1))
 	b, err := os.ReadFile(filepath.Join(h.backupDir(), backup.ArchiveFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Status != events.Succeeded || res.Output["archive_sha256"] != sha(b) || len(res.Report) != 2 {
+	if res.Status != events.StatusSucceeded || res.Output["archive_sha256"] != sha(b) || len(res.Report) != 2 {
 		t.Fatalf("archive result %+v", res)
 	}
 
 	h.write("shared/app.conf", "password=new\n", 0o640)
-	restore := command(events.Restore, 1)
-	restore.Compensates = command(events.Archive, 1).Step
+	restore := command(events.ActionRestore, 1)
+	restore.Compensates = command(events.ActionArchive, 1).Step
 	res = final(restore)
 	conf, _ := os.ReadFile(h.path("shared/app.conf"))
-	if res.Status != events.Succeeded || res.Output["restored"] != "1" || string(conf) != "password=old\n" {
+	if res.Status != events.StatusSucceeded || res.Output["restored"] != "1" || string(conf) != "password=old\n" {
 		t.Fatalf("restore result %+v, app.conf %q", res, conf)
 	}
 }

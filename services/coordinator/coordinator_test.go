@@ -36,7 +36,7 @@ func TestSuccessRunsEveryPhaseAndBatchOnce(t *testing.T) {
 		w.coordinator("c1")
 		id := w.submit(request("test", "a", "b"))
 		s := w.wait(id, natstest.Patience)
-		if s.State != saga.Succeeded {
+		if s.State != saga.StateSucceeded {
 			t.Fatalf("state %s: %s; steps %v", s.State, s.Reason, commands(s))
 		}
 		want := "requested prechecking backing_up deploying verifying deploying verifying succeeded"
@@ -90,7 +90,7 @@ func TestVerifyFailureRollsBackNewestFirst(t *testing.T) {
 		w.coordinator("c1")
 		id := w.submit(request("test", "a", "b"))
 		s := w.wait(id, natstest.Patience)
-		if s.State != saga.RolledBack || !strings.HasPrefix(s.Reason, "verify probe on b failed: scripted failure") {
+		if s.State != saga.StateRolledBack || !strings.HasPrefix(s.Reason, "verify probe on b failed: scripted failure") {
 			t.Fatalf("state %s: %s", s.State, s.Reason)
 		}
 		var comp []string
@@ -101,8 +101,8 @@ func TestVerifyFailureRollsBackNewestFirst(t *testing.T) {
 		}
 		// The two backups ran at once: the one that finished last is restored
 		// first.
-		a, _ := s.Step(events.StepID(id, events.Backup, events.Archive, "a", 1))
-		b, _ := s.Step(events.StepID(id, events.Backup, events.Archive, "b", 1))
+		a, _ := s.Step(events.StepID(id, events.Backup, events.ActionArchive, "a", 1))
+		b, _ := s.Step(events.StepID(id, events.Backup, events.ActionArchive, "b", 1))
 		restores := "restore.b restore.a"
 		if a.Done > b.Done {
 			restores = "restore.a restore.b"
@@ -128,7 +128,7 @@ func TestPrecheckFailureEndsFailedWithNothingDeployed(t *testing.T) {
 		w.on("precheck.check.a", "fail")
 		w.coordinator("c1")
 		s := w.wait(w.submit(request("test", "a")), natstest.Patience)
-		if s.State != saga.Failed || !strings.Contains(s.Reason, "nothing was changed") {
+		if s.State != saga.StateFailed || !strings.Contains(s.Reason, "nothing was changed") {
 			t.Fatalf("state %s: %s", s.State, s.Reason)
 		}
 		for step := range w.executions() {
@@ -148,7 +148,7 @@ func TestSilentPhaseTimesOutAndRollsBack(t *testing.T) {
 		r := request("test", "a")
 		r.Spec.Timeouts.Verify = sec(2)
 		s := w.wait(w.submit(r), natstest.Patience)
-		if s.State != saga.RolledBack || !strings.Contains(s.Reason, "verify probe on a timed out: no result within 2s") {
+		if s.State != saga.StateRolledBack || !strings.Contains(s.Reason, "verify probe on a timed out: no result within 2s") {
 			t.Fatalf("state %s: %s", s.State, s.Reason)
 		}
 	})
@@ -185,10 +185,10 @@ func TestMalformedInputsAreDeadLetteredAndWorkGoesOn(t *testing.T) {
 			}
 		}
 		// Well formed, about a saga that does not exist.
-		w.publish(events.ControlSubject("ghost", events.Cancel), "ctl-1", events.TypeControl,
-			events.Control{ID: "ctl-1", Saga: "ghost", Op: events.Cancel, Actor: "x"})
+		w.publish(events.ControlSubject("ghost", events.OpCancel), "ctl-1", events.TypeControl,
+			events.Control{ID: "ctl-1", Saga: "ghost", Op: events.OpCancel, Actor: "x"})
 		s := w.wait(w.submit(request("test", "a")), natstest.Patience)
-		if s.State != saga.Succeeded {
+		if s.State != saga.StateSucceeded {
 			t.Fatalf("state %s", s.State)
 		}
 		natstest.Eventually(t, natstest.Patience, "four dead letters", func() bool {
@@ -241,7 +241,7 @@ func TestCoordinatorRestartedMidSagaFinishesIt(t *testing.T) {
 		w := newWorldOn(t, open, "a", "b")
 		_, stop := w.coordinator("c1")
 		id := w.submit(request("test", "a", "b"))
-		w.wait(id, natstest.Patience, saga.Deploying)
+		w.wait(id, natstest.Patience, saga.StateDeploying)
 		stop()
 		// Reports keep arriving while no coordinator runs.
 		natstest.Eventually(t, natstest.Patience, "a report waiting for a coordinator", func() bool {
@@ -250,7 +250,7 @@ func TestCoordinatorRestartedMidSagaFinishesIt(t *testing.T) {
 		})
 		w.coordinator("c2")
 		s := w.wait(id, natstest.Patience)
-		if s.State != saga.Succeeded {
+		if s.State != saga.StateSucceeded {
 			t.Fatalf("state %s: %s", s.State, s.Reason)
 		}
 		for step, n := range w.executions() {
@@ -270,16 +270,16 @@ func TestCancelThroughTheAPIRollsBack(t *testing.T) {
 		r := request("test", "a")
 		r.Spec.Timeouts.Verify = sec(60)
 		id := w.submit(r)
-		w.wait(id, natstest.Patience, saga.Verifying)
-		reply, err := c.Decide(context.Background(), api.ControlRequest{ID: id, Op: events.Cancel, Actor: "alice", Comment: "wrong day"})
+		w.wait(id, natstest.Patience, saga.StateVerifying)
+		reply, err := c.Decide(context.Background(), api.ControlRequest{ID: id, Op: events.OpCancel, Actor: "alice", Comment: "wrong day"})
 		if err != nil || !reply.Accepted {
 			t.Fatalf("cancel: %+v %v", reply, err)
 		}
 		s := w.wait(id, natstest.Patience)
-		if s.State != saga.RolledBack || s.Reason != "cancelled by alice: wrong day" {
+		if s.State != saga.StateRolledBack || s.Reason != "cancelled by alice: wrong day" {
 			t.Fatalf("state %s: %s", s.State, s.Reason)
 		}
-		if _, err := c.Decide(context.Background(), api.ControlRequest{ID: id, Op: events.Cancel, Actor: "bob"}); !errors.Is(err, api.ErrTooLate) {
+		if _, err := c.Decide(context.Background(), api.ControlRequest{ID: id, Op: events.OpCancel, Actor: "bob"}); !errors.Is(err, api.ErrTooLate) {
 			t.Fatalf("cancel of a finished saga: %v", err)
 		}
 	})
@@ -295,25 +295,25 @@ func TestApprovalGateThroughTheAPI(t *testing.T) {
 
 		ok := w.submit(request("production", "a"))
 		no := w.submit(request("production", "a"))
-		w.wait(ok, natstest.Patience, saga.AwaitingApproval)
-		w.wait(no, natstest.Patience, saga.AwaitingApproval)
-		if _, err := c.Decide(ctx, api.ControlRequest{ID: ok, Op: events.Approve, Actor: "carol", Comment: "CAB-42"}); err != nil {
+		w.wait(ok, natstest.Patience, saga.StateAwaitingApproval)
+		w.wait(no, natstest.Patience, saga.StateAwaitingApproval)
+		if _, err := c.Decide(ctx, api.ControlRequest{ID: ok, Op: events.OpApprove, Actor: "carol", Comment: "CAB-42"}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Decide(ctx, api.ControlRequest{ID: no, Op: events.Reject, Actor: "dave", Comment: "freeze"}); err != nil {
+		if _, err := c.Decide(ctx, api.ControlRequest{ID: no, Op: events.OpReject, Actor: "dave", Comment: "freeze"}); err != nil {
 			t.Fatal(err)
 		}
-		if s := w.wait(ok, natstest.Patience); s.State != saga.Succeeded || s.Approval.Actor != "carol" || s.Approval.Comment != "CAB-42" {
+		if s := w.wait(ok, natstest.Patience); s.State != saga.StateSucceeded || s.Approval.Actor != "carol" || s.Approval.Comment != "CAB-42" {
 			t.Fatalf("approved saga: %s %+v", s.State, s.Approval)
 		}
-		if s := w.wait(no, natstest.Patience); s.State != saga.Rejected || s.Reason != "rejected by dave: freeze" {
+		if s := w.wait(no, natstest.Patience); s.State != saga.StateRejected || s.Reason != "rejected by dave: freeze" {
 			t.Fatalf("rejected saga: %s %s", s.State, s.Reason)
 		}
 		natstest.Eventually(t, natstest.Patience, "approved event", func() bool {
 			return slices.Contains(w.sagaEvents(ok), events.KindApproved)
 		})
 		// A saga in test needs no approval.
-		if _, err := c.Decide(ctx, api.ControlRequest{ID: "nope", Op: events.Approve, Actor: "x"}); !errors.Is(err, sagastore.ErrNotFound) {
+		if _, err := c.Decide(ctx, api.ControlRequest{ID: "nope", Op: events.OpApprove, Actor: "x"}); !errors.Is(err, sagastore.ErrNotFound) {
 			t.Fatalf("approve unknown: %v", err)
 		}
 	})
@@ -338,7 +338,7 @@ func TestAPIOverNATS(t *testing.T) {
 			return json.Unmarshal(msg.Data, out)
 		}
 		var v api.View
-		if err := call(api.SubjectGet, api.IDRequest{ID: id}, &v); err != nil || v.Saga.State != saga.Succeeded {
+		if err := call(api.SubjectGet, api.IDRequest{ID: id}, &v); err != nil || v.Saga.State != saga.StateSucceeded {
 			t.Fatalf("get: %+v %v", v.Saga.State, err)
 		}
 		var list api.ListReply
@@ -460,7 +460,7 @@ func TestLostDeadlineIsFoundByTheSweep(t *testing.T) {
 		// Time to purge the verify deadline before it fires, on a loaded machine.
 		r.Spec.Timeouts.Verify = sec(10)
 		id := w.submit(r)
-		verifying := w.wait(id, natstest.Patience, saga.Verifying)
+		verifying := w.wait(id, natstest.Patience, saga.StateVerifying)
 		// The verify deadline's schedule vanishes before it fires, as if the
 		// TIMERS stream had dropped it: once it is there (the saga is stored a
 		// moment before its outbox is published), purge it.
@@ -477,7 +477,7 @@ func TestLostDeadlineIsFoundByTheSweep(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := w.wait(id, natstest.Patience)
-		if s.State != saga.RolledBack || !strings.Contains(s.Reason, "timed out") {
+		if s.State != saga.StateRolledBack || !strings.Contains(s.Reason, "timed out") {
 			t.Fatalf("state %s: %s", s.State, s.Reason)
 		}
 		if n := w.metric("upshift_coordinator_overdue_total"); n < 1 {
@@ -510,7 +510,7 @@ func TestStoreErrorInTheRehearsalGateIsRetried(t *testing.T) {
 	w.cons = fast
 	w.cons.MaxDeliver, w.cons.Backoff = 100, []time.Duration{500 * time.Millisecond}
 	w.coordinator("c1")
-	if s := w.wait(w.submit(request("test", "a")), natstest.Patience); s.State != saga.Succeeded {
+	if s := w.wait(w.submit(request("test", "a")), natstest.Patience); s.State != saga.StateSucceeded {
 		t.Fatalf("rehearsal %s: %s", s.State, s.Reason)
 	}
 	// A column the gate's listing filters on goes missing, as in a botched
@@ -554,10 +554,10 @@ func TestRehearsalGateWithinATime(t *testing.T) {
 		}
 		w.policy = gate(time.Hour)
 		_, stop := w.coordinator("c1")
-		if s := w.wait(w.submit(request("test", "a")), natstest.Patience); s.State != saga.Succeeded {
+		if s := w.wait(w.submit(request("test", "a")), natstest.Patience); s.State != saga.StateSucceeded {
 			t.Fatalf("rehearsal %s: %s", s.State, s.Reason)
 		}
-		if s := w.wait(w.submit(request("production", "a")), natstest.Patience); s.State != saga.Succeeded {
+		if s := w.wait(w.submit(request("production", "a")), natstest.Patience); s.State != saga.StateSucceeded {
 			t.Fatalf("production within the hour: %s: %s", s.State, s.Reason)
 		}
 		stop()

@@ -87,7 +87,7 @@ func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen
 		next, eff := saga.Apply(rec.Saga, in)
 		if eff.Ignored != "" {
 			e.log.Debug("input ignored", "saga", id, "input", in.Kind, "why", eff.Ignored)
-			if in.Kind != saga.Tick { // stale deadlines are routine, not news
+			if in.Kind != saga.InputTick { // stale deadlines are routine, not news
 				if err := e.store.Record(ctx, []sagastore.Entry{from.entry(id, 0, in.At, eff.Ignored)}); err != nil {
 					return err
 				}
@@ -274,7 +274,7 @@ func (e *engine) overdue(ctx context.Context, grace time.Duration, skipped skipL
 		}
 		e.log.Warn("deadline overdue: its timer was not handled; ticking the saga", "saga", s.ID, "deadline", s.Deadline)
 		e.metrics.overdue.Inc()
-		if err := e.handle(ctx, s.ID, saga.Input{Kind: saga.Tick, At: now}, seen{env: env, subject: "sweep", raw: raw}); err != nil {
+		if err := e.handle(ctx, s.ID, saga.Input{Kind: saga.InputTick, At: now}, seen{env: env, subject: "sweep", raw: raw}); err != nil {
 			e.log.Warn("sweep: cannot tick", "saga", s.ID, "err", err)
 		}
 	}

@@ -30,9 +30,9 @@ func fleet(t *testing.T, w *world, n int) {
 	want := map[string]saga.State{}
 	for i := range n {
 		targets := []string{fleetTargets[i%8], fleetTargets[(i+3)%8]}
-		outcome := saga.Succeeded
+		outcome := saga.StateSucceeded
 		if i%3 == 0 {
-			targets, outcome = []string{fleetTargets[i%8], fleetTargets[8+i%2]}, saga.RolledBack
+			targets, outcome = []string{fleetTargets[i%8], fleetTargets[8+i%2]}, saga.StateRolledBack
 		}
 		r := request("test", targets...)
 		r.Spec.Rollout.BatchSize = 2

@@ -57,7 +57,7 @@ func (c *Coordinator) submit(ctx context.Context, d *consumer.Delivery) error {
 	}
 	now := c.now()
 	s := saga.New(id, req, c.policy.options(req), now)
-	return c.engine.create(ctx, s, saga.Input{Kind: saga.Start, At: now}, seenOf(d))
+	return c.engine.create(ctx, s, saga.Input{Kind: saga.InputStart, At: now}, seenOf(d))
 }
 
 // refuse tells the submitter, on the saga's own subject, why no saga was
@@ -76,7 +76,7 @@ func (c *Coordinator) refuse(ctx context.Context, id string, req spec.Request, w
 }
 
 var controlInput = map[events.ControlOp]saga.InputKind{
-	events.Approve: saga.Approve, events.Reject: saga.Reject, events.Cancel: saga.Cancel,
+	events.OpApprove: saga.InputApprove, events.OpReject: saga.InputReject, events.OpCancel: saga.InputCancel,
 }
 
 func (c *Coordinator) control(ctx context.Context, d *consumer.Delivery) error {
@@ -94,7 +94,7 @@ func (c *Coordinator) onResult(ctx context.Context, d *consumer.Delivery) error 
 	if err := events.Open(d.Event(), events.TypeStep, &r); err != nil {
 		return err
 	}
-	in := saga.Input{Kind: saga.Report, At: c.now(), Sent: d.Event().Time, Result: &r}
+	in := saga.Input{Kind: saga.InputReport, At: c.now(), Sent: d.Event().Time, Result: &r}
 	return c.engine.handle(ctx, r.Saga, in, seenOf(d))
 }
 
@@ -110,5 +110,5 @@ func (c *Coordinator) onTimer(ctx context.Context, d *consumer.Delivery) error {
 	if at.Before(t.Due) {
 		at = t.Due
 	}
-	return c.engine.handle(ctx, t.Saga, saga.Input{Kind: saga.Tick, At: at}, seenOf(d))
+	return c.engine.handle(ctx, t.Saga, saga.Input{Kind: saga.InputTick, At: at}, seenOf(d))
 }

@@ -170,8 +170,8 @@ func (w *world) run(name string, fn func(ctx context.Context) error) (stop func(
 
 func (w *world) services(targets ...string) {
 	actions := map[events.Phase][]events.Action{
-		events.Precheck: {events.Check}, events.Backup: {events.Archive, events.Restore},
-		events.Deploy: {events.Apply, events.Rollback}, events.Verify: {events.Probe},
+		events.Precheck: {events.ActionCheck}, events.Backup: {events.ActionArchive, events.ActionRestore},
+		events.Deploy: {events.ActionApply, events.ActionRollback}, events.Verify: {events.ActionProbe},
 	}
 	for _, p := range events.Phases {
 		svc := phase.New(w.js, phase.Config{Service: p, Targets: targets, Actions: actions[p], Consumer: fast},

@@ -65,8 +65,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 // timed are the states whose duration is a phase duration.
-var timed = map[saga.State]bool{saga.Prechecking: true, saga.AwaitingApproval: true, saga.AwaitingWindow: true,
-	saga.BackingUp: true, saga.Deploying: true, saga.Verifying: true, saga.RollingBack: true}
+var timed = map[saga.State]bool{saga.StatePrechecking: true, saga.StateAwaitingApproval: true, saga.StateAwaitingWindow: true,
+	saga.StateBackingUp: true, saga.StateDeploying: true, saga.StateVerifying: true, saga.StateRollingBack: true}
 
 func (m *Metrics) transition(prev, next saga.Saga, eff saga.Effects) {
 	// Every state entered in this transition ends the one before it.
@@ -79,12 +79,12 @@ func (m *Metrics) transition(prev, next saga.Saga, eff saga.Effects) {
 		if timed[from.State] {
 			outcome := "succeeded"
 			switch st {
-			case saga.Failed, saga.Rejected, saga.Cancelled, saga.RollingBack, saga.RollbackFailed:
+			case saga.StateFailed, saga.StateRejected, saga.StateCancelled, saga.StateRollingBack, saga.StateRollbackFailed:
 				outcome = "failed"
 			}
 			m.phases.WithLabelValues(string(from.State), outcome).Observe(next.UpdatedAt.Sub(from.EnteredAt).Seconds())
 		}
-		if st == saga.RollingBack {
+		if st == saga.StateRollingBack {
 			m.rollbacks.WithLabelValues(string(eff.RollBack)).Inc()
 		}
 		from.State, from.EnteredAt = st, next.UpdatedAt

@@ -38,17 +38,17 @@ func rollBackFromAwaitingWindowIsCountedByItsCause(t *testing.T, open storeOpene
 			events.Timer{Saga: id, Due: at, N: n})
 	}
 
-	w.wait(id, natstest.Patience, saga.AwaitingWindow)
+	w.wait(id, natstest.Patience, saga.StateAwaitingWindow)
 	wake(100, wed.Add(24*time.Hour+12*time.Hour)) // Thursday 12:00: batch a goes
 	natstest.Eventually(t, natstest.Patience, "batch a verified, waiting for the window of b", func() bool {
 		r, err := w.store.Load(context.Background(), id)
-		return err == nil && r.Saga.State == saga.AwaitingWindow && verified(r.Saga, "a")
+		return err == nil && r.Saga.State == saga.StateAwaitingWindow && verified(r.Saga, "a")
 	})
 	// The coordinator was down through Thursday's window; Friday's is past
 	// the deadline.
 	wake(101, wed.Add(24*time.Hour+12*time.Hour+30*time.Minute))
 	s := w.wait(id, natstest.Patience)
-	if s.State != saga.RolledBack || s.Previous != saga.RollingBack {
+	if s.State != saga.StateRolledBack || s.Previous != saga.StateRollingBack {
 		t.Fatalf("state %s (%s), want rolled back", s.State, s.Reason)
 	}
 	if got := strings.Join(w.sagaEvents(id), " "); !strings.Contains(got, "awaiting_window rolling_back") {

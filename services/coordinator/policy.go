@@ -117,7 +117,7 @@ func (p Policy) admit(ctx context.Context, store sagastore.Store, r spec.Request
 		limit = sagastore.DefaultLimit
 	}
 	done, err := store.List(ctx, sagastore.Filter{Environment: reh.Environment, Software: r.Spec.Software,
-		Digest: r.Spec.Artifact.Digest, States: []saga.State{saga.Succeeded}, Limit: limit})
+		Digest: r.Spec.Artifact.Digest, States: []saga.State{saga.StateSucceeded}, Limit: limit})
 	// A saga that cannot be decoded proves nothing: the others decide.
 	if _, err = sagastore.Skipped(err); err != nil {
 		return fmt.Errorf("rehearsal gate: %w", err)

@@ -24,7 +24,7 @@ func anOlderProgressReportDoesNotOverwriteANewerOne(t *testing.T, open storeOpen
 	w.on("precheck.check.a", "hang")
 	w.coordinator("c1")
 	id := w.submit(request("test", "a"))
-	step := events.StepID(id, events.Precheck, events.Check, "a", 1)
+	step := events.StepID(id, events.Precheck, events.ActionCheck, "a", 1)
 	natstest.Eventually(t, natstest.Patience, "precheck running", func() bool {
 		r, err := w.store.Load(context.Background(), id)
 		if err != nil {
@@ -36,13 +36,13 @@ func anOlderProgressReportDoesNotOverwriteANewerOne(t *testing.T, open storeOpen
 
 	sent := time.Now()
 	progress := func(n int, msg string, at time.Time) string {
-		r := events.StepResult{Step: step, Saga: id, Phase: events.Precheck, Action: events.Check, Target: "a",
-			Attempt: 1, Status: events.Progress, Message: msg}
-		env, err := events.New(events.ResultID(step, events.Progress, n), events.TypeStep, "test", id, 1, at, r)
+		r := events.StepResult{Step: step, Saga: id, Phase: events.Precheck, Action: events.ActionCheck, Target: "a",
+			Attempt: 1, Status: events.StatusProgress, Message: msg}
+		env, err := events.New(events.ResultID(step, events.StatusProgress, n), events.TypeStep, "test", id, 1, at, r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := bus.Publish(context.Background(), w.js, events.ResultSubject(id, events.Precheck, events.Progress), env); err != nil {
+		if err := bus.Publish(context.Background(), w.js, events.ResultSubject(id, events.Precheck, events.StatusProgress), env); err != nil {
 			t.Fatal(err)
 		}
 		return env.ID

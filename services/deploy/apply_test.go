@@ -16,7 +16,7 @@ import (
 func TestFreshInstall(t *testing.T) {
 	h := newHost(t, 0)
 	url, digest := h.pack("app-1.0", release("1.0"))
-	out, progress := h.run(command(events.Apply, "", "1.0", url, digest))
+	out, progress := h.run(command(events.ActionApply, "", "1.0", url, digest))
 	if out.Failed {
 		t.Fatalf("outcome %+v", out)
 	}
@@ -72,7 +72,7 @@ func TestSameApplyTwiceReusesTheRelease(t *testing.T) {
 	h := newHost(t, 0)
 	h.installed("1.0")
 	url, digest := h.pack("app-1.1", release("1.1"))
-	cmd := command(events.Apply, "1.0", "1.1", url, digest)
+	cmd := command(events.ActionApply, "1.0", "1.1", url, digest)
 	if out, _ := h.run(cmd); out.Failed {
 		t.Fatalf("first: %+v", out)
 	}
@@ -156,7 +156,7 @@ func TestArtifactProblemsFailBeforeAnythingIsTouched(t *testing.T) {
 		{"missing package", "file://" + filepath.Join(h.dir, "nope.tar.gz"), "sha256:" + strings.Repeat("0", 64), deploy.ReasonArtifactUnavailable},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			out, _ := h.run(command(events.Apply, "1.0", "1.1", c.url, c.digest))
+			out, _ := h.run(command(events.ActionApply, "1.0", "1.1", c.url, c.digest))
 			if !out.Failed || out.Reason != c.reason {
 				t.Fatalf("outcome %+v", out)
 			}
@@ -184,7 +184,7 @@ func TestConflictingReleaseDirIsLeftAlone(t *testing.T) {
 	h2 := newHost(t, 0)
 	h2.installed("1.0", "1.1")
 	url, digest := h2.pack("app-1.1-rebuilt", append(release("1.1"), reg("extra", "x")))
-	if out, _ := h2.run(command(events.Apply, "1.0", "1.1", url, digest)); out.Reason != deploy.ReasonReleaseConflict {
+	if out, _ := h2.run(command(events.ActionApply, "1.0", "1.1", url, digest)); out.Reason != deploy.ReasonReleaseConflict {
 		t.Fatalf("rebuilt package: %+v", out)
 	}
 }
@@ -219,7 +219,7 @@ func TestApplyWaitsForTheTargetLock(t *testing.T) {
 	defer f.Close()
 	must(t, syscall.Flock(int(f.Fd()), syscall.LOCK_EX))
 	url, digest := h.pack("app-1.0", release("1.0"))
-	cmd := command(events.Apply, "", "1.0", url, digest)
+	cmd := command(events.ActionApply, "", "1.0", url, digest)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	if _, err := h.exec.Execute(ctx, cmd, func(string) {}); err == nil {

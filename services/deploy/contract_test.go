@@ -17,7 +17,7 @@ func TestExecutorContract(t *testing.T) {
 		h.installed("1.0")
 		url, digest := h.pack("app-1.1", release("1.1"))
 		return phasetest.Target{Executor: h.exec,
-			Commands: []events.Command{command(events.Apply, "1.0", "1.1", url, digest), command(events.Rollback, "1.0", "1.1", "", "")},
+			Commands: []events.Command{command(events.ActionApply, "1.0", "1.1", url, digest), command(events.ActionRollback, "1.0", "1.1", "", "")},
 			// The release in service, those installed, and whether one is
 			// left stopped.
 			State: func(t *testing.T) string {

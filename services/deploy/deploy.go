@@ -31,7 +31,7 @@
 // risk without failing the deploy. Owners are not restored: files belong to
 // the user the service runs as.
 //
-// Maintenance actions (events.Maintain) are not among the service's
+// Maintenance actions (events.ActionMaintain) are not among the service's
 // actions, so the framework reports them unsupported. Rollback does not run
 // down-migrations: undoing the database is backup.restore's compensation.
 package deploy
@@ -118,7 +118,7 @@ type Config struct {
 func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Registerer) *phase.Service {
 	return phase.New(js, phase.Config{
 		Service: events.Deploy, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
-		Actions: []events.Action{events.Apply, events.Rollback}, Consumer: cfg.Consumer, Streams: cfg.Streams,
+		Actions: []events.Action{events.ActionApply, events.ActionRollback}, Consumer: cfg.Consumer, Streams: cfg.Streams,
 	}, &Executor{Targets: cfg.Targets, Artifacts: cfg.Artifacts, Log: log}, log, reg)
 }
 
@@ -146,9 +146,9 @@ func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress pha
 	s := &step{e: e, t: t, cmd: cmd, progress: progress,
 		log: log.With("saga", cmd.Saga, "step", cmd.Step, "target", cmd.Target, "action", cmd.Action)}
 	switch cmd.Action {
-	case events.Apply:
+	case events.ActionApply:
 		return s.apply(ctx)
-	case events.Rollback:
+	case events.ActionRollback:
 		return s.rollback(ctx)
 	}
 	return phase.Failure(events.ReasonUnsupported, fmt.Errorf("deploy does not perform %q", cmd.Action)), nil

@@ -44,7 +44,7 @@ func TestUnsafePackagesAreRefusedAndLeaveNothingBehind(t *testing.T) {
 			h := newHost(t, 0)
 			h.exec.MaxSize, h.exec.MaxFiles = 64, 8
 			url, digest := h.pack("app-1.0", c.entries)
-			out, _ := h.run(command(events.Apply, "", "1.0", url, digest))
+			out, _ := h.run(command(events.ActionApply, "", "1.0", url, digest))
 			if !out.Failed || out.Reason != deploy.ReasonUnsafePackage || !strings.Contains(out.Error, c.want) {
 				t.Fatalf("outcome %+v, want unsafe_package with %q", out, c.want)
 			}
@@ -76,7 +76,7 @@ func TestSpecialBitsAreStrippedAndInsideLinksKept(t *testing.T) {
 		symlink("bin/run", "../bin/./su"),
 		dir("shared/"), reg("shared/own.yaml", "mine\n"),
 	})
-	out, _ := h.run(command(events.Apply, "", "1.0", url, digest))
+	out, _ := h.run(command(events.ActionApply, "", "1.0", url, digest))
 	if out.Failed {
 		t.Fatalf("outcome %+v", out)
 	}
@@ -105,7 +105,7 @@ func TestNotATarGzIsABadPackage(t *testing.T) {
 	path := filepath.Join(h.dir, "app-1.0.tar.gz")
 	must(t, os.WriteFile(path, []byte("not gzip"), 0o644))
 	sum := sha256.Sum256([]byte("not gzip"))
-	out, _ := h.run(command(events.Apply, "", "1.0", "file://"+path, "sha256:"+hex.EncodeToString(sum[:])))
+	out, _ := h.run(command(events.ActionApply, "", "1.0", "file://"+path, "sha256:"+hex.EncodeToString(sum[:])))
 	if !out.Failed || out.Reason != deploy.ReasonBadPackage || len(h.releases()) != 0 {
 		t.Fatalf("outcome %+v, releases %v", out, h.releases())
 	}

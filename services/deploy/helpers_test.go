@@ -175,13 +175,13 @@ func (h *host) run(cmd events.Command) (phase.Outcome, []string) {
 func (h *host) apply(from, to string) phase.Outcome {
 	h.t.Helper()
 	url, digest := h.pack("app-"+to, release(to))
-	out, _ := h.run(command(events.Apply, from, to, url, digest))
+	out, _ := h.run(command(events.ActionApply, from, to, url, digest))
 	return out
 }
 
 func (h *host) rollback(from, to string) phase.Outcome {
 	h.t.Helper()
-	out, _ := h.run(command(events.Rollback, from, to, "", ""))
+	out, _ := h.run(command(events.ActionRollback, from, to, "", ""))
 	return out
 }
 

@@ -80,7 +80,7 @@ func TestRollbackStartsWhatAnInterruptedApplyStopped(t *testing.T) {
 			}
 		}
 	}()
-	if _, err := h.exec.Execute(ctx, command(events.Apply, "1.0", "1.1", url, digest), func(string) {}); err == nil {
+	if _, err := h.exec.Execute(ctx, command(events.ActionApply, "1.0", "1.1", url, digest), func(string) {}); err == nil {
 		t.Fatal("an interrupted apply reported an outcome")
 	}
 	if got := strings.Join(h.calls(), "; "); got != "stop 1.1 current=releases/1.0; migrate 1.1 current=releases/1.0" {

@@ -35,9 +35,9 @@ func TestServiceAppliesACommandFromNATS(t *testing.T) {
 	natstest.Eventually(t, natstest.Patience, "service ready", svc.Ready)
 
 	url, digest := h.pack("app-1.1", release("1.1"))
-	apply := command(events.Apply, "1.0", "1.1", url, digest)
-	maintain := command(events.Maintain, "", "", "", "")
-	maintain.Step = events.StepID(maintain.Saga, events.Deploy, events.Maintain, "web-1", 1)
+	apply := command(events.ActionApply, "1.0", "1.1", url, digest)
+	maintain := command(events.ActionMaintain, "", "", "", "")
+	maintain.Step = events.StepID(maintain.Saga, events.Deploy, events.ActionMaintain, "web-1", 1)
 	for _, c := range []events.Command{apply, maintain} {
 		env, err := events.New(c.Step, events.TypeCommand, "test", c.Saga, c.Attempt, time.Now(), c)
 		must(t, err)
@@ -53,14 +53,14 @@ func TestServiceAppliesACommandFromNATS(t *testing.T) {
 		}
 		return len(final) == 2
 	})
-	if r := final[apply.Step]; r.Status != events.Succeeded || r.Output["current"] != "1.1" || r.Output["previous"] != "1.0" ||
+	if r := final[apply.Step]; r.Status != events.StatusSucceeded || r.Output["current"] != "1.1" || r.Output["previous"] != "1.0" ||
 		names(r.Report) != "stage=ok extract=ok stop=ok migrate=ok switch=ok start=ok cleanup=ok" {
 		t.Fatalf("apply result %+v", r)
 	}
 	if h.current() != "releases/1.1" {
 		t.Fatalf("current -> %q", h.current())
 	}
-	if r := final[maintain.Step]; r.Status != events.Failed || r.Reason != events.ReasonUnsupported {
+	if r := final[maintain.Step]; r.Status != events.StatusFailed || r.Reason != events.ReasonUnsupported {
 		t.Fatalf("maintain result %+v", r)
 	}
 }

@@ -105,7 +105,7 @@ func TestSeverityAndSummary(t *testing.T) {
 		}(), notify.SeverityInfo, "billing 4.1 -> 4.2: approved by alice: go ahead"},
 		{"step failed", func() events.SagaEvent {
 			e := base("se", events.KindStepFailed, "deploying")
-			e.Step = &events.StepRef{ID: "x", Phase: events.Deploy, Action: events.Apply, Target: "web-1", Status: "failed"}
+			e.Step = &events.StepRef{ID: "x", Phase: events.Deploy, Action: events.ActionApply, Target: "web-1", Status: "failed"}
 			e.Reason = "deploy apply on web-1 failed: start hook\nexited 1"
 			return e
 		}(), notify.SeverityWarning, "billing 4.1 -> 4.2 (production, batch 1/2): step failed: deploy apply on web-1 failed: start hook exited 1"},

@@ -40,7 +40,7 @@ type Config struct {
 func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Registerer) *phase.Service {
 	return phase.New(js, phase.Config{
 		Service: events.Precheck, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
-		Actions: []events.Action{events.Check}, Consumer: cfg.Consumer, Streams: cfg.Streams,
+		Actions: []events.Action{events.ActionCheck}, Consumer: cfg.Consumer, Streams: cfg.Streams,
 	}, &Executor{Targets: cfg.Targets, Artifacts: cfg.Artifacts}, log, reg)
 }
 

@@ -33,7 +33,7 @@ func host(t *testing.T, minFree string) (*precheck.Executor, string, string) {
 }
 
 func command(url, digest, from string) events.Command {
-	return events.Command{Step: "s.precheck.check.web-1.1", Saga: "s", Phase: events.Precheck, Action: events.Check,
+	return events.Command{Step: "s.precheck.check.web-1.1", Saga: "s", Phase: events.Precheck, Action: events.ActionCheck,
 		Target: "web-1", Attempt: 1, Upgrade: events.Upgrade{Kind: "Upgrade", Software: "app", From: from, To: "1.1",
 			Artifact: events.Artifact{URL: url, Digest: digest}}}
 }

@@ -40,13 +40,13 @@ func TestServiceVerifiesAProbeCommand(t *testing.T) {
 	natstest.Eventually(t, natstest.Patience, "service ready", svc.Ready)
 
 	c := probeCmd("4.1", "4.2")
-	c.Step = events.StepID(c.Saga, events.Verify, events.Probe, c.Target, 1)
+	c.Step = events.StepID(c.Saga, events.Verify, events.ActionProbe, c.Target, 1)
 	c.NotAfter = c.Deadline
 	env, err := events.New(c.Step, events.TypeCommand, "test", c.Saga, c.Attempt, time.Now(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := bus.Publish(ctx, js, events.CommandSubject(events.Verify, events.Probe, c.Target), env); err != nil {
+	if err := bus.Publish(ctx, js, events.CommandSubject(events.Verify, events.ActionProbe, c.Target), env); err != nil {
 		t.Fatal(err)
 	}
 
@@ -60,7 +60,7 @@ func TestServiceVerifiesAProbeCommand(t *testing.T) {
 		}
 		return false
 	})
-	if final.Status != events.Succeeded || final.Output["version"] != "4.2" || final.Output["probes"] != "3" {
+	if final.Status != events.StatusSucceeded || final.Output["version"] != "4.2" || final.Output["probes"] != "3" {
 		t.Fatalf("result %+v", final)
 	}
 	if len(final.Report) != 3 || final.Report[2].Detail != "2/2 probes healthy, 3 in all" {

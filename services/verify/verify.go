@@ -56,7 +56,7 @@ type Config struct {
 func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Registerer) *phase.Service {
 	return phase.New(js, phase.Config{
 		Service: events.Verify, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
-		Actions: []events.Action{events.Probe}, Consumer: cfg.Consumer, Streams: cfg.Streams,
+		Actions: []events.Action{events.ActionProbe}, Consumer: cfg.Consumer, Streams: cfg.Streams,
 	}, &Executor{Targets: cfg.Targets, Client: cfg.Client}, log, reg)
 }
 

@@ -60,7 +60,7 @@ func executor(t *testing.T, h targets.Health) *verify.Executor {
 }
 
 func probeCmd(from, to string) events.Command {
-	return events.Command{Step: "s.verify.probe.web-1.1", Saga: "s", Phase: events.Verify, Action: events.Probe,
+	return events.Command{Step: "s.verify.probe.web-1.1", Saga: "s", Phase: events.Verify, Action: events.ActionProbe,
 		Target: "web-1", Attempt: 1, Deadline: time.Now().Add(time.Minute),
 		Upgrade: events.Upgrade{Kind: "Upgrade", Software: "app", From: from, To: to}}
 }

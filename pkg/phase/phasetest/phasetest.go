@@ -117,9 +117,9 @@ func wellFormed(t *testing.T, cmd events.Command, out phase.Outcome) {
 			t.Errorf("%s: report line %d has no name: %+v", cmd.Step, i, l)
 		}
 	}
-	status := events.Succeeded
+	status := events.StatusSucceeded
 	if out.Failed {
-		status = events.Failed
+		status = events.StatusFailed
 	}
 	r := events.StepResult{Step: cmd.Step, Saga: cmd.Saga, Phase: cmd.Phase, Action: cmd.Action, Target: cmd.Target,
 		Attempt: cmd.Attempt, Status: status, Reason: out.Reason, Error: out.Error, Output: out.Output, Report: out.Report}

@@ -74,9 +74,9 @@ func New(b Backend, cfg Config, log *slog.Logger) http.Handler {
 		{http.MethodGet, "/v1/sagas", s.list},
 		{http.MethodGet, "/v1/sagas/{id}", s.get},
 		{http.MethodGet, "/v1/sagas/{id}/history", s.history},
-		{http.MethodPost, "/v1/sagas/{id}/approve", s.decide(events.Approve)},
-		{http.MethodPost, "/v1/sagas/{id}/reject", s.decide(events.Reject)},
-		{http.MethodPost, "/v1/sagas/{id}/cancel", s.decide(events.Cancel)},
+		{http.MethodPost, "/v1/sagas/{id}/approve", s.decide(events.OpApprove)},
+		{http.MethodPost, "/v1/sagas/{id}/reject", s.decide(events.OpReject)},
+		{http.MethodPost, "/v1/sagas/{id}/cancel", s.decide(events.OpCancel)},
 	}
 	for _, r := range routes {
 		mux.HandleFunc(r.method+" "+r.path, r.h)

@@ -31,10 +31,10 @@ func TestListQuery(t *testing.T) {
 		want  sagastore.Filter
 	}{
 		{"", sagastore.Filter{}},
-		{"state=succeeded", sagastore.Filter{States: []saga.State{saga.Succeeded}}},
-		{"state=awaiting_approval,succeeded", sagastore.Filter{States: []saga.State{saga.AwaitingApproval, saga.Succeeded}}},
-		{"state=awaiting_approval&state=rejected", sagastore.Filter{States: []saga.State{saga.AwaitingApproval, saga.Rejected}}},
-		{"state=+verifying+,,", sagastore.Filter{States: []saga.State{saga.Verifying}}},
+		{"state=succeeded", sagastore.Filter{States: []saga.State{saga.StateSucceeded}}},
+		{"state=awaiting_approval,succeeded", sagastore.Filter{States: []saga.State{saga.StateAwaitingApproval, saga.StateSucceeded}}},
+		{"state=awaiting_approval&state=rejected", sagastore.Filter{States: []saga.State{saga.StateAwaitingApproval, saga.StateRejected}}},
+		{"state=+verifying+,,", sagastore.Filter{States: []saga.State{saga.StateVerifying}}},
 		{"active=true", sagastore.Filter{Active: true}},
 		{"active=0", sagastore.Filter{}},
 		{"team=dba&environment=staging&software=web", sagastore.Filter{Team: "dba", Environment: "staging", Software: "web"}},
@@ -44,14 +44,14 @@ func TestListQuery(t *testing.T) {
 	} {
 		t.Run(tc.query, func(t *testing.T) {
 			t.Parallel()
-			b := newBackend(view("a", saga.Succeeded, 6))
+			b := newBackend(view("a", saga.StateSucceeded, 6))
 			s := newServer(t, b, httpapi.Config{}, quiet)
 			var got httpapi.ListReply
 			s.get("/v1/sagas?"+tc.query, &got)
 			if asked := b.listed(); len(asked) != 1 || !reflect.DeepEqual(asked[0], tc.want) {
 				t.Fatalf("asked the backend for %+v, want %+v", asked, tc.want)
 			}
-			if len(got.Sagas) != 1 || got.Sagas[0].ID != "a" || got.Sagas[0].State != saga.Succeeded {
+			if len(got.Sagas) != 1 || got.Sagas[0].ID != "a" || got.Sagas[0].State != saga.StateSucceeded {
 				t.Fatalf("listed %+v", got.Sagas)
 			}
 		})
@@ -100,12 +100,12 @@ func audit(t *testing.T, dir sagastore.Direction, typ string, at time.Time, ev a
 // an entry that does not decode is left out, and logged.
 func TestGetShowsTheTimeline(t *testing.T) {
 	t.Parallel()
-	b := newBackend(view("s1", saga.BackingUp, 4))
+	b := newBackend(view("s1", saga.StateBackingUp, 4))
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	sagaEvent := func(seq int, kind string, at time.Duration) sagastore.Entry {
 		ev := events.SagaEvent{Saga: "s1", Kind: kind, State: kind, Seq: seq}
 		if kind == "approved" {
-			ev.State, ev.Actor, ev.Comment = string(saga.BackingUp), "carol", "CAB-42"
+			ev.State, ev.Actor, ev.Comment = string(saga.StateBackingUp), "carol", "CAB-42"
 		}
 		return audit(t, sagastore.Out, events.TypeSaga, t0.Add(at), ev)
 	}
@@ -131,7 +131,7 @@ func TestGetShowsTheTimeline(t *testing.T) {
 	}
 	var r httpapi.SagaReply
 	decode(t, raw, &r)
-	if r.Saga.ID != "s1" || r.Saga.State != saga.BackingUp || r.Revision != 7 {
+	if r.Saga.ID != "s1" || r.Saga.State != saga.StateBackingUp || r.Revision != 7 {
 		t.Fatalf("saga %q in %s at revision %d", r.Saga.ID, r.Saga.State, r.Revision)
 	}
 	if got := kinds(r.Timeline); got != "requested prechecking awaiting_approval approved" {
@@ -142,7 +142,7 @@ func TestGetShowsTheTimeline(t *testing.T) {
 			t.Fatalf("item %d: %+v", i, it)
 		}
 	}
-	if it := r.Timeline[3]; it.Actor != "carol" || it.Comment != "CAB-42" || it.State != string(saga.BackingUp) {
+	if it := r.Timeline[3]; it.Actor != "carol" || it.Comment != "CAB-42" || it.State != string(saga.StateBackingUp) {
 		t.Fatalf("approved item %+v", it)
 	}
 	if !strings.Contains(logs.String(), "left out of the timeline") || !strings.Contains(logs.String(), spoilt.ID) {
@@ -152,7 +152,7 @@ func TestGetShowsTheTimeline(t *testing.T) {
 
 func TestHistory(t *testing.T) {
 	t.Parallel()
-	b := newBackend(view("s1", saga.Prechecking, 2), view("new", saga.Requested, 1))
+	b := newBackend(view("s1", saga.StatePrechecking, 2), view("new", saga.StateRequested, 1))
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	b.history["s1"] = []sagastore.Entry{
 		audit(t, sagastore.In, events.TypeRequest, t0, map[string]string{"kind": "Upgrade"}),
@@ -190,7 +190,7 @@ func TestUnknownSagasAndBadIDs(t *testing.T) {
 
 func TestRoutes(t *testing.T) {
 	t.Parallel()
-	s := newServer(t, newBackend(view("a", saga.Succeeded, 6)), httpapi.Config{Token: token}, quiet)
+	s := newServer(t, newBackend(view("a", saga.StateSucceeded, 6)), httpapi.Config{Token: token}, quiet)
 	code, _, body := s.do(http.MethodGet, "/v2/sagas", "", nil)
 	wantError(t, "unknown route", code, body, http.StatusNotFound, "no such route")
 	for _, tc := range []struct{ method, path, allow string }{

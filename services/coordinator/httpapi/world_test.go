@@ -33,8 +33,8 @@ func TestOverTheCoordinator(t *testing.T) {
 	s := &client{t: t, url: "http://" + w.http}
 	done := w.submit(request("platform", "test", "app"))
 	waiting := w.submit(request("dba", "production", "db"))
-	s.waitFor(done, natstest.Patience, saga.Succeeded)
-	s.waitFor(waiting, natstest.Patience, saga.AwaitingApproval)
+	s.waitFor(done, natstest.Patience, saga.StateSucceeded)
+	s.waitFor(waiting, natstest.Patience, saga.StateAwaitingApproval)
 
 	var all httpapi.ListReply
 	s.get("/v1/sagas", &all)
@@ -79,10 +79,10 @@ func TestOverTheCoordinator(t *testing.T) {
 	wantError(t, "approve a finished saga", code, body, http.StatusConflict, "decision no longer possible", "saga is succeeded")
 
 	code, _, body = s.post("/v1/sagas/"+waiting+"/approve", bearer, `{"actor":"carol","comment":"CAB-42"}`)
-	if rep := accepted(t, "approve", code, body); rep.State != string(saga.AwaitingApproval) {
+	if rep := accepted(t, "approve", code, body); rep.State != string(saga.StateAwaitingApproval) {
 		t.Fatalf("accepted in state %s", rep.State)
 	}
-	end := s.waitFor(waiting, natstest.Patience, saga.Succeeded)
+	end := s.waitFor(waiting, natstest.Patience, saga.StateSucceeded)
 	if got := kinds(end.Timeline); got != "requested prechecking awaiting_approval approved backing_up deploying verifying succeeded" {
 		t.Fatalf("timeline %s", got)
 	}
@@ -140,8 +140,8 @@ func newWorld(t *testing.T) *world {
 		return phase.Success(map[string]string{"by": "test"}), nil
 	})
 	actions := map[events.Phase][]events.Action{
-		events.Precheck: {events.Check}, events.Backup: {events.Archive, events.Restore},
-		events.Deploy: {events.Apply, events.Rollback}, events.Verify: {events.Probe},
+		events.Precheck: {events.ActionCheck}, events.Backup: {events.ActionArchive, events.ActionRestore},
+		events.Deploy: {events.ActionApply, events.ActionRollback}, events.Verify: {events.ActionProbe},
 	}
 	for _, p := range events.Phases {
 		svc := phase.New(js, phase.Config{Service: p, Targets: []string{"a"}, Actions: actions[p], Consumer: fast},

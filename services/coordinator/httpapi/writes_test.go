@@ -15,7 +15,7 @@ import (
 
 func TestDecisions(t *testing.T) {
 	t.Parallel()
-	b := newBackend(view("w1", saga.AwaitingApproval, 3), view("v1", saga.Verifying, 6), view("done", saga.Succeeded, 6))
+	b := newBackend(view("w1", saga.StateAwaitingApproval, 3), view("v1", saga.StateVerifying, 6), view("done", saga.StateSucceeded, 6))
 	s := newServer(t, b, httpapi.Config{Token: token}, quiet)
 	var want []api.ControlRequest
 	for _, tc := range []struct {
@@ -24,9 +24,9 @@ func TestDecisions(t *testing.T) {
 		body string
 		req  api.ControlRequest
 	}{
-		{"w1", events.Approve, `{"actor":"carol","comment":"CAB-42"}`, api.ControlRequest{ID: "w1", Op: events.Approve, Actor: "carol", Comment: "CAB-42"}},
-		{"w1", events.Reject, `{"actor":"dave"}`, api.ControlRequest{ID: "w1", Op: events.Reject, Actor: "dave"}},
-		{"v1", events.Cancel, `{"comment":"hung probe","actor":"erin"}`, api.ControlRequest{ID: "v1", Op: events.Cancel, Actor: "erin", Comment: "hung probe"}},
+		{"w1", events.OpApprove, `{"actor":"carol","comment":"CAB-42"}`, api.ControlRequest{ID: "w1", Op: events.OpApprove, Actor: "carol", Comment: "CAB-42"}},
+		{"w1", events.OpReject, `{"actor":"dave"}`, api.ControlRequest{ID: "w1", Op: events.OpReject, Actor: "dave"}},
+		{"v1", events.OpCancel, `{"comment":"hung probe","actor":"erin"}`, api.ControlRequest{ID: "v1", Op: events.OpCancel, Actor: "erin", Comment: "hung probe"}},
 	} {
 		what := string(tc.op) + " " + tc.id
 		code, _, body := s.post("/v1/sagas/"+tc.id+"/"+string(tc.op), bearer, tc.body)
@@ -46,7 +46,7 @@ func TestDecisions(t *testing.T) {
 
 func TestDecisionsNeedTheToken(t *testing.T) {
 	t.Parallel()
-	b := newBackend(view("w1", saga.AwaitingApproval, 3))
+	b := newBackend(view("w1", saga.StateAwaitingApproval, 3))
 	s := newServer(t, b, httpapi.Config{Token: token}, quiet)
 	readOnly := newServer(t, b, httpapi.Config{}, quiet)
 	path, body := "/v1/sagas/w1/approve", `{"actor":"mallory"}`
@@ -72,7 +72,7 @@ func TestDecisionsNeedTheToken(t *testing.T) {
 
 func TestDecisionsRefuseBadBodies(t *testing.T) {
 	t.Parallel()
-	b := newBackend(view("w1", saga.AwaitingApproval, 3))
+	b := newBackend(view("w1", saga.StateAwaitingApproval, 3))
 	s := newServer(t, b, httpapi.Config{Token: token}, quiet)
 	small := newServer(t, b, httpapi.Config{Token: token, MaxBody: 128}, quiet)
 	path := "/v1/sagas/w1/approve"
@@ -103,7 +103,7 @@ func TestDecisionsRefuseBadBodies(t *testing.T) {
 // saga, and never with the token.
 func TestWritesAreLoggedWithoutTheToken(t *testing.T) {
 	t.Parallel()
-	b := newBackend(view("w1", saga.AwaitingApproval, 3), view("done", saga.Succeeded, 6))
+	b := newBackend(view("w1", saga.StateAwaitingApproval, 3), view("done", saga.StateSucceeded, 6))
 	var logs logBuffer
 	s := newServer(t, b, httpapi.Config{Token: token}, slog.New(slog.NewJSONHandler(&logs, nil)))
 	s.post("/v1/sagas/w1/approve", bearer, `{"actor":"carol"}`)

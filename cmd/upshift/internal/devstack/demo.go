@@ -106,7 +106,7 @@ func (d *Demo) Install(ctx context.Context, version string) error {
 	a := d.Artifacts[version]
 	x := &deploy.Executor{Targets: d.Registry, Artifacts: &artifact.Store{Dir: filepath.Join(d.Dir, "bootstrap-artifacts")}}
 	out, err := x.Execute(ctx, events.Command{Step: "bootstrap", Saga: "bootstrap", Phase: events.Deploy,
-		Action: events.Apply, Target: demo.TargetName, Attempt: 1,
+		Action: events.ActionApply, Target: demo.TargetName, Attempt: 1,
 		Upgrade: events.Upgrade{Kind: string(spec.KindUpgrade), Software: "demo-app", To: version,
 			Artifact: events.Artifact{URL: a.URL, Digest: a.Digest}}}, func(string) {})
 	if err != nil {
@@ -172,8 +172,8 @@ func (d *Demo) Scenario(ctx context.Context, s *Stack, out io.Writer) error {
 		want     saga.State
 		serving  string
 	}{
-		{"1.0", "1.1", saga.Succeeded, `{"version":"1.1"}`},
-		{"1.1", "1.2", saga.RolledBack, `{"version":"1.1"}`},
+		{"1.0", "1.1", saga.StateSucceeded, `{"version":"1.1"}`},
+		{"1.1", "1.2", saga.StateRolledBack, `{"version":"1.1"}`},
 	} {
 		r := d.Request(step.from, step.to)
 		path, err := d.WriteRequest(r, "upgrade-"+step.to+".yaml")

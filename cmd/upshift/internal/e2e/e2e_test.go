@@ -21,7 +21,7 @@ func TestUpgradeSucceeds(t *testing.T) {
 	endToEnd(t)
 	r := newRig(t, "1.0")
 	id, end := r.run(r.d.Request("1.0", "1.1"))
-	if end.Kind != string(saga.Succeeded) {
+	if end.Kind != string(saga.StateSucceeded) {
 		t.Fatalf("saga %s ended %s: %s", id, end.Kind, end.Reason)
 	}
 	if v := r.serving(); v != "1.1" {
@@ -54,7 +54,7 @@ func TestFailedVerificationRollsBackAndTellsTheTeams(t *testing.T) {
 	endToEnd(t)
 	r := newRig(t, "1.1")
 	id, end := r.run(r.d.Request("1.1", "1.2"))
-	if end.Kind != string(saga.RolledBack) || !strings.Contains(end.Reason, "verify probe on demo failed") {
+	if end.Kind != string(saga.StateRolledBack) || !strings.Contains(end.Reason, "verify probe on demo failed") {
 		t.Fatalf("saga %s ended %s: %s", id, end.Kind, end.Reason)
 	}
 	if v := r.serving(); v != "1.1" {
@@ -91,7 +91,7 @@ func TestBadDigestFailsPrecheckAndDeploysNothing(t *testing.T) {
 	req := r.d.Request("1.0", "1.1")
 	req.Spec.Artifact.Digest = "sha256:" + strings.Repeat("0", 64)
 	id, end := r.run(req)
-	if end.Kind != string(saga.Failed) || !strings.Contains(end.Reason, "precheck check on demo failed") {
+	if end.Kind != string(saga.StateFailed) || !strings.Contains(end.Reason, "precheck check on demo failed") {
 		t.Fatalf("saga %s ended %s: %s", id, end.Kind, end.Reason)
 	}
 	v, _ := r.s.Client.Get(context.Background(), id)
@@ -110,7 +110,7 @@ func TestRedeliveredCommandExecutesOnce(t *testing.T) {
 	endToEnd(t)
 	r := newRig(t, "1.0")
 	id, end := r.run(r.d.Request("1.0", "1.1"))
-	if end.Kind != string(saga.Succeeded) {
+	if end.Kind != string(saga.StateSucceeded) {
 		t.Fatalf("ended %s", end.Kind)
 	}
 	starts := func() int {
@@ -172,7 +172,7 @@ func TestMalformedEventOnEveryStreamIsDeadLetteredAndWorkGoesOn(t *testing.T) {
 		}
 	}
 	id, end := r.run(r.d.Request("1.0", "1.1"))
-	if end.Kind != string(saga.Succeeded) {
+	if end.Kind != string(saga.StateSucceeded) {
 		t.Fatalf("saga %s ended %s: %s", id, end.Kind, end.Reason)
 	}
 	var got []string
@@ -202,7 +202,7 @@ func TestArtifactFromAnUnallowedSourceIsNotRead(t *testing.T) {
 	req := r.d.Request("1.0", "1.1")
 	req.Spec.Artifact.URL = "file:///etc/passwd"
 	id, end := r.run(req)
-	if end.Kind != string(saga.Failed) || r.serving() != "1.0" {
+	if end.Kind != string(saga.StateFailed) || r.serving() != "1.0" {
 		t.Fatalf("saga %s ended %s: %s", id, end.Kind, end.Reason)
 	}
 	v, _ := r.s.Client.Get(context.Background(), id)
@@ -217,11 +217,11 @@ func TestArtifactFromAnUnallowedSourceIsNotRead(t *testing.T) {
 func TestDemoOnPostgres(t *testing.T) {
 	endToEnd(t)
 	r := newRigOn(t, pgtest.Database(t), "1.0", coordinator.Policy{})
-	if _, end := r.run(r.d.Request("1.0", "1.1")); end.Kind != string(saga.Succeeded) || r.serving() != "1.1" {
+	if _, end := r.run(r.d.Request("1.0", "1.1")); end.Kind != string(saga.StateSucceeded) || r.serving() != "1.1" {
 		t.Fatalf("1.1 ended %s (%s)", end.Kind, end.Reason)
 	}
 	id, end := r.run(r.d.Request("1.1", "1.2"))
-	if end.Kind != string(saga.RolledBack) || r.serving() != "1.1" {
+	if end.Kind != string(saga.StateRolledBack) || r.serving() != "1.1" {
 		t.Fatalf("1.2 ended %s (%s)", end.Kind, end.Reason)
 	}
 	hist, err := r.s.Client.History(context.Background(), id)

@@ -33,12 +33,12 @@ func TestApprovalGate(t *testing.T) {
 	req := r.d.Request("1.0", "1.1")
 	req.Metadata.Environment = "production"
 	id := r.submit(req)
-	r.reach(id, saga.AwaitingApproval)
+	r.reach(id, saga.StateAwaitingApproval)
 	if r.serving() != "1.0" {
 		t.Fatal("deployed before the approval")
 	}
-	decide(t, r, id, events.Approve, "carol", "CAB-1234")
-	if _, end := r.end(id); end.Kind != string(saga.Succeeded) || r.serving() != "1.1" {
+	decide(t, r, id, events.OpApprove, "carol", "CAB-1234")
+	if _, end := r.end(id); end.Kind != string(saga.StateSucceeded) || r.serving() != "1.1" {
 		t.Fatalf("ended %s serving %s", end.Kind, r.serving())
 	}
 	// Recorded in the audit log, and announced.
@@ -69,13 +69,13 @@ func TestRejectEndsTheSagaWithNothingChanged(t *testing.T) {
 	req := r.d.Request("1.0", "1.1")
 	req.Metadata.Environment = "production"
 	id := r.submit(req)
-	r.reach(id, saga.AwaitingApproval)
-	decide(t, r, id, events.Reject, "dave", "change freeze")
+	r.reach(id, saga.StateAwaitingApproval)
+	decide(t, r, id, events.OpReject, "dave", "change freeze")
 	_, end := r.end(id)
-	if end.Kind != string(saga.Rejected) || end.Reason != "rejected by dave: change freeze" || r.serving() != "1.0" {
+	if end.Kind != string(saga.StateRejected) || end.Reason != "rejected by dave: change freeze" || r.serving() != "1.0" {
 		t.Fatalf("ended %s (%s) serving %s", end.Kind, end.Reason, r.serving())
 	}
-	if _, err := r.s.Client.Decide(context.Background(), api.ControlRequest{ID: id, Op: events.Approve, Actor: "x"}); !errors.Is(err, api.ErrTooLate) {
+	if _, err := r.s.Client.Decide(context.Background(), api.ControlRequest{ID: id, Op: events.OpApprove, Actor: "x"}); !errors.Is(err, api.ErrTooLate) {
 		t.Fatalf("approving a rejected saga: %v", err)
 	}
 }
@@ -89,12 +89,12 @@ func TestWindowWaitThenDeploy(t *testing.T) {
 	opens := time.Now().Add(20 * time.Second).UTC()
 	req.Spec.Windows = []spec.Window{{From: opens, Until: opens.Add(time.Hour)}}
 	id := r.submit(req)
-	s := r.reach(id, saga.AwaitingWindow)
+	s := r.reach(id, saga.StateAwaitingWindow)
 	if r.serving() != "1.0" || !strings.HasPrefix(s.Reason, "next window opens") {
 		t.Fatalf("reason %q serving %s", s.Reason, r.serving())
 	}
 	_, end := r.end(id) // a scheduled deadline wakes it
-	if end.Kind != string(saga.Succeeded) || r.serving() != "1.1" {
+	if end.Kind != string(saga.StateSucceeded) || r.serving() != "1.1" {
 		t.Fatalf("ended %s serving %s", end.Kind, r.serving())
 	}
 	v, _ := r.s.Client.Get(context.Background(), id)
@@ -111,7 +111,7 @@ func TestWindowAfterTheDeadlineFailsAtOnce(t *testing.T) {
 	req.Spec.Windows = []spec.Window{{From: tomorrow, Until: tomorrow.Add(time.Hour)}}
 	req.Spec.Deadline = time.Now().Add(time.Hour).UTC()
 	_, end := r.run(req)
-	if end.Kind != string(saga.Failed) || !strings.Contains(end.Reason, "after the deadline") || r.serving() != "1.0" {
+	if end.Kind != string(saga.StateFailed) || !strings.Contains(end.Reason, "after the deadline") || r.serving() != "1.0" {
 		t.Fatalf("ended %s (%s) serving %s", end.Kind, end.Reason, r.serving())
 	}
 }
@@ -128,13 +128,13 @@ func TestRehearsalGate(t *testing.T) {
 		t.Fatalf("ended %s: %s", end.Kind, end.Reason)
 	}
 	// Rehearse in test (the same target stands in for the test host).
-	if _, end := r.run(r.d.Request("1.0", "1.1")); end.Kind != string(saga.Succeeded) {
+	if _, end := r.run(r.d.Request("1.0", "1.1")); end.Kind != string(saga.StateSucceeded) {
 		t.Fatalf("rehearsal ended %s", end.Kind)
 	}
 	if err := r.d.Install(context.Background(), "1.0"); err != nil {
 		t.Fatal(err)
 	}
-	if _, end := r.run(prod); end.Kind != string(saga.Succeeded) || r.serving() != "1.1" {
+	if _, end := r.run(prod); end.Kind != string(saga.StateSucceeded) || r.serving() != "1.1" {
 		t.Fatalf("production after the rehearsal ended %s: %s", end.Kind, end.Reason)
 	}
 }
@@ -146,10 +146,10 @@ func TestCancelWhileWaitingForTheWindow(t *testing.T) {
 	later := time.Now().Add(time.Hour).UTC()
 	req.Spec.Windows = []spec.Window{{From: later, Until: later.Add(time.Hour)}}
 	id := r.submit(req)
-	r.reach(id, saga.AwaitingWindow)
-	decide(t, r, id, events.Cancel, "erin", "superseded")
+	r.reach(id, saga.StateAwaitingWindow)
+	decide(t, r, id, events.OpCancel, "erin", "superseded")
 	_, end := r.end(id)
-	if end.Kind != string(saga.Cancelled) || !strings.HasPrefix(end.Reason, "cancelled by erin: superseded") || r.serving() != "1.0" {
+	if end.Kind != string(saga.StateCancelled) || !strings.HasPrefix(end.Reason, "cancelled by erin: superseded") || r.serving() != "1.0" {
 		t.Fatalf("ended %s (%s) serving %s", end.Kind, end.Reason, r.serving())
 	}
 }
@@ -162,10 +162,10 @@ func TestCancelDuringTheDeployRollsBack(t *testing.T) {
 	req := r.d.Request("1.0", "1.1")
 	req.Spec.Timeouts.Verify = spec.Duration{Duration: time.Minute}
 	id := r.submit(req)
-	r.reach(id, saga.Verifying)
-	decide(t, r, id, events.Cancel, "frank", "wrong build")
+	r.reach(id, saga.StateVerifying)
+	decide(t, r, id, events.OpCancel, "frank", "wrong build")
 	_, end := r.end(id)
-	if end.Kind != string(saga.RolledBack) || !strings.HasPrefix(end.Reason, "cancelled by frank: wrong build") || r.serving() != "1.0" {
+	if end.Kind != string(saga.StateRolledBack) || !strings.HasPrefix(end.Reason, "cancelled by frank: wrong build") || r.serving() != "1.0" {
 		t.Fatalf("ended %s (%s) serving %s", end.Kind, end.Reason, r.serving())
 	}
 }

@@ -182,7 +182,7 @@ func TestSixServicesAsProcessesUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if end.Kind != string(saga.Succeeded) || c.serving() != "1.1" {
+	if end.Kind != string(saga.StateSucceeded) || c.serving() != "1.1" {
 		t.Fatalf("saga %s ended %s (%s), serving %s", id, end.Kind, end.Reason, c.serving())
 	}
 }
@@ -203,7 +203,7 @@ func TestCoordinatorKilledMidSagaFinishesItAfterRestart(t *testing.T) {
 	end, err := view.Watch(ctx, c.js, id, func(b []byte) {
 		env, _ := events.Decode(b)
 		var r events.StepResult
-		if env.Type == events.TypeStep && json.Unmarshal(env.Data, &r) == nil && r.Phase == events.Backup && r.Status == events.Started {
+		if env.Type == events.TypeStep && json.Unmarshal(env.Data, &r) == nil && r.Phase == events.Backup && r.Status == events.StatusStarted {
 			once.Do(func() {
 				c.kill("coordinator")
 				natstest.Eventually(t, natstest.Patience, "a report waiting for the coordinator", func() bool {
@@ -221,7 +221,7 @@ func TestCoordinatorKilledMidSagaFinishesItAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if end.Kind != string(saga.Succeeded) || c.serving() != "1.1" {
+	if end.Kind != string(saga.StateSucceeded) || c.serving() != "1.1" {
 		t.Fatalf("saga %s ended %s (%s), serving %s", id, end.Kind, end.Reason, c.serving())
 	}
 	// The apply ran once: the application was started twice in all, for

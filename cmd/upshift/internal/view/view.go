@@ -70,7 +70,7 @@ func (p *Printer) line(env events.Envelope) string {
 		if json.Unmarshal(env.Data, &e) != nil {
 			return ""
 		}
-		if e.Kind == string(saga.Requested) && e.Name != "" {
+		if e.Kind == string(saga.StateRequested) && e.Name != "" {
 			p.labels[e.Saga] = e.Name + " " + Short(e.Saga)
 		}
 		return SagaLine(e)
@@ -88,13 +88,13 @@ func (p *Printer) line(env events.Envelope) string {
 func StepLine(r events.StepResult) string {
 	what := fmt.Sprintf("   %-8s %-8s %-10s", r.Phase, r.Action, r.Target)
 	switch r.Status {
-	case events.Started:
+	case events.StatusStarted:
 		return what + " started"
-	case events.Progress:
+	case events.StatusProgress:
 		return what + " … " + r.Message
-	case events.Succeeded:
+	case events.StatusSucceeded:
 		return what + " succeeded" + took(r)
-	case events.Failed:
+	case events.StatusFailed:
 		reason := r.Error
 		if r.Reason != "" {
 			reason = r.Reason + ": " + r.Error
@@ -114,7 +114,7 @@ func took(r events.StepResult) string {
 // SagaLine describes a coordinator's event.
 func SagaLine(e events.SagaEvent) string {
 	switch e.Kind {
-	case string(saga.Requested):
+	case string(saga.StateRequested):
 		return "requested: " + e.Reason
 	case events.KindStepFailed:
 		return "!  " + e.Reason
@@ -128,7 +128,7 @@ func SagaLine(e events.SagaEvent) string {
 		return "   (" + e.Reason + ")"
 	case events.KindInvalid:
 		return "REFUSED: " + e.Reason
-	case string(saga.Deploying), string(saga.Verifying):
+	case string(saga.StateDeploying), string(saga.StateVerifying):
 		return fmt.Sprintf("== %s batch %d/%d", strings.ReplaceAll(e.Kind, "_", " "), e.Batch+1, e.Batches)
 	}
 	s := "== " + strings.ReplaceAll(e.Kind, "_", " ")

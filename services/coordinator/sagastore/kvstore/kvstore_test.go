@@ -88,7 +88,7 @@ func TestDocumentsFitTheServersMessages(t *testing.T) {
 	ctx := context.Background()
 	s, _ := storetest.Saga("big", "payments", "test", "2.0", time.Now())
 	for i := range 20 {
-		s.Steps = append(s.Steps, saga.Step{ID: fmt.Sprintf("big.deploy.apply.t%d.1", i), Phase: events.Deploy, Action: events.Apply,
+		s.Steps = append(s.Steps, saga.Step{ID: fmt.Sprintf("big.deploy.apply.t%d.1", i), Phase: events.Deploy, Action: events.ActionApply,
 			Target: fmt.Sprintf("t%d", i), Status: saga.StepSucceeded, Error: "fine",
 			Report: []events.ReportLine{{Name: "start", OK: true, Detail: strings.Repeat("x", 4000)}}})
 	}

@@ -32,12 +32,12 @@ func audit(id, event string) sagastore.Entry {
 }
 
 // report applies a phase service's report on the saga's i-th step.
-func report(t *testing.T, s saga.Saga, i int, status events.StepStatus, at time.Time, output map[string]string) saga.Saga {
+func report(t *testing.T, s saga.Saga, i int, status events.Status, at time.Time, output map[string]string) saga.Saga {
 	t.Helper()
 	st := s.Steps[i]
-	next, eff := saga.Apply(s, saga.Input{Kind: saga.Report, At: at, Result: &events.StepResult{
+	next, eff := saga.Apply(s, saga.Input{Kind: saga.InputReport, At: at, Result: &events.StepResult{
 		Step: st.ID, Saga: s.ID, Phase: st.Phase, Action: st.Action, Target: st.Target, Attempt: st.Attempt,
-		Status: status, Output: output, Error: map[bool]string{true: "disk full"}[status == events.Failed],
+		Status: status, Output: output, Error: map[bool]string{true: "disk full"}[status == events.StatusFailed],
 		StartedAt: at.Add(-time.Second), FinishedAt: at}})
 	if eff.Ignored != "" {
 		t.Fatalf("report on %s ignored: %s", st.ID, eff.Ignored)
@@ -99,7 +99,7 @@ func TestFailedUpdateWritesNothing(t *testing.T) {
 			if err := s.Sent(ctx, "s1", []string{"m1"}); err != nil {
 				t.Fatal(err)
 			}
-			next := report(t, sg, 0, events.Succeeded, t0.Add(time.Minute), map[string]string{"free": "10G"})
+			next := report(t, sg, 0, events.StatusSucceeded, t0.Add(time.Minute), map[string]string{"free": "10G"})
 			before := snapshot(t, conn)
 
 			_, err = s.Update(ctx, next, rev, tc.change)

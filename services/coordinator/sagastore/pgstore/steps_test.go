@@ -100,7 +100,7 @@ func TestStepsTableMirrorsTheSaga(t *testing.T) {
 
 	// The first precheck succeeds: one row changes, the other is left
 	// alone rather than rewritten.
-	sg = report(t, sg, 0, events.Succeeded, t0.Add(time.Minute), map[string]string{"free": "10G"})
+	sg = report(t, sg, 0, events.StatusSucceeded, t0.Add(time.Minute), map[string]string{"free": "10G"})
 	if rev, err = s.Update(ctx, sg, rev, sagastore.Change{}); err != nil {
 		t.Fatal(err)
 	}
@@ -111,8 +111,8 @@ func TestStepsTableMirrorsTheSaga(t *testing.T) {
 	}
 
 	// The second fails: the saga fails, and the failure is in the table.
-	sg = report(t, sg, 1, events.Failed, t0.Add(2*time.Minute), nil)
-	if sg.State != saga.Failed {
+	sg = report(t, sg, 1, events.StatusFailed, t0.Add(2*time.Minute), nil)
+	if sg.State != saga.StateFailed {
 		t.Fatalf("state %s after a failed precheck", sg.State)
 	}
 	if rev, err = s.Update(ctx, sg, rev, sagastore.Change{}); err != nil {

@@ -68,7 +68,7 @@ func Saga(id, team, env, to string, created time.Time) (saga.Saga, saga.Effects)
 		Spec: spec.Spec{Software: "app", From: "1.0", To: to, Targets: []string{"a", "b"},
 			Artifact: spec.Artifact{URL: "file:///a.tgz", Digest: "sha256:" + strings.Repeat(to[:1], 64)}},
 	}.WithDefaults()
-	return saga.Apply(saga.New(id, req, saga.Options{}, created), saga.Input{Kind: saga.Start, At: created})
+	return saga.Apply(saga.New(id, req, saga.Options{}, created), saga.Input{Kind: saga.InputStart, At: created})
 }
 
 func msg(id string) bus.Message {
@@ -315,7 +315,7 @@ func testList(t *testing.T, h Harness) {
 	} {
 		s, _ := Saga(fmt.Sprintf("s%d", i), c.team, c.env, c.to, t0.Add(time.Duration(i)*time.Minute))
 		if i == 3 {
-			s.State, s.Deadline = saga.Succeeded, time.Time{}
+			s.State, s.Deadline = saga.StateSucceeded, time.Time{}
 		}
 		if _, err := h.Store.Create(ctx, s, sagastore.Change{}); err != nil {
 			t.Fatal(err)
@@ -329,7 +329,7 @@ func testList(t *testing.T, h Harness) {
 		{sagastore.Filter{Team: "payments"}, []string{"s1", "s0"}},
 		{sagastore.Filter{Environment: "production"}, []string{"s3", "s1"}},
 		{sagastore.Filter{Active: true}, []string{"s2", "s1", "s0"}},
-		{sagastore.Filter{States: []saga.State{saga.Succeeded}}, []string{"s3"}},
+		{sagastore.Filter{States: []saga.State{saga.StateSucceeded}}, []string{"s3"}},
 		{sagastore.Filter{Digest: "sha256:" + strings.Repeat("3", 64), Environment: "test"}, []string{"s2"}},
 		{sagastore.Filter{Software: "other"}, nil},
 		{sagastore.Filter{Limit: 2}, []string{"s3", "s2"}},
@@ -351,7 +351,7 @@ func testList(t *testing.T, h Harness) {
 		}
 	}
 	got, _ := h.Store.List(ctx, sagastore.Filter{Team: "search", Active: true})
-	if len(got) != 1 || got[0].Environment != "test" || got[0].To != "3.0" || got[0].Batches != 2 || got[0].State != saga.Prechecking {
+	if len(got) != 1 || got[0].Environment != "test" || got[0].To != "3.0" || got[0].Batches != 2 || got[0].State != saga.StatePrechecking {
 		t.Fatalf("summary %+v", got)
 	}
 }
