@@ -24,10 +24,12 @@ import (
 	"github.com/upshift/upshift/pkg/phase"
 	"github.com/upshift/upshift/pkg/promreg"
 	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/pkg/service"
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/streams"
 	"github.com/upshift/upshift/pkg/testlog"
 	"github.com/upshift/upshift/services/coordinator"
+	"github.com/upshift/upshift/services/coordinator/coordinatord"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 	"github.com/upshift/upshift/services/coordinator/sagastore/kvstore"
 	"github.com/upshift/upshift/services/coordinator/sagastore/pgstore"
@@ -205,7 +207,8 @@ func (w *world) on(key, what string) {
 	w.script[key] = what
 }
 
-// coordinator starts one coordinator instance.
+// coordinator starts one coordinator instance, built as its process builds
+// it, on the world's store.
 func (w *world) coordinator(name string) (*coordinator.Coordinator, func()) {
 	gauge := w.gauge
 	if gauge == 0 {
@@ -215,11 +218,15 @@ func (w *world) coordinator(name string) (*coordinator.Coordinator, func()) {
 	if cons.AckWait == 0 {
 		cons = fast
 	}
-	c := coordinator.New(w.nc, w.js, coordinator.Config{Instance: name, Store: w.store, Streams: streamsCfg,
-		Consumer: cons, RelayInterval: 500 * time.Millisecond, GaugeInterval: gauge, OverdueGrace: w.grace, Policy: w.policy, Now: w.clock}, w.log, w.reg)
-	stop := w.run(name, c.Run)
-	natstest.Eventually(w.t, natstest.Patience, name+" ready", c.Ready)
-	return c, stop
+	env := service.Env{Instance: name, Log: w.log, NC: w.nc, JS: w.js, Registry: w.reg}
+	p, err := coordinatord.Build(context.Background(), env, coordinatord.Settings{Engine: coordinator.Config{Store: w.store,
+		Consumer: cons, RelayInterval: 500 * time.Millisecond, GaugeInterval: gauge, OverdueGrace: w.grace, Policy: w.policy, Now: w.clock}})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	stop := w.run(name, func(ctx context.Context) error { return service.Group(ctx, p.Components()) })
+	natstest.Eventually(w.t, natstest.Patience, name+" ready", p.Coordinator.Ready)
+	return p.Coordinator, stop
 }
 
 func request(env string, targets ...string) spec.Request {

@@ -23,7 +23,6 @@ import (
 	"github.com/upshift/upshift/pkg/streams"
 	"github.com/upshift/upshift/pkg/targets"
 	"github.com/upshift/upshift/services/backup"
-	"github.com/upshift/upshift/services/coordinator"
 	"github.com/upshift/upshift/services/coordinator/api"
 	"github.com/upshift/upshift/services/coordinator/coordinatord"
 	"github.com/upshift/upshift/services/deploy"
@@ -56,12 +55,11 @@ type Options struct {
 
 // Stack is a running all-in-one upshift.
 type Stack struct {
-	Server      *natsembed.Server
-	NC          *nats.Conn
-	JS          jetstream.JetStream
-	Registry    *prometheus.Registry
-	Coordinator *coordinator.Coordinator
-	Client      *api.Client
+	Server   *natsembed.Server
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Registry *prometheus.Registry
+	Client   *api.Client
 	// Ops and HTTP are the addresses of the operations server and of the
 	// HTTP API, if any.
 	Ops, HTTP string
@@ -112,7 +110,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			closeStore()
 		}
 	}()
-	s.Coordinator, s.Client = coord.Coordinator, api.NewClient(s.NC)
+	s.Client = api.NewClient(s.NC)
 	if coord.HTTP != nil {
 		s.HTTP = coord.HTTP.Addr()
 	}
