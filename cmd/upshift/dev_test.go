@@ -1,34 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/testlog"
 )
-
-// lockedBuffer is written by the dev stack and read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // `make demo` must not pass for a demo that never finished.
 func TestDemoInterruptedIsNotASuccess(t *testing.T) {
@@ -38,7 +19,7 @@ func TestDemoInterruptedIsNotASuccess(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &lockedBuffer{}
+	out := &testlog.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"dev", "--demo", "--exit", "--data", t.TempDir() + "/dev", "--ops-addr", "", "--http-addr", ""}, out)

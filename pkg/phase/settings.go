@@ -1,9 +1,11 @@
 package phase
 
 import (
+	"context"
 	"flag"
 
 	"github.com/upshift/upshift/pkg/consumer"
+	"github.com/upshift/upshift/pkg/service"
 	"github.com/upshift/upshift/pkg/targets"
 )
 
@@ -35,4 +37,29 @@ func (s Settings) Registry() (*targets.Registry, error) {
 		return s.Targets, nil
 	}
 	return targets.Load(s.TargetsFile)
+}
+
+// Program is the process of a phase service: the settings' flags and the
+// service's own (flags, may be nil), and build, which makes the service for
+// the targets it serves. Each service's Program calls it.
+func Program(name, opsAddr string, s *Settings, flags func(*flag.FlagSet),
+	build func(env service.Env, served *targets.Registry) (service.Component, error)) service.Program {
+	return service.Program{Name: name, OpsAddr: opsAddr,
+		Flags: func(fs *flag.FlagSet) {
+			s.Register(fs)
+			if flags != nil {
+				flags(fs)
+			}
+		},
+		Build: func(_ context.Context, env service.Env) ([]service.Component, func(), error) {
+			served, err := s.Registry()
+			if err != nil {
+				return nil, nil, err
+			}
+			c, err := build(env, served)
+			if err != nil {
+				return nil, nil, err
+			}
+			return []service.Component{c}, nil, nil
+		}}
 }

@@ -1,10 +1,9 @@
 package backup
 
 import (
-	"context"
-
 	"github.com/upshift/upshift/pkg/phase"
 	"github.com/upshift/upshift/pkg/service"
+	"github.com/upshift/upshift/pkg/targets"
 )
 
 // Settings of an upshift-backup process: flags, or UPSHIFT_* variables.
@@ -13,15 +12,10 @@ type Settings struct {
 }
 
 // Program is the backup process, built from its settings: its main runs it,
-// and `upshift dev` and the tests build their backup service with it.
+// and `upshift dev` builds its backup service with it.
 func Program(s *Settings) service.Program {
-	return service.Program{Name: "backup", OpsAddr: ":9103", Flags: s.Register,
-		Build: func(_ context.Context, env service.Env) ([]service.Component, func(), error) {
-			reg, err := s.Registry()
-			if err != nil {
-				return nil, nil, err
-			}
-			return []service.Component{New(env.JS, Config{Instance: env.Instance, Targets: reg,
-				Consumer: s.Consumer, Streams: env.Streams()}, env.Log, env.Registry)}, nil, nil
-		}}
+	return phase.Program("backup", ":9103", &s.Settings, nil, func(env service.Env, served *targets.Registry) (service.Component, error) {
+		return New(env.JS, Config{Instance: env.Instance, Targets: served,
+			Consumer: s.Consumer, Streams: env.Streams()}, env.Log, env.Registry), nil
+	})
 }

@@ -1,7 +1,6 @@
 package coordinator_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/streams"
+	"github.com/upshift/upshift/pkg/testlog"
 	"github.com/upshift/upshift/services/coordinator"
 	"github.com/upshift/upshift/services/coordinator/api"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
@@ -378,7 +377,7 @@ func TestAPIHidesInternalErrors(t *testing.T) {
 	if _, err := bucket.Put(ctx, "saga.spoilt", []byte(`{"saga": {"id": "spoilt", "state": 5}}`)); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testlog.Buffer
 	c := coordinator.New(w.nc, w.js, coordinator.Config{Instance: "c1", Store: w.store, Streams: streamsCfg, Consumer: fast},
 		slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError})), w.reg)
 	w.run("c1", c.Run)
@@ -420,24 +419,6 @@ func TestAPIHidesInternalErrors(t *testing.T) {
 	if !logged {
 		t.Fatalf("no log line with ref %s:\n%s", ref, logs.String())
 	}
-}
-
-// syncBuffer collects log output written from the coordinator's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // The sweep finds a deadline whose timer was lost, and a stored saga that

@@ -1,12 +1,10 @@
 package deploy
 
 import (
-	"context"
-	"flag"
-
 	"github.com/upshift/upshift/pkg/artifact"
 	"github.com/upshift/upshift/pkg/phase"
 	"github.com/upshift/upshift/pkg/service"
+	"github.com/upshift/upshift/pkg/targets"
 )
 
 // Settings of an upshift-deploy process: flags, or UPSHIFT_* variables.
@@ -15,26 +13,15 @@ type Settings struct {
 	Artifacts artifact.Settings
 }
 
-// Register adds the process's own flags to fs.
-func (s *Settings) Register(fs *flag.FlagSet) {
-	s.Settings.Register(fs)
-	s.Artifacts.Register(fs)
-}
-
 // Program is the deploy process, built from its settings: its main runs it,
-// and `upshift dev` and the tests build their deploy service with it.
+// and `upshift dev` builds its deploy service with it.
 func Program(s *Settings) service.Program {
-	return service.Program{Name: "deploy", OpsAddr: ":9104", Flags: s.Register,
-		Build: func(_ context.Context, env service.Env) ([]service.Component, func(), error) {
-			reg, err := s.Registry()
-			if err != nil {
-				return nil, nil, err
-			}
-			arts, err := s.Artifacts.Open()
-			if err != nil {
-				return nil, nil, err
-			}
-			return []service.Component{New(env.JS, Config{Instance: env.Instance, Targets: reg, Artifacts: arts,
-				Consumer: s.Consumer, Streams: env.Streams()}, env.Log, env.Registry)}, nil, nil
-		}}
+	return phase.Program("deploy", ":9104", &s.Settings, s.Artifacts.Register, func(env service.Env, served *targets.Registry) (service.Component, error) {
+		arts, err := s.Artifacts.Open()
+		if err != nil {
+			return nil, err
+		}
+		return New(env.JS, Config{Instance: env.Instance, Targets: served, Artifacts: arts,
+			Consumer: s.Consumer, Streams: env.Streams()}, env.Log, env.Registry), nil
+	})
 }

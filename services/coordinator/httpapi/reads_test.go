@@ -15,6 +15,7 @@ import (
 
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/pkg/testlog"
 	"github.com/upshift/upshift/services/coordinator/api"
 	"github.com/upshift/upshift/services/coordinator/httpapi"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
@@ -120,7 +121,7 @@ func TestGetShowsTheTimeline(t *testing.T) {
 		spoilt,
 		sagaEvent(4, "approved", 4*time.Second),
 	}
-	var logs logBuffer
+	var logs testlog.Buffer
 	s := newServer(t, b, httpapi.Config{}, slog.New(slog.NewJSONHandler(&logs, nil)))
 
 	_, _, raw := s.do(http.MethodGet, "/v1/sagas/s1", "", nil)
@@ -216,7 +217,7 @@ func TestServerErrorsAreLoggedNotShown(t *testing.T) {
 	t.Parallel()
 	b := newBackend()
 	b.err = errors.New("load saga: nats: connection closed to 10.1.2.3:4222")
-	var logs logBuffer
+	var logs testlog.Buffer
 	s := newServer(t, b, httpapi.Config{Token: token}, slog.New(slog.NewJSONHandler(&logs, nil)))
 	for _, p := range []string{"/v1/sagas", "/v1/sagas/some-saga", "/v1/sagas/some-saga/history"} {
 		code, _, body := s.do(http.MethodGet, p, "", nil)
@@ -228,7 +229,7 @@ func TestServerErrorsAreLoggedNotShown(t *testing.T) {
 	code, _, body := s.post("/v1/sagas/some-saga/approve", bearer, `{"actor":"erin"}`)
 	wantError(t, "approve", code, body, http.StatusInternalServerError, api.InternalError)
 	var failed int
-	for _, l := range logs.lines(t) {
+	for _, l := range logs.JSONLines(t) {
 		if l["level"] == "ERROR" && strings.Contains(l["err"].(string), "connection closed to 10.1.2.3") {
 			failed++
 		}

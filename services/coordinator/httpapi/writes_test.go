@@ -9,6 +9,7 @@ import (
 
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/pkg/testlog"
 	"github.com/upshift/upshift/services/coordinator/api"
 	"github.com/upshift/upshift/services/coordinator/httpapi"
 )
@@ -104,7 +105,7 @@ func TestDecisionsRefuseBadBodies(t *testing.T) {
 func TestWritesAreLoggedWithoutTheToken(t *testing.T) {
 	t.Parallel()
 	b := newBackend(view("w1", saga.StateAwaitingApproval, 3), view("done", saga.StateSucceeded, 6))
-	var logs logBuffer
+	var logs testlog.Buffer
 	s := newServer(t, b, httpapi.Config{Token: token}, slog.New(slog.NewJSONHandler(&logs, nil)))
 	s.post("/v1/sagas/w1/approve", bearer, `{"actor":"carol"}`)
 	s.post("/v1/sagas/w1/approve", "Bearer wrong", `{"actor":"mallory"}`)
@@ -112,7 +113,7 @@ func TestWritesAreLoggedWithoutTheToken(t *testing.T) {
 	s.post("/v1/sagas/no-such-saga/approve", bearer, `{"actor":"carol"}`)
 	s.post("/v1/sagas/done/cancel", bearer, `{"actor":"erin"}`)
 	got := map[string]bool{}
-	for _, l := range logs.lines(t) {
+	for _, l := range logs.JSONLines(t) {
 		if l["msg"] != "saga decision" {
 			continue
 		}
