@@ -32,7 +32,7 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) ./...
 
-## bench: the benchmarks of every module
+## bench: every benchmark
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
 

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/upshift/upshift/cmd/upshift/internal/devstack"
@@ -41,14 +40,17 @@ func devCmd(out io.Writer) *ffcli.Command {
 	fs.StringVar(&o.opsAddr, "ops-addr", "127.0.0.1:0", "address of /metrics, /healthz, /readyz (empty: off)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "level of the log file")
 	// The coordinator's own flags, with what suits one process on a laptop
-	// as defaults.
+	// as defaults, and the store named by the same two variables as the
+	// coordinator's (dev reads no other: a shell set up for a service's
+	// main must not change what dev does).
 	o.coordinator.HTTPAddr, o.coordinator.Engine.RelayInterval = "127.0.0.1:0", 5*time.Second
+	o.coordinator.Store = os.Getenv("UPSHIFT_STORE")
+	o.coordinator.DatabaseURL = service.Secret(os.Getenv("UPSHIFT_DATABASE_URL"))
 	o.coordinator.Register(fs)
 	fs.BoolVar(&o.demo, "demo", false, "build the demo application, install 1.0, upgrade to 1.1 then to 1.2 (rolled back)")
 	fs.BoolVar(&o.exit, "exit", false, "with --demo: stop after the demo; exit 0 only if it went as expected (1 if not, 130 if interrupted)")
 	return &ffcli.Command{Name: "dev", ShortUsage: "upshift dev [--demo [--exit]] [flags]", FlagSet: fs,
-		Options:   []ff.Option{ff.WithEnvVarPrefix(service.EnvPrefix)},
-		ShortHelp: "run everything in one process on an embedded NATS server (flags also from UPSHIFT_* variables)",
+		ShortHelp: "run everything in one process on an embedded NATS server",
 		Exec:      func(ctx context.Context, _ []string) error { return runDev(ctx, o, out) }}
 }
 
@@ -100,10 +102,13 @@ func runDev(ctx context.Context, o devOptions, out io.Writer) error {
 		return fmt.Errorf("%w: give --demo, or --targets FILE for the phase services to serve", exitInvalid)
 	}
 
+	// A token made here is printed for the user to copy; one given is a
+	// secret, and is not.
+	token := "(the one given with --api-token)"
 	if o.coordinator.APIToken == "" {
-		o.coordinator.APIToken = service.Secret(rand.Text())
+		token = rand.Text()
+		o.coordinator.APIToken = service.Secret(token)
 	}
-	token := string(o.coordinator.APIToken)
 	s, err := devstack.Start(ctx, devstack.Options{Dir: o.data, Port: o.port, Targets: reg, OpsAddr: o.opsAddr,
 		Coordinator: o.coordinator, Log: log, ArtifactSources: sources})
 	if err != nil {

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,9 +19,8 @@ import (
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/promreg"
+	"github.com/upshift/upshift/pkg/testlog"
 )
-
-var log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 // fixture runs one runner over the EVENTS stream of a fresh server.
 type fixture struct {
@@ -52,7 +49,7 @@ func fixtureOn(t *testing.T, js jetstream.JetStream) *fixture {
 func (f *fixture) run(h consumer.Handler, opts ...consumer.Option) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	opts = append(opts, consumer.WithMetrics(consumer.NewMetrics(f.reg)))
-	r := consumer.New(f.js, f.cfg, h, log, opts...)
+	r := consumer.New(f.js, f.cfg, h, testlog.New(f.t), opts...)
 	f.runner = r
 	if _, err := r.Ensure(ctx); err != nil {
 		f.t.Fatal(err)
@@ -102,6 +99,7 @@ func (f *fixture) count(result string) float64 {
 }
 
 func TestAcksEachMessageOnce(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	var seen sync.Map
 	var n atomic.Int32
@@ -141,6 +139,7 @@ func TestAcksEachMessageOnce(t *testing.T) {
 }
 
 func TestRetriesAHandlerErrorThenSucceeds(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	var calls atomic.Int32
 	f.run(func(ctx context.Context, d *consumer.Delivery) error {
@@ -157,6 +156,7 @@ func TestRetriesAHandlerErrorThenSucceeds(t *testing.T) {
 }
 
 func TestGivesUpAfterMaxDeliverAndDeadLetters(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	var calls, gaveUp atomic.Int32
 	f.run(func(ctx context.Context, d *consumer.Delivery) error {
@@ -184,6 +184,7 @@ func TestGivesUpAfterMaxDeliverAndDeadLetters(t *testing.T) {
 }
 
 func TestTerminatesMalformedAndPermanentAtOnce(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	var calls atomic.Int32
 	f.run(func(ctx context.Context, d *consumer.Delivery) error {
@@ -216,6 +217,7 @@ func TestTerminatesMalformedAndPermanentAtOnce(t *testing.T) {
 }
 
 func TestPanicIsRetriedNotACrash(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	var calls atomic.Int32
 	f.run(func(ctx context.Context, d *consumer.Delivery) error {
@@ -229,6 +231,7 @@ func TestPanicIsRetriedNotACrash(t *testing.T) {
 }
 
 func TestHeartbeatsKeepASlowHandlerFromRedelivery(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	var calls atomic.Int32
 	f.run(func(ctx context.Context, d *consumer.Delivery) error {
@@ -244,6 +247,7 @@ func TestHeartbeatsKeepASlowHandlerFromRedelivery(t *testing.T) {
 }
 
 func TestShutdownLetsTheRunningHandlerFinish(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	started, finished := make(chan struct{}), make(chan struct{})
 	stop := f.run(func(ctx context.Context, d *consumer.Delivery) error {

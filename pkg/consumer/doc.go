@@ -44,10 +44,11 @@
 //	Classify            nil stays nil; a permanent or malformed error becomes
 //	                    a dead letter ("rejected"), any other a retry after
 //	                    the back-off for its delivery
+//	Recover             a panic below it (decoding, the caller's middleware,
+//	                    the handler) is an error, not a crash
 //	Decode              decodes the CloudEvent; an undecodable one is malformed
 //	LogSaga             adds the saga id to d.Log
 //	(WithMiddleware)    the caller's own, if any
-//	Recover             a panicking handler is an error, not a crash
 //
 // Classify and GiveUpAfter return verdicts: errors that the pull loop reads
 // with errors.As to choose how to settle. An error that reaches the loop

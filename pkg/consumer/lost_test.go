@@ -17,6 +17,7 @@ import (
 // advisory, kept by the ADVISORIES stream while no runner is up, has the
 // next runner dead-letter it, once.
 func TestALastDeliveryNeverSettledIsDeadLetteredAsLost(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.cfg.MaxDeliver, f.cfg.Grace = 1, 100*time.Millisecond
 	taken := make(chan struct{}, 1)

@@ -17,6 +17,7 @@ import (
 // event, and what it returns is classified like the handler's. The handler
 // reads the delivery's facts.
 func TestTheCallersMiddlewareIsPartOfThePipeline(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	refuse := func(next consumer.Handler) consumer.Handler {
 		return func(ctx context.Context, d *consumer.Delivery) error {

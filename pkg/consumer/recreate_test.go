@@ -22,6 +22,7 @@ import (
 )
 
 func TestSinceSkipsOldHistoryOnlyWhenCreated(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.publish("old")
 	time.Sleep(1100 * time.Millisecond)
@@ -52,6 +53,7 @@ func TestSinceSkipsOldHistoryOnlyWhenCreated(t *testing.T) {
 }
 
 func TestADeletedConsumerIsCreatedAgain(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.run(func(ctx context.Context, d *consumer.Delivery) error { return nil })
 	f.publish("before")
@@ -70,6 +72,7 @@ func TestADeletedConsumerIsCreatedAgain(t *testing.T) {
 // that predates the consumer. The runner notices the silence and creates it
 // again.
 func TestAConsumerLostSilentlyIsCreatedAgain(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	srv, err := natsembed.Start(natsembed.Options{Dir: dir})
 	if err != nil {

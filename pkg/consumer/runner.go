@@ -114,9 +114,11 @@ func New(js jetstream.JetStream, cfg Config, h Handler, log *slog.Logger, opts .
 	for _, o := range opts {
 		o(r)
 	}
+	// Recover inside Classify: a panic in decoding, in the caller's
+	// middleware or in the handler is an error like any other.
 	mws := []Middleware{r.metrics.Middleware(r.cfg.Stream, r.cfg.Name),
-		GiveUpAfter(r.cfg.MaxDeliver, r.giveUp), Classify(r.cfg.Backoff), Decode, LogSaga}
-	mws = append(append(mws, r.inner...), Recover)
+		GiveUpAfter(r.cfg.MaxDeliver, r.giveUp), Classify(r.cfg.Backoff), Recover, Decode, LogSaga}
+	mws = append(mws, r.inner...)
 	r.pipeline = Chain(h, mws...)
 	return r
 }

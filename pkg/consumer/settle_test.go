@@ -17,6 +17,7 @@ import (
 )
 
 func TestKeepsAMessageItCannotDeadLetter(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	if err := f.js.DeleteStream(context.Background(), events.StreamDeadLetter); err != nil {
 		t.Fatal(err)
@@ -34,6 +35,7 @@ func TestKeepsAMessageItCannotDeadLetter(t *testing.T) {
 // service's failure report) slower than the ack wait does not let the
 // server count the message as timed out on its last delivery.
 func TestHeartbeatsLastUntilSettled(t *testing.T) {
+	t.Parallel()
 	srv, js := natstest.Start(t)
 	nc, _ := natstest.Connect(t, srv)
 	var maxed atomic.Int32
@@ -61,6 +63,7 @@ func TestHeartbeatsLastUntilSettled(t *testing.T) {
 // not given back to a server that will never deliver it again: the runner
 // keeps trying until the dead letter is out.
 func TestLastDeliveryIsDeadLetteredOnceTheStreamIsBack(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	if err := f.js.DeleteStream(ctx, events.StreamDeadLetter); err != nil {
@@ -91,6 +94,7 @@ func TestLastDeliveryIsDeadLetteredOnceTheStreamIsBack(t *testing.T) {
 // A message waiting for a free handler is kept too: with every handler busy
 // for longer than the ack wait, the next message is still delivered once.
 func TestAMessageWaitingForAHandlerIsNotRedelivered(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.cfg.Concurrency = 2
 	var mu sync.Mutex

@@ -39,6 +39,7 @@ func (f *fixture) pending() (float64, bool) {
 // stream is purged under it by the first handler, so that the last delivery
 // leaves the gauge at 3 or 4 when nothing is pending any more.
 func TestThePendingGaugeFollowsAnIdleConsumer(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	for i := range 5 {
 		f.publish(fmt.Sprint("e", i))
@@ -64,6 +65,7 @@ func TestThePendingGaugeFollowsAnIdleConsumer(t *testing.T) {
 // A runner is ready only while it consumes: not while its stream is gone and
 // its consumer cannot be created again, and again once it can.
 func TestReadyOnlyWhileTheConsumerIsConsumed(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	stop := f.run(func(ctx context.Context, d *consumer.Delivery) error { return nil })

@@ -26,8 +26,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		steps: promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "upshift_step_duration_seconds",
 			Help: "Time a phase service took over one step, by outcome.",
-			// From a check of a tenth of a second to a deploy of hours.
-			Buckets: prometheus.ExponentialBucketsRange(0.1, 4*3600, 16),
+			// From a check of ten milliseconds to a deploy of hours.
+			Buckets: prometheus.ExponentialBucketsRange(0.01, 4*3600, 20),
 		}, []string{"service", "action", "outcome"})),
 	}
 	return m

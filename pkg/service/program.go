@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -121,10 +122,14 @@ func Checks(nc *nats.Conn, parts []Component) []func() error {
 
 // Group runs every part of a process until ctx ends or one part returns:
 // then every other part is stopped, and Group returns once all have, with
-// the first part's error. A part that returns while ctx is live, even with
-// nil, has died: the process must not go on without it.
+// every part's error. A part that returns while ctx is live, even with nil,
+// has died: the process must not go on without it.
 func Group(ctx context.Context, parts []Component) error {
-	var g run.Group
+	var (
+		g    run.Group
+		mu   sync.Mutex
+		errs []error
+	)
 	for _, c := range parts {
 		cctx, cancel := context.WithCancel(ctx)
 		g.Add(func() error {
@@ -132,11 +137,17 @@ func Group(ctx context.Context, parts []Component) error {
 			if err == nil && cctx.Err() == nil {
 				err = fmt.Errorf("%T stopped by itself", c)
 			}
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
 			return err
 		}, func(error) { cancel() })
 	}
 	// A group of nothing would return at once; wait for the end instead.
 	wctx, wcancel := context.WithCancel(ctx)
 	g.Add(func() error { <-wctx.Done(); return nil }, func(error) { wcancel() })
-	return g.Run()
+	g.Run()
+	return errors.Join(errs...)
 }

@@ -378,10 +378,8 @@ func TestAPIHidesInternalErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs testlog.Buffer
-	c := coordinator.New(w.nc, w.js, coordinator.Config{Instance: "c1", Store: w.store, Streams: streamsCfg, Consumer: fast},
-		slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError})), w.reg)
-	w.run("c1", c.Run)
-	natstest.Eventually(t, natstest.Patience, "c1 ready", c.Ready)
+	w.log = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))
+	w.coordinator("c1")
 
 	_, err = api.NewClient(w.nc).Get(ctx, "spoilt")
 	var apiErr *api.Error

@@ -8,9 +8,11 @@
 //     subscribes; its id is derived from the saga event's, so a redelivered
 //     saga event is dropped by the NOTIFY stream's duplicate window.
 //   - the deliverer reads NOTIFY and hands each notice to every configured
-//     Channel, exactly once per notice and channel: a record in the
+//     Channel, once per notice and channel as a rule: a record in the
 //     DoneBucket, written after a successful delivery, answers a
-//     redelivery. A channel error is retried with back-off by the consumer
+//     redelivery. A crash between a delivery and its record delivers again
+//     (at least once), so a channel passes the notice's stable id on for
+//     its receiver to de-duplicate by. A channel error is retried with back-off by the consumer
 //     runner and, after the last delivery, dead-lettered.
 //
 // The channels: the log channel (one log line per notice). Every channel

@@ -48,7 +48,10 @@ func (s *Settings) Register(fs *flag.FlagSet) {
 		"comma-separated environments whose sagas wait for an approval (besides the policy file's)")
 	fs.DurationVar(&e.Policy.ApprovalTimeout, "approval-timeout", orDuration(e.Policy.ApprovalTimeout, 24*time.Hour),
 		"how long a saga waits for an approval, unless its environment says")
-	fs.IntVar(&e.Concurrency, "concurrency", max(e.Concurrency, 8), "inputs handled at once")
+	if e.Concurrency == 0 {
+		e.Concurrency = 8
+	}
+	fs.IntVar(&e.Concurrency, "concurrency", e.Concurrency, "inputs handled at once")
 	fs.DurationVar(&e.RelayInterval, "relay-interval", orDuration(e.RelayInterval, 15*time.Second),
 		"how often the outbox is searched for leftovers")
 	if e.Consumer.MaxDeliver == 0 {

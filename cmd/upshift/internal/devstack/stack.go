@@ -104,10 +104,17 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return fail(err)
 	}
 	parts := coord.Components()
-	closeStore := coord.Close
+	cleanups := []func(){coord.Close}
+	closeAll := func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			if cleanups[i] != nil {
+				cleanups[i]()
+			}
+		}
+	}
 	defer func() {
-		if closeStore != nil {
-			closeStore()
+		if closeAll != nil {
+			closeAll()
 		}
 	}()
 	s.Client = api.NewClient(s.NC)
@@ -123,11 +130,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		verify.Program(&verify.Settings{Settings: ps}),
 		notify.Program(&notify.Settings{Consumer: o.Consumer}),
 	} {
-		built, _, err := p.Build(ctx, env(p.Name))
+		built, cleanup, err := p.Build(ctx, env(p.Name))
 		if err != nil {
 			return fail(fmt.Errorf("%s: %w", p.Name, err))
 		}
-		parts = append(parts, built...)
+		parts, cleanups = append(parts, built...), append(cleanups, cleanup)
 	}
 	checks := service.Checks(s.NC, parts)
 	if o.OpsAddr != "" {
@@ -140,12 +147,12 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
-	store := closeStore
-	closeStore = nil // from now on, closed once the group has stopped
+	release := closeAll
+	closeAll = nil // from now on, released once the group has stopped
 	go func() {
 		defer close(s.done)
 		s.err = service.Group(rctx, parts)
-		store()
+		release()
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for _, check := range checks {
@@ -153,6 +160,8 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			select {
 			case <-s.done:
 				return fail(s.Err())
+			case <-ctx.Done():
+				return fail(ctx.Err())
 			case <-time.After(10 * time.Millisecond):
 			}
 			if time.Now().After(deadline) {
