@@ -56,7 +56,7 @@ type Envelope struct {
 // fact it describes (see the *ID functions): it is also the Nats-Msg-Id that
 // lets JetStream drop a re-publish.
 func New(id, typ, source, saga string, attempt int, at time.Time, data any) (Envelope, error) {
-	raw, err := json.Marshal(data)
+	raw, err := marshal(data)
 	if err != nil {
 		return Envelope{}, fmt.Errorf("encode %s data: %w", typ, err)
 	}
@@ -75,6 +75,19 @@ func New(id, typ, source, saga string, attempt int, at time.Time, data any) (Env
 	}, nil
 }
 
+// marshal is json.Marshal without HTML escaping: events are read raw by
+// people and tools (`nats sub`, a log), where "1.1 -> 1.2" must not read
+// "1.1 -\u003e 1.2". No event is embedded in HTML.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
 // Schema names the data schema of an event type at the current major version.
 func Schema(typ string) string {
 	return "urn:upshift:schema:v" + strconv.Itoa(SchemaMajor) + ":" + typ
@@ -87,7 +100,7 @@ func Encode(e Envelope) ([]byte, error) {
 	if err := e.validate(); err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(e)
+	b, err := marshal(e)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", e.Type, err)
 	}

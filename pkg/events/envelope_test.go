@@ -124,3 +124,28 @@ func TestSubjects(t *testing.T) {
 		}
 	}
 }
+
+// An event reads raw as it was written: no \u003e for '>' nor \u0026 for
+// '&', in the data or in the envelope.
+func TestEncodedEventsReadRaw(t *testing.T) {
+	n := events.Notice{Saga: "s1", Team: "ops", Kind: events.KindStepFailed, Summary: "app 1.1 -> 1.2: <rolled back> & told"}
+	env, err := events.New("s1/1.0/rolled_back/ops", events.TypeNotice, "upshift/test", "s1", 0, time.Now(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := events.Encode(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "app 1.1 -> 1.2: <rolled back> & told") || strings.Contains(string(b), `\u00`) {
+		t.Fatalf("encoded %s", b)
+	}
+	back, err := events.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got events.Notice
+	if err := events.Open(back, events.TypeNotice, &got); err != nil || got.Summary != n.Summary {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+}
