@@ -38,11 +38,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 // Middleware counts each delivery's result and times it, from when it
-// enters the pipeline until the message is settled.
+// enters the pipeline until the message is settled. Every result's series
+// is exported at zero from the start.
 func (m *Metrics) Middleware(stream, consumer string) Middleware {
 	return func(next Handler) Handler {
 		if m == nil {
 			return next
+		}
+		for _, r := range []string{ResultAcked, ResultRetried, ResultTermed, ResultGaveUp, ResultAckError, ResultLost} {
+			m.messages.WithLabelValues(stream, consumer, r)
 		}
 		return func(ctx context.Context, d *Delivery) error {
 			start := time.Now()

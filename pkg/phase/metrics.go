@@ -33,6 +33,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// Results counted by upshift_commands_total.
+var results = []string{string(events.StatusSucceeded), string(events.StatusFailed), "duplicate",
+	events.ReasonExpired, events.ReasonUnsupported, events.ReasonGaveUp, "error"}
+
+// serve exports the series of a service's actions at zero, so that a
+// dashboard or an alert sees a service that has done nothing yet.
+func (m *Metrics) serve(service events.Phase, actions []events.Action) {
+	for _, a := range actions {
+		for _, r := range results {
+			m.commands.WithLabelValues(string(service), string(a), r)
+		}
+	}
+}
+
 func (m *Metrics) command(service events.Phase, action events.Action, result string) {
 	m.commands.WithLabelValues(string(service), string(action), result).Inc()
 }

@@ -141,8 +141,10 @@ func New(js jetstream.JetStream, cfg Config, exec Executor, log *slog.Logger, re
 	if cfg.Instance == "" {
 		cfg.Instance = string(cfg.Service)
 	}
-	return &Service{js: js, cfg: cfg, exec: exec, log: log.With("service", cfg.Service),
+	s := &Service{js: js, cfg: cfg, exec: exec, log: log.With("service", cfg.Service),
 		metrics: NewMetrics(reg), consumer: consumer.NewMetrics(reg)}
+	s.metrics.serve(cfg.Service, cfg.Actions)
+	return s
 }
 
 // Ready reports whether every target's consumer is being consumed.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/promreg"
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
@@ -58,9 +59,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Stored sagas that cannot be decoded, skipped by the last count of sagas in flight; each needs an operator.",
 		})),
 	}
+	// Every series at zero from the start: an alert on a rate sees a
+	// coordinator that has ended no saga yet.
 	for _, c := range saga.Causes {
 		m.rollbacks.WithLabelValues(string(c))
 	}
+	for _, st := range saga.States {
+		if st.Terminal() {
+			m.sagas.WithLabelValues(string(st))
+		}
+	}
+	m.sagas.WithLabelValues(events.KindInvalid)
 	return m
 }
 

@@ -4,6 +4,10 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/upshift/upshift/pkg/promreg"
 	"github.com/upshift/upshift/pkg/testlog"
 	"github.com/upshift/upshift/services/notify"
 	"github.com/upshift/upshift/services/notify/notifytest"
@@ -26,4 +30,19 @@ func TestLogChannelContract(t *testing.T) {
 			},
 		}
 	})
+}
+
+// A fresh notify exports every channel's counter series at zero.
+func TestChannelSeriesAtZeroFromTheStart(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	notify.New(nil, notify.Config{Channels: []notify.Channel{notify.NewLogChannel(testlog.New(t))}}, testlog.New(t), reg)
+	for _, r := range []string{notify.ResultDelivered, notify.ResultDuplicate, notify.ResultFailed} {
+		v, err := promreg.Value(reg, "upshift_notifications_total", "channel", "log", "result", r)
+		if err != nil || v != 0 {
+			t.Errorf("%s: %v %v", r, v, err)
+		}
+		if n := testutil.CollectAndCount(reg, "upshift_notifications_total"); n != 3 {
+			t.Fatalf("%d series, want one per result", n)
+		}
+	}
 }

@@ -91,6 +91,12 @@ func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Re
 		Name: "upshift_notifications_total",
 		Help: "Notices handed to a channel, by result: delivered, duplicate (delivered before, not again), failed (to be retried).",
 	}, []string{"channel", "result"}))
+	// Every channel's series at zero from the start.
+	for _, ch := range cfg.Channels {
+		for _, r := range []string{ResultDelivered, ResultDuplicate, ResultFailed} {
+			sent.WithLabelValues(ch.Name(), r)
+		}
+	}
 	return &Service{js: js, cfg: cfg, log: log.With("service", "notify"), sent: sent, consumer: consumer.NewMetrics(reg)}
 }
 
