@@ -90,6 +90,10 @@ type Direction string
 const (
 	In  Direction = "in"
 	Out Direction = "out"
+	// Unreadable marks what stood in the log but could not be decoded
+	// (anyone may publish on an audit subject): shown, in its place, with
+	// why and the stream sequence it has, never fatal to the rest.
+	Unreadable Direction = "unreadable"
 )
 
 // Entry is one line of a saga's audit log.

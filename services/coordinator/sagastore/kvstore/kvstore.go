@@ -224,16 +224,19 @@ func (s *Store) History(ctx context.Context, id string) ([]sagastore.Entry, erro
 		return nil, err
 	}
 	out, seen := []sagastore.Entry{}, map[string]bool{}
-	add := func(data []byte) error {
+	// An entry that cannot be decoded is shown as unreadable, in its place:
+	// anyone may publish on the subject, and one bad message must not hide
+	// the rest of the log.
+	add := func(data []byte, seq uint64, at time.Time) {
 		var e sagastore.Entry
 		if err := json.Unmarshal(data, &e); err != nil {
-			return fmt.Errorf("decode audit entry: %w", err)
+			e = sagastore.Entry{ID: fmt.Sprintf("unreadable/%d", seq), Saga: id, At: at, Direction: sagastore.Unreadable,
+				Note: fmt.Sprintf("audit message %d cannot be decoded: %v", seq, err)}
 		}
 		if !seen[e.ID] {
 			seen[e.ID] = true
 			out = append(out, e)
 		}
-		return nil
 	}
 	// An ephemeral consumer per call, removed once read: a dashboard polling
 	// a saga must not leave one behind each time. The threshold is for a
@@ -259,9 +262,12 @@ func (s *Store) History(ctx context.Context, id string) ([]sagastore.Entry, erro
 		}
 		n := 0
 		for m := range batch.Messages() {
-			if err := add(m.Data()); err != nil {
-				return nil, err
+			var seq uint64
+			var at time.Time
+			if meta, err := m.Metadata(); err == nil {
+				seq, at = meta.Sequence.Stream, meta.Timestamp
 			}
+			add(m.Data(), seq, at)
 			n++
 		}
 		if n == 0 {
@@ -271,9 +277,7 @@ func (s *Store) History(ctx context.Context, id string) ([]sagastore.Entry, erro
 	}
 	for _, m := range d.Pending {
 		if m.Subject == events.AuditSubject(id) {
-			if err := add(m.Data); err != nil {
-				return nil, err
-			}
+			add(m.Data, 0, time.Time{})
 		}
 	}
 	return out, nil

@@ -2,6 +2,7 @@ package kvstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -108,5 +109,39 @@ func TestDocumentsFitTheServersMessages(t *testing.T) {
 	}
 	if _, err := store.Create(ctx, huge, sagastore.Change{}); !errors.Is(err, sagastore.ErrTooLarge) || !strings.Contains(err.Error(), "use the postgres store") {
 		t.Fatalf("huge saga: %v", err)
+	}
+}
+
+// Junk published on a saga's audit subject (anyone may publish there)
+// does not make its history unreadable: the junk is shown as an unreadable
+// entry, in its place, and every other entry is read.
+func TestJunkInTheAuditLogIsShownNotFatal(t *testing.T) {
+	t.Parallel()
+	h := harness(t)
+	ctx := context.Background()
+	s, _ := storetest.Saga("s1", "payments", "test", "2.0", time.Now())
+	if _, err := h.Store.Create(ctx, s, sagastore.Change{}); err != nil {
+		t.Fatal(err)
+	}
+	good := func(id string) []byte {
+		b, _ := json.Marshal(sagastore.Entry{ID: id, Saga: "s1", Direction: sagastore.In, Type: events.TypeStep, Event: json.RawMessage(`{}`)})
+		return b
+	}
+	for _, b := range [][]byte{good("in/before"), []byte("} not json \x00"), good("in/after")} {
+		if _, err := h.JS.Publish(ctx, events.AuditSubject("s1"), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hist, err := h.Store.History(ctx, "s1")
+	if err != nil {
+		t.Fatalf("history with junk in it: %v", err)
+	}
+	var got []string
+	for _, e := range hist {
+		got = append(got, string(e.Direction)+" "+e.ID)
+	}
+	if len(hist) != 3 || hist[0].ID != "in/before" || hist[1].Direction != sagastore.Unreadable || hist[2].ID != "in/after" ||
+		!strings.Contains(hist[1].Note, "cannot be decoded") {
+		t.Fatalf("history %q (%+v)", got, hist)
 	}
 }
