@@ -73,6 +73,11 @@ func CommandFilter(service Phase, target string) string {
 	return join("cmd", string(service), "*", target)
 }
 
+// CommandConsumer names the durable consumer on COMMANDS of the instances
+// of a service that serve a target: the coordinator looks it up to know
+// that some instance serves the target.
+func CommandConsumer(service Phase, target string) string { return string(service) + "-" + target }
+
 // ResultSubject is where a phase service reports on a step.
 func ResultSubject(saga string, phase Phase, status Status) string {
 	return join("evt", saga, string(phase), string(status))

@@ -168,7 +168,7 @@ func (s *Service) Run(ctx context.Context) error {
 	for _, t := range s.cfg.Targets {
 		cc := s.cfg.Consumer
 		cc.Stream = events.StreamCommands
-		cc.Name = fmt.Sprintf("%s-%s", s.cfg.Service, t)
+		cc.Name = events.CommandConsumer(s.cfg.Service, t)
 		cc.Filters = []string{events.CommandFilter(s.cfg.Service, t)}
 		cc.MaxAckPending, cc.Concurrency = 1, 1
 		r := consumer.New(s.js, cc, s.handle, s.log.With("target", t),

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/upshift/upshift/pkg/bus"
 	"github.com/upshift/upshift/pkg/consumer"
@@ -50,6 +51,11 @@ func (c *Coordinator) submit(ctx context.Context, d *consumer.Delivery) error {
 	req, err := spec.Parse(d.Event().Data)
 	if err != nil {
 		return c.refuse(ctx, id, req, err)
+	}
+	if missing, err := c.unserved(ctx, req); err != nil {
+		return err
+	} else if len(missing) > 0 {
+		return c.refuse(ctx, id, req, errors.New(strings.Join(missing, "; ")))
 	}
 	// Only the policy refuses; a store that fails to answer the gate is
 	// an error like any other, and the request is tried again.
