@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -200,6 +201,28 @@ func TestUnknownFieldsOnTheBusMakeARequestInvalid(t *testing.T) {
 			if !strings.Contains(e.Reason, want) {
 				t.Errorf("reason %q lacks %q", e.Reason, want)
 			}
+		}
+		if _, err := w.store.Load(context.Background(), id); !errors.Is(err, sagastore.ErrNotFound) {
+			t.Fatalf("a saga was created: %v", err)
+		}
+	})
+}
+
+// A request naming a target that no phase service serves is refused at
+// once, naming the target and the services missing, rather than left to
+// time out with its command in the work queue.
+func TestATargetNoServiceServesIsRefusedAtOnce(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		w := newWorldOn(t, open, "a")
+		w.coordinator("c1")
+		r := request("test", "a", "ghost")
+		r.Spec.Timeouts.Precheck = sec(600) // far beyond the test's patience
+		id := w.submit(r)
+		natstest.Eventually(t, natstest.Patience, "refusal", func() bool { return len(w.sagaEvents(id)) == 1 })
+		e := natstest.ReadEvents[events.SagaEvent](t, w.js, events.StreamEvents, events.SagaSubject(id, events.KindInvalid), events.TypeSaga)[0]
+		if !strings.Contains(e.Reason, `no service serves target "ghost"`) || strings.Contains(e.Reason, `"a"`) {
+			t.Fatalf("reason %q", e.Reason)
 		}
 		if _, err := w.store.Load(context.Background(), id); !errors.Is(err, sagastore.ErrNotFound) {
 			t.Fatalf("a saga was created: %v", err)
@@ -583,6 +606,32 @@ func TestRehearsalGateWithinATime(t *testing.T) {
 		evs := natstest.ReadEvents[events.SagaEvent](t, w.js, events.StreamEvents, events.SagaSubject(id, ">"), events.TypeSaga)
 		if evs[0].Kind != events.KindInvalid || !strings.Contains(evs[0].Reason, "within the last 1ms") {
 			t.Fatalf("event %s: %s", evs[0].Kind, evs[0].Reason)
+		}
+	})
+}
+
+// The wire format documented for clients other than the CLI
+// (docs/architecture.md, "Requests from any client"): the example file,
+// published as it is with a plain NATS publish, starts a saga under the
+// event's id, which ends.
+func TestTheDocumentedRequestEventStartsASaga(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../../examples/request-event.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env events.Envelope
+	if err := json.Unmarshal(b, &env); err != nil {
+		t.Fatal(err)
+	}
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		w := newWorldOn(t, open, "demo")
+		w.coordinator("c1")
+		if err := w.nc.Publish(events.RequestSubject("platform"), b); err != nil {
+			t.Fatal(err)
+		}
+		if s := w.wait(env.ID, 2*natstest.Patience); s.State != saga.StateSucceeded || s.Request.Spec.Software != "demo-app" {
+			t.Fatalf("saga %s: %s (%s)", env.ID, s.State, s.Reason)
 		}
 	})
 }
