@@ -95,8 +95,10 @@ func StepLine(r events.StepResult) string {
 	case events.StatusSucceeded:
 		return what + " succeeded" + took(r)
 	case events.StatusFailed:
+		// The reason code, unless the error already opens with it: a
+		// service may say it in both ("start_failed: start_failed: ...").
 		reason := r.Error
-		if r.Reason != "" {
+		if r.Reason != "" && !strings.HasPrefix(r.Error, r.Reason) {
 			reason = r.Reason + ": " + r.Error
 		}
 		return what + " FAILED" + took(r) + ": " + reason
