@@ -157,7 +157,7 @@ func follow(ctx context.Context, js jetstream.JetStream, id string, out io.Write
 	p := view.NewPrinter(out)
 	end, err := view.Watch(ctx, js, id, p.Print)
 	if err != nil {
-		return err
+		return fmt.Errorf("could not follow the saga to its end: %w (%w)", err, exitUnfollowed)
 	}
 	if end.Kind != string(saga.StateSucceeded) {
 		return exitFailed

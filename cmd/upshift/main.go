@@ -40,6 +40,9 @@ func (e exitCode) Error() string { return fmt.Sprintf("exit %d", int(e)) }
 const (
 	exitFailed  exitCode = 1 // the saga did not succeed
 	exitInvalid exitCode = 2 // the request or the command line is wrong
+	// exitUnfollowed: the saga could not be followed to its end (NATS
+	// gone for good); it may still be running.
+	exitUnfollowed exitCode = 3
 	// exitInterrupted: stopped by a signal before it finished (128+SIGINT).
 	exitInterrupted exitCode = 130
 )

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upshift/upshift/pkg/events"
@@ -149,7 +150,9 @@ func Final(e events.SagaEvent) bool {
 }
 
 // Watch reads a saga's events from the start, hands each to print (nil:
-// none) and returns the event that ends the saga.
+// none) and returns the event that ends the saga. It follows as long as the
+// saga lives, however quiet, across reconnections; only ctx or a closed
+// connection ends it early.
 func Watch(ctx context.Context, js jetstream.JetStream, id string, print func([]byte)) (events.SagaEvent, error) {
 	c, err := js.OrderedConsumer(ctx, events.StreamEvents, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{events.SagaEventsFilter(id)}})
@@ -158,11 +161,23 @@ func Watch(ctx context.Context, js jetstream.JetStream, id string, print func([]
 	}
 	for {
 		m, err := c.Next(jetstream.FetchContext(ctx))
-		if err != nil {
-			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-				return events.SagaEvent{}, fmt.Errorf("watch %s: %w", id, ctx.Err())
-			}
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return events.SagaEvent{}, fmt.Errorf("watch %s: %w", id, ctx.Err())
+		case errors.Is(err, nats.ErrConnectionClosed):
 			return events.SagaEvent{}, fmt.Errorf("watch %s: %w", id, err)
+		case errors.Is(err, nats.ErrTimeout):
+			// A fetch that waited in vain: a quiet phase may last an hour.
+			continue
+		default:
+			// Most often the connection, while it reconnects: the ordered
+			// consumer starts again after the last message it handed out.
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
 		}
 		if print != nil {
 			print(m.Data())

@@ -1,11 +1,22 @@
 package view_test
 
 import (
+	"context"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upshift/upshift/cmd/upshift/internal/view"
+	"github.com/upshift/upshift/pkg/bus"
 	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/natsembed"
+	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/streams"
 )
 
 // A failed step's line names its reason once, whether or not the service
@@ -21,5 +32,75 @@ func TestAFailedStepSaysItsReasonOnce(t *testing.T) {
 		if n := strings.Count(line, "start_failed"); n != 1 || !strings.HasSuffix(line, "start_failed: hook failed: exit status 1") {
 			t.Errorf("%q: the reason %d times", line, n)
 		}
+	}
+}
+
+// Watch follows a saga as long as it lives: through a stretch with no event
+// longer than a fetch's wait, and across a restart of the NATS server, and
+// returns the event that ends it.
+func TestWatchOutlastsSilenceAndARestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long: 40 s without an event")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	srv, err := natsembed.Start(natsembed.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := srv.Addr().(*net.TCPAddr).Port
+	t.Cleanup(func() { srv.Stop() })
+	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	if err := streams.Ensure(ctx, js, streams.Config{}, streams.All...); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(kind string) {
+		e := events.SagaEvent{Saga: "s1", Kind: kind, State: kind}
+		env, err := events.New("s1/"+kind, events.TypeSaga, "test", "s1", 0, time.Now(), e)
+		if err == nil {
+			err = bus.Publish(ctx, js, events.SagaSubject("s1", kind), env)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var printed atomic.Int32
+	type result struct {
+		e   events.SagaEvent
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		e, err := view.Watch(ctx, js, "s1", func([]byte) { printed.Add(1) })
+		done <- result{e, err}
+	}()
+	publish("prechecking")
+	natstest.Eventually(t, natstest.Patience, "the first event printed", func() bool { return printed.Load() == 1 })
+
+	srv.Stop()
+	if srv, err = natsembed.Start(natsembed.Options{Dir: dir, Port: port}); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, natstest.Patience, "reconnected", nc.IsConnected)
+	// Longer than a fetch waits for a message (30 s): a quiet phase.
+	select {
+	case r := <-done:
+		t.Fatalf("watch gave up while the saga lives: %+v %v", r.e, r.err)
+	case <-time.After(40 * time.Second):
+	}
+	publish("succeeded")
+	select {
+	case r := <-done:
+		if r.err != nil || r.e.Kind != "succeeded" {
+			t.Fatalf("watch ended with %+v %v", r.e, r.err)
+		}
+	case <-time.After(natstest.Patience):
+		t.Fatal("watch did not see the saga end")
 	}
 }
