@@ -3,7 +3,6 @@ package consumer_test
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,14 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/upshift/upshift/pkg/consumer"
-	"github.com/upshift/upshift/pkg/natsembed"
 	"github.com/upshift/upshift/pkg/natstest"
-	"github.com/upshift/upshift/pkg/streams"
 )
 
 func TestSinceSkipsOldHistoryOnlyWhenCreated(t *testing.T) {
@@ -73,40 +69,22 @@ func TestADeletedConsumerIsCreatedAgain(t *testing.T) {
 // again.
 func TestAConsumerLostSilentlyIsCreatedAgain(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	srv, err := natsembed.Start(natsembed.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := srv.Addr().(*net.TCPAddr).Port
-	t.Cleanup(func() { srv.Stop() })
-	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	if err := streams.Ensure(context.Background(), js, streams.Config{}, streams.All...); err != nil {
-		t.Fatal(err)
-	}
+	r := natstest.StartRestartable(t)
+	js := r.JS
 	f := fixtureOn(t, js)
 	f.run(func(ctx context.Context, d *consumer.Delivery) error { return nil })
 	f.publish("before")
 	natstest.Eventually(t, natstest.Patience, "first acked", func() bool { return f.count(consumer.ResultAcked) == 1 })
 
-	srv.Stop()
-	obs := filepath.Join(dir, "jetstream", "$G", "streams", f.cfg.Stream, "obs", f.cfg.Name)
+	r.Stop()
+	obs := filepath.Join(r.Dir, "jetstream", "$G", "streams", f.cfg.Stream, "obs", f.cfg.Name)
 	if _, err := os.Stat(obs); err != nil {
 		t.Fatalf("the consumer's storage is not where the test expects it: %v", err)
 	}
 	if err := os.RemoveAll(obs); err != nil {
 		t.Fatal(err)
 	}
-	srv, err = natsembed.Start(natsembed.Options{Dir: dir, Port: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	natstest.Eventually(t, natstest.Patience, "reconnected", nc.IsConnected)
+	r.Start()
 	if _, err := js.Consumer(context.Background(), f.cfg.Stream, f.cfg.Name); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Fatalf("the consumer survived the restart: %v", err)
 	}

@@ -8,6 +8,8 @@ import (
 )
 
 // Settings of an upshift-precheck process: flags, or UPSHIFT_* variables.
+// Program registers every flag; the Register promoted from phase.Settings
+// alone leaves out the artifact flags.
 type Settings struct {
 	phase.Settings
 	Artifacts artifact.Settings

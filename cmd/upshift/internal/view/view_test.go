@@ -2,21 +2,15 @@ package view_test
 
 import (
 	"context"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/upshift/upshift/cmd/upshift/internal/view"
 	"github.com/upshift/upshift/pkg/bus"
 	"github.com/upshift/upshift/pkg/events"
-	"github.com/upshift/upshift/pkg/natsembed"
 	"github.com/upshift/upshift/pkg/natstest"
-	"github.com/upshift/upshift/pkg/streams"
 )
 
 // A failed step's line names its reason once, whether or not the service
@@ -43,23 +37,8 @@ func TestWatchOutlastsSilenceAndARestart(t *testing.T) {
 		t.Skip("long: 40 s without an event")
 	}
 	t.Parallel()
-	dir := t.TempDir()
-	srv, err := natsembed.Start(natsembed.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := srv.Addr().(*net.TCPAddr).Port
-	t.Cleanup(func() { srv.Stop() })
-	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	ctx := context.Background()
-	if err := streams.Ensure(ctx, js, streams.Config{}, streams.All...); err != nil {
-		t.Fatal(err)
-	}
+	r := natstest.StartRestartable(t)
+	js, ctx := r.JS, context.Background()
 	publish := func(kind string) {
 		e := events.SagaEvent{Saga: "s1", Kind: kind, State: kind}
 		env, err := events.New("s1/"+kind, events.TypeSaga, "test", "s1", 0, time.Now(), e)
@@ -83,11 +62,8 @@ func TestWatchOutlastsSilenceAndARestart(t *testing.T) {
 	publish("prechecking")
 	natstest.Eventually(t, natstest.Patience, "the first event printed", func() bool { return printed.Load() == 1 })
 
-	srv.Stop()
-	if srv, err = natsembed.Start(natsembed.Options{Dir: dir, Port: port}); err != nil {
-		t.Fatal(err)
-	}
-	natstest.Eventually(t, natstest.Patience, "reconnected", nc.IsConnected)
+	r.Stop()
+	r.Start()
 	// Longer than a fetch waits for a message (30 s): a quiet phase.
 	select {
 	case r := <-done:
