@@ -141,11 +141,42 @@ func (c Command) Check() error {
 }
 
 // ReportLine is one line of a structured report: a precheck, a verification
-// probe.
+// probe. OK is false only for a failure; Status says more (a pass with a
+// warning is OK). Lines written before Status existed have none: their
+// status is LineStatus().
 type ReportLine struct {
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail,omitempty"`
+	// Status is pass, warn or fail.
+	Status CheckStatus `json:"status,omitempty"`
+	// Value is what was measured ("12.1 GiB free"), Threshold what it was
+	// held against (">= 100 MiB").
+	Value     string `json:"value,omitempty"`
+	Threshold string `json:"threshold,omitempty"`
+	// Duration is how long the check took.
+	Duration time.Duration `json:"durationNs,omitempty"`
+}
+
+// CheckStatus is how a report line came out.
+type CheckStatus string
+
+// Statuses of a report line.
+const (
+	CheckPass CheckStatus = "pass"
+	CheckWarn CheckStatus = "warn"
+	CheckFail CheckStatus = "fail"
+)
+
+// LineStatus is the line's status, derived from OK for a line without one.
+func (l ReportLine) LineStatus() CheckStatus {
+	switch {
+	case l.Status != "":
+		return l.Status
+	case l.OK:
+		return CheckPass
+	}
+	return CheckFail
 }
 
 // StepResult is a phase service's report on a step.
