@@ -245,7 +245,7 @@ type SagaEvent struct {
 	Reason      string          `json:"reason,omitempty"`
 	Seq         int             `json:"seq"`
 	Name        string          `json:"name,omitempty"`
-	RequestKind string          `json:"requestKind,omitempty"` // Upgrade or Maintenance
+	RequestKind string          `json:"requestKind,omitempty"` // Upgrade, Install or Maintenance
 	Team        string          `json:"team"`
 	Teams       []string        `json:"teams"`
 	Environment string          `json:"environment,omitempty"`

@@ -477,8 +477,10 @@ func (m *machine) fail(reason string) {
 	m.enter(StateFailed, reason+"; nothing was changed")
 }
 
+// backup archives what the deploy will replace; a first install replaces
+// nothing, so it has no backup phase.
 func (m *machine) backup() {
-	if m.s.Request.Spec.Backup.Skip {
+	if m.s.Request.Spec.Backup.Skip || m.s.Request.Kind == spec.KindInstall {
 		m.deploy(0)
 		return
 	}

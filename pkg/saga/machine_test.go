@@ -160,6 +160,23 @@ func TestSkippedBackupGoesStraightToDeploy(t *testing.T) {
 	r.sent("deploy.apply.a")
 }
 
+func TestAnInstallHasNoBackupAndItsRollBackUndoesTheDeploy(t *testing.T) {
+	r := start(t, request(spec.KindInstall, 1, "a"), saga.Options{})
+	r.answer(events.StatusSucceeded)
+	r.state(saga.StateDeploying)
+	r.sent("deploy.apply.a")
+	if u := r.last.Commands[0].Upgrade; u.Kind != string(spec.KindInstall) || u.From != "" || u.To != "1.1" {
+		t.Fatalf("upgrade %+v", u)
+	}
+	r.answer(events.StatusSucceeded)
+	r.state(saga.StateVerifying)
+	r.answer(events.StatusFailed)
+	r.state(saga.StateRollingBack)
+	r.sent("deploy.rollback.a")
+	r.answer(events.StatusSucceeded)
+	r.state(saga.StateRolledBack)
+}
+
 // upTo drives a two-batch saga of a, b, c (batch size 2) to the verify of
 // batch 2, every step succeeding.
 func upTo(t *testing.T) *run {

@@ -22,7 +22,10 @@ func request(kind spec.Kind, batch int, targets ...string) spec.Request {
 			Rollout: spec.Rollout{BatchSize: batch},
 		},
 	}
-	if kind == spec.KindUpgrade {
+	if kind == spec.KindInstall {
+		r.Spec.From = ""
+	}
+	if kind.Installs() {
 		r.Spec.To = "1.1"
 		r.Spec.Artifact = spec.Artifact{URL: "file:///pkg.tar.gz", Digest: "sha256:" + strings.Repeat("a", 64)}
 	} else {

@@ -25,9 +25,16 @@ type Kind string
 
 // Request kinds.
 const (
-	KindUpgrade     Kind = "Upgrade"
+	KindUpgrade Kind = "Upgrade"
+	// KindInstall puts a first release on a target that has none: no
+	// "from", no backup (there is nothing to back up), and its roll-back
+	// leaves the target empty again.
+	KindInstall     Kind = "Install"
 	KindMaintenance Kind = "Maintenance"
 )
+
+// Installs reports whether the request puts a release on its targets.
+func (k Kind) Installs() bool { return k == KindUpgrade || k == KindInstall }
 
 // Request is one upgrade or maintenance run, as submitted.
 type Request struct {
@@ -156,6 +163,8 @@ func (r Request) Title() string {
 	switch r.Kind {
 	case KindMaintenance:
 		return fmt.Sprintf("maintenance of %s (%s)", r.Spec.Software, strings.Join(r.Actions(), ", "))
+	case KindInstall:
+		return fmt.Sprintf("first install of %s %s", r.Spec.Software, r.Spec.To)
 	default:
 		return fmt.Sprintf("upgrade of %s from %s to %s", r.Spec.Software, r.Spec.From, r.Spec.To)
 	}

@@ -105,12 +105,26 @@ spec:
 	}
 }
 
+func TestAnInstallIsValidWithoutFrom(t *testing.T) {
+	r, err := spec.Parse([]byte(`{"apiVersion":"upshift/v1","kind":"Install","metadata":{"team":"a","environment":"b"},
+		"spec":{"software":"x","to":"2","targets":["t"],"artifact":{"url":"file:///a","digest":"md5:d41d8cd98f00b204e9800998ecf8427e"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Title(); got != "first install of x 2" {
+		t.Fatalf("title %q", got)
+	}
+}
+
 func TestKindRules(t *testing.T) {
 	for _, tc := range []struct{ doc, path string }{
 		{`{"apiVersion":"upshift/v1","kind":"Maintenance","metadata":{"team":"a","environment":"b"},"spec":{"software":"x","to":"2","targets":["t"]}}`, "spec.to"},
 		{`{"apiVersion":"upshift/v1","kind":"Maintenance","metadata":{"team":"a","environment":"b"},"spec":{"software":"x","targets":["t"],"maintenance":{"actions":["defrag"]}}}`, "spec.maintenance.actions[0]"},
 		{`{"apiVersion":"upshift/v1","kind":"Rollout","metadata":{"team":"a","environment":"b"},"spec":{"software":"x","targets":["t"]}}`, "kind"},
 		{`{"apiVersion":"upshift/v1","kind":"Upgrade","metadata":{"team":"a","environment":"b"},"spec":{"software":"x","from":"1","to":"2","targets":[],"artifact":{"url":"file:///a","digest":"md5:d41d8cd98f00b204e9800998ecf8427e"}}}`, "spec.targets"},
+		{`{"apiVersion":"upshift/v1","kind":"Install","metadata":{"team":"a","environment":"b"},"spec":{"software":"x","from":"1","to":"2","targets":["t"],"artifact":{"url":"file:///a","digest":"md5:d41d8cd98f00b204e9800998ecf8427e"}}}`, "spec.from"},
+		{`{"apiVersion":"upshift/v1","kind":"Install","metadata":{"team":"a","environment":"b"},"spec":{"software":"x","targets":["t"],"artifact":{"url":"file:///a","digest":"md5:d41d8cd98f00b204e9800998ecf8427e"}}}`, "spec.to"},
+		{`{"apiVersion":"upshift/v1","kind":"Install","metadata":{"team":"a","environment":"b"},"spec":{"software":"x","to":"2","targets":["t"]}}`, "spec.artifact.url"},
 		{`[1,2]`, ""},
 		{"\t: nope", ""},
 	} {

@@ -55,6 +55,15 @@ func (r Request) Validate() error {
 		if s.Maintenance != nil {
 			v.add("spec.maintenance", "only for kind Maintenance")
 		}
+	case KindInstall:
+		if s.From != "" {
+			v.add("spec.from", "an install puts a first release on an empty target: no from (use kind Upgrade)")
+		}
+		v.version("spec.to", s.To, true)
+		v.artifact(s.Artifact)
+		if s.Maintenance != nil {
+			v.add("spec.maintenance", "only for kind Maintenance")
+		}
 	case KindMaintenance:
 		v.version("spec.from", s.From, false)
 		if s.To != "" {
@@ -65,9 +74,9 @@ func (r Request) Validate() error {
 		}
 		v.maintenance(s.Maintenance)
 	case "":
-		v.add("kind", "required: Upgrade or Maintenance")
+		v.add("kind", "required: Upgrade, Install or Maintenance")
 	default:
-		v.add("kind", "%q: must be Upgrade or Maintenance", r.Kind)
+		v.add("kind", "%q: must be Upgrade, Install or Maintenance", r.Kind)
 	}
 	v.targets(s.Targets)
 	if s.Rollout.BatchSize < 1 {

@@ -106,7 +106,7 @@ func (p Policy) options(r spec.Request) saga.Options {
 // admit refuses a request the policy does not allow, with the reason.
 func (p Policy) admit(ctx context.Context, store sagastore.Store, r spec.Request, now time.Time) error {
 	env := p.Environments[r.Metadata.Environment]
-	if env.Rehearsal == nil || r.Kind != spec.KindUpgrade {
+	if env.Rehearsal == nil || !r.Kind.Installs() {
 		return nil // a maintenance run installs no artifact to rehearse
 	}
 	reh := env.Rehearsal
