@@ -5,7 +5,8 @@
 // The checks: the artifact's digest (the package is staged in the local
 // artifact store on the way, as the plan's "upload the package to the
 // designated directory"), free disk at the target's root, and that the
-// installed version is the request's "from".
+// installed version is the request's "from", or, for a first install, that
+// nothing is installed.
 package precheck
 
 import (
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"syscall"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,6 +25,7 @@ import (
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/phase"
+	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/streams"
 	"github.com/upshift/upshift/pkg/targets"
 )
@@ -83,7 +86,9 @@ func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress pha
 		err = fmt.Errorf("%s free at %s, need %s", targets.Bytes(free), t.Root, t.Precheck.MinFreeDisk)
 	}
 	add("free disk", err, fmt.Sprintf("%s free at %s (need %s)", targets.Bytes(free), t.Root, t.Precheck.MinFreeDisk))
-	if from := cmd.Upgrade.From; from != "" {
+	if cmd.Upgrade.Kind == string(spec.KindInstall) {
+		add("nothing installed", nothingInstalled(t), "no current link and no release in "+t.Releases())
+	} else if from := cmd.Upgrade.From; from != "" {
 		installed, err := t.CurrentVersion()
 		if err == nil && installed != from {
 			err = fmt.Errorf("installed version is %q, the request upgrades from %q", installed, from)
@@ -106,4 +111,31 @@ func freeDisk(dir string) (int64, error) {
 		return 0, fmt.Errorf("statfs %s: %w", dir, err)
 	}
 	return int64(st.Bavail) * st.Bsize, nil
+}
+
+// nothingInstalled checks that a first install finds an empty target: no
+// current link and no release directory, in service or not. A release put
+// there by hand is for `upshift adopt`, not to be installed over.
+func nothingInstalled(t targets.Target) error {
+	cur, err := t.CurrentVersion()
+	if err != nil {
+		return err
+	}
+	if cur != "" {
+		return fmt.Errorf("release %s is installed and current: an install needs an empty target (upgrade from %s instead)", cur, cur)
+	}
+	entries, err := os.ReadDir(t.Releases())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", t.Releases(), err)
+	}
+	var found []string
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			found = append(found, e.Name())
+		}
+	}
+	if len(found) > 0 {
+		return fmt.Errorf("%s holds %s though none is current: adopt or remove it first", t.Releases(), strings.Join(found, ", "))
+	}
+	return nil
 }

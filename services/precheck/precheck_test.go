@@ -84,3 +84,28 @@ func TestUnknownTargetFails(t *testing.T) {
 		t.Fatalf("outcome %+v", out)
 	}
 }
+
+func TestAnInstallNeedsAnEmptyTarget(t *testing.T) {
+	e, url, digest := host(t, "1MiB")
+	install := func() events.Command {
+		c := command(url, digest, "")
+		c.Upgrade.Kind = "Install"
+		return c
+	}
+	out, err := e.Execute(context.Background(), install(), func(string) {})
+	if err != nil || !out.Failed || lines(out.Report) != "artifact digest=ok, free disk=ok, nothing installed=FAIL" ||
+		!strings.Contains(out.Report[2].Detail, "release 1.0 is installed and current") {
+		t.Fatalf("outcome %+v, err %v", out, err)
+	}
+	tgt, _ := e.Targets.Get("web-1")
+	os.Remove(tgt.Current())
+	out, _ = e.Execute(context.Background(), install(), func(string) {})
+	if !out.Failed || !strings.Contains(out.Report[2].Detail, "holds 1.0 though none is current") {
+		t.Fatalf("outcome %+v", out)
+	}
+	os.RemoveAll(tgt.Releases())
+	out, err = e.Execute(context.Background(), install(), func(string) {})
+	if err != nil || out.Failed || lines(out.Report) != "artifact digest=ok, free disk=ok, nothing installed=ok" {
+		t.Fatalf("outcome %+v, err %v", out, err)
+	}
+}
