@@ -11,6 +11,7 @@ import (
 
 	"github.com/upshift/upshift/pkg/artifact"
 	"github.com/upshift/upshift/pkg/phase"
+	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/targets"
 )
 
@@ -55,6 +56,9 @@ func (s *step) applyLocked(ctx context.Context, out map[string]string) error {
 		prev = s.cmd.Upgrade.From
 	}
 	out["previous"] = prev
+	if s.cmd.Upgrade.Kind == string(spec.KindInstall) && prev != "" && prev != to {
+		return failed(ReasonNotEmpty, fmt.Errorf("%s has release %s in service: a first install needs an empty target", s.t.Name, prev))
+	}
 	if err := s.install(ctx); err != nil {
 		return err
 	}
@@ -80,6 +84,9 @@ func (s *step) applyLocked(ctx context.Context, out map[string]string) error {
 		return s.recover(ctx, prev, true, ReasonStartFailed, err)
 	}
 	s.clearStopped()
+	if err := markGood(s.t.Release(to), true); err != nil {
+		s.log.Warn("cannot mark the release good; the clean-up will not count it", "err", err)
+	}
 	s.cleanup(to, prev, s.cmd.Upgrade.From)
 	return nil
 }
@@ -135,7 +142,8 @@ func (s *step) recover(ctx context.Context, prev string, switched bool, reason s
 }
 
 // install makes releases/<to> hold the package: reused if an earlier run
-// extracted the same package, else staged, verified and extracted.
+// extracted the same package, or if it is an adopted release whose files
+// are the package's; else staged, verified and extracted.
 func (s *step) install(ctx context.Context) error {
 	a, to := s.cmd.Upgrade.Artifact, s.cmd.Upgrade.To
 	release := s.t.Release(to)
@@ -146,16 +154,23 @@ func (s *step) install(ctx context.Context) error {
 		return fmt.Errorf("releases of %s: %w", s.t.Name, err)
 	}
 	s.tidy()
-	if held, err := releaseDigest(release); err == nil {
-		if held != a.Digest {
-			return failed(ReasonReleaseConflict, fmt.Errorf("%w: %s exists and holds %s, not %s",
-				ErrReleaseConflict, release, orNone(held), a.Digest))
-		}
+	m, err := ReadMarker(release)
+	switch {
+	case err == nil && m.Digest == a.Digest:
 		s.add("stage", true, "skipped: the release is already installed")
 		s.add("extract", true, "reused "+release+", extracted earlier from "+a.Digest)
 		return nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return err
+	case err == nil && m.Content == "":
+		return failed(ReasonReleaseConflict, fmt.Errorf("%w: %s exists and holds %s, not %s",
+			ErrReleaseConflict, release, m.Digest, a.Digest))
+	case err == nil: // adopted: compared with the package below
+	case !errors.Is(err, os.ErrNotExist):
+		return failed(ReasonReleaseConflict, fmt.Errorf("%w: %w", ErrReleaseConflict, err))
+	default:
+		if _, err := os.Lstat(release); err == nil {
+			return failed(ReasonReleaseConflict, fmt.Errorf("%w: %s exists and has no release marker, so upshift did not install it: "+
+				"`upshift adopt %s %s` records it as a release", ErrReleaseConflict, release, s.t.Name, to))
+		}
 	}
 
 	s.stage("staging " + a.URL)
@@ -171,6 +186,9 @@ func (s *step) install(ctx context.Context) error {
 	start = time.Now()
 	maxSize, maxFiles := s.e.limits()
 	tmp, st, err := extract(ctx, pkg, s.t.Releases(), to, maxSize, maxFiles)
+	if err == nil && m.Content != "" {
+		return s.reuseAdopted(tmp, release, m)
+	}
 	if err == nil {
 		err = s.finishRelease(tmp, release, a.Digest)
 	}
@@ -193,6 +211,30 @@ func (s *step) install(ctx context.Context) error {
 	return nil
 }
 
+// reuseAdopted compares the package, extracted into tmp, with an adopted
+// release of the same version: the same files make it the same release,
+// which from now on is known by the package's digest too.
+func (s *step) reuseAdopted(tmp, release string, m Marker) error {
+	defer os.RemoveAll(tmp)
+	sum, err := ContentDigest(tmp)
+	if err != nil {
+		s.add("extract", false, err.Error())
+		return err
+	}
+	if sum != m.Content {
+		err := fmt.Errorf("%w: %s was adopted with files other than the package's (content %s, the package's %s)",
+			ErrReleaseConflict, release, m.Content, sum)
+		s.add("extract", false, err.Error())
+		return failed(ReasonReleaseConflict, err)
+	}
+	m.Digest = s.cmd.Upgrade.Artifact.Digest
+	if err := writeMarker(release, m); err != nil {
+		return err
+	}
+	s.add("extract", true, "reused "+release+", adopted earlier: its files are the package's")
+	return nil
+}
+
 // finishRelease links shared/ in, writes the marker and renames the
 // extracted directory into place; on error it removes it.
 func (s *step) finishRelease(tmp, release, digest string) (err error) {
@@ -210,8 +252,9 @@ func (s *step) finishRelease(tmp, release, digest string) (err error) {
 		}
 	}
 	// The marker is written last, so a release with a marker is complete.
-	if err := os.WriteFile(filepath.Join(tmp, MarkerFile), []byte(digest+"\n"), 0o644); err != nil {
-		return fmt.Errorf("release marker: %w", err)
+	// It is good only once a deploy has put it in service.
+	if err := writeMarker(tmp, Marker{Digest: digest, InstalledAt: time.Now().UTC()}); err != nil {
+		return err
 	}
 	if err := os.Rename(tmp, release); err != nil {
 		return fmt.Errorf("move release into place: %w", err)
@@ -253,34 +296,7 @@ func stageFailure(ctx context.Context, err error) error {
 	return fmt.Errorf("stage: %w", err)
 }
 
-// releaseDigest reads the marker of an installed release; "" if it has none.
-// os.ErrNotExist means there is no such release.
-func releaseDigest(release string) (string, error) {
-	fi, err := os.Lstat(release)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return "", err
-		}
-		return "", fmt.Errorf("release %s: %w", release, err)
-	}
-	if !fi.IsDir() {
-		return "", nil
-	}
-	b, err := os.ReadFile(filepath.Join(release, MarkerFile))
-	if err != nil {
-		return "", nil // no marker: installed by other means, or half-made
-	}
-	return strings.TrimSpace(string(b)), nil
-}
-
 func isDir(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.IsDir()
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "no release marker"
-	}
-	return s
 }

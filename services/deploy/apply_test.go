@@ -27,8 +27,8 @@ func TestFreshInstall(t *testing.T) {
 	if read(t, filepath.Join(rel, "VERSION")) != "1.0\n" || read(t, filepath.Join(rel, "bin", "run")) != "#!/bin/sh\necho 1.0\n" {
 		t.Fatal("release content")
 	}
-	if strings.TrimSpace(read(t, filepath.Join(rel, deploy.MarkerFile))) != digest {
-		t.Fatal("release marker does not hold the digest")
+	if m, err := deploy.ReadMarker(rel); err != nil || m.Digest != digest || !m.Good || m.InstalledAt.IsZero() {
+		t.Fatalf("release marker %+v, %v", m, err)
 	}
 	if got := strings.Join(h.calls(), "; "); got != "migrate 1.0 current=; start 1.0 current=releases/1.0" {
 		t.Fatalf("hook calls: %s", got)
@@ -206,7 +206,7 @@ func TestCleanupKeepsCurrentAndPrevious(t *testing.T) {
 	if got := strings.Join(h.releases(), " "); got != "1.1 1.3" {
 		t.Fatalf("releases %s, want current and previous", got)
 	}
-	if d := line(out.Report, "cleanup").Detail; d != "keep 2; removed 1.2" {
+	if d := line(out.Report, "cleanup").Detail; d != "keep 2; removed 1.2 (not good: 1.2, rolled back or never in service)" {
 		t.Fatalf("cleanup line %q", d)
 	}
 }

@@ -9,9 +9,17 @@ import (
 	"time"
 )
 
-// cleanup removes the oldest releases beyond the target's keep count. The
-// releases named in protect (the current one, the one it replaced, the one
-// the request came from) are kept whatever their age and count towards it.
+// cleanup removes what the target's keep count does not cover. Only
+// releases upshift installed or adopted (those with a marker) are counted
+// or removed:
+//   - the releases named in protect (the current one, the one it replaced,
+//     the one the request came from) are kept whatever their age and count
+//     towards keep;
+//   - then the newest good releases (put in service and not rolled back
+//     from) fill the rest of keep;
+//   - every other release is removed, older good ones and those that never
+//     succeeded alike, so a broken release never pushes out a good one.
+//
 // A failed removal is reported but does not fail the deploy: the release is
 // in service by then.
 func (s *step) cleanup(protect ...string) {
@@ -31,7 +39,8 @@ func (s *step) cleanup(protect ...string) {
 		name string
 		at   time.Time
 	}
-	var others []release
+	var good []release
+	var broken, foreign []string
 	slots := s.t.Keep
 	for _, e := range entries {
 		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
@@ -41,41 +50,47 @@ func (s *step) cleanup(protect ...string) {
 			slots--
 			continue
 		}
-		others = append(others, release{e.Name(), installedAt(filepath.Join(s.t.Releases(), e.Name()))})
+		m, err := ReadMarker(filepath.Join(s.t.Releases(), e.Name()))
+		switch {
+		case err != nil:
+			foreign = append(foreign, e.Name())
+		case !m.Good:
+			broken = append(broken, e.Name())
+		default:
+			good = append(good, release{e.Name(), m.InstalledAt})
+		}
 	}
 	// Newest first: install time, not version order, which no rule fits
 	// every project's version scheme.
-	sort.Slice(others, func(i, j int) bool { return others[i].at.After(others[j].at) })
-	var removed, failures []string
-	for i, r := range others {
-		if i < slots {
-			continue
+	sort.SliceStable(good, func(i, j int) bool { return good[i].at.After(good[j].at) })
+	remove := broken
+	for i, r := range good {
+		if i >= slots {
+			remove = append(remove, r.name)
 		}
-		if err := os.RemoveAll(filepath.Join(s.t.Releases(), r.name)); err != nil {
+	}
+	sort.Strings(remove)
+	var removed, failures []string
+	for _, name := range remove {
+		if err := os.RemoveAll(filepath.Join(s.t.Releases(), name)); err != nil {
 			failures = append(failures, err.Error())
 			continue
 		}
-		removed = append(removed, r.name)
+		removed = append(removed, name)
 	}
 	detail := fmt.Sprintf("keep %d; removed %s", s.t.Keep, orNothing(removed))
+	if len(broken) > 0 {
+		detail += fmt.Sprintf(" (not good: %s, rolled back or never in service)", strings.Join(broken, ", "))
+	}
+	if len(foreign) > 0 {
+		detail += fmt.Sprintf("; left %s: no release marker, not upshift's (`upshift adopt` records one)", strings.Join(foreign, ", "))
+	}
 	if len(failures) > 0 {
 		s.log.Warn("clean-up incomplete", "errors", failures)
 		s.add("cleanup", false, detail+"; failed: "+strings.Join(failures, "; "))
 		return
 	}
 	s.add("cleanup", true, detail)
-}
-
-// installedAt is when a release was installed: its marker's time, written
-// last; the directory's for a release installed by other means.
-func installedAt(dir string) time.Time {
-	if fi, err := os.Lstat(filepath.Join(dir, MarkerFile)); err == nil {
-		return fi.ModTime()
-	}
-	if fi, err := os.Lstat(dir); err == nil {
-		return fi.ModTime()
-	}
-	return time.Time{}
 }
 
 func orNothing(names []string) string {

@@ -70,6 +70,7 @@ const (
 	ReasonStartFailed         = "start_failed"
 	ReasonSwitchFailed        = "switch_failed"
 	ReasonNoPreviousRelease   = "no_previous_release"
+	ReasonNotEmpty            = "not_empty"
 )
 
 // Errors, for errors.Is.
@@ -89,8 +90,9 @@ const (
 	DefaultMaxFiles = 100_000
 )
 
-// MarkerFile, in a release directory, holds the digest of the package it was
-// extracted from: a re-run reuses the release only if it is the same package.
+// MarkerFile, in a release directory, records it as upshift's (see Marker):
+// the digest of the package it was extracted from, so a re-run reuses the
+// release only if it is the same package, and whether it is good.
 const MarkerFile = ".upshift-release"
 
 // LockFile, in a target's root, is locked for the whole of a step, in case

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/upshift/upshift/pkg/phase"
+	"github.com/upshift/upshift/pkg/spec"
 )
 
 // rollback puts cmd.Upgrade.From back in service. It is the compensation
@@ -17,6 +19,9 @@ import (
 func (s *step) rollback(ctx context.Context) (phase.Outcome, error) {
 	back := s.cmd.Upgrade.From
 	out := map[string]string{}
+	if back == "" && s.cmd.Upgrade.Kind == string(spec.KindInstall) {
+		return s.uninstall(ctx, out)
+	}
 	if back == "" {
 		return s.outcome(out, failed(ReasonNoPreviousRelease,
 			errors.New("the apply was a fresh install: there is no release to go back to")))
@@ -68,6 +73,11 @@ func (s *step) rollbackLocked(ctx context.Context, back string, out map[string]s
 	if err := s.switchCurrent("switch", back); err != nil {
 		return failed(ReasonSwitchFailed, err)
 	}
+	if cur != "" {
+		if err := markGood(s.t.Release(cur), false); err != nil {
+			s.log.Warn("cannot mark the release rolled back from", "release", cur, "err", err)
+		}
+	}
 	if err := s.hook(ctx, "start", s.t.Hooks.Start, env); err != nil {
 		return s.hookFailure(ctx, ReasonStartFailed, err)
 	}
@@ -82,4 +92,74 @@ func (s *step) hookFailure(ctx context.Context, reason string, err error) error 
 		return err
 	}
 	return failed(reason, fmt.Errorf("%s: %w", reason, err))
+}
+
+// uninstall is the compensation of a first install: it leaves the target
+// as empty as the install found it. The release in service is stopped and
+// the current link removed only if it is this install's, and the release
+// directory is removed only if it holds this install's package: what
+// anything else put there is left alone.
+func (s *step) uninstall(ctx context.Context, out map[string]string) (phase.Outcome, error) {
+	to := s.cmd.Upgrade.To
+	if err := checkVersion("install", to); err != nil {
+		return s.outcome(out, failed(ReasonInvalidVersion, err))
+	}
+	unlock, err := lockTarget(ctx, s.t.Root)
+	if err != nil {
+		return s.outcome(out, err)
+	}
+	defer unlock()
+	err = s.uninstallLocked(ctx, to, out)
+	if cur, cerr := s.t.CurrentVersion(); cerr == nil {
+		out["current"] = cur
+	}
+	return s.outcome(out, err)
+}
+
+func (s *step) uninstallLocked(ctx context.Context, to string, out map[string]string) error {
+	cur, err := s.installed()
+	if err != nil {
+		return err
+	}
+	switch cur {
+	case to:
+		if err := s.hook(ctx, "stop", s.t.Hooks.Stop, s.hookEnv(to, "")); err != nil {
+			return s.hookFailure(ctx, ReasonStopFailed, err)
+		}
+		if err := os.Remove(s.t.Current()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.add("switch", false, err.Error())
+			return failed(ReasonSwitchFailed, fmt.Errorf("remove the current link: %w", err))
+		}
+		if err := syncDir(s.t.Root); err != nil {
+			return fmt.Errorf("remove the current link: %w", err)
+		}
+		s.add("switch", true, "current removed: nothing is in service")
+		out["uninstalled"] = to
+	case "":
+		s.add("switch", true, "nothing in service; nothing to stop")
+	default:
+		s.add("switch", true, fmt.Sprintf("current is releases/%s, not this install's %s: left as it is", cur, to))
+		out["unchanged"] = "true"
+	}
+	s.clearStopped()
+	release := s.t.Release(to)
+	m, err := ReadMarker(release)
+	switch {
+	case cur != to && cur != "":
+		return nil
+	case errors.Is(err, os.ErrNotExist):
+		if _, lerr := os.Lstat(release); lerr == nil {
+			s.add("remove", true, release+" has no release marker: not this install's, left as it is")
+		}
+	case err != nil || m.Digest != s.cmd.Upgrade.Artifact.Digest:
+		s.add("remove", true, release+" holds another package: left as it is")
+	default:
+		if err := os.RemoveAll(release); err != nil {
+			s.add("remove", false, err.Error())
+			return failed(ReasonSwitchFailed, fmt.Errorf("remove %s: %w", release, err))
+		}
+		os.Remove(s.t.Releases()) // only if empty: the target is as the install found it
+		s.add("remove", true, "removed "+release)
+	}
+	return nil
 }
