@@ -9,7 +9,7 @@ BIN     := bin
 run:
 	$(GO) run ./cmd/upshift dev --demo
 
-## demo: the same demo, then exit 0 only if both sagas ended as expected
+## demo: the same demo, then exit 0 only if its three sagas ended as expected
 demo:
 	$(GO) run ./cmd/upshift dev --demo --exit
 

@@ -171,7 +171,7 @@ func runDev(ctx context.Context, o devOptions, out io.Writer) error {
 				return exitInterrupted
 			}
 		default:
-			fmt.Fprintln(out, "\ndemo done: 1.1 was deployed, 1.2 failed verification and was rolled back, 1.1 serves.")
+			fmt.Fprintln(out, "\ndemo done: 1.0 was installed on the empty target, 1.1 was deployed, 1.2 failed verification and was rolled back, 1.1 serves.")
 		}
 		if o.exit {
 			return nil

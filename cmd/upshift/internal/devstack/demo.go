@@ -118,11 +118,16 @@ func (d *Demo) Install(ctx context.Context, version string) error {
 	return nil
 }
 
-// Request is the upgrade request of the demo from one version to another.
+// Request is the upgrade request of the demo from one version to another;
+// from "" makes it the first install of to.
 func (d *Demo) Request(from, to string) spec.Request {
 	a := d.Artifacts[to]
+	kind := spec.KindUpgrade
+	if from == "" {
+		kind = spec.KindInstall
+	}
 	return spec.Request{
-		APIVersion: spec.APIVersion, Kind: spec.KindUpgrade,
+		APIVersion: spec.APIVersion, Kind: kind,
 		Metadata: spec.Metadata{Name: "demo " + to, Team: "platform", Environment: "test"},
 		Spec: spec.Spec{Software: "demo-app", From: from, To: to, Targets: []string{demo.TargetName},
 			Artifact: spec.Artifact{URL: a.URL, Digest: a.Digest}, Notify: []string{"qa"},
@@ -158,25 +163,22 @@ func (d *Demo) Serving(ctx context.Context) (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
-// Scenario runs the demo on a stack: install 1.0, upgrade to 1.1 (it
-// succeeds), upgrade to 1.2 (its verification fails, it rolls back) and
-// check that 1.1 serves again. It returns an error if anything ended
-// otherwise.
+// Scenario runs the demo on a stack: install 1.0 on the empty target,
+// upgrade to 1.1 (it succeeds), upgrade to 1.2 (its verification fails, it
+// rolls back) and check that 1.1 serves again. It returns an error if
+// anything ended otherwise.
 func (d *Demo) Scenario(ctx context.Context, s *Stack, out io.Writer) error {
-	fmt.Fprintf(out, "\ninstalling 1.0 on %q (bootstrap, outside any saga)…\n", demo.TargetName)
-	if err := d.Install(ctx, "1.0"); err != nil {
-		return err
-	}
 	for _, step := range []struct {
 		from, to string
 		want     saga.State
 		serving  string
 	}{
+		{"", "1.0", saga.StateSucceeded, `{"version":"1.0"}`},
 		{"1.0", "1.1", saga.StateSucceeded, `{"version":"1.1"}`},
 		{"1.1", "1.2", saga.StateRolledBack, `{"version":"1.1"}`},
 	} {
 		r := d.Request(step.from, step.to)
-		path, err := d.WriteRequest(r, "upgrade-"+step.to+".yaml")
+		path, err := d.WriteRequest(r, strings.ToLower(string(r.Kind))+"-"+step.to+".yaml")
 		if err != nil {
 			return err
 		}

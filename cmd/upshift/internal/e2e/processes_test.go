@@ -35,7 +35,7 @@ var (
 	buildErr  error
 )
 
-// binaries builds the six services' mains once for the package.
+// binaries builds the CLI and the six services' mains once for the package.
 func binaries(t *testing.T) string {
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "upshift-bin-")
@@ -43,7 +43,7 @@ func binaries(t *testing.T) string {
 			return
 		}
 		root, _ := filepath.Abs("../../../..")
-		args := []string{"build", "-o", binDir + "/"}
+		args := []string{"build", "-o", binDir + "/", "./cmd/upshift"}
 		for _, s := range services {
 			args = append(args, fmt.Sprintf("./services/%s/cmd/upshift-%s", s, s))
 		}

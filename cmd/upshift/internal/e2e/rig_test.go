@@ -73,7 +73,8 @@ type rig struct {
 	s *devstack.Stack
 }
 
-// newRig sets up a target running version installed and starts the stack.
+// newRig sets up a target running version installed ("": an empty target)
+// and starts the stack.
 func newRig(t *testing.T, installed string) *rig {
 	return newRigWith(t, installed, coordinator.Policy{})
 }
@@ -97,8 +98,10 @@ func newRigOn(t *testing.T, databaseURL, installed string, policy coordinator.Po
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Teardown(context.Background()) })
-	if err := d.Install(context.Background(), installed); err != nil {
-		t.Fatal(err)
+	if installed != "" {
+		if err := d.Install(context.Background(), installed); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s, err := devstack.Start(context.Background(), devstack.Options{Dir: t.TempDir(), Targets: d.Registry,
 		Consumer: fast, ArtifactSources: d.Sources(), Log: testlog.New(t),
