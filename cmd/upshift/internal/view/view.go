@@ -30,15 +30,22 @@ type Printer struct {
 // NewPrinter returns a printer writing to w.
 func NewPrinter(w io.Writer) *Printer { return &Printer{w: w, labels: map[string]string{}} }
 
-// Print writes the line for an encoded event; it skips what it cannot read.
+// Print writes the line for an encoded event. What it cannot read (junk
+// that anyone allowed to publish on the subject put there) is shown as
+// unreadable, in its place, and the events after it are read as usual.
 func (p *Printer) Print(data []byte) {
 	env, err := events.Decode(data)
-	if err != nil {
-		return
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if line := p.line(env); line != "" {
+	if err != nil {
+		fmt.Fprintf(p.w, "%s  %-22s    unreadable event (%d bytes): %v\n", time.Now().Format("15:04:05.000"), "?", len(data), err)
+		return
+	}
+	line, err := p.line(env)
+	if err != nil {
+		line = fmt.Sprintf("   unreadable event %s (%s): %v", env.ID, env.Type, err)
+	}
+	if line != "" {
 		fmt.Fprintf(p.w, "%s  %-22s %s\n", env.Time.Local().Format("15:04:05.000"), p.label(env.Saga), line)
 	}
 }
@@ -58,31 +65,34 @@ func Short(id string) string {
 	return id
 }
 
-func (p *Printer) line(env events.Envelope) string {
+func (p *Printer) line(env events.Envelope) (string, error) {
 	switch env.Type {
 	case events.TypeStep:
 		var r events.StepResult
-		if json.Unmarshal(env.Data, &r) != nil {
-			return ""
+		if err := json.Unmarshal(env.Data, &r); err != nil {
+			return "", err
 		}
-		return StepLine(r)
+		return StepLine(r), nil
 	case events.TypeSaga:
 		var e events.SagaEvent
-		if json.Unmarshal(env.Data, &e) != nil {
-			return ""
+		if err := json.Unmarshal(env.Data, &e); err != nil {
+			return "", err
 		}
 		if e.Kind == string(saga.StateRequested) && e.Name != "" {
 			p.labels[e.Saga] = e.Name + " " + Short(e.Saga)
 		}
-		return SagaLine(e)
+		return SagaLine(e), nil
 	case events.TypeNotice:
 		var n events.Notice
-		if json.Unmarshal(env.Data, &n) != nil || n.Severity == "info" {
-			return "" // progress is already on screen
+		if err := json.Unmarshal(env.Data, &n); err != nil {
+			return "", err
 		}
-		return fmt.Sprintf("   notice to %s [%s]: %s", n.Team, n.Severity, n.Summary)
+		if n.Severity == "info" {
+			return "", nil // progress is already on screen
+		}
+		return fmt.Sprintf("   notice to %s [%s]: %s", n.Team, n.Severity, n.Summary), nil
 	}
-	return ""
+	return "", nil
 }
 
 // StepLine describes a phase service's report.

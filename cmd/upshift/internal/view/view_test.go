@@ -1,6 +1,7 @@
 package view_test
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"sync/atomic"
@@ -79,5 +80,37 @@ func TestWatchOutlastsSilenceAndARestart(t *testing.T) {
 		}
 	case <-time.After(natstest.Patience):
 		t.Fatal("watch did not see the saga end")
+	}
+}
+
+// Junk on a saga's subject is shown as unreadable, in its place, and the
+// watch goes on to the saga's end.
+func TestJunkOnASagaSubjectIsShownAndTheWatchGoesOn(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Start(t)
+	ctx := context.Background()
+	if _, err := js.Publish(ctx, events.SagaSubject("s1", "prechecking"), []byte("{not json")); err != nil {
+		t.Fatal(err)
+	}
+	bad, _ := events.New("s1/junk", events.TypeSaga, "test", "s1", 0, time.Now(), map[string]any{"kind": 7})
+	end, _ := events.New("s1/succeeded", events.TypeSaga, "test", "s1", 0, time.Now(),
+		events.SagaEvent{Saga: "s1", Kind: "succeeded", State: "succeeded"})
+	for _, env := range []events.Envelope{bad, end} {
+		if err := bus.Publish(ctx, js, events.SagaSubject("s1", "x"), env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	p := view.NewPrinter(&out)
+	wctx, cancel := context.WithTimeout(ctx, natstest.Patience)
+	defer cancel()
+	e, err := view.Watch(wctx, js, "s1", p.Print)
+	if err != nil || e.Kind != "succeeded" {
+		t.Fatalf("watch: %+v %v", e, err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "unreadable event (9 bytes)") ||
+		!strings.Contains(lines[1], "unreadable event s1/junk (io.upshift.saga.changed)") || !strings.Contains(lines[2], "SUCCEEDED") {
+		t.Fatalf("printed:\n%s", out.String())
 	}
 }
