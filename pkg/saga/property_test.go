@@ -143,7 +143,7 @@ func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T)
 		for i := range targets {
 			targets[i] = fmt.Sprintf("t%d", i)
 		}
-		kind := rapid.SampledFrom([]spec.Kind{spec.KindUpgrade, spec.KindUpgrade, spec.KindMaintenance}).Draw(t, "kind")
+		kind := rapid.SampledFrom([]spec.Kind{spec.KindUpgrade, spec.KindUpgrade, spec.KindInstall, spec.KindMaintenance}).Draw(t, "kind")
 		req := request(kind, rapid.IntRange(1, 3).Draw(t, "batch"), targets...)
 		// rapid draws the shape; the walk itself comes from a seeded
 		// generator, because rapid's draws lean to small values and would
