@@ -67,3 +67,10 @@ func TestHelpShowsNoSecret(t *testing.T) {
 		}
 	}
 }
+
+func TestJSONGoesWithADryRun(t *testing.T) {
+	err := run(context.Background(), []string{"submit", "-f", "../../examples/upgrade.yaml", "--json", "--nats", "nats://127.0.0.1:1", "--timeout", "1s"}, &bytes.Buffer{})
+	if !errors.Is(err, exitInvalid) {
+		t.Fatalf("err %v", err)
+	}
+}

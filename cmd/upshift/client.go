@@ -128,20 +128,27 @@ func validateCmd(out io.Writer) *ffcli.Command {
 
 func submitCmd(out io.Writer) *ffcli.Command {
 	var file string
-	var watch bool
-	return command("submit", "-f FILE [--watch]", "submit an upgrade or maintenance request", out,
+	var watch, dryRun, asJSON bool
+	c := command("submit", "-f FILE [--watch] [--dry-run [--json]]", "submit an upgrade or maintenance request", out,
 		func(fs *flag.FlagSet) {
 			fs.StringVar(&file, "f", "", "request file (YAML or JSON)")
-			fs.BoolVar(&watch, "watch", false, "follow the saga until it ends; exit 0 only if it succeeded")
+			fs.BoolVar(&watch, "watch", false, "follow the saga until it ends; exit 0 only if it succeeded (a dry run: checked)")
+			fs.BoolVar(&dryRun, "dry-run", false, "run the precheck alone: nothing is backed up or deployed; the saga ends checked if every check passed")
+			fs.BoolVar(&asJSON, "json", false, "with --dry-run: wait for the checks and print their report as JSON")
 		},
 		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
 			r, err := readRequest(file, out)
 			if err != nil {
 				return err
 			}
-			id, err := api.NewClient(nc).Submit(ctx, r)
+			r.Spec.DryRun = r.Spec.DryRun || dryRun
+			client := api.NewClient(nc)
+			id, err := client.Submit(ctx, r)
 			if err != nil {
 				return err
+			}
+			if asJSON {
+				return checkReport(context.WithoutCancel(ctx), client, js, id, out)
 			}
 			fmt.Fprintf(out, "submitted %s: %s\n", id, r.Title())
 			if !watch {
@@ -150,6 +157,14 @@ func submitCmd(out io.Writer) *ffcli.Command {
 			}
 			return follow(context.WithoutCancel(ctx), js, id, out)
 		})
+	connect := c.Exec
+	c.Exec = func(ctx context.Context, args []string) error {
+		if asJSON && !dryRun {
+			return fmt.Errorf("%w: --json goes with --dry-run", exitInvalid)
+		}
+		return connect(ctx, args)
+	}
+	return c
 }
 
 // follow prints a saga's events until it ends; the exit code says how.
@@ -159,14 +174,57 @@ func follow(ctx context.Context, js jetstream.JetStream, id string, out io.Write
 	if err != nil {
 		return fmt.Errorf("could not follow the saga to its end: %w (%w)", err, exitUnfollowed)
 	}
-	if end.Kind != string(saga.StateSucceeded) {
-		return exitFailed
+	return outcome(end)
+}
+
+// outcome is the exit code of a saga that ended with end: 0 only if it
+// did what it was asked, a dry run included.
+func outcome(end events.SagaEvent) error {
+	switch saga.State(end.Kind) {
+	case saga.StateSucceeded, saga.StateChecked:
+		return nil
 	}
-	return nil
+	return exitFailed
+}
+
+// CheckReport is what `submit --dry-run --json` prints: how the saga
+// ended and each target's precheck report.
+type CheckReport struct {
+	Saga    string                         `json:"saga"`
+	State   string                         `json:"state"`
+	Reason  string                         `json:"reason,omitempty"`
+	Targets map[string][]events.ReportLine `json:"targets"`
+}
+
+// checkReport waits for a dry run to end and prints its report as JSON.
+func checkReport(ctx context.Context, client *api.Client, js jetstream.JetStream, id string, out io.Writer) error {
+	end, err := view.Watch(ctx, js, id, nil)
+	if err != nil {
+		return fmt.Errorf("could not follow the saga to its end: %w (%w)", err, exitUnfollowed)
+	}
+	rep := CheckReport{Saga: id, State: end.Kind, Reason: end.Reason, Targets: map[string][]events.ReportLine{}}
+	if end.Kind != events.KindInvalid {
+		gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		v, err := client.Get(gctx, id)
+		cancel()
+		if err != nil {
+			return err
+		}
+		// The last attempt of each target's precheck is its report.
+		for _, st := range v.Saga.Steps {
+			if st.Phase == events.Precheck {
+				rep.Targets[st.Target] = st.Report
+			}
+		}
+	}
+	if err := printJSON(out, rep); err != nil {
+		return err
+	}
+	return outcome(end)
 }
 
 func watchCmd(out io.Writer) *ffcli.Command {
-	return command("watch", "ID", "follow a saga's events until it ends; exit 0 only if it succeeded", out, nil,
+	return command("watch", "ID", "follow a saga's events until it ends; exit 0 only if it succeeded (a dry run: checked)", out, nil,
 		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
 			id, err := oneID(args)
 			if err != nil {

@@ -246,6 +246,8 @@ type SagaEvent struct {
 	Seq         int             `json:"seq"`
 	Name        string          `json:"name,omitempty"`
 	RequestKind string          `json:"requestKind,omitempty"` // Upgrade, Install or Maintenance
+	// DryRun: the saga runs the precheck alone and changes nothing.
+	DryRun bool `json:"dryRun,omitempty"`
 	Team        string          `json:"team"`
 	Teams       []string        `json:"teams"`
 	Environment string          `json:"environment,omitempty"`

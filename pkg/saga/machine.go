@@ -156,6 +156,7 @@ func (m *machine) stamp(e *events.SagaEvent) {
 		e.Previous = string(m.s.Previous)
 	}
 	e.Name, e.RequestKind, e.Team, e.Teams = r.Metadata.Name, string(r.Kind), r.Metadata.Team, r.Spec.Notify
+	e.DryRun = r.Spec.DryRun
 	e.Environment, e.Software, e.From, e.To = r.Metadata.Environment, r.Spec.Software, r.Spec.From, r.Spec.To
 	e.Batch, e.Batches = m.s.Batch, len(m.s.Batches)
 }
@@ -403,6 +404,10 @@ func (m *machine) advance() {
 }
 
 func (m *machine) afterPrecheck() {
+	if m.s.Request.Spec.DryRun {
+		m.enter(StateChecked, "every check passed; nothing was changed")
+		return
+	}
 	if m.s.Options.RequireApproval && m.s.Approval == nil {
 		m.enter(StateAwaitingApproval, "approval required")
 		m.wait(m.at.Add(m.s.Options.ApprovalTimeout))

@@ -177,6 +177,30 @@ func TestAnInstallHasNoBackupAndItsRollBackUndoesTheDeploy(t *testing.T) {
 	r.state(saga.StateRolledBack)
 }
 
+func TestADryRunEndsCheckedAfterItsPrecheckWithoutApprovalOrWindow(t *testing.T) {
+	req := request(spec.KindUpgrade, 1, "a", "b")
+	req.Spec.DryRun = true
+	req.Spec.Windows = []spec.Window{{Start: "02:00", End: "03:00"}}
+	r := start(t, req, saga.Options{RequireApproval: true})
+	if e := r.last.Events[0]; !e.DryRun || !strings.HasPrefix(e.Reason, "dry run of the upgrade") {
+		t.Fatalf("requested event %+v", e)
+	}
+	r.answer(events.StatusSucceeded)
+	r.state(saga.StateChecked)
+	if r.s.Reason != "every check passed; nothing was changed" || len(r.last.Commands) != 0 || !r.s.State.Terminal() {
+		t.Fatalf("saga %s (%s), commands %v", r.s.State, r.s.Reason, r.last.Commands)
+	}
+	for _, c := range r.cmds {
+		if c.Phase != events.Precheck {
+			t.Fatalf("a dry run sent %s", c.Step)
+		}
+	}
+
+	failing := start(t, req, saga.Options{})
+	failing.report(failing.last.Commands[1], events.StatusFailed)
+	failing.state(saga.StateFailed)
+}
+
 // upTo drives a two-batch saga of a, b, c (batch size 2) to the verify of
 // batch 2, every step succeeding.
 func upTo(t *testing.T) *run {

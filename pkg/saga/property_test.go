@@ -150,6 +150,7 @@ func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T)
 		// make nearly every step fail (or every backup skipped).
 		rng := rand.New(rand.NewPCG(rapid.Uint64().Draw(t, "seed"), 1))
 		req.Spec.Backup.Skip = rng.IntN(100) < 15
+		req.Spec.DryRun = rng.IntN(100) < 10
 		hour := spec.Duration{Duration: time.Hour}
 		req.Spec.Timeouts = spec.Timeouts{Precheck: hour, Backup: hour, Deploy: hour, Verify: hour, Rollback: hour}
 		if rapid.Bool().Draw(t, "window") {
@@ -257,6 +258,16 @@ func (w *world) checkEnd() {
 			if st.Status != saga.StepSucceeded && (st.Phase == events.Deploy || st.Phase == events.Verify) {
 				w.t.Fatalf("succeeded with step %s %s", st.ID, st.Status)
 			}
+		}
+		return
+	case saga.StateChecked:
+		for _, c := range w.order {
+			if c.Phase != events.Precheck {
+				w.t.Fatalf("checked after %s: a dry run sends prechecks only", c.Step)
+			}
+		}
+		if !s.Request.Spec.DryRun {
+			w.t.Fatal("checked, but not a dry run")
 		}
 		return
 	case saga.StateFailed, saga.StateRejected, saga.StateCancelled:

@@ -4,6 +4,7 @@
 // commands to send, the events to publish, when to be woken). It does no I/O
 // and reads no clock, so every transition is a table test away.
 //
+//	requested -> prechecking -> checked (a dry run)
 //	requested -> prechecking -> [awaiting approval] -> [awaiting window]
 //	          -> backing up -> deploying (batch 1..n) <-> verifying (batch 1..n) -> succeeded
 //	failure or timeout in precheck/backup, reject, cancel before deploy -> failed | rejected | cancelled
@@ -37,16 +38,18 @@ const (
 	StateCancelled        State = "cancelled"
 	StateRolledBack       State = "rolled_back"
 	StateRollbackFailed   State = "rollback_failed"
+	// StateChecked ends a dry run whose checks all passed.
+	StateChecked State = "checked"
 )
 
 // States lists every state, in roughly the order a saga meets them.
 var States = []State{StateRequested, StatePrechecking, StateAwaitingApproval, StateAwaitingWindow, StateBackingUp,
-	StateDeploying, StateVerifying, StateRollingBack, StateSucceeded, StateFailed, StateRejected, StateCancelled, StateRolledBack, StateRollbackFailed}
+	StateDeploying, StateVerifying, StateRollingBack, StateSucceeded, StateFailed, StateRejected, StateCancelled, StateRolledBack, StateRollbackFailed, StateChecked}
 
 // Terminal reports whether the saga is over.
 func (s State) Terminal() bool {
 	switch s {
-	case StateSucceeded, StateFailed, StateRejected, StateCancelled, StateRolledBack, StateRollbackFailed:
+	case StateSucceeded, StateFailed, StateRejected, StateCancelled, StateRolledBack, StateRollbackFailed, StateChecked:
 		return true
 	}
 	return false

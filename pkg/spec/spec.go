@@ -79,6 +79,10 @@ type Spec struct {
 	Windows []Window `json:"windows,omitempty"`
 	// Deadline, when set, fails the saga if no window opens before it.
 	Deadline time.Time `json:"deadline,omitzero"`
+	// DryRun runs the precheck alone, through the same services, and ends
+	// the saga "checked" if every check passed: nothing is backed up or
+	// deployed, and no approval or window is waited for.
+	DryRun bool `json:"dryRun,omitempty"`
 }
 
 // Artifact is the release package.
@@ -160,6 +164,10 @@ func (r Request) Batches() [][]string {
 
 // Title is a one-line description for humans.
 func (r Request) Title() string {
+	if r.Spec.DryRun {
+		r.Spec.DryRun = false
+		return "dry run of the " + r.Title()
+	}
 	switch r.Kind {
 	case KindMaintenance:
 		return fmt.Sprintf("maintenance of %s (%s)", r.Spec.Software, strings.Join(r.Actions(), ", "))

@@ -122,6 +122,16 @@ func TestSeverityAndSummary(t *testing.T) {
 			return e
 		}(), notify.SeverityInfo, "billing 4.1 (production): succeeded"},
 		{"cancelled", base("si", "cancelled", "cancelled"), notify.SeverityWarning, "billing 4.1 -> 4.2 (production): cancelled"},
+		{"dry run failed", func() events.SagaEvent {
+			e := base("sk", "failed", "failed")
+			e.DryRun, e.Reason = true, "precheck check on web-1 failed: free disk"
+			return e
+		}(), notify.SeverityWarning, "billing 4.1 -> 4.2 (production, dry run): failed: precheck check on web-1 failed: free disk"},
+		{"dry run checked", func() events.SagaEvent {
+			e := base("sl", "checked", "checked")
+			e.DryRun, e.Reason = true, "every check passed; nothing was changed"
+			return e
+		}(), notify.SeverityInfo, "billing 4.1 -> 4.2 (production, dry run): checked: every check passed; nothing was changed"},
 		{"prechecking, owner only", func() events.SagaEvent {
 			e := base("sj", "prechecking", "prechecking")
 			e.Teams = nil

@@ -41,7 +41,7 @@ func (s *Service) route(ctx context.Context, d *consumer.Delivery) error {
 		log.Warn("saga event names no team; nobody to tell", "event", d.Event().ID)
 		return nil
 	}
-	n := events.Notice{Saga: ev.Saga, Kind: ev.Kind, Severity: severity(ev.Kind), Summary: summary(ev), Event: ev}
+	n := events.Notice{Saga: ev.Saga, Kind: ev.Kind, Severity: severity(ev), Summary: summary(ev), Event: ev}
 	// The request is in the audit log; a notice stays small.
 	n.Event.Request = nil
 	var bad []error
@@ -86,8 +86,13 @@ func teamsOf(ev events.SagaEvent) []string {
 	return out
 }
 
-func severity(kind string) string {
-	switch kind {
+// severity says how urgent a notice is. A dry run changes nothing, so its
+// failed checks are a warning, not an emergency.
+func severity(ev events.SagaEvent) string {
+	if ev.DryRun && ev.Kind == "failed" {
+		return SeverityWarning
+	}
+	switch ev.Kind {
 	case "failed", "rollback_failed":
 		return SeverityCritical
 	case "rolling_back", "rolled_back", "cancelled", "rejected",
@@ -119,6 +124,9 @@ func summary(ev events.SagaEvent) string {
 	var where []string
 	if ev.Environment != "" {
 		where = append(where, ev.Environment)
+	}
+	if ev.DryRun {
+		where = append(where, "dry run")
 	}
 	if showBatch(ev) {
 		batch := ev.Batch
