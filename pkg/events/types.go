@@ -238,16 +238,15 @@ type StepRef struct {
 // (rolling_back then at once rolled_back when nothing is left to undo), and
 // each of its events carries the last.
 type SagaEvent struct {
-	Saga        string `json:"saga"`
-	Kind        string `json:"kind"`
-	State       string `json:"state"`
-	Previous    string `json:"previous,omitempty"`
-	Reason      string `json:"reason,omitempty"`
-	Seq         int    `json:"seq"`
-	Name        string `json:"name,omitempty"`
-	RequestKind string `json:"requestKind,omitempty"` // Upgrade, Install or Maintenance
-	// DryRun: the saga runs the precheck alone and changes nothing.
-	DryRun      bool            `json:"dryRun,omitempty"`
+	Saga        string          `json:"saga"`
+	Kind        string          `json:"kind"`
+	State       string          `json:"state"`
+	Previous    string          `json:"previous,omitempty"`
+	Reason      string          `json:"reason,omitempty"`
+	Seq         int             `json:"seq"`
+	Name        string          `json:"name,omitempty"`
+	RequestKind string          `json:"requestKind,omitempty"` // Upgrade, Install or Maintenance
+	DryRun      bool            `json:"dryRun,omitempty"`      // the precheck alone: nothing changes
 	Team        string          `json:"team"`
 	Teams       []string        `json:"teams"`
 	Environment string          `json:"environment,omitempty"`
