@@ -648,7 +648,7 @@ func decided(verb string, in Input) string {
 // saga stays small whatever a hook printed: the whole report stays in its
 // event, in EVENTS and in the audit log.
 const (
-	MaxReportLines = 16
+	MaxReportLines = 64 // a target's whole precheck report: a few dozen checks
 	MaxOutputKeys  = 16
 	MaxText        = 300 // bytes of one detail, output value or error
 )
@@ -674,7 +674,7 @@ func clipReport(r []events.ReportLine) []events.ReportLine {
 			out = append(out, events.ReportLine{Name: "…", OK: true, Detail: fmt.Sprintf("%d more lines in the step's event", len(r)-i)})
 			break
 		}
-		l.Detail = clip(l.Detail)
+		l.Detail, l.Value, l.Threshold = clip(l.Detail), clip(l.Value), clip(l.Threshold)
 		out = append(out, l)
 	}
 	return out

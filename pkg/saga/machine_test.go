@@ -564,19 +564,22 @@ func TestReportsAreClippedInTheSaga(t *testing.T) {
 	r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
 	res := result(r.last.Commands[0], events.StatusFailed)
 	res.Error = strings.Repeat("é", 400)
-	for i := range 40 {
-		res.Report = append(res.Report, events.ReportLine{Name: fmt.Sprint("hook", i), Detail: strings.Repeat("x", 5000)})
+	for i := range saga.MaxReportLines + 24 {
+		res.Report = append(res.Report, events.ReportLine{Name: fmt.Sprint("hook", i), Detail: strings.Repeat("x", 5000),
+			Value: strings.Repeat("v", 5000), Threshold: strings.Repeat("t", 5000)})
 	}
 	res.Output = map[string]string{"log": strings.Repeat("y", 5000)}
 	r.must(saga.Input{Kind: saga.InputReport, Result: res})
 	st := r.s.Steps[0]
-	if len(st.Report) != saga.MaxReportLines+1 || len(st.Report[0].Detail) > saga.MaxText+3 || len(st.Output["log"]) > saga.MaxText+3 {
+	if len(st.Report) != saga.MaxReportLines+1 || len(st.Report[0].Detail) > saga.MaxText+3 || len(st.Output["log"]) > saga.MaxText+3 ||
+		len(st.Report[0].Value) > saga.MaxText+3 || len(st.Report[0].Threshold) > saga.MaxText+3 {
 		t.Fatalf("kept %d lines, detail %d bytes, output %d bytes", len(st.Report), len(st.Report[0].Detail), len(st.Output["log"]))
 	}
 	if !utf8.ValidString(st.Error) || len(st.Error) > saga.MaxText+3 {
 		t.Fatalf("error clipped to %d bytes, valid UTF-8 %v", len(st.Error), utf8.ValidString(st.Error))
 	}
-	if st.Report[saga.MaxReportLines].Detail != "24 more lines in the step's event" {
+	if st.Report[saga.MaxReportLines-1].Name != fmt.Sprint("hook", saga.MaxReportLines-1) ||
+		st.Report[saga.MaxReportLines].Detail != "24 more lines in the step's event" {
 		t.Fatalf("last line %+v", st.Report[saga.MaxReportLines])
 	}
 }

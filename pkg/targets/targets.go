@@ -25,7 +25,9 @@ var ErrUnknown = errors.New("unknown target")
 
 // File is the configuration file's layout.
 type File struct {
-	Targets map[string]Target `json:"targets"`
+	// Defaults every target starts from.
+	Defaults Defaults          `json:"defaults,omitzero"`
+	Targets  map[string]Target `json:"targets"`
 }
 
 // Target is one deployable unit on one host.
@@ -73,12 +75,6 @@ type Health struct {
 	Failures int `json:"failures,omitempty"`
 }
 
-// Precheck sets the thresholds of the environment checks.
-type Precheck struct {
-	// MinFreeDisk at the root, e.g. "500MiB". Default 100MiB.
-	MinFreeDisk Bytes `json:"minFreeDisk,omitzero"`
-}
-
 // Backup says where backups go and what they hold beyond the release.
 type Backup struct {
 	// Dir holds the backups; relative to the root. Default <root>/backups.
@@ -109,11 +105,16 @@ func Load(path string) (*Registry, error) {
 	return r, nil
 }
 
-// Parse reads a registry; relative roots are taken from base.
+// Parse reads a registry; relative roots are taken from base. Each target's
+// precheck settings are merged over the file's defaults (Precheck.Merge).
 func Parse(b []byte, base string) (*Registry, error) {
 	var f File
 	if err := yaml.UnmarshalStrict(b, &f); err != nil {
 		return nil, err
+	}
+	for name, t := range f.Targets {
+		t.Precheck = f.Defaults.Precheck.Merge(t.Precheck)
+		f.Targets[name] = t
 	}
 	return New(f.Targets, base)
 }
@@ -152,8 +153,9 @@ func New(ts map[string]Target, base string) (*Registry, error) {
 		if t.Health.Failures == 0 {
 			t.Health.Failures = 5
 		}
-		if t.Precheck.MinFreeDisk == 0 {
-			t.Precheck.MinFreeDisk = 100 << 20
+		t.Precheck = t.Precheck.clone()
+		for _, p := range t.Precheck.check(base) {
+			problems = append(problems, name+": "+p)
 		}
 		if t.Backup.Dir == "" {
 			t.Backup.Dir = "backups"

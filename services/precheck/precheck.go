@@ -4,9 +4,13 @@
 //
 // The checks: the artifact's digest (the package is staged in the local
 // artifact store on the way, as the plan's "upload the package to the
-// designated directory"), free disk at the target's root, and that the
+// designated directory"); the environment the target's configuration
+// declares (hardware.go, software.go, network.go, dependency.go: disk,
+// memory, CPUs, load, OS, database and middleware versions, TCP endpoints,
+// bandwidth, third-party services), run concurrently by run.go; and that the
 // installed version is the request's "from", or, for a first install, that
-// nothing is installed.
+// nothing is installed. The step's error lists the failed checks with what
+// they measured, for the saga's reason and the teams' notices.
 package precheck
 
 import (
@@ -14,9 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"strings"
-	"syscall"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,12 +62,10 @@ func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress pha
 		return phase.Failure(events.ReasonUnknown, err), nil
 	}
 	var report []events.ReportLine
-	var failed []string
 	add := func(name string, err error, ok string) {
-		line := events.ReportLine{Name: name, OK: err == nil, Detail: ok}
+		line := events.ReportLine{Name: name, OK: err == nil, Status: events.CheckPass, Detail: ok}
 		if err != nil {
-			line.Detail = err.Error()
-			failed = append(failed, name)
+			line.Status, line.Detail = events.CheckFail, err.Error()
 		}
 		report = append(report, line)
 	}
@@ -81,61 +80,24 @@ func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress pha
 		add("artifact digest", err, "staged and verified "+a.Digest)
 		out["artifact"] = path
 	}
-	free, err := freeDisk(t.Root)
-	if err == nil && free < int64(t.Precheck.MinFreeDisk) {
-		err = fmt.Errorf("%s free at %s, need %s", targets.Bytes(free), t.Root, t.Precheck.MinFreeDisk)
-	}
-	add("free disk", err, fmt.Sprintf("%s free at %s (need %s)", targets.Bytes(free), t.Root, t.Precheck.MinFreeDisk))
+	progress("checking the environment")
+	checks := Environment(t)
 	if cmd.Upgrade.Kind == string(spec.KindInstall) {
-		add("nothing installed", nothingInstalled(t), "no current link and no release in "+t.Releases())
+		checks = append(checks, NothingInstalled(t))
 	} else if from := cmd.Upgrade.From; from != "" {
-		installed, err := t.CurrentVersion()
-		if err == nil && installed != from {
-			err = fmt.Errorf("installed version is %q, the request upgrades from %q", installed, from)
-		}
-		add("installed version", err, "installed version is "+from)
-		out["installed"] = installed
+		checks = append(checks, Installed(t, from))
 	}
-	if len(failed) > 0 {
-		return phase.Failure("check_failed", fmt.Errorf("failed: %v", failed), report...), nil
+	lines := Run(ctx, checks, Parallel)
+	if ctx.Err() != nil {
+		// Stopped, not failed: the command is delivered again.
+		return phase.Outcome{}, fmt.Errorf("check the environment: %w", ctx.Err())
+	}
+	report = append(report, lines...)
+	if cmd.Upgrade.From != "" {
+		out["installed"] = lines[len(lines)-1].Value
+	}
+	if failed := Failures(report); failed != "" {
+		return phase.Failure("check_failed", errors.New(failed), report...), nil
 	}
 	return phase.Success(out, report...), nil
-}
-
-func freeDisk(dir string) (int64, error) {
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		return 0, fmt.Errorf("target root %s does not exist", dir)
-	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, fmt.Errorf("statfs %s: %w", dir, err)
-	}
-	return int64(st.Bavail) * st.Bsize, nil
-}
-
-// nothingInstalled checks that a first install finds an empty target: no
-// current link and no release directory, in service or not. A release put
-// there by hand is for `upshift adopt`, not to be installed over.
-func nothingInstalled(t targets.Target) error {
-	cur, err := t.CurrentVersion()
-	if err != nil {
-		return err
-	}
-	if cur != "" {
-		return fmt.Errorf("release %s is installed and current: an install needs an empty target (upgrade from %s instead)", cur, cur)
-	}
-	entries, err := os.ReadDir(t.Releases())
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("read %s: %w", t.Releases(), err)
-	}
-	var found []string
-	for _, e := range entries {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
-			found = append(found, e.Name())
-		}
-	}
-	if len(found) > 0 {
-		return fmt.Errorf("%s holds %s though none is current: adopt or remove it first", t.Releases(), strings.Join(found, ", "))
-	}
-	return nil
 }

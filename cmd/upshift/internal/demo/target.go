@@ -66,9 +66,36 @@ func SetupTarget(root string, port int) (targets.Target, error) {
 			Successes:  3,
 			Failures:   5,
 		},
-		Precheck: targets.Precheck{MinFreeDisk: 10 << 20},
+		Precheck: Precheck(),
 		Keep:     3,
 	}, nil
+}
+
+// checkTimeout bounds each of the demo's precheck checks.
+const checkTimeout = 5 * time.Second
+
+// Precheck is the demo target's environment checks on the host: a
+// representative set that any machine running the demo meets. The network
+// and dependency checks need something to reach; see WithDependency.
+func Precheck() targets.Precheck {
+	return targets.Precheck{
+		Timeout:     targets.Duration{Duration: checkTimeout},
+		MinFreeDisk: 10 << 20,
+		MinMemory:   32 << 20,
+		MinCPUs:     1,
+		OS:          &targets.OSCheck{Names: []string{"linux", "darwin"}, Kernel: ">=3.10"},
+	}
+}
+
+// WithDependency adds the checks of the dependency d to t: its port takes
+// TCP connections, and its health answers UP.
+func WithDependency(t targets.Target, d *Dependency) targets.Target {
+	p := &t.Precheck
+	p.Endpoints = append(p.Endpoints, targets.EndpointCheck{Name: DependencyName, Address: d.Addr,
+		Timeout: targets.Duration{Duration: 2 * time.Second}})
+	p.Dependencies = append(p.Dependencies, targets.DependencyCheck{Name: DependencyName, URL: d.URL,
+		JSONField: "status", JSONValue: "UP"})
+	return t
 }
 
 // Stop runs t's stop hook: the tear-down when the demo is interrupted.

@@ -31,6 +31,9 @@ type Demo struct {
 	Target    targets.Target
 	Registry  *targets.Registry
 	Artifacts map[string]demo.Artifact
+	// Dependency stands in for a third-party service the target's
+	// precheck checks; it serves until Teardown.
+	Dependency *demo.Dependency
 }
 
 // Versions built by the demo, and whether each is healthy.
@@ -79,8 +82,13 @@ func NewDemo(dir string, arts map[string]demo.Artifact) (*Demo, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d.Dependency, err = demo.StartDependency(); err != nil {
+		return nil, err
+	}
+	t = demo.WithDependency(t, d.Dependency)
 	d.Registry, err = targets.New(map[string]targets.Target{demo.TargetName: t}, dir)
 	if err != nil {
+		d.Dependency.Close()
 		return nil, err
 	}
 	d.Target, _ = d.Registry.Get(demo.TargetName)
@@ -97,7 +105,8 @@ func (d *Demo) Sources() []string {
 
 // Describe says where the demo's target is.
 func (d *Demo) Describe() string {
-	return fmt.Sprintf("target %q: root %s, serving on %s", demo.TargetName, d.Target.Root, strings.TrimSuffix(d.Target.Health.URL, "/healthz"))
+	return fmt.Sprintf("target %q: root %s, serving on %s; its precheck checks disk, memory, CPUs, OS and %s (a stand-in dependency on %s)",
+		demo.TargetName, d.Target.Root, strings.TrimSuffix(d.Target.Health.URL, "/healthz"), demo.DependencyName, d.Dependency.Addr)
 }
 
 // Install puts version on the target outside any saga, with the deploy
@@ -211,8 +220,9 @@ func (d *Demo) Teardown(ctx context.Context) error {
 	if d == nil {
 		return nil
 	}
-	if err := demo.Stop(ctx, d.Target); err != nil && !errors.Is(err, context.Canceled) {
-		return err
+	err := demo.Stop(ctx, d.Target)
+	if errors.Is(err, context.Canceled) {
+		err = nil
 	}
-	return nil
+	return errors.Join(err, d.Dependency.Close())
 }

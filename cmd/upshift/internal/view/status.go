@@ -6,7 +6,9 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
+	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
@@ -57,15 +59,45 @@ func Status(w io.Writer, s saga.Saga) {
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", st.Phase, st.Action, st.Target, st.Batch+1, st.Status,
 			st.DispatchedAt.Local().Format("15:04:05"), took, oneLine(detail))
-		for _, line := range st.Report {
-			mark := "ok"
-			if !line.OK {
-				mark = "FAIL"
-			}
-			fmt.Fprintf(tw, "  \t\t\t\t\t\t%s\t%s: %s\n", mark, line.Name, oneLine(line.Detail))
-		}
 	}
 	tw.Flush()
+	for _, st := range s.Steps {
+		if len(st.Report) > 0 {
+			fmt.Fprintf(w, "\n%s %s on %s (attempt %d): %s\n", st.Phase, st.Action, st.Target, st.Attempt, st.Status)
+			Report(w, st.Report)
+		}
+	}
+}
+
+// Report writes a step's report as a table, a line per check in the order
+// the service reported them.
+func Report(w io.Writer, lines []events.ReportLine) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  CHECK\tSTATUS\tVALUE\tTHRESHOLD\tTOOK\tDETAIL")
+	for _, l := range lines {
+		took := ""
+		if l.Duration > 0 {
+			took = l.Duration.Round(time.Millisecond).String()
+			if l.Duration < time.Millisecond {
+				took = l.Duration.Round(time.Microsecond).String()
+			}
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", l.Name, l.LineStatus(), cell(l.Value, 60), cell(l.Threshold, 40), took, oneLine(l.Detail))
+	}
+	tw.Flush()
+}
+
+// cell folds a value into a column of at most n bytes.
+func cell(s string, n int) string {
+	s = oneLine(s)
+	if len(s) > n {
+		cut := n
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
 }
 
 func stepName(s saga.Saga, id string) string {

@@ -46,7 +46,11 @@ func (p *Printer) Print(data []byte) {
 		line = fmt.Sprintf("   unreadable event %s (%s): %v", env.ID, env.Type, err)
 	}
 	if line != "" {
-		fmt.Fprintf(p.w, "%s  %-22s %s\n", env.Time.Local().Format("15:04:05.000"), p.label(env.Saga), line)
+		first, more, _ := strings.Cut(line, "\n")
+		fmt.Fprintf(p.w, "%s  %-22s %s\n", env.Time.Local().Format("15:04:05.000"), p.label(env.Saga), first)
+		for l := range strings.Lines(more) {
+			fmt.Fprintf(p.w, "%12s  %-22s %s\n", "", "", strings.TrimSuffix(l, "\n"))
+		}
 	}
 }
 
@@ -72,7 +76,7 @@ func (p *Printer) line(env events.Envelope) (string, error) {
 		if err := json.Unmarshal(env.Data, &r); err != nil {
 			return "", err
 		}
-		return StepLine(r), nil
+		return StepLine(r) + checkLines(r), nil
 	case events.TypeSaga:
 		var e events.SagaEvent
 		if err := json.Unmarshal(env.Data, &e); err != nil {
@@ -115,6 +119,28 @@ func StepLine(r events.StepResult) string {
 		return what + " FAILED" + took(r) + ": " + reason
 	}
 	return what + " " + string(r.Status)
+}
+
+// checkLines are the checks of a finished precheck, one per line, to be
+// printed under its step's line: what a precheck looked at, as it happens.
+// Other phases' reports (hook output) stay in `upshift status`.
+func checkLines(r events.StepResult) string {
+	if r.Phase != events.Precheck || (r.Status != events.StatusSucceeded && r.Status != events.StatusFailed) {
+		return ""
+	}
+	var b strings.Builder
+	for _, l := range r.Report {
+		mark := map[events.CheckStatus]string{events.CheckPass: "ok", events.CheckWarn: "WARN", events.CheckFail: "FAIL"}[l.LineStatus()]
+		s := fmt.Sprintf("      %-4s %-24s %s", mark, l.Name, l.Value)
+		if l.Threshold != "" {
+			s += " (" + l.Threshold + ")"
+		}
+		if l.LineStatus() != events.CheckPass && l.Detail != "" {
+			s += ": " + oneLine(l.Detail)
+		}
+		b.WriteString("\n" + strings.TrimRight(s, " "))
+	}
+	return b.String()
 }
 
 func took(r events.StepResult) string {
