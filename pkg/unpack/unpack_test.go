@@ -23,8 +23,10 @@ type entry struct {
 	link string
 }
 
-func reg(name, body string) entry { return entry{name: name, typ: tar.TypeReg, mode: 0o644, body: body} }
-func dir(name string) entry       { return entry{name: name, typ: tar.TypeDir, mode: 0o755} }
+func reg(name, body string) entry {
+	return entry{name: name, typ: tar.TypeReg, mode: 0o644, body: body}
+}
+func dir(name string) entry { return entry{name: name, typ: tar.TypeDir, mode: 0o755} }
 func symlink(name, to string) entry {
 	return entry{name: name, typ: tar.TypeSymlink, mode: 0o777, link: to}
 }
