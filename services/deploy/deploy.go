@@ -109,8 +109,10 @@ type Config struct {
 	Instance  string
 	Targets   *targets.Registry
 	Artifacts *artifact.Store
-	Consumer  consumer.Config
-	Streams   streams.Config
+	// Limits bound a release (package unpack's defaults when zero).
+	Limits   unpack.Limits
+	Consumer consumer.Config
+	Streams  streams.Config
 }
 
 // New returns the deploy service over js.
@@ -118,7 +120,7 @@ func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Re
 	return phase.New(js, phase.Config{
 		Service: events.Deploy, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
 		Actions: []events.Action{events.ActionApply, events.ActionRollback}, Consumer: cfg.Consumer, Streams: cfg.Streams,
-	}, &Executor{Targets: cfg.Targets, Artifacts: cfg.Artifacts, Log: log}, log, reg)
+	}, &Executor{Targets: cfg.Targets, Artifacts: cfg.Artifacts, Limits: cfg.Limits, Log: log}, log, reg)
 }
 
 // Executor applies and rolls back releases.

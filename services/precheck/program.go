@@ -19,7 +19,7 @@ type Settings struct {
 // and `upshift dev` builds its precheck service with it.
 func Program(s *Settings) service.Program {
 	return phase.Program("precheck", ":9102", &s.Settings, s.Artifacts.Register, func(env service.Env, served *targets.Registry) (service.Component, error) {
-		arts, err := s.Artifacts.Open()
+		arts, err := s.Artifacts.Open(env.JS)
 		if err != nil {
 			return nil, err
 		}
