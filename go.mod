@@ -3,6 +3,7 @@ module github.com/upshift/upshift
 go 1.26.0
 
 require (
+	aead.dev/minisign v0.3.0
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/nats-io/nats-server/v2 v2.15.2

@@ -4,8 +4,11 @@
 //
 // The checks: the artifact's digest (the package is staged in the local
 // artifact store on the way, as the plan's "upload the package to the
-// designated directory"), free disk at the target's root, and that the
-// installed version is the request's "from".
+// designated directory"; md5 passes with a warning), its signature when the
+// request names one (minisign, against the keys this service trusts), its
+// safety (deploy's extraction rules and limits, package unpack, so an
+// unsafe package fails here, before any backup), free disk at the target's
+// root, and that the installed version is the request's "from".
 package precheck
 
 import (
@@ -16,6 +19,7 @@ import (
 	"os"
 	"syscall"
 
+	"aead.dev/minisign"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -25,6 +29,7 @@ import (
 	"github.com/upshift/upshift/pkg/phase"
 	"github.com/upshift/upshift/pkg/streams"
 	"github.com/upshift/upshift/pkg/targets"
+	"github.com/upshift/upshift/pkg/unpack"
 )
 
 // Config of a precheck instance.
@@ -32,8 +37,12 @@ type Config struct {
 	Instance  string
 	Targets   *targets.Registry
 	Artifacts *artifact.Store
-	Consumer  consumer.Config
-	Streams   streams.Config
+	// Limits are deploy's limits of a package, checked here first.
+	Limits unpack.Limits
+	// TrustedKeys verify packages' signatures.
+	TrustedKeys []minisign.PublicKey
+	Consumer    consumer.Config
+	Streams     streams.Config
 }
 
 // New returns the precheck service over js.
@@ -41,13 +50,19 @@ func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Re
 	return phase.New(js, phase.Config{
 		Service: events.Precheck, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
 		Actions: []events.Action{events.ActionCheck}, Consumer: cfg.Consumer, Streams: cfg.Streams,
-	}, &Executor{Targets: cfg.Targets, Artifacts: cfg.Artifacts}, log, reg)
+	}, &Executor{Targets: cfg.Targets, Artifacts: cfg.Artifacts, Limits: cfg.Limits, TrustedKeys: cfg.TrustedKeys}, log, reg)
 }
 
 // Executor runs the checks.
 type Executor struct {
 	Targets   *targets.Registry
 	Artifacts *artifact.Store
+	// Limits bound what a package may unpack to (package unpack's
+	// defaults when zero); deploy's settings must be the same.
+	Limits unpack.Limits
+	// TrustedKeys verify a package's signature; with none, a signed
+	// request fails.
+	TrustedKeys []minisign.PublicKey
 }
 
 // Execute implements phase.Executor. Every check runs, so the report is
@@ -69,13 +84,16 @@ func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress pha
 	}
 	out := map[string]string{}
 	if a := cmd.Upgrade.Artifact; a.URL != "" {
-		progress("staging " + a.URL)
-		path, err := e.Artifacts.Fetch(ctx, a.URL, a.Digest)
-		if err != nil && (ctx.Err() != nil || errors.Is(err, artifact.ErrTransient)) {
-			// Retried with back-off; reported failed at the last delivery.
-			return phase.Outcome{}, fmt.Errorf("stage artifact: %w", err)
+		lines, path, err := e.checkPackage(ctx, a, progress)
+		if err != nil {
+			return phase.Outcome{}, err // retried with back-off
 		}
-		add("artifact digest", err, "staged and verified "+a.Digest)
+		for _, l := range lines {
+			report = append(report, l)
+			if l.LineStatus() == events.CheckFail {
+				failed = append(failed, l.Name)
+			}
+		}
 		out["artifact"] = path
 	}
 	free, err := freeDisk(t.Root)

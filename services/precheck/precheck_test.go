@@ -22,8 +22,9 @@ func host(t *testing.T, minFree string) (*precheck.Executor, string, string) {
 	os.MkdirAll(filepath.Join(root, "releases", "1.0"), 0o755)
 	os.Symlink(filepath.Join(root, "releases", "1.0"), filepath.Join(root, "current"))
 	pkg := filepath.Join(dir, "app-1.1.tar.gz")
-	os.WriteFile(pkg, []byte("package"), 0o644)
-	sum := sha256.Sum256([]byte("package"))
+	body := tgz(t, map[string]string{"VERSION": "1.1\n"})
+	os.WriteFile(pkg, body, 0o644)
+	sum := sha256.Sum256(body)
 	reg, err := targets.Parse([]byte("targets: {web-1: {root: "+root+", precheck: {minFreeDisk: "+minFree+"}}}"), dir)
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +53,7 @@ func TestAllChecksPass(t *testing.T) {
 	if err != nil || out.Failed {
 		t.Fatalf("outcome %+v, err %v", out, err)
 	}
-	if lines(out.Report) != "artifact digest=ok, free disk=ok, installed version=ok" {
+	if lines(out.Report) != "artifact digest=ok, package safety=ok, free disk=ok, installed version=ok" {
 		t.Fatalf("report %s", lines(out.Report))
 	}
 	if artifact.Verify(out.Output["artifact"], digest) != nil {
