@@ -24,6 +24,7 @@ import (
 
 type devOptions struct {
 	data, targetsFile, opsAddr, logLevel string
+	trustedKeys                          string
 	sources                              []string
 	port                                 int
 	demo, exit                           bool
@@ -36,7 +37,9 @@ func devCmd(out io.Writer) *ffcli.Command {
 	fs.StringVar(&o.data, "data", ".upshift-dev", "data directory: JetStream storage, artifacts, logs, the demo's target")
 	fs.IntVar(&o.port, "port", 0, "NATS client port (0: any free port)")
 	fs.StringVar(&o.targetsFile, "targets", "", "targets file for the phase services (not needed with --demo)")
-	service.ListVar(fs, &o.sources, "artifact-sources", nil, "with --targets: comma-separated URL prefixes packages may come from")
+	service.ListVar(fs, &o.sources, "artifact-sources", nil, "with --targets: comma-separated URL prefixes packages may come from "+
+		"(objectstore://"+DefaultBucket+"/, where `upshift artifact put` uploads, is always allowed)")
+	fs.StringVar(&o.trustedKeys, "trusted-keys", "", "file of minisign public keys that verify packages' signatures")
 	fs.StringVar(&o.opsAddr, "ops-addr", "127.0.0.1:0", "address of /metrics, /healthz, /readyz (empty: off)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "level of the log file")
 	// The coordinator's own flags, with what suits one process on a laptop
@@ -109,8 +112,9 @@ func runDev(ctx context.Context, o devOptions, out io.Writer) error {
 		token = rand.Text()
 		o.coordinator.APIToken = service.Secret(token)
 	}
+	sources = append(sources, "objectstore://"+DefaultBucket+"/")
 	s, err := devstack.Start(ctx, devstack.Options{Dir: o.data, Port: o.port, Targets: reg, OpsAddr: o.opsAddr,
-		Coordinator: o.coordinator, Log: log, ArtifactSources: sources})
+		Coordinator: o.coordinator, Log: log, ArtifactSources: sources, TrustedKeys: o.trustedKeys})
 	if err != nil {
 		return err
 	}

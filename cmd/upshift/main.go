@@ -68,7 +68,7 @@ func rootCmd(out io.Writer) *ffcli.Command {
 			decideCmd(out, "approve", "approve a saga waiting for approval"),
 			decideCmd(out, "reject", "reject a saga waiting for approval"),
 			decideCmd(out, "cancel", "cancel a saga; what it changed is rolled back"),
-			adoptCmd(out), devCmd(out),
+			adoptCmd(out), artifactCmd(out), devCmd(out),
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },
 	}

@@ -6,6 +6,13 @@
 // A store fetches only from the sources its operator allows (URL prefixes):
 // a request names a package, but cannot make the host read any other file
 // or reach any other server.
+//
+// Sources: file:///PATH, http(s)://HOST/PATH and objectstore://BUCKET/NAME,
+// an object in a NATS JetStream Object Store bucket (`upshift artifact put`
+// uploads one). The scheme is objectstore, not nats: a nats:// URL names a
+// server, and the bucket lives on whatever server the service is connected
+// to. An objectstore source is allowed by bucket and name prefix, as
+// objectstore://releases/ or objectstore://releases/billing/.
 package artifact
 
 import (
@@ -25,6 +32,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Errors, for errors.Is.
@@ -50,6 +59,8 @@ type Store struct {
 	Client *http.Client
 	// MaxSize bounds an artifact. Default 4 GiB.
 	MaxSize int64
+	// JS reads objectstore:// artifacts; without it they are unsupported.
+	JS jetstream.JetStream
 }
 
 // NewHash returns the hash for a digest's algorithm.
@@ -191,8 +202,61 @@ func (s *Store) open(ctx context.Context, rawURL string) (io.ReadCloser, error) 
 			return nil, fmt.Errorf("%w: GET %s: %s", ErrUnavailable, rawURL, resp.Status)
 		}
 		return resp.Body, nil
+	case SchemeObjectStore:
+		return s.openObject(ctx, u)
 	}
 	return nil, fmt.Errorf("%w: scheme %q", ErrUnsupported, u.Scheme)
+}
+
+// SchemeObjectStore is the scheme of an artifact in a NATS Object Store:
+// objectstore://BUCKET/NAME.
+const SchemeObjectStore = "objectstore"
+
+// ObjectURL is the URL of the object name in bucket.
+func ObjectURL(bucket, name string) string {
+	return (&url.URL{Scheme: SchemeObjectStore, Host: bucket, Path: "/" + name}).String()
+}
+
+func (s *Store) openObject(ctx context.Context, u *url.URL) (io.ReadCloser, error) {
+	if s.JS == nil {
+		return nil, fmt.Errorf("%w: %s: this store has no NATS connection", ErrUnsupported, u.Redacted())
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	if u.Host == "" || name == "" {
+		return nil, fmt.Errorf("%w: %s: want objectstore://BUCKET/NAME", ErrUnsupported, u.Redacted())
+	}
+	obs, err := s.JS.ObjectStore(ctx, u.Host)
+	if err == nil {
+		var obj jetstream.ObjectResult
+		if obj, err = obs.Get(ctx, name); err == nil {
+			return obj, nil
+		}
+	}
+	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, u.Redacted(), err)
+	}
+	return nil, fmt.Errorf("%w (%w): %s: %v", ErrUnavailable, ErrTransient, u.Redacted(), err)
+}
+
+// Read returns the content of the small file at rawURL (a signature), from
+// an allowed source, at most max bytes.
+func (s *Store) Read(ctx context.Context, rawURL string, max int64) ([]byte, error) {
+	if err := s.Allowed(rawURL); err != nil {
+		return nil, err
+	}
+	src, err := s.open(ctx, rawURL)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	b, err := io.ReadAll(io.LimitReader(src, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w (%w): read %s: %v", ErrUnavailable, ErrTransient, rawURL, err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%w: %s: more than %d bytes", ErrTooLarge, rawURL, max)
+	}
+	return b, nil
 }
 
 // Allowed checks that rawURL is under one of the store's sources, after
@@ -210,7 +274,7 @@ func (s *Store) Allowed(rawURL string) error {
 	}
 	for _, src := range s.Sources {
 		p, err := url.Parse(src)
-		if err != nil || p.Scheme != u.Scheme || !strings.EqualFold(p.Host, u.Host) {
+		if err != nil || p.Scheme != u.Scheme || !sameHost(u.Scheme, p.Host, u.Host) {
 			continue
 		}
 		base := strings.TrimSuffix(path.Clean("/"+p.Path), "/")
@@ -219,4 +283,12 @@ func (s *Store) Allowed(rawURL string) error {
 		}
 	}
 	return fmt.Errorf("%w: %s is not under %s", ErrNotAllowed, rawURL, strings.Join(s.Sources, ", "))
+}
+
+// sameHost compares hosts as DNS does, and buckets exactly, as NATS does.
+func sameHost(scheme, a, b string) bool {
+	if scheme == SchemeObjectStore {
+		return a == b
+	}
+	return strings.EqualFold(a, b)
 }

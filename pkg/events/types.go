@@ -106,10 +106,12 @@ type Upgrade struct {
 	Actions     []string `json:"actions,omitempty"`
 }
 
-// Artifact is a release package and its digest ("sha256:<hex>").
+// Artifact is a release package, its digest ("sha256:<hex>") and the URL
+// of its detached signature, if any.
 type Artifact struct {
-	URL    string `json:"url,omitempty"`
-	Digest string `json:"digest,omitempty"`
+	URL       string `json:"url,omitempty"`
+	Digest    string `json:"digest,omitempty"`
+	Signature string `json:"signature,omitempty"`
 }
 
 // Command asks a phase service to perform one step.

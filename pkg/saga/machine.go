@@ -215,7 +215,7 @@ func (m *machine) wait(deadline time.Time) {
 func upgrade(r spec.Request) events.Upgrade {
 	return events.Upgrade{
 		Kind: string(r.Kind), Software: r.Spec.Software, From: r.Spec.From, To: r.Spec.To,
-		Artifact:    events.Artifact{URL: r.Spec.Artifact.URL, Digest: r.Spec.Artifact.Digest},
+		Artifact:    events.Artifact{URL: r.Spec.Artifact.URL, Digest: r.Spec.Artifact.Digest, Signature: r.Spec.Artifact.Signature},
 		Environment: r.Metadata.Environment, Actions: r.Actions(),
 	}
 }

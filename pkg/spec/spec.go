@@ -87,10 +87,15 @@ type Spec struct {
 
 // Artifact is the release package.
 type Artifact struct {
-	// URL is file://, http:// or https://.
+	// URL is file://, http://, https:// or objectstore://BUCKET/NAME (a
+	// NATS Object Store).
 	URL string `json:"url"`
 	// Digest is "<algorithm>:<hex>", algorithm sha256, sha512 or md5.
 	Digest string `json:"digest"`
+	// Signature is the URL of a detached minisign signature of the package,
+	// from the same kinds of source; precheck verifies it against the keys
+	// its operator trusts. An environment's policy may require one.
+	Signature string `json:"signature,omitempty"`
 }
 
 // Rollout says how targets are grouped into batches.

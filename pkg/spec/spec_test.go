@@ -66,7 +66,7 @@ spec:
   software: billing
   from: "4.1"
   to: "4.1"
-  artifact: {url: "ftp://x/y", digest: "sha256:abc"}
+  artifact: {url: "ftp://x/y", digest: "sha256:abc", signature: "objectstore://bad.bucket/x"}
   targets: [web-1, web-1, Web_2]
   rollout: {batchSize: two}
   timeouts: {deploy: 5x, verify: 48h}
@@ -77,19 +77,20 @@ spec:
 		t.Fatalf("err %v", err)
 	}
 	want := map[string]string{
-		"apiVersion":             `must be "upshift/v1"`,
-		"metadata.colour":        "unknown field",
-		"metadata.team":          `"Payments"`,
-		"metadata.environment":   "required",
-		"spec.to":                "equals spec.from",
-		"spec.artifact.url":      `scheme "ftp"`,
-		"spec.artifact.digest":   "64 lower-case hex digits",
-		"spec.targets[1]":        "listed twice",
-		"spec.targets[2]":        `"Web_2"`,
-		"spec.rollout.batchSize": "expected a whole number",
-		"spec.timeouts.deploy":   `"5x"`,
-		"spec.timeouts.verify":   "between 1s and 24h0m0s",
-		"spec.command":           "unknown field",
+		"apiVersion":              `must be "upshift/v1"`,
+		"metadata.colour":         "unknown field",
+		"metadata.team":           `"Payments"`,
+		"metadata.environment":    "required",
+		"spec.to":                 "equals spec.from",
+		"spec.artifact.url":       `scheme "ftp"`,
+		"spec.artifact.digest":    "64 lower-case hex digits",
+		"spec.artifact.signature": "objectstore://BUCKET/NAME",
+		"spec.targets[1]":         "listed twice",
+		"spec.targets[2]":         `"Web_2"`,
+		"spec.rollout.batchSize":  "expected a whole number",
+		"spec.timeouts.deploy":    `"5x"`,
+		"spec.timeouts.verify":    "between 1s and 24h0m0s",
+		"spec.command":            "unknown field",
 	}
 	got := map[string]string{}
 	for _, p := range verr.Problems {
@@ -139,6 +140,27 @@ func TestKindRules(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("%s: no problem at %q in %v", tc.doc, tc.path, verr.Problems)
+		}
+	}
+}
+
+func TestArtifactURLs(t *testing.T) {
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"file:///srv/packages/app.tar.gz", true},
+		{"https://artifacts.example.com/app.tar.gz", true},
+		{"objectstore://releases/app/1.1.tar.gz", true},
+		{"objectstore://upshift-artifacts/app.tar.gz.minisig", true},
+		{"objectstore://releases/", false},
+		{"objectstore://bad.bucket/app.tar.gz", false},
+		{"nats://127.0.0.1:4222/releases/app.tar.gz", false},
+		{"https:///app.tar.gz", false},
+		{"file:", false},
+	} {
+		if err := spec.CheckArtifactURL(tc.url); (err == nil) != tc.ok {
+			t.Errorf("%s: %v", tc.url, err)
 		}
 	}
 }

@@ -21,6 +21,8 @@ var (
 	versionRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$`)
 	digestLen  = map[string]int{"sha256": 64, "sha512": 128, "md5": 32}
 	hexRE      = regexp.MustCompile(`^[0-9a-f]+$`)
+	// NATS bucket names.
+	bucketRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 )
 
 // MaintenanceActions are the actions a Maintenance request may name.
@@ -145,16 +147,36 @@ func (v *validator) version(path, s string, required bool) {
 func (v *validator) artifact(a Artifact) {
 	if a.URL == "" {
 		v.add("spec.artifact.url", "required")
-	} else if u, err := url.Parse(a.URL); err != nil {
+	} else if err := CheckArtifactURL(a.URL); err != nil {
 		v.add("spec.artifact.url", "%v", err)
-	} else if u.Scheme != "file" && u.Scheme != "http" && u.Scheme != "https" {
-		v.add("spec.artifact.url", "scheme %q: must be file, http or https", u.Scheme)
-	} else if u.Scheme == "file" && u.Path == "" {
-		v.add("spec.artifact.url", "a file URL needs an absolute path, e.g. file:///srv/pkg.tar.gz")
 	}
 	if err := CheckDigest(a.Digest); err != nil {
 		v.add("spec.artifact.digest", "%v", err)
 	}
+	if a.Signature != "" {
+		if err := CheckArtifactURL(a.Signature); err != nil {
+			v.add("spec.artifact.signature", "%v", err)
+		}
+	}
+}
+
+// CheckArtifactURL checks the URL of a package or of its signature: file,
+// http, https or objectstore (objectstore://BUCKET/NAME).
+func CheckArtifactURL(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return err
+	case u.Scheme != "file" && u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "objectstore":
+		return fmt.Errorf("scheme %q: must be file, http, https or objectstore", u.Scheme)
+	case u.Scheme == "file" && u.Path == "":
+		return fmt.Errorf("a file URL needs an absolute path, e.g. file:///srv/pkg.tar.gz")
+	case (u.Scheme == "http" || u.Scheme == "https") && u.Host == "":
+		return fmt.Errorf("an %s URL needs a host", u.Scheme)
+	case u.Scheme == "objectstore" && (!bucketRE.MatchString(u.Host) || strings.Trim(u.Path, "/") == ""):
+		return fmt.Errorf("an objectstore URL is objectstore://BUCKET/NAME, the bucket of letters, digits, '-' and '_'")
+	}
+	return nil
 }
 
 // CheckDigest checks the form "<algorithm>:<lower-case hex>".

@@ -306,3 +306,6 @@ func (b Bytes) String() string {
 		return fmt.Sprintf("%dB", int64(b))
 	}
 }
+
+// Set implements flag.Value, so a size can be a flag.
+func (b *Bytes) Set(s string) error { return b.UnmarshalJSON([]byte(s)) }

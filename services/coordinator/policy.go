@@ -26,6 +26,10 @@ type Policy struct {
 	ApprovalEnvironments []string `json:"-"`
 	// ApprovalTimeout is the default wait for an approval.
 	ApprovalTimeout time.Duration `json:"-"`
+	// SignatureEnvironments require a signed artifact unless the policy
+	// file says otherwise for one (requireSignature: false): the
+	// --signature-environments flag, "production" by default.
+	SignatureEnvironments []string `json:"-"`
 }
 
 // Environment are the rules of one environment.
@@ -39,6 +43,10 @@ type Environment struct {
 	// Rehearsal refuses a request unless the same artifact succeeded in
 	// another environment first (plan 3.2.3: rehearse in test).
 	Rehearsal *Rehearsal `json:"rehearsal,omitempty"`
+	// RequireSignature refuses an upgrade whose artifact has no signature
+	// (spec.artifact.signature); precheck verifies the signature. Unset:
+	// required if the environment is among SignatureEnvironments.
+	RequireSignature *bool `json:"requireSignature,omitempty"`
 }
 
 // Rehearsal names where, and how recently, an artifact must have succeeded.
@@ -58,6 +66,7 @@ var ErrRefused = errors.New("refused by policy")
 //	    approvalTimeout: 24h
 //	    windows: [{days: [sat, sun], start: "22:00", end: "04:00", timeZone: Europe/Berlin}]
 //	    rehearsal: {environment: test, within: 720h}
+//	    requireSignature: true
 func LoadPolicy(path string) (Policy, error) {
 	var p Policy
 	b, err := os.ReadFile(path)
@@ -103,9 +112,20 @@ func (p Policy) options(r spec.Request) saga.Options {
 	}
 }
 
+// signatureRequired says whether an upgrade in env must be signed.
+func (p Policy) signatureRequired(env string) bool {
+	if e, ok := p.Environments[env]; ok && e.RequireSignature != nil {
+		return *e.RequireSignature
+	}
+	return slices.Contains(p.SignatureEnvironments, env)
+}
+
 // admit refuses a request the policy does not allow, with the reason.
 func (p Policy) admit(ctx context.Context, store sagastore.Store, r spec.Request, now time.Time) error {
 	env := p.Environments[r.Metadata.Environment]
+	if r.Kind.Installs() && r.Spec.Artifact.Signature == "" && p.signatureRequired(r.Metadata.Environment) {
+		return fmt.Errorf("%w: %s requires a signed artifact: spec.artifact.signature names none", ErrRefused, r.Metadata.Environment)
+	}
 	if env.Rehearsal == nil || !r.Kind.Installs() {
 		return nil // a maintenance run installs no artifact to rehearse
 	}

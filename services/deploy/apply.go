@@ -13,6 +13,7 @@ import (
 	"github.com/upshift/upshift/pkg/phase"
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/targets"
+	"github.com/upshift/upshift/pkg/unpack"
 )
 
 // apply installs cmd.Upgrade.To and switches the target to it. Whatever
@@ -184,8 +185,7 @@ func (s *step) install(ctx context.Context) error {
 
 	s.stage("extracting into " + release)
 	start = time.Now()
-	maxSize, maxFiles := s.e.limits()
-	tmp, st, err := extract(ctx, pkg, s.t.Releases(), to, maxSize, maxFiles)
+	tmp, st, err := extract(ctx, pkg, s.t.Releases(), to, s.e.Limits)
 	if err == nil && m.Content != "" {
 		return s.reuseAdopted(tmp, release, m)
 	}
@@ -202,10 +202,10 @@ func (s *step) install(ctx context.Context) error {
 		}
 		return err
 	}
-	detail := fmt.Sprintf("%d entries, %s, %d links, into %s in %s", st.entries, targets.Bytes(st.bytes), st.links,
+	detail := fmt.Sprintf("%d entries, %s, %d links, into %s in %s", st.Entries, targets.Bytes(st.Bytes), st.Links,
 		release, time.Since(start).Round(time.Millisecond))
-	if st.stripped > 0 {
-		detail += fmt.Sprintf("; setuid/setgid/sticky bits stripped from %d entries", st.stripped)
+	if st.Stripped > 0 {
+		detail += fmt.Sprintf("; setuid/setgid/sticky bits stripped from %d entries", st.Stripped)
 	}
 	s.add("extract", true, detail)
 	return nil
@@ -251,10 +251,14 @@ func (s *step) finishRelease(tmp, release, digest string) (err error) {
 			}
 		}
 	}
-	// The marker is written last, so a release with a marker is complete.
-	// It is good only once a deploy has put it in service.
+	// The marker is written last, so a release with a marker is complete;
+	// all of it is made durable before the rename puts it in place. It is
+	// good only once a deploy has put it in service.
 	if err := writeMarker(tmp, Marker{Digest: digest, InstalledAt: time.Now().UTC()}); err != nil {
 		return err
+	}
+	if err := unpack.Sync(tmp); err != nil {
+		return fmt.Errorf("extract: %w", err)
 	}
 	if err := os.Rename(tmp, release); err != nil {
 		return fmt.Errorf("move release into place: %w", err)

@@ -19,11 +19,14 @@
 //     compensation of an apply that never ran leaves a healthy app alone.
 //
 // Each step holds an exclusive flock on <root>/.upshift.lock, in case two
-// processes serve one target. Extracted files are fsynced and the current
-// link is switched by rename, so a crash leaves the old release or the new
-// one in service, and a redelivered apply finishes the job.
+// processes serve one target. A release is extracted into a temporary
+// directory, its marker file written last, the whole made durable (one
+// syncfs, not an fsync per file) and only then renamed into place; the
+// current link is switched by rename. So a crash leaves the old release or
+// the new one in service, a release in place is complete, and a redelivered
+// apply finishes the job.
 //
-// Extraction refuses absolute paths, ".." escapes, paths through a link,
+// Extraction (package unpack, whose rules precheck applies first) refuses absolute paths, ".." escapes, paths through a link,
 // symbolic links that resolve outside the release, hard links, device and
 // fifo entries, and packages over the size or file-count limit. Setuid,
 // setgid and sticky bits are stripped (not refused): a package built on a
@@ -52,6 +55,7 @@ import (
 	"github.com/upshift/upshift/pkg/phase"
 	"github.com/upshift/upshift/pkg/streams"
 	"github.com/upshift/upshift/pkg/targets"
+	"github.com/upshift/upshift/pkg/unpack"
 )
 
 // Reasons of a failed step, as reported to the coordinator.
@@ -76,24 +80,19 @@ const (
 // Errors, for errors.Is.
 var (
 	// ErrUnsafePackage is a package entry that would write outside its
-	// release, link out of it, or is of a kind a release must not hold.
-	ErrUnsafePackage = errors.New("unsafe package")
+	// release, link out of it, or is of a kind a release must not hold:
+	// package unpack's rule, which precheck applies too.
+	ErrUnsafePackage = unpack.ErrUnsafe
 	// ErrBadPackage is a package that is not a readable .tar.gz.
-	ErrBadPackage = errors.New("bad package")
+	ErrBadPackage = unpack.ErrBad
 	// ErrReleaseConflict is a release directory that holds another package.
 	ErrReleaseConflict = errors.New("release conflict")
-)
-
-// Default limits of an extracted release.
-const (
-	DefaultMaxSize  = 4 << 30
-	DefaultMaxFiles = 100_000
 )
 
 // MarkerFile, in a release directory, records it as upshift's (see Marker):
 // the digest of the package it was extracted from, so a re-run reuses the
 // release only if it is the same package, and whether it is good.
-const MarkerFile = ".upshift-release"
+const MarkerFile = unpack.MarkerFile
 
 // LockFile, in a target's root, is locked for the whole of a step, in case
 // two processes serve one target.
@@ -112,8 +111,10 @@ type Config struct {
 	Instance  string
 	Targets   *targets.Registry
 	Artifacts *artifact.Store
-	Consumer  consumer.Config
-	Streams   streams.Config
+	// Limits bound a release (package unpack's defaults when zero).
+	Limits   unpack.Limits
+	Consumer consumer.Config
+	Streams  streams.Config
 }
 
 // New returns the deploy service over js.
@@ -121,7 +122,7 @@ func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Re
 	return phase.New(js, phase.Config{
 		Service: events.Deploy, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
 		Actions: []events.Action{events.ActionApply, events.ActionRollback}, Consumer: cfg.Consumer, Streams: cfg.Streams,
-	}, &Executor{Targets: cfg.Targets, Artifacts: cfg.Artifacts, Log: log}, log, reg)
+	}, &Executor{Targets: cfg.Targets, Artifacts: cfg.Artifacts, Limits: cfg.Limits, Log: log}, log, reg)
 }
 
 // Executor applies and rolls back releases.
@@ -129,10 +130,9 @@ type Executor struct {
 	Targets   *targets.Registry
 	Artifacts *artifact.Store
 	Log       *slog.Logger
-	// MaxSize bounds the uncompressed size of a release. Default 4 GiB.
-	MaxSize int64
-	// MaxFiles bounds the entries of a release. Default 100k.
-	MaxFiles int
+	// Limits bound a release's size and entries (package unpack's
+	// defaults when zero).
+	Limits unpack.Limits
 }
 
 // Execute implements phase.Executor.
@@ -154,17 +154,6 @@ func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress pha
 		return s.rollback(ctx)
 	}
 	return phase.Failure(events.ReasonUnsupported, fmt.Errorf("deploy does not perform %q", cmd.Action)), nil
-}
-
-func (e *Executor) limits() (int64, int) {
-	size, files := e.MaxSize, e.MaxFiles
-	if size <= 0 {
-		size = DefaultMaxSize
-	}
-	if files <= 0 {
-		files = DefaultMaxFiles
-	}
-	return size, files
 }
 
 // checkVersion refuses a version that is not one plain directory name, so a

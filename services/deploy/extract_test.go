@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/unpack"
 	"github.com/upshift/upshift/services/deploy"
 )
 
@@ -42,7 +43,7 @@ func TestUnsafePackagesAreRefusedAndLeaveNothingBehind(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h := newHost(t, 0)
-			h.exec.MaxSize, h.exec.MaxFiles = 64, 8
+			h.exec.Limits = unpack.Limits{MaxSize: 64, MaxFiles: 8}
 			url, digest := h.pack("app-1.0", c.entries)
 			out, _ := h.run(command(events.ActionApply, "", "1.0", url, digest))
 			if !out.Failed || out.Reason != deploy.ReasonUnsafePackage || !strings.Contains(out.Error, c.want) {

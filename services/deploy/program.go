@@ -19,11 +19,11 @@ type Settings struct {
 // and `upshift dev` builds its deploy service with it.
 func Program(s *Settings) service.Program {
 	return phase.Program("deploy", ":9104", &s.Settings, s.Artifacts.Register, func(env service.Env, served *targets.Registry) (service.Component, error) {
-		arts, err := s.Artifacts.Open()
+		arts, err := s.Artifacts.Open(env.JS)
 		if err != nil {
 			return nil, err
 		}
-		return New(env.JS, Config{Instance: env.Instance, Targets: served, Artifacts: arts,
+		return New(env.JS, Config{Instance: env.Instance, Targets: served, Artifacts: arts, Limits: s.Artifacts.Limits,
 			Consumer: s.Consumer, Streams: env.Streams()}, env.Log, env.Registry), nil
 	})
 }

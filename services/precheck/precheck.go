@@ -4,13 +4,17 @@
 //
 // The checks: the artifact's digest (the package is staged in the local
 // artifact store on the way, as the plan's "upload the package to the
-// designated directory"); the environment the target's configuration
-// declares (hardware.go, software.go, network.go, dependency.go: disk,
-// memory, CPUs, load, OS, database and middleware versions, TCP endpoints,
-// bandwidth, third-party services), run concurrently by run.go; and that the
-// installed version is the request's "from", or, for a first install, that
-// nothing is installed. The step's error lists the failed checks with what
-// they measured, for the saga's reason and the teams' notices.
+// designated directory"; md5 passes with a warning), its signature when the
+// request names one (minisign, against the keys this service trusts), its
+// safety (deploy's extraction rules and limits, package unpack, so an
+// unsafe package fails here, before any backup); the environment the
+// target's configuration declares (hardware.go, software.go, network.go,
+// dependency.go: disk, memory, CPUs, load, OS, database and middleware
+// versions, TCP endpoints, bandwidth, third-party services), run
+// concurrently by run.go; and that the installed version is the request's
+// "from", or, for a first install, that nothing is installed. The step's
+// error lists the failed checks with what they measured, for the saga's
+// reason and the teams' notices.
 package precheck
 
 import (
@@ -19,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"aead.dev/minisign"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -29,6 +34,7 @@ import (
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/streams"
 	"github.com/upshift/upshift/pkg/targets"
+	"github.com/upshift/upshift/pkg/unpack"
 )
 
 // Config of a precheck instance.
@@ -36,8 +42,12 @@ type Config struct {
 	Instance  string
 	Targets   *targets.Registry
 	Artifacts *artifact.Store
-	Consumer  consumer.Config
-	Streams   streams.Config
+	// Limits are deploy's limits of a package, checked here first.
+	Limits unpack.Limits
+	// TrustedKeys verify packages' signatures.
+	TrustedKeys []minisign.PublicKey
+	Consumer    consumer.Config
+	Streams     streams.Config
 }
 
 // New returns the precheck service over js.
@@ -45,13 +55,19 @@ func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Re
 	return phase.New(js, phase.Config{
 		Service: events.Precheck, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
 		Actions: []events.Action{events.ActionCheck}, Consumer: cfg.Consumer, Streams: cfg.Streams,
-	}, &Executor{Targets: cfg.Targets, Artifacts: cfg.Artifacts}, log, reg)
+	}, &Executor{Targets: cfg.Targets, Artifacts: cfg.Artifacts, Limits: cfg.Limits, TrustedKeys: cfg.TrustedKeys}, log, reg)
 }
 
 // Executor runs the checks.
 type Executor struct {
 	Targets   *targets.Registry
 	Artifacts *artifact.Store
+	// Limits bound what a package may unpack to (package unpack's
+	// defaults when zero); deploy's settings must be the same.
+	Limits unpack.Limits
+	// TrustedKeys verify a package's signature; with none, a signed
+	// request fails.
+	TrustedKeys []minisign.PublicKey
 }
 
 // Execute implements phase.Executor. Every check runs, so the report is
@@ -62,22 +78,13 @@ func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress pha
 		return phase.Failure(events.ReasonUnknown, err), nil
 	}
 	var report []events.ReportLine
-	add := func(name string, err error, ok string) {
-		line := events.ReportLine{Name: name, OK: err == nil, Status: events.CheckPass, Detail: ok}
-		if err != nil {
-			line.Status, line.Detail = events.CheckFail, err.Error()
-		}
-		report = append(report, line)
-	}
 	out := map[string]string{}
 	if a := cmd.Upgrade.Artifact; a.URL != "" {
-		progress("staging " + a.URL)
-		path, err := e.Artifacts.Fetch(ctx, a.URL, a.Digest)
-		if err != nil && (ctx.Err() != nil || errors.Is(err, artifact.ErrTransient)) {
-			// Retried with back-off; reported failed at the last delivery.
-			return phase.Outcome{}, fmt.Errorf("stage artifact: %w", err)
+		lines, path, err := e.checkPackage(ctx, a, progress)
+		if err != nil {
+			return phase.Outcome{}, err // retried with back-off
 		}
-		add("artifact digest", err, "staged and verified "+a.Digest)
+		report = append(report, lines...)
 		out["artifact"] = path
 	}
 	progress("checking the environment")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/upshift/upshift/pkg/artifact"
 	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/phase"
 	"github.com/upshift/upshift/pkg/targets"
 	"github.com/upshift/upshift/services/precheck"
 )
@@ -22,8 +23,9 @@ func host(t *testing.T, minFree string) (*precheck.Executor, string, string) {
 	os.MkdirAll(filepath.Join(root, "releases", "1.0"), 0o755)
 	os.Symlink(filepath.Join(root, "releases", "1.0"), filepath.Join(root, "current"))
 	pkg := filepath.Join(dir, "app-1.1.tar.gz")
-	os.WriteFile(pkg, []byte("package"), 0o644)
-	sum := sha256.Sum256([]byte("package"))
+	body := tgz(t, map[string]string{"VERSION": "1.1\n"})
+	os.WriteFile(pkg, body, 0o644)
+	sum := sha256.Sum256(body)
 	reg, err := targets.Parse([]byte("targets: {web-1: {root: "+root+", precheck: {minFreeDisk: "+minFree+"}}}"), dir)
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +54,7 @@ func TestAllChecksPass(t *testing.T) {
 	if err != nil || out.Failed {
 		t.Fatalf("outcome %+v, err %v", out, err)
 	}
-	if lines(out.Report) != "artifact digest=ok, free disk=ok, installed version=ok" {
+	if lines(out.Report) != "artifact digest=ok, package safety=ok, free disk=ok, installed version=ok" {
 		t.Fatalf("report %s", lines(out.Report))
 	}
 	if artifact.Verify(out.Output["artifact"], digest) != nil {
@@ -87,25 +89,30 @@ func TestUnknownTargetFails(t *testing.T) {
 
 func TestAnInstallNeedsAnEmptyTarget(t *testing.T) {
 	e, url, digest := host(t, "1MiB")
-	install := func() events.Command {
+	install := func() phase.Outcome {
+		t.Helper()
 		c := command(url, digest, "")
 		c.Upgrade.Kind = "Install"
-		return c
+		out, err := e.Execute(context.Background(), c, func(string) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
 	}
-	out, err := e.Execute(context.Background(), install(), func(string) {})
-	if err != nil || !out.Failed || lines(out.Report) != "artifact digest=ok, free disk=ok, nothing installed=FAIL" ||
-		!strings.Contains(out.Report[2].Detail, "release 1.0 is installed and current") {
-		t.Fatalf("outcome %+v, err %v", out, err)
+	out := install()
+	if l := line(t, out, "nothing installed"); !out.Failed || l.OK || !strings.Contains(l.Detail, "release 1.0 is installed and current") ||
+		!strings.HasSuffix(lines(out.Report), "nothing installed=FAIL") {
+		t.Fatalf("outcome %+v", out)
 	}
 	tgt, _ := e.Targets.Get("web-1")
 	os.Remove(tgt.Current())
-	out, _ = e.Execute(context.Background(), install(), func(string) {})
-	if !out.Failed || !strings.Contains(out.Report[2].Detail, "holds 1.0 though none is current") {
+	out = install()
+	if l := line(t, out, "nothing installed"); !out.Failed || !strings.Contains(l.Detail, "holds 1.0 though none is current") {
 		t.Fatalf("outcome %+v", out)
 	}
 	os.RemoveAll(tgt.Releases())
-	out, err = e.Execute(context.Background(), install(), func(string) {})
-	if err != nil || out.Failed || lines(out.Report) != "artifact digest=ok, free disk=ok, nothing installed=ok" {
-		t.Fatalf("outcome %+v, err %v", out, err)
+	out = install()
+	if l := line(t, out, "nothing installed"); out.Failed || !l.OK || strings.Contains(lines(out.Report), "installed version") {
+		t.Fatalf("outcome %+v", out)
 	}
 }

@@ -46,6 +46,11 @@ func (s *Settings) Register(fs *flag.FlagSet) {
 	}
 	service.ListVar(fs, &e.Policy.ApprovalEnvironments, "approval-environments", e.Policy.ApprovalEnvironments,
 		"comma-separated environments whose sagas wait for an approval (besides the policy file's)")
+	if e.Policy.SignatureEnvironments == nil {
+		e.Policy.SignatureEnvironments = []string{"production"}
+	}
+	service.ListVar(fs, &e.Policy.SignatureEnvironments, "signature-environments", e.Policy.SignatureEnvironments,
+		"comma-separated environments whose upgrades must name a signed artifact, unless the policy file says requireSignature: false")
 	fs.DurationVar(&e.Policy.ApprovalTimeout, "approval-timeout", orDuration(e.Policy.ApprovalTimeout, 24*time.Hour),
 		"how long a saga waits for an approval, unless its environment says")
 	if e.Concurrency == 0 {
@@ -89,6 +94,7 @@ func Build(ctx context.Context, env service.Env, s Settings) (Parts, error) {
 			return Parts{}, err
 		}
 		policy.ApprovalEnvironments, policy.ApprovalTimeout = cfg.Policy.ApprovalEnvironments, cfg.Policy.ApprovalTimeout
+		policy.SignatureEnvironments = cfg.Policy.SignatureEnvironments
 		cfg.Policy = policy
 	}
 	if err := cfg.Policy.Check(); err != nil {

@@ -39,8 +39,11 @@ type Options struct {
 	Port int
 	// Targets served by the phase services.
 	Targets *targets.Registry
-	// ArtifactSources are the URL prefixes packages may come from.
+	// ArtifactSources are the URL prefixes packages may come from:
+	// file, http(s) or objectstore (read through the stack's own NATS).
 	ArtifactSources []string
+	// TrustedKeys is precheck's file of minisign public keys ("": none).
+	TrustedKeys string
 	// Coordinator are the coordinator's settings, as its own process has
 	// them: store, policy, HTTP API, tuning.
 	Coordinator coordinatord.Settings
@@ -124,7 +127,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	ps := phase.Settings{Targets: o.Targets, Consumer: o.Consumer}
 	arts := artifact.Settings{Dir: filepath.Join(o.Dir, "artifacts"), Sources: o.ArtifactSources}
 	for _, p := range []service.Program{
-		precheck.Program(&precheck.Settings{Settings: ps, Artifacts: arts}),
+		precheck.Program(&precheck.Settings{Settings: ps, Artifacts: arts, TrustedKeys: o.TrustedKeys}),
 		backup.Program(&backup.Settings{Settings: ps}),
 		deploy.Program(&deploy.Settings{Settings: ps, Artifacts: arts}),
 		verify.Program(&verify.Settings{Settings: ps}),

@@ -87,6 +87,11 @@ func newRigWith(t *testing.T, installed string, policy coordinator.Policy, tune 
 
 // newRigOn is newRigWith on the PostgreSQL database at url ("": JetStream KV).
 func newRigOn(t *testing.T, databaseURL, installed string, policy coordinator.Policy, tune ...func(*targets.Target)) *rig {
+	return newRigStack(t, databaseURL, installed, policy, nil, tune...)
+}
+
+// newRigStack is newRigOn with changes to the stack's options.
+func newRigStack(t *testing.T, databaseURL, installed string, policy coordinator.Policy, stack func(*devstack.Options), tune ...func(*targets.Target)) *rig {
 	d, err := devstack.NewDemo(t.TempDir(), artifacts)
 	if err != nil {
 		t.Fatal(err)
@@ -103,10 +108,14 @@ func newRigOn(t *testing.T, databaseURL, installed string, policy coordinator.Po
 			t.Fatal(err)
 		}
 	}
-	s, err := devstack.Start(context.Background(), devstack.Options{Dir: t.TempDir(), Targets: d.Registry,
+	o := devstack.Options{Dir: t.TempDir(), Targets: d.Registry,
 		Consumer: fast, ArtifactSources: d.Sources(), Log: testlog.New(t),
 		Coordinator: coordinatord.Settings{Store: store(databaseURL), DatabaseURL: service.Secret(databaseURL),
-			Engine: coordinator.Config{Consumer: fast, RelayInterval: 500 * time.Millisecond, Policy: policy}}})
+			Engine: coordinator.Config{Consumer: fast, RelayInterval: 500 * time.Millisecond, Policy: policy}}}
+	if stack != nil {
+		stack(&o)
+	}
+	s, err := devstack.Start(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
