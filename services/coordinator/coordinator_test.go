@@ -218,6 +218,21 @@ func TestATargetNoServiceServesIsRefusedAtOnce(t *testing.T) {
 	})
 }
 
+func TestARequestOnAnotherTeamsSubjectIsRefused(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		w := newWorldOn(t, open, "a")
+		w.coordinator("c1")
+		r := request("test", "a") // team platform
+		id := uuid.Must(uuid.NewV7()).String()
+		w.publish(events.RequestSubject("qa"), id, events.TypeRequest, r)
+		e := w.refusal(id)
+		if !strings.Contains(e.Reason, `the request is team "platform"'s but was published on upshift.request.qa`) {
+			t.Fatalf("reason %q", e.Reason)
+		}
+	})
+}
+
 func TestMalformedInputsAreDeadLetteredAndWorkGoesOn(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, open storeOpener) {

@@ -52,6 +52,13 @@ func (c *Coordinator) submit(ctx context.Context, d *consumer.Delivery) error {
 	if err != nil {
 		return c.refuse(ctx, id, req, err)
 	}
+	// A team asks on its own subject, where NATS permissions let only it
+	// publish: the team in the body must be that one, or any team could
+	// ask on another's behalf.
+	if want := events.RequestSubject(req.Metadata.Team); d.Subject() != want {
+		return c.refuse(ctx, id, req, fmt.Errorf("%w: the request is team %q's but was published on %s: a team asks on %s only",
+			ErrRefused, req.Metadata.Team, d.Subject(), want))
+	}
 	if missing, err := c.unserved(ctx, req); err != nil {
 		return err
 	} else if len(missing) > 0 {
