@@ -74,3 +74,24 @@ func TestJSONGoesWithADryRun(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// A typo is an error a script can tell from success: exit 2, one line.
+func TestAnUnknownCommandOrFlagIsAnError(t *testing.T) {
+	for _, args := range [][]string{{"nosuch"}, {"list", "--nosuch"}, {"submit", "-f"}} {
+		var out bytes.Buffer
+		err := run(context.Background(), args, &out)
+		if !errors.Is(err, exitInvalid) {
+			t.Errorf("%v: err %v", args, err)
+			continue
+		}
+		if msg := err.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, "-h`") {
+			t.Errorf("%v: message %q", args, msg)
+		}
+	}
+	if err := run(context.Background(), []string{"nosuch"}, &bytes.Buffer{}); !strings.Contains(err.Error(), "the commands are submit, validate") {
+		t.Errorf("message %q does not list the commands", err)
+	}
+	if err := run(context.Background(), []string{"list", "-h"}, &bytes.Buffer{}); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v", err)
+	}
+}

@@ -4,12 +4,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 )
@@ -21,7 +23,7 @@ func main() {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 	case errors.As(err, &exit):
 		if err.Error() != exit.Error() {
-			fmt.Fprintln(os.Stderr, "upshift:", err)
+			fmt.Fprintln(os.Stderr, "upshift:", strings.TrimPrefix(err.Error(), exit.Error()+": "))
 		}
 		os.Exit(int(exit))
 	default:
@@ -49,15 +51,56 @@ const (
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	root := rootCmd(out)
-	if err := root.Parse(args); err != nil {
+	// The flag package prints a command's whole help on any parse error;
+	// only -h should. Keep it until the error is known.
+	var help bytes.Buffer
+	cmds := tree(root)
+	for _, c := range cmds {
+		if c.FlagSet != nil {
+			c.FlagSet.SetOutput(&help)
+		}
+	}
+	err := root.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		os.Stderr.Write(help.Bytes())
 		return err
+	case err != nil:
+		name := "upshift"
+		for _, c := range cmds {
+			if c.FlagSet != nil && c.FlagSet.Parsed() {
+				name = c.FlagSet.Name()
+			}
+		}
+		return fmt.Errorf("%w: %v (see `%s -h`)", exitInvalid, err, name)
 	}
 	return root.Run(ctx)
 }
 
+// tree lists a command and its subcommands, parents first.
+func tree(c *ffcli.Command) []*ffcli.Command {
+	out := []*ffcli.Command{c}
+	for _, sub := range c.Subcommands {
+		out = append(out, tree(sub)...)
+	}
+	return out
+}
+
+// unknownCommand is the root's answer to a command it does not know.
+func unknownCommand(root *ffcli.Command, args []string) error {
+	if len(args) == 0 {
+		return flag.ErrHelp
+	}
+	names := make([]string, len(root.Subcommands))
+	for i, c := range root.Subcommands {
+		names[i] = c.Name
+	}
+	return fmt.Errorf("%w: unknown command %q; the commands are %s (see `upshift -h`)", exitInvalid, args[0], strings.Join(names, ", "))
+}
+
 // rootCmd is the command line: every command, its flags and their help.
 func rootCmd(out io.Writer) *ffcli.Command {
-	return &ffcli.Command{
+	root := &ffcli.Command{
 		Name:       "upshift",
 		ShortUsage: "upshift <command> [flags]",
 		ShortHelp:  "upgrade orchestration on NATS JetStream",
@@ -70,6 +113,7 @@ func rootCmd(out io.Writer) *ffcli.Command {
 			decideCmd(out, "cancel", "cancel a saga; what it changed is rolled back"),
 			adoptCmd(out), artifactCmd(out), devCmd(out),
 		},
-		Exec: func(context.Context, []string) error { return flag.ErrHelp },
 	}
+	root.Exec = func(_ context.Context, args []string) error { return unknownCommand(root, args) }
+	return root
 }
