@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"testing"
 	"time"
@@ -87,6 +88,11 @@ func newRigWith(t *testing.T, installed string, policy coordinator.Policy, tune 
 
 // newRigOn is newRigWith on the PostgreSQL database at url ("": JetStream KV).
 func newRigOn(t *testing.T, databaseURL, installed string, policy coordinator.Policy, tune ...func(*targets.Target)) *rig {
+	return newRigLogged(t, testlog.New(t), databaseURL, installed, policy, tune...)
+}
+
+// newRigLogged is newRigOn with the stack logging to log.
+func newRigLogged(t *testing.T, log *slog.Logger, databaseURL, installed string, policy coordinator.Policy, tune ...func(*targets.Target)) *rig {
 	d, err := devstack.NewDemo(t.TempDir(), artifacts)
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +110,7 @@ func newRigOn(t *testing.T, databaseURL, installed string, policy coordinator.Po
 		}
 	}
 	s, err := devstack.Start(context.Background(), devstack.Options{Dir: t.TempDir(), Targets: d.Registry,
-		Consumer: fast, ArtifactSources: d.Sources(), Log: testlog.New(t),
+		Consumer: fast, ArtifactSources: d.Sources(), Log: log,
 		Coordinator: coordinatord.Settings{Store: store(databaseURL), DatabaseURL: service.Secret(databaseURL),
 			Engine: coordinator.Config{Consumer: fast, RelayInterval: 500 * time.Millisecond, Policy: policy}}})
 	if err != nil {
