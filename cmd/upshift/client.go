@@ -53,9 +53,22 @@ func (c *conn) open() (*nats.Conn, jetstream.JetStream, error) {
 	return service.Connect(common, "upshift-cli", slog.New(slog.DiscardHandler))
 }
 
-// command builds a client command: flags, then exec with a connection.
+// command builds a client command: flags, then exec with a connection,
+// within --timeout.
 func command(name, usage, help string, out io.Writer, flags func(*flag.FlagSet),
 	exec func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error) *ffcli.Command {
+	return newCommand(name, usage, help, out, flags, exec, true)
+}
+
+// following builds a command that follows something until interrupted:
+// --timeout does not end it.
+func following(name, usage, help string, out io.Writer, flags func(*flag.FlagSet),
+	exec func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error) *ffcli.Command {
+	return newCommand(name, usage, help, out, flags, exec, false)
+}
+
+func newCommand(name, usage, help string, out io.Writer, flags func(*flag.FlagSet),
+	exec func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error, timed bool) *ffcli.Command {
 	var c conn
 	fs := flag.NewFlagSet("upshift "+name, flag.ContinueOnError)
 	c.register(fs)
@@ -77,8 +90,11 @@ func command(name, usage, help string, out io.Writer, flags func(*flag.FlagSet),
 				return err
 			}
 			defer nc.Close()
-			ctx, cancel := context.WithTimeout(ctx, c.timeout)
-			defer cancel()
+			if timed {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, c.timeout)
+				defer cancel()
+			}
 			return exec(ctx, nc, js, args)
 		}}
 }
@@ -231,6 +247,36 @@ func watchCmd(out io.Writer) *ffcli.Command {
 				return err
 			}
 			return follow(context.WithoutCancel(ctx), js, id, out)
+		})
+}
+
+func noticesCmd(out io.Writer) *ffcli.Command {
+	var team string
+	var since time.Duration
+	var asJSON bool
+	return following("notices", "--team TEAM [--since DURATION]",
+		"follow a team's notices until interrupted: from --since ago, else only new ones", out,
+		func(fs *flag.FlagSet) {
+			fs.StringVar(&team, "team", "", "the team whose notices to follow (required)")
+			fs.DurationVar(&since, "since", 0, "start that long ago (e.g. 24h); 0: only notices from now on")
+			fs.BoolVar(&asJSON, "json", false, "print each notice as one line of JSON")
+		},
+		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
+			if team == "" || len(args) > 0 {
+				return fmt.Errorf("%w: give --team TEAM and no arguments", exitInvalid)
+			}
+			enc := json.NewEncoder(out)
+			return view.Notices(ctx, js, team, since, func(n events.Notice) {
+				if asJSON {
+					_ = enc.Encode(struct {
+						ID   string    `json:"id"`
+						Time time.Time `json:"time"`
+						events.Notice
+					}{n.ID, n.Time, n})
+					return
+				}
+				view.NoticeLine(out, n)
+			})
 		})
 }
 

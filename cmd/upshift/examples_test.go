@@ -8,6 +8,7 @@ import (
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/targets"
 	"github.com/upshift/upshift/services/coordinator"
+	"github.com/upshift/upshift/services/notify"
 )
 
 // The examples are what a new user copies: each must be valid.
@@ -24,6 +25,12 @@ func TestExamplesAreValid(t *testing.T) {
 		switch filepath.Base(f) {
 		case "targets.yaml":
 			if _, err := targets.Parse(b, "/"); err != nil {
+				t.Errorf("%s: %v", f, err)
+			}
+			continue
+		case "notify.yaml":
+			// Loaded by the notify service's own tests, secrets and all.
+			if _, err := notify.ParseRoutes(b); err != nil {
 				t.Errorf("%s: %v", f, err)
 			}
 			continue

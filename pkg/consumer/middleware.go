@@ -22,6 +22,12 @@ type retryVerdict struct {
 	delay time.Duration
 }
 
+// RetryAfter asks for the message again after delay, instead of the
+// configured back-off: a handler that keeps its own schedule (notify's
+// exponential back-off with jitter) returns it. On the last delivery it is
+// given up like any other retry.
+func RetryAfter(err error, delay time.Duration) error { return &retryVerdict{err: err, delay: delay} }
+
 func (v *retryVerdict) Error() string { return v.err.Error() }
 func (v *retryVerdict) Unwrap() error { return v.err }
 

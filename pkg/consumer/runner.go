@@ -54,6 +54,10 @@ const (
 	maxHeartbeat = 15 * time.Second
 )
 
+// WithDefaults returns c with every unset setting at its default: what a
+// runner made from c uses.
+func (c Config) WithDefaults() Config { return c.withDefaults() }
+
 func (c Config) withDefaults() Config {
 	if c.AckWait <= 0 {
 		c.AckWait = 30 * time.Second

@@ -252,6 +252,7 @@ type SagaEvent struct {
 	Team        string          `json:"team"`
 	Teams       []string        `json:"teams"`
 	Environment string          `json:"environment,omitempty"`
+	Targets     []string        `json:"targets,omitempty"`
 	Software    string          `json:"software"`
 	From        string          `json:"from,omitempty"`
 	To          string          `json:"to,omitempty"`
@@ -317,13 +318,17 @@ type Notice struct {
 	// ID is the id of the event the notice travels in, set from the
 	// envelope by whoever opens it: the same for every delivery of one
 	// notice, so a receiver can drop a repeat.
-	ID       string    `json:"-"`
+	ID string `json:"-"`
+	// Time is the envelope's time, set likewise.
+	Time     time.Time `json:"-"`
 	Team     string    `json:"team"`
 	Saga     string    `json:"saga"`
 	Kind     string    `json:"kind"`
 	Severity string    `json:"severity"`
 	Summary  string    `json:"summary"`
-	Event    SagaEvent `json:"event"`
+	// Targets are the request's targets, for people to read.
+	Targets []string  `json:"targets,omitempty"`
+	Event   SagaEvent `json:"event"`
 }
 
 // Check implements Checker.
@@ -344,4 +349,7 @@ type DeadLetter struct {
 	Headers    map[string][]string `json:"headers,omitempty"`
 	Payload    []byte              `json:"payload"`
 	Truncated  bool                `json:"truncated,omitempty"`
+	// Channel is the notify channel that gave up on the message; empty for
+	// any other consumer's dead letter.
+	Channel string `json:"channel,omitempty"`
 }

@@ -121,6 +121,9 @@ type Config struct {
 	Consumer consumer.Config
 	// Streams configures provisioning.
 	Streams streams.Config
+	// Scrub removes the instance's secrets from what its executor reports;
+	// nil: nothing to remove.
+	Scrub Scrub
 }
 
 // Service runs a phase service.
@@ -141,6 +144,7 @@ func New(js jetstream.JetStream, cfg Config, exec Executor, log *slog.Logger, re
 	if cfg.Instance == "" {
 		cfg.Instance = string(cfg.Service)
 	}
+	cfg.Scrub = cfg.Scrub.or()
 	s := &Service{js: js, cfg: cfg, exec: exec, log: log.With("service", cfg.Service),
 		metrics: NewMetrics(reg), consumer: consumer.NewMetrics(reg)}
 	s.metrics.serve(cfg.Service, cfg.Actions)
@@ -224,7 +228,7 @@ func (s *Service) handle(ctx context.Context, d *consumer.Delivery) error {
 		}
 		var n atomic.Int32
 		progress := func(msg string) {
-			if err := s.report(ctx, cmd, events.StatusProgress, int(n.Add(1)), msg, started); err != nil {
+			if err := s.report(ctx, cmd, events.StatusProgress, int(n.Add(1)), s.cfg.Scrub(msg), started); err != nil {
 				log.Warn("progress report failed", "err", err)
 			}
 		}
@@ -232,7 +236,8 @@ func (s *Service) handle(ctx context.Context, d *consumer.Delivery) error {
 		out, err = s.exec.Execute(ctx, cmd, progress)
 		if err != nil {
 			s.metrics.command(s.cfg.Service, s.action(cmd), "error")
-			return err
+			// Logged, retried, maybe dead-lettered and reported: scrubbed.
+			return s.cfg.Scrub.error(err)
 		}
 	}
 	return s.finish(ctx, cmd, out, started, log)
@@ -241,6 +246,7 @@ func (s *Service) handle(ctx context.Context, d *consumer.Delivery) error {
 // finish records the outcome, then publishes it. Recording first means a
 // crash in between is repaired by the redelivery, from the record.
 func (s *Service) finish(ctx context.Context, cmd events.Command, out Outcome, started time.Time, log *slog.Logger) error {
+	out = s.cfg.Scrub.outcome(out)
 	status := events.StatusSucceeded
 	if out.Failed {
 		status = events.StatusFailed

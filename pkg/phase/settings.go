@@ -3,6 +3,7 @@ package phase
 import (
 	"context"
 	"flag"
+	"log/slog"
 
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/service"
@@ -56,6 +57,9 @@ func Program(name, opsAddr string, s *Settings, flags func(*flag.FlagSet),
 			if err != nil {
 				return nil, nil, err
 			}
+			// Every line the service logs, its executor's included, is
+			// scrubbed of the targets' secrets.
+			env.Log = slog.New(ScrubLogs(env.Log.Handler(), served.Scrub))
 			c, err := build(env, served)
 			if err != nil {
 				return nil, nil, err

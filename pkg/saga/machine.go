@@ -158,6 +158,7 @@ func (m *machine) stamp(e *events.SagaEvent) {
 	e.Name, e.RequestKind, e.Team, e.Teams = r.Metadata.Name, string(r.Kind), r.Metadata.Team, r.Spec.Notify
 	e.DryRun = r.Spec.DryRun
 	e.Environment, e.Software, e.From, e.To = r.Metadata.Environment, r.Spec.Software, r.Spec.From, r.Spec.To
+	e.Targets = r.Spec.Targets
 	e.Batch, e.Batches = m.s.Batch, len(m.s.Batches)
 }
 

@@ -122,6 +122,7 @@ func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Re
 	return phase.New(js, phase.Config{
 		Service: events.Deploy, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
 		Actions: []events.Action{events.ActionApply, events.ActionRollback}, Consumer: cfg.Consumer, Streams: cfg.Streams,
+		Scrub: cfg.Targets.Scrub,
 	}, &Executor{Targets: cfg.Targets, Artifacts: cfg.Artifacts, Limits: cfg.Limits, Log: log}, log, reg)
 }
 

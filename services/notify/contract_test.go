@@ -41,7 +41,7 @@ func TestChannelSeriesAtZeroFromTheStart(t *testing.T) {
 		if err != nil || v != 0 {
 			t.Errorf("%s: %v %v", r, v, err)
 		}
-		if n := testutil.CollectAndCount(reg, "upshift_notifications_total"); n != 3 {
+		if n := testutil.CollectAndCount(reg, "upshift_notifications_total"); n != 4 {
 			t.Fatalf("%d series, want one per result", n)
 		}
 	}

@@ -67,11 +67,23 @@ type rig struct {
 
 // start runs a notify service with channels on a fresh server.
 func start(t *testing.T, channels ...notify.Channel) *rig {
+	return startWith(t, notify.Config{Channels: channels})
+}
+
+// startWith runs a notify service configured by cfg on a fresh server;
+// what cfg leaves unset is fast: short back-offs, three deliveries.
+func startWith(t *testing.T, cfg notify.Config) *rig {
 	_, js := natstest.Start(t)
 	reg := prometheus.NewRegistry()
-	svc := notify.New(js, notify.Config{Instance: "notify@test", Channels: channels,
-		Consumer: consumer.Config{AckWait: time.Second, MaxDeliver: 3, Backoff: []time.Duration{10 * time.Millisecond}},
-	}, testlog.New(t), reg)
+	cfg.Instance = "notify@test"
+	if cfg.Retry == (notify.Backoff{}) {
+		cfg.Retry = notify.Backoff{Base: 10 * time.Millisecond, Max: 40 * time.Millisecond}
+	}
+	if cfg.Consumer.MaxDeliver == 0 {
+		cfg.Consumer.MaxDeliver = 3
+	}
+	cfg.Consumer.AckWait, cfg.Consumer.Backoff = time.Second, []time.Duration{10 * time.Millisecond}
+	svc := notify.New(js, cfg, testlog.New(t), reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- svc.Run(ctx) }()
@@ -162,3 +174,6 @@ func subjects(ns []notice) string {
 	}
 	return strings.Join(out, " ")
 }
+
+// consumerTries is a consumer configuration of n deliveries.
+func consumerTries(n int) consumer.Config { return consumer.Config{MaxDeliver: n} }

@@ -12,12 +12,16 @@
 //     DoneBucket, written after a successful delivery, answers a
 //     redelivery. A crash between a delivery and its record delivers again
 //     (at least once), so a channel passes the notice's stable id on for
-//     its receiver to de-duplicate by. A channel error is retried with back-off by the consumer
-//     runner and, after the last delivery, dead-lettered.
+//     its receiver to de-duplicate by. A channel error is retried with
+//     exponential back-off and jitter (Backoff) and, when the channel
+//     refuses the notice for good or after the last delivery, the notice is
+//     dead-lettered for that channel alone, and counted.
 //
-// The channels: the log channel (one log line per notice). Every channel
-// receives every notice; another kind of channel is another Channel
-// implementation and needs nothing else here.
+// The channels: the log channel (one log line per notice), signed webhooks
+// (a CloudEvent, Standard Webhooks signature), Slack-compatible incoming
+// webhooks and mail over SMTP. Routes (a RoutesFile) say which channels get
+// which notices, per team, kind and severity; without them every channel
+// gets every notice.
 package notify
 
 import (
@@ -53,9 +57,15 @@ const RouterSince = 10 * time.Minute
 type Config struct {
 	// Instance names this process in event sources, e.g. "notify@host-1".
 	Instance string
-	// Channels receive every notice. Names must be unique and stable: a
-	// delivery is recorded under its channel's name.
+	// Channels receive the notices Routes send them. Names must be unique
+	// and stable: a delivery is recorded under its channel's name.
 	Channels []Channel
+	// Routes say which channels each notice goes to; the zero Router sends
+	// every notice to every channel.
+	Routes Router
+	// Retry is the back-off between deliveries of a notice that a channel
+	// failed; the consumer's MaxDeliver bounds them.
+	Retry Backoff
 	// Consumer tunes both consumers (AckWait, MaxDeliver, Backoff, Grace,
 	// Concurrency); stream, name and filters are set here.
 	Consumer consumer.Config
@@ -80,6 +90,9 @@ const (
 	ResultDelivered = "delivered"
 	ResultDuplicate = "duplicate"
 	ResultFailed    = "failed"
+	// ResultDeadLettered counts notices a channel gave up on: refused for
+	// good, or failed on the last delivery.
+	ResultDeadLettered = "dead_lettered"
 )
 
 // New returns a service; Run starts it.
@@ -89,11 +102,11 @@ func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Re
 	}
 	sent := promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "upshift_notifications_total",
-		Help: "Notices handed to a channel, by result: delivered, duplicate (delivered before, not again), failed (to be retried).",
+		Help: "Notices handed to a channel, by result: delivered, duplicate (handled before, not again), failed (an attempt that failed), dead_lettered (given up).",
 	}, []string{"channel", "result"}))
 	// Every channel's series at zero from the start.
 	for _, ch := range cfg.Channels {
-		for _, r := range []string{ResultDelivered, ResultDuplicate, ResultFailed} {
+		for _, r := range []string{ResultDelivered, ResultDuplicate, ResultFailed, ResultDeadLettered} {
 			sent.WithLabelValues(ch.Name(), r)
 		}
 	}
@@ -154,6 +167,11 @@ func (s *Service) checkChannels() error {
 			return fmt.Errorf("notify: two channels named %q; deliveries are recorded by name", n)
 		default:
 			seen[n] = true
+		}
+	}
+	for _, n := range s.cfg.Routes.names() {
+		if !seen[n] {
+			return fmt.Errorf("notify: a route names channel %q, which is not configured", n)
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -41,7 +42,7 @@ func (s *Service) route(ctx context.Context, d *consumer.Delivery) error {
 		log.Warn("saga event names no team; nobody to tell", "event", d.Event().ID)
 		return nil
 	}
-	n := events.Notice{Saga: ev.Saga, Kind: ev.Kind, Severity: severity(ev), Summary: summary(ev), Event: ev}
+	n := events.Notice{Saga: ev.Saga, Kind: ev.Kind, Severity: severity(ev), Summary: summary(ev), Targets: targetsOf(ev), Event: ev}
 	// The request is in the audit log; a notice stays small.
 	n.Event.Request = nil
 	var bad []error
@@ -67,6 +68,25 @@ func (s *Service) route(ctx context.Context, d *consumer.Delivery) error {
 	}
 	log.Debug("routed", "teams", teams)
 	return nil
+}
+
+// targetsOf lists the request's targets, which people want to see: every
+// saga event names them; an invalid request's event has only the request,
+// read before it is dropped from the notice (one that does not decode names
+// none).
+func targetsOf(ev events.SagaEvent) []string {
+	if len(ev.Targets) > 0 {
+		return ev.Targets
+	}
+	var req struct {
+		Spec struct {
+			Targets []string `json:"targets"`
+		} `json:"spec"`
+	}
+	if len(ev.Request) == 0 || json.Unmarshal(ev.Request, &req) != nil {
+		return nil
+	}
+	return req.Spec.Targets
 }
 
 // teamsOf lists the teams to tell, once each, in order.

@@ -57,6 +57,7 @@ func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Re
 	return phase.New(js, phase.Config{
 		Service: events.Verify, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
 		Actions: []events.Action{events.ActionProbe}, Consumer: cfg.Consumer, Streams: cfg.Streams,
+		Scrub: cfg.Targets.Scrub,
 	}, &Executor{Targets: cfg.Targets, Client: cfg.Client}, log, reg)
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"testing"
 	"time"
@@ -88,6 +89,11 @@ func newRigWith(t *testing.T, installed string, policy coordinator.Policy, tune 
 // newRigOn is newRigWith on the PostgreSQL database at url ("": JetStream KV).
 func newRigOn(t *testing.T, databaseURL, installed string, policy coordinator.Policy, tune ...func(*targets.Target)) *rig {
 	return newRigStack(t, databaseURL, installed, policy, nil, tune...)
+}
+
+// newRigLogged is newRigOn with the stack logging to log.
+func newRigLogged(t *testing.T, log *slog.Logger, databaseURL, installed string, policy coordinator.Policy, tune ...func(*targets.Target)) *rig {
+	return newRigStack(t, databaseURL, installed, policy, func(o *devstack.Options) { o.Log = log }, tune...)
 }
 
 // newRigStack is newRigOn with changes to the stack's options.
