@@ -53,7 +53,8 @@ var (
 type Tools struct {
 	// Dir holds pg_dump and pg_restore; empty: found on PATH.
 	Dir string
-	// Path is the PATH and Home the HOME the tools run with.
+	// Path is where the tools are looked for when Dir is empty (default:
+	// the service's PATH) and, with Home, what they run with.
 	Path, Home string
 }
 
@@ -113,6 +114,19 @@ func (t Tools) checkClient(ctx context.Context, name string, serverNum int) (str
 		return line, fmt.Errorf("%w: %s is %d, the server is %d: install the client tools of version %d or later", ErrClientTooOld, name, major, server, server)
 	}
 	return line, nil
+}
+
+// base is the tools' environment before the connection: PATH and HOME if
+// set, nothing of the service's own.
+func (t Tools) base() []string {
+	var env []string
+	if t.Path != "" {
+		env = append(env, "PATH="+t.Path)
+	}
+	if t.Home != "" {
+		env = append(env, "HOME="+t.Home)
+	}
+	return env
 }
 
 // runTool runs a tool with the connection in its environment; its error

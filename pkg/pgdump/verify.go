@@ -25,7 +25,7 @@ func (t Tools) Verify(ctx context.Context, file string, d *Dump) (int, error) {
 		return 0, err
 	}
 	cmd := exec.CommandContext(ctx, bin, "--list", file)
-	cmd.Env = []string{"PATH=" + t.Path, "HOME=" + t.Home}
+	cmd.Env = t.base()
 	var stderr tail
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -49,7 +49,7 @@ func (t Tools) Verify(ctx context.Context, file string, d *Dump) (int, error) {
 	// --list reads only the table of contents; a script restore to nowhere
 	// reads and decompresses every data block.
 	cmd = exec.CommandContext(ctx, bin, "--file=/dev/null", file)
-	cmd.Env = []string{"PATH=" + t.Path, "HOME=" + t.Home}
+	cmd.Env = t.base()
 	stderr = tail{}
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
@@ -74,7 +74,7 @@ func Digest(file string, d *Dump) error {
 		return fmt.Errorf("%w: read %s: %w", ErrCorrupt, file, err)
 	}
 	if sum := hex.EncodeToString(h.Sum(nil)); sum != d.SHA256 || n != d.Size {
-		return fmt.Errorf("%w: %s has %d bytes with sha256 %s, the manifest says %d and %s", ErrCorrupt, d.File, n, sum, d.Size, d.SHA256)
+		return fmt.Errorf("%w: %s does not match its sha256 (%d bytes, recorded %d)", ErrCorrupt, d.File, n, d.Size)
 	}
 	return nil
 }

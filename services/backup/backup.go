@@ -29,6 +29,7 @@ import (
 
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/pgdump"
 	"github.com/upshift/upshift/pkg/phase"
 	"github.com/upshift/upshift/pkg/streams"
 	"github.com/upshift/upshift/pkg/targets"
@@ -45,6 +46,9 @@ const (
 	ReasonUnsafe           = "unsafe_backup"     // restore: an entry is absolute or escapes the root
 	ReasonRestoreFailed    = "restore_failed"    // restore: writing the tree back failed
 	ReasonBadConfig        = "bad_config"        // the target's backup settings cannot work
+	ReasonDatabaseClient   = "database_client"   // archive: pg_dump or pg_restore missing, or older than the server
+	ReasonDumpFailed       = "dump_failed"       // archive: dumping a database failed
+	ReasonRestoreMismatch  = "restore_mismatch"  // restore: a restored database's rows differ from the backup's
 )
 
 // Errors behind the reasons, for errors.Is.
@@ -55,6 +59,7 @@ var (
 	ErrCorrupt          = errors.New("backup corrupt")
 	ErrUnsafe           = errors.New("unsafe backup entry")
 	ErrBadConfig        = errors.New("bad backup configuration")
+	ErrDumpFailed       = errors.New("database dump failed")
 )
 
 // Files of one backup.
@@ -67,6 +72,8 @@ const (
 type Config struct {
 	Instance string
 	Targets  *targets.Registry
+	// Tools dump and restore the targets' databases.
+	Tools    pgdump.Tools
 	Consumer consumer.Config
 	Streams  streams.Config
 }
@@ -76,12 +83,14 @@ func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Re
 	return phase.New(js, phase.Config{
 		Service: events.Backup, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
 		Actions: []events.Action{events.ActionArchive, events.ActionRestore}, Consumer: cfg.Consumer, Streams: cfg.Streams,
-	}, &Executor{Targets: cfg.Targets}, log, reg)
+	}, &Executor{Targets: cfg.Targets, Tools: cfg.Tools}, log, reg)
 }
 
 // Executor archives and restores.
 type Executor struct {
 	Targets *targets.Registry
+	// Tools dump and restore the targets' databases.
+	Tools pgdump.Tools
 }
 
 // Execute implements phase.Executor. Anything that goes wrong on the target
@@ -100,9 +109,9 @@ func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress pha
 	var report []events.ReportLine
 	switch cmd.Action {
 	case events.ActionArchive:
-		out, report, err = archive(ctx, t, cmd, dir, progress)
+		out, report, err = archive(ctx, e.Tools, t, cmd, dir, progress)
 	case events.ActionRestore:
-		out, report, err = restore(ctx, t, cmd, dir, progress)
+		out, report, err = restore(ctx, e.Tools, t, cmd, dir, progress)
 	default:
 		return phase.Failure(events.ReasonUnsupported, fmt.Errorf("backup does not %s", cmd.Action)), nil
 	}
@@ -128,8 +137,18 @@ func (e *Executor) dir(t targets.Target, saga string) (string, error) {
 }
 
 func reason(action events.Action, err error) string {
-	if action == events.ActionArchive && errors.Is(err, ErrCorrupt) {
+	if action == events.ActionArchive && (errors.Is(err, ErrCorrupt) || errors.Is(err, pgdump.ErrCorrupt)) {
 		return ReasonVerifyFailed
+	}
+	switch {
+	case errors.Is(err, pgdump.ErrNoClient), errors.Is(err, pgdump.ErrClientTooOld):
+		return ReasonDatabaseClient
+	case errors.Is(err, pgdump.ErrCorrupt):
+		return ReasonCorrupt
+	case errors.Is(err, pgdump.ErrMismatch):
+		return ReasonRestoreMismatch
+	case errors.Is(err, pgdump.ErrDSN):
+		return ReasonBadConfig
 	}
 	for _, r := range []struct {
 		err    error
@@ -145,6 +164,9 @@ func reason(action events.Action, err error) string {
 	}
 	if action == events.ActionRestore {
 		return ReasonRestoreFailed
+	}
+	if errors.Is(err, ErrDumpFailed) {
+		return ReasonDumpFailed
 	}
 	return ReasonArchiveFailed
 }
