@@ -69,8 +69,8 @@ func (c conn) env(t Tools) []string {
 		hosts, ports = append(hosts, f.Host), append(ports, strconv.Itoa(int(f.Port)))
 	}
 	env := append(t.base(),
-		"PGHOST=" + strings.Join(hosts, ","), "PGPORT=" + strings.Join(ports, ","),
-		"PGUSER=" + c.cfg.User, "PGDATABASE=" + c.cfg.Database, "PGSSLMODE=" + mode,
+		"PGHOST="+strings.Join(hosts, ","), "PGPORT="+strings.Join(ports, ","),
+		"PGUSER="+c.cfg.User, "PGDATABASE="+c.cfg.Database, "PGSSLMODE="+mode,
 		"PGAPPNAME=upshift", "PGCONNECT_TIMEOUT=30")
 	if c.cfg.Password != "" {
 		env = append(env, "PGPASSWORD="+c.cfg.Password)

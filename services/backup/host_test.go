@@ -29,7 +29,9 @@ type host struct {
 func newHost(t *testing.T) *host { return newHostWith(t, "{paths: [shared]}") }
 
 // newHostWith sets the target's backup settings, in YAML.
-func newHostWith(t *testing.T, backupSettings string) *host { return newHostOf(t, "backup: "+backupSettings) }
+func newHostWith(t *testing.T, backupSettings string) *host {
+	return newHostOf(t, "backup: "+backupSettings)
+}
 
 // newHostOf sets the target's settings beyond its root, in YAML.
 func newHostOf(t *testing.T, settings string) *host {
