@@ -1,8 +1,9 @@
 // Package backup is the backup service: before a deploy touches a target it
 // archives the release in service and the target's configured extra paths
-// (configuration under shared/, say), verifies the archive, and, as the
-// saga's compensation after a failed deploy has been rolled back, restores
-// those paths exactly as they were.
+// (configuration under shared/, say) and dumps the target's databases
+// (pkg/pgdump), verifies both, and, as the saga's compensation after a
+// failed deploy has been rolled back, restores those paths exactly as they
+// were and each database as it was dumped, proven by its row counts.
 //
 // The backup of one saga for one target lives in <backup dir>/<saga id>/: a
 // tar.gz archive and manifest.json, which lists every entry with its mode and
