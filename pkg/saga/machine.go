@@ -573,7 +573,13 @@ func (m *machine) compensateNext() {
 	var failed []string
 	for _, st := range m.s.Steps {
 		if st.Compensates != "" && st.Status != StepSucceeded {
-			failed = append(failed, fmt.Sprintf("%s %s on %s %s", st.Phase, st.Action, st.Target, st.Status))
+			f := fmt.Sprintf("%s %s on %s %s", st.Phase, st.Action, st.Target, st.Status)
+			if st.Error != "" {
+				// What the service says went wrong and what a human must
+				// do goes into the reason, and so into the notices.
+				f += " (" + clip(st.Error) + ")"
+			}
+			failed = append(failed, f)
 		}
 	}
 	if len(failed) > 0 {

@@ -282,7 +282,8 @@ func TestFailedCompensationContinuesAndEndsRollbackFailed(t *testing.T) {
 		r.answer(events.StatusSucceeded)
 	}
 	r.state(saga.StateRollbackFailed)
-	if !strings.Contains(r.s.Reason, "a human is needed: deploy rollback on c failed") {
+	// The compensation's error, which says what to do, is in the reason.
+	if !strings.Contains(r.s.Reason, "a human is needed: deploy rollback on c failed (boom)") {
 		t.Fatalf("reason %q", r.s.Reason)
 	}
 }

@@ -4,11 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/Masterminds/semver/v3"
@@ -69,16 +66,13 @@ type OSCheck struct {
 	Timeout Duration `json:"timeout,omitzero"`
 }
 
-// DatabaseCheck connects to a PostgreSQL server and checks its version. The
-// DSN is read when the check runs, from the environment of the precheck
-// service or from a file; it never leaves the host: report lines and errors
-// name the database by Name only.
+// DatabaseCheck connects to one of the target's databases (Target.Databases,
+// by name) and checks its server's version. The DSN comes from that
+// declaration and never leaves the host: report lines and errors name the
+// database by Name only.
 type DatabaseCheck struct {
+	// Name of a database the target declares.
 	Name string `json:"name"`
-	// DSNEnv names the environment variable holding the DSN.
-	DSNEnv string `json:"dsnEnv,omitempty"`
-	// DSNFile holds the DSN; relative to the targets file.
-	DSNFile string `json:"dsnFile,omitempty"`
 	// Version constraint on the server's version, e.g. ">=13 <17". Empty:
 	// the server only has to answer.
 	Version string   `json:"version,omitempty"`
@@ -202,26 +196,9 @@ func (e EndpointCheck) Label() string {
 	return e.Address
 }
 
-// DSN reads the database's DSN where the configuration says it is.
-func (c DatabaseCheck) DSN() (Secret, error) {
-	if c.DSNEnv != "" {
-		v, ok := os.LookupEnv(c.DSNEnv)
-		if !ok || v == "" {
-			return "", fmt.Errorf("the environment variable %s holding its DSN is not set", c.DSNEnv)
-		}
-		return Secret(v), nil
-	}
-	b, err := os.ReadFile(c.DSNFile)
-	if err != nil {
-		// The error names the file, not what is in it.
-		return "", fmt.Errorf("read its DSN: %w", err)
-	}
-	return Secret(strings.TrimSpace(string(b))), nil
-}
-
 // check validates the settings and fills in the defaults: each check's
-// time-out, relative DSN files.
-func (p *Precheck) check(base string) []string {
+// time-out. dbs are the target's databases, which database checks name.
+func (p *Precheck) check(dbs []Database) []string {
 	var problems []string
 	bad := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
 	if p.Timeout.Duration <= 0 {
@@ -261,11 +238,8 @@ func (p *Precheck) check(base string) []string {
 	for i := range p.Databases {
 		c := &p.Databases[i]
 		unique("database", c.Name)
-		if (c.DSNEnv == "") == (c.DSNFile == "") {
-			bad("precheck: database %q needs one of dsnEnv and dsnFile", c.Name)
-		}
-		if c.DSNFile != "" && !filepath.IsAbs(c.DSNFile) {
-			c.DSNFile = filepath.Join(base, c.DSNFile)
+		if c.Name != "" && !slices.ContainsFunc(dbs, func(d Database) bool { return d.Name == c.Name }) {
+			bad("precheck: database %q is not one of the target's databases", c.Name)
 		}
 		constraint(bad, "database "+c.Name, c.Version)
 		timeout(&c.Timeout)

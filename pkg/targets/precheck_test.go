@@ -33,10 +33,12 @@ targets:
         - {name: queue, address: "mq-1:5672"}
   web-2:
     root: /srv/web2
+    databases:
+      - {name: orders, dsnFile: secrets/orders.dsn}
     precheck:
       os: {kernel: ">=5.4"}
       databases:
-        - {name: orders, dsnFile: secrets/orders.dsn, version: ">=13 <17"}
+        - {name: orders, version: ">=13 <17"}
 `), "/etc/upshift")
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +62,10 @@ targets:
 	if p1.OS.Names[0] != "ubuntu" || p2.OS.Kernel != ">=5.4" || len(p2.OS.Names) != 0 {
 		t.Fatalf("os %+v / %+v", p1.OS, p2.OS)
 	}
-	if d := p2.Databases[0]; d.DSNFile != "/etc/upshift/secrets/orders.dsn" || d.Timeout.Duration != 3*time.Second {
+	if d := p2.Databases[0]; d.Name != "orders" || d.Timeout.Duration != 3*time.Second {
+		t.Fatalf("database check %+v", d)
+	}
+	if d, ok := w2.Database("orders"); !ok || d.DSNFile != "/etc/upshift/secrets/orders.dsn" || d.Kind != "postgres" {
 		t.Fatalf("database %+v", d)
 	}
 	// Without defaults, a check's time-out is the default's.
@@ -80,10 +85,10 @@ func TestPrecheckRefuses(t *testing.T) {
 		{`{minCPUs: -1}`, "negative"},
 		{`{os: {}}`, "os needs"},
 		{`{os: {kernel: "at least five"}}`, "version constraint"},
-		{`{databases: [{name: a, version: ">=13"}]}`, "one of dsnEnv and dsnFile"},
-		{`{databases: [{name: a, dsnEnv: A, dsnFile: /a}]}`, "one of dsnEnv and dsnFile"},
-		{`{databases: [{dsnEnv: A}]}`, "needs a name"},
-		{`{databases: [{name: a, dsnEnv: A}, {name: a, dsnEnv: B}]}`, `two database checks named "a"`},
+		{`{databases: [{name: b, version: ">=13"}]}`, `database "b" is not one of the target's databases`},
+		{`{databases: [{name: a, dsnEnv: A}]}`, "unknown field"},
+		{`{databases: [{version: ">=13"}]}`, "needs a name"},
+		{`{databases: [{name: a}, {name: a}]}`, `two database checks named "a"`},
 		{`{middleware: [{name: m}]}`, "one of command and url"},
 		{`{middleware: [{name: m, command: [x], url: "http://m"}]}`, "one of command and url"},
 		{`{middleware: [{name: m, command: [x], jsonField: v}]}`, "jsonField needs a url"},
@@ -97,7 +102,7 @@ func TestPrecheckRefuses(t *testing.T) {
 		{`{dependencies: [{name: d, url: "http://u:pw@"}]}`, "http"},
 		{`{unknown: 1}`, "unknown"},
 	} {
-		_, err := targets.Parse([]byte("targets: {web-1: {root: /a, precheck: "+c.precheck+"}}"), "/")
+		_, err := targets.Parse([]byte("targets: {web-1: {root: /a, databases: [{name: a, dsnEnv: A}], precheck: "+c.precheck+"}}"), "/")
 		if err == nil || !strings.Contains(err.Error(), c.says) {
 			t.Errorf("%s: %v, want %q", c.precheck, err, c.says)
 		}

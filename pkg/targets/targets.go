@@ -43,6 +43,12 @@ type Target struct {
 	Health   Health            `json:"health,omitzero"`
 	Precheck Precheck          `json:"precheck,omitzero"`
 	Backup   Backup            `json:"backup,omitzero"`
+	// Databases the target's software uses: backed up with it, migrated by
+	// deploy, restored by the roll-back, checked by precheck.
+	Databases []Database `json:"databases,omitempty"`
+	// Migrations says where a release's SQL migrations go; nil: to the
+	// only database, if the target declares exactly one.
+	Migrations *Migrations `json:"migrations,omitempty"`
 	// Keep is how many releases to keep after a successful deploy. Default 3.
 	Keep int `json:"keep,omitempty"`
 }
@@ -154,7 +160,7 @@ func New(ts map[string]Target, base string) (*Registry, error) {
 			t.Health.Failures = 5
 		}
 		t.Precheck = t.Precheck.clone()
-		for _, p := range t.Precheck.check(base) {
+		for _, p := range t.Precheck.check(t.Databases) {
 			problems = append(problems, name+": "+p)
 		}
 		if t.Backup.Dir == "" {
@@ -171,6 +177,7 @@ func New(ts map[string]Target, base string) (*Registry, error) {
 		if t.Keep == 0 {
 			t.Keep = 3
 		}
+		problems = append(problems, t.checkDatabases(base)...)
 		r.targets[name] = t
 	}
 	byDir := map[string]string{}

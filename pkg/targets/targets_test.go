@@ -62,9 +62,38 @@ func TestParseRefuses(t *testing.T) {
 		"targets: {web-1: {root: /a, backup: {paths: [../etc]}}}",
 		"targets: {web-1: {root: /a, backup: {paths: [/etc]}}}",
 		"targets: {web-1: {root: /a, backup: {dir: /b}}, web-2: {root: /c, backup: {dir: /b}}}",
+		"targets: {web-1: {root: /a, databases: [{name: a}]}}",
+		"targets: {web-1: {root: /a, databases: [{name: a, dsnEnv: A, dsnFile: /a}]}}",
+		"targets: {web-1: {root: /a, databases: [{name: A_1, dsnEnv: A}]}}",
+		"targets: {web-1: {root: /a, databases: [{name: a, dsnEnv: A}, {name: a, dsnEnv: B}]}}",
+		"targets: {web-1: {root: /a, databases: [{name: a, kind: mysql, dsnEnv: A}]}}",
+		"targets: {web-1: {root: /a, databases: [{name: a, dsnEnv: A}], migrations: {database: b}}}",
+		"targets: {web-1: {root: /a, databases: [{name: a, dsnEnv: A}, {name: b, dsnEnv: B}], migrations: {dir: sql}}}",
+		"targets: {web-1: {root: /a, databases: [{name: a, dsnEnv: A}], migrations: {dir: ../sql}}}",
 	} {
 		if _, err := targets.Parse([]byte(doc), "/"); err == nil {
 			t.Errorf("accepted %s", doc)
+		}
+	}
+}
+
+// Migrations go to the named database, or to the only one; several
+// databases and no name leave nothing to migrate.
+func TestMigrationsTarget(t *testing.T) {
+	for _, c := range []struct{ doc, db, dir string }{
+		{"{root: /a, databases: [{name: a, dsnEnv: A}]}", "a", "migrations"},
+		{"{root: /a, databases: [{name: a, dsnEnv: A}, {name: b, dsnEnv: B}], migrations: {database: b, dir: sql/pg}}", "b", "sql/pg"},
+		{"{root: /a, databases: [{name: a, dsnEnv: A}, {name: b, dsnEnv: B}]}", "", "migrations"},
+		{"{root: /a}", "", "migrations"},
+	} {
+		r, err := targets.Parse([]byte("targets: {web-1: "+c.doc+"}"), "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, _ := r.Get("web-1")
+		db, dir, ok := w.MigrationsTarget()
+		if ok != (c.db != "") || db.Name != c.db || dir != c.dir {
+			t.Errorf("%s: %q %q %v", c.doc, db.Name, dir, ok)
 		}
 	}
 }

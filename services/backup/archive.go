@@ -13,13 +13,14 @@ import (
 	"time"
 
 	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/pgdump"
 	"github.com/upshift/upshift/pkg/phase"
 	"github.com/upshift/upshift/pkg/targets"
 )
 
 // archive backs up t's current release and configured paths into dir,
 // unless dir already holds a backup that verifies.
-func archive(ctx context.Context, t targets.Target, cmd events.Command, dir string, progress phase.Progress) (map[string]string, []events.ReportLine, error) {
+func archive(ctx context.Context, tools pgdump.Tools, t targets.Target, cmd events.Command, dir string, progress phase.Progress) (map[string]string, []events.ReportLine, error) {
 	file := filepath.Join(dir, ArchiveFile)
 	progress("looking for an earlier backup")
 	if m, err := ReadManifest(dir); err == nil {
@@ -27,11 +28,18 @@ func archive(ctx context.Context, t targets.Target, cmd events.Command, dir stri
 			return nil, nil, fmt.Errorf("%w: %s holds a backup of target %s", ErrBadConfig, dir, m.Target)
 		}
 		verr := verify(ctx, file, m)
+		report := []events.ReportLine{
+			{Name: "archive", OK: true, Detail: "kept the backup made earlier for this saga at " + dir}, verified(m)}
+		if verr == nil && !sameDatabases(t, m) {
+			verr = errors.New("it does not hold the databases the target declares")
+		}
+		for i := 0; verr == nil && i < len(m.Databases); i++ {
+			var line events.ReportLine
+			line, verr = verifyDump(ctx, tools, dir, &m.Databases[i])
+			report = append(report, line)
+		}
 		if verr == nil {
-			return output(dir, m), []events.ReportLine{
-				{Name: "archive", OK: true, Detail: "kept the backup made earlier for this saga at " + dir},
-				verified(m),
-			}, nil
+			return output(dir, m), report, nil
 		}
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
@@ -46,7 +54,7 @@ func archive(ctx context.Context, t targets.Target, cmd events.Command, dir stri
 	if err != nil {
 		return nil, []events.ReportLine{{Name: "archive", OK: false, Detail: err.Error()}}, discard(dir, err)
 	}
-	m, report, err := create(ctx, t, cmd, dir, version, paths, progress)
+	m, report, err := create(ctx, tools, t, cmd, dir, version, paths, progress)
 	if err != nil {
 		return nil, report, discard(dir, err)
 	}
@@ -67,7 +75,7 @@ func discard(dir string, cause error) error {
 
 // create writes, verifies and commits a new backup. The caller discards dir
 // if it fails.
-func create(ctx context.Context, t targets.Target, cmd events.Command, dir, version string, paths []string, progress phase.Progress) (*Manifest, []events.ReportLine, error) {
+func create(ctx context.Context, tools pgdump.Tools, t targets.Target, cmd events.Command, dir, version string, paths []string, progress phase.Progress) (*Manifest, []events.ReportLine, error) {
 	fail := func(name string, err error) (*Manifest, []events.ReportLine, error) {
 		return nil, []events.ReportLine{{Name: name, OK: false, Detail: err.Error()}}, err
 	}
@@ -96,14 +104,21 @@ func create(ctx context.Context, t targets.Target, cmd events.Command, dir, vers
 		return nil, []events.ReportLine{archived, {Name: "verification", OK: false, Detail: err.Error()}},
 			fmt.Errorf("verify backup of %s: %w", t.Name, err)
 	}
+	report := []events.ReportLine{archived, verified(m)}
+	dumps, lines, err := dumpAll(ctx, tools, t, dir, progress)
+	report = append(report, lines...)
+	if err != nil {
+		return nil, report, fmt.Errorf("backup %s: %w", t.Name, err)
+	}
+	m.Databases = dumps
 	progress("writing the manifest")
 	if err := writeManifest(dir, m); err != nil {
-		return nil, []events.ReportLine{archived, verified(m)}, fmt.Errorf("backup %s: %w", t.Name, err)
+		return nil, report, fmt.Errorf("backup %s: %w", t.Name, err)
 	}
 	if err := syncDir(t.Backup.Dir); err != nil {
-		return nil, []events.ReportLine{archived, verified(m)}, fmt.Errorf("backup %s: %w", t.Name, err)
+		return nil, report, fmt.Errorf("backup %s: %w", t.Name, err)
 	}
-	return m, []events.ReportLine{archived, verified(m)}, nil
+	return m, report, nil
 }
 
 // plan resolves what to back up: the release current points at, then each
@@ -175,10 +190,14 @@ next:
 }
 
 func output(dir string, m *Manifest) map[string]string {
-	return map[string]string{
+	out := map[string]string{
 		"backup": dir, "archive_sha256": m.Archive.SHA256, "version": m.Version,
 		"entries": strconv.Itoa(len(m.Entries)), "bytes": strconv.FormatInt(m.Archive.Size, 10),
 	}
+	if len(m.Databases) > 0 {
+		out["databases"] = strconv.Itoa(len(m.Databases))
+	}
+	return out
 }
 
 func verified(m *Manifest) events.ReportLine {

@@ -1,8 +1,9 @@
 // Package backup is the backup service: before a deploy touches a target it
 // archives the release in service and the target's configured extra paths
-// (configuration under shared/, say), verifies the archive, and, as the
-// saga's compensation after a failed deploy has been rolled back, restores
-// those paths exactly as they were.
+// (configuration under shared/, say) and dumps the target's databases
+// (pkg/pgdump), verifies both, and, as the saga's compensation after a
+// failed deploy has been rolled back, restores those paths exactly as they
+// were and each database as it was dumped, proven by its row counts.
 //
 // The backup of one saga for one target lives in <backup dir>/<saga id>/: a
 // tar.gz archive and manifest.json, which lists every entry with its mode and
@@ -29,6 +30,7 @@ import (
 
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/pgdump"
 	"github.com/upshift/upshift/pkg/phase"
 	"github.com/upshift/upshift/pkg/streams"
 	"github.com/upshift/upshift/pkg/targets"
@@ -45,6 +47,9 @@ const (
 	ReasonUnsafe           = "unsafe_backup"     // restore: an entry is absolute or escapes the root
 	ReasonRestoreFailed    = "restore_failed"    // restore: writing the tree back failed
 	ReasonBadConfig        = "bad_config"        // the target's backup settings cannot work
+	ReasonDatabaseClient   = "database_client"   // archive: pg_dump or pg_restore missing, or older than the server
+	ReasonDumpFailed       = "dump_failed"       // archive: dumping a database failed
+	ReasonRestoreMismatch  = "restore_mismatch"  // restore: a restored database's rows differ from the backup's
 )
 
 // Errors behind the reasons, for errors.Is.
@@ -55,6 +60,7 @@ var (
 	ErrCorrupt          = errors.New("backup corrupt")
 	ErrUnsafe           = errors.New("unsafe backup entry")
 	ErrBadConfig        = errors.New("bad backup configuration")
+	ErrDumpFailed       = errors.New("database dump failed")
 )
 
 // Files of one backup.
@@ -67,6 +73,8 @@ const (
 type Config struct {
 	Instance string
 	Targets  *targets.Registry
+	// Tools dump and restore the targets' databases.
+	Tools    pgdump.Tools
 	Consumer consumer.Config
 	Streams  streams.Config
 }
@@ -77,12 +85,14 @@ func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Re
 		Service: events.Backup, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
 		Actions: []events.Action{events.ActionArchive, events.ActionRestore}, Consumer: cfg.Consumer, Streams: cfg.Streams,
 		Scrub: cfg.Targets.Scrub,
-	}, &Executor{Targets: cfg.Targets}, log, reg)
+	}, &Executor{Targets: cfg.Targets, Tools: cfg.Tools}, log, reg)
 }
 
 // Executor archives and restores.
 type Executor struct {
 	Targets *targets.Registry
+	// Tools dump and restore the targets' databases.
+	Tools pgdump.Tools
 }
 
 // Execute implements phase.Executor. Anything that goes wrong on the target
@@ -101,9 +111,9 @@ func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress pha
 	var report []events.ReportLine
 	switch cmd.Action {
 	case events.ActionArchive:
-		out, report, err = archive(ctx, t, cmd, dir, progress)
+		out, report, err = archive(ctx, e.Tools, t, cmd, dir, progress)
 	case events.ActionRestore:
-		out, report, err = restore(ctx, t, cmd, dir, progress)
+		out, report, err = restore(ctx, e.Tools, t, cmd, dir, progress)
 	default:
 		return phase.Failure(events.ReasonUnsupported, fmt.Errorf("backup does not %s", cmd.Action)), nil
 	}
@@ -129,8 +139,18 @@ func (e *Executor) dir(t targets.Target, saga string) (string, error) {
 }
 
 func reason(action events.Action, err error) string {
-	if action == events.ActionArchive && errors.Is(err, ErrCorrupt) {
+	if action == events.ActionArchive && (errors.Is(err, ErrCorrupt) || errors.Is(err, pgdump.ErrCorrupt)) {
 		return ReasonVerifyFailed
+	}
+	switch {
+	case errors.Is(err, pgdump.ErrNoClient), errors.Is(err, pgdump.ErrClientTooOld):
+		return ReasonDatabaseClient
+	case errors.Is(err, pgdump.ErrCorrupt):
+		return ReasonCorrupt
+	case errors.Is(err, pgdump.ErrMismatch):
+		return ReasonRestoreMismatch
+	case errors.Is(err, pgdump.ErrDSN):
+		return ReasonBadConfig
 	}
 	for _, r := range []struct {
 		err    error
@@ -146,6 +166,9 @@ func reason(action events.Action, err error) string {
 	}
 	if action == events.ActionRestore {
 		return ReasonRestoreFailed
+	}
+	if errors.Is(err, ErrDumpFailed) {
+		return ReasonDumpFailed
 	}
 	return ReasonArchiveFailed
 }

@@ -30,6 +30,11 @@ func newHost(t *testing.T) *host { return newHostWith(t, "{paths: [shared]}") }
 
 // newHostWith sets the target's backup settings, in YAML.
 func newHostWith(t *testing.T, backupSettings string) *host {
+	return newHostOf(t, "backup: "+backupSettings)
+}
+
+// newHostOf sets the target's settings beyond its root, in YAML.
+func newHostOf(t *testing.T, settings string) *host {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "web-1")
 	h := &host{t: t, root: root}
@@ -42,7 +47,7 @@ func newHostWith(t *testing.T, backupSettings string) *host {
 	h.write("shared/app.conf", "password=old\n", 0o640)
 	h.link("../../shared/app.conf", "releases/1.0/app.conf")
 	h.link("releases/1.0", "current")
-	reg, err := targets.Parse([]byte("targets: {web-1: {root: "+root+", backup: "+backupSettings+"}}"), root)
+	reg, err := targets.Parse([]byte("targets: {web-1: {root: "+root+", "+settings+"}}"), root)
 	if err != nil {
 		t.Fatal(err)
 	}

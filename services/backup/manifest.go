@@ -12,9 +12,9 @@ import (
 	"time"
 )
 
-// ManifestFormat is the version of the manifest layout this build writes
-// and reads.
-const ManifestFormat = 1
+// ManifestFormat is the version of the manifest layout this build writes;
+// it reads this one and the ones before (format 1 had no databases).
+const ManifestFormat = 2
 
 // Manifest describes one verified backup.
 type Manifest struct {
@@ -31,6 +31,8 @@ type Manifest struct {
 	Archive Archive  `json:"archive"`
 	// Entries in archive order: a directory before what it holds.
 	Entries []Entry `json:"entries"`
+	// Databases: one dump of each database the target declares.
+	Databases []DatabaseDump `json:"databases,omitempty"`
 }
 
 // Archive identifies the archive file.
@@ -125,8 +127,8 @@ func ReadManifest(dir string) (*Manifest, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("%w: manifest %s: %w", ErrCorrupt, dir, err)
 	}
-	if m.Format != ManifestFormat {
-		return nil, fmt.Errorf("%w: manifest %s has format %d, this build reads %d", ErrCorrupt, dir, m.Format, ManifestFormat)
+	if m.Format < 1 || m.Format > ManifestFormat {
+		return nil, fmt.Errorf("%w: manifest %s has format %d, this build reads 1 to %d", ErrCorrupt, dir, m.Format, ManifestFormat)
 	}
 	return &m, nil
 }
@@ -232,6 +234,11 @@ func (m *Manifest) check(saga, target string) error {
 	for _, p := range m.Paths {
 		if _, ok := seen[p]; !ok {
 			return fmt.Errorf("%w: backed-up path %q has no entry", ErrCorrupt, p)
+		}
+	}
+	for _, d := range m.Databases {
+		if d.File != dumpFile(d.Name) {
+			return fmt.Errorf("%w: database %q has its dump in %q", ErrUnsafe, d.Name, d.File)
 		}
 	}
 	return nil

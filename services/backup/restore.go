@@ -17,12 +17,13 @@ import (
 	"time"
 
 	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/pgdump"
 	"github.com/upshift/upshift/pkg/phase"
 	"github.com/upshift/upshift/pkg/targets"
 )
 
 // restore brings the paths backed up in dir back to their manifest.
-func restore(ctx context.Context, t targets.Target, cmd events.Command, dir string, progress phase.Progress) (map[string]string, []events.ReportLine, error) {
+func restore(ctx context.Context, tools pgdump.Tools, t targets.Target, cmd events.Command, dir string, progress phase.Progress) (map[string]string, []events.ReportLine, error) {
 	file := filepath.Join(dir, ArchiveFile)
 	progress("reading the manifest in " + dir)
 	m, err := ReadManifest(dir)
@@ -42,6 +43,11 @@ func restore(ctx context.Context, t targets.Target, cmd events.Command, dir stri
 		return nil, []events.ReportLine{{Name: "verification", OK: false, Detail: err.Error()}}, fmt.Errorf("restore %s: %w", t.Name, err)
 	}
 	report := []events.ReportLine{verified(m)}
+	lines, err := checkDumps(t, dir, m)
+	report = append(report, lines...)
+	if err != nil {
+		return nil, report, fmt.Errorf("restore %s: nothing was touched; a human must restore it from another backup than %s: %w", t.Name, dir, err)
+	}
 	progress(fmt.Sprintf("restoring %d entries of %s", len(m.Entries), strings.Join(m.Paths, ", ")))
 	r := &restorer{root: t.Root, backups: filepath.Clean(t.Backup.Dir), m: m, synced: map[string]bool{}}
 	err = r.run(ctx, file)
@@ -49,12 +55,27 @@ func restore(ctx context.Context, t targets.Target, cmd events.Command, dir stri
 		"version %s: %d restored, %d unchanged, %d removed", m.Version, r.restored, r.unchanged, r.removed)}
 	if err != nil {
 		line.Detail += ": " + err.Error()
-		return nil, append(report, line), fmt.Errorf("restore %s: %w", t.Name, err)
 	}
-	return map[string]string{
+	report = append(report, line)
+	ferr := err
+	// The databases are restored even if the files could not be: each is
+	// worth having back.
+	lines, derr := restoreDatabases(ctx, tools, t, dir, m, progress)
+	report = append(report, lines...)
+	if ctx.Err() != nil {
+		return nil, report, ctx.Err()
+	}
+	if err := errors.Join(ferr, derr); err != nil {
+		return nil, report, fmt.Errorf("restore %s: %w", t.Name, err)
+	}
+	out := map[string]string{
 		"backup": dir, "version": m.Version, "restored": strconv.Itoa(r.restored),
 		"unchanged": strconv.Itoa(r.unchanged), "removed": strconv.Itoa(r.removed),
-	}, append(report, line), nil
+	}
+	if len(m.Databases) > 0 {
+		out["databases"] = strconv.Itoa(len(m.Databases))
+	}
+	return out, report, nil
 }
 
 // outsideBackups refuses a manifest whose trees hold or sit inside the backup

@@ -75,6 +75,9 @@ func (s *step) applyLocked(ctx context.Context, out map[string]string) error {
 			return s.recover(ctx, prev, false, ReasonStopFailed, err)
 		}
 	}
+	if err := s.migrate(ctx, s.t.Release(to), out); err != nil {
+		return s.recover(ctx, prev, false, ReasonMigrateFailed, err)
+	}
 	if err := s.hook(ctx, "migrate", s.t.Hooks.Migrate, env); err != nil {
 		return s.recover(ctx, prev, false, ReasonMigrateFailed, err)
 	}

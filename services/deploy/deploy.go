@@ -8,7 +8,8 @@
 //
 // Actions done now:
 //   - apply: stage the package through the artifact store (digest checked),
-//     extract it safely into releases/<version>, then stop, migrate, switch
+//     extract it safely into releases/<version>, then stop, apply the
+//     release's SQL migrations (migrate.go), run the migrate hook, switch
 //     the current link atomically and start; on success remove releases
 //     beyond the target's keep count. If stop, migrate or start fails, the
 //     previous release is switched back to and started again before the

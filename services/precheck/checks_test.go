@@ -18,6 +18,12 @@ import (
 // precheck (a targets.Precheck or its JSON), and returns its outcome.
 func checked(t *testing.T, settings any) phase.Outcome {
 	t.Helper()
+	return checkedWith(t, nil, settings)
+}
+
+// checkedWith is checked for a target that declares databases.
+func checkedWith(t *testing.T, dbs []targets.Database, settings any) phase.Outcome {
+	t.Helper()
 	dir := t.TempDir()
 	root := filepath.Join(dir, "web-1")
 	os.MkdirAll(filepath.Join(root, "releases", "1.0"), 0o755)
@@ -29,7 +35,11 @@ func checked(t *testing.T, settings any) phase.Outcome {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := targets.Parse([]byte(`{"targets": {"web-1": {"root": "`+root+`", "precheck": `+string(b)+`}}}`), dir)
+	d, err := json.Marshal(dbs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := targets.Parse([]byte(`{"targets": {"web-1": {"root": "`+root+`", "databases": `+string(d)+`, "precheck": `+string(b)+`}}}`), dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,8 +37,9 @@ func software(t targets.Target) []Check {
 			Run: func(ctx context.Context) Result { return osCheck(ctx, *o) }})
 	}
 	for _, d := range p.Databases {
+		db, _ := t.Database(d.Name) // the registry checked that it is declared
 		checks = append(checks, Check{Name: "database " + d.Name, Threshold: d.Version, Timeout: d.Timeout.Duration,
-			Run: func(ctx context.Context) Result { return database(ctx, d) }})
+			Run: func(ctx context.Context) Result { return database(ctx, db, d.Version) }})
 	}
 	for _, m := range p.Middleware {
 		checks = append(checks, Check{Name: "middleware " + m.Name, Threshold: m.Version, Timeout: m.Timeout.Duration,
@@ -78,7 +79,7 @@ func osCheck(ctx context.Context, o targets.OSCheck) Result {
 // error that could quote it (a DSN that does not parse) is replaced by a
 // sentence of ours, and the connection's errors lose the password and the
 // DSN should they carry them.
-func database(ctx context.Context, d targets.DatabaseCheck) Result {
+func database(ctx context.Context, d targets.Database, version string) Result {
 	dsn, err := d.DSN()
 	if err != nil {
 		return Result{Err: err}
@@ -98,7 +99,7 @@ func database(ctx context.Context, d targets.DatabaseCheck) Result {
 			return Result{Err: errors.New(redact("read the server's version: "+err.Error(), string(dsn), cfg.Password))}
 		}
 	}
-	found, err := satisfies(server, d.Version)
+	found, err := satisfies(server, version)
 	r := Result{Value: "PostgreSQL " + found, Err: err}
 	if found == "" {
 		r.Value = ""

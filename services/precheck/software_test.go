@@ -61,8 +61,8 @@ func TestDatabaseVersion(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			out := checked(t, targets.Precheck{Databases: []targets.DatabaseCheck{
-				{Name: "orders", DSNFile: dsnFile(t, pgtest.ServerURL()), Version: c.version}}})
+			out := checkedWith(t, []targets.Database{{Name: "orders", DSNFile: dsnFile(t, pgtest.ServerURL())}},
+				targets.Precheck{Databases: []targets.DatabaseCheck{{Name: "orders", Version: c.version}}})
 			l := expect(t, out, "database orders", c.status, c.says)
 			if !strings.HasPrefix(l.Value, "PostgreSQL ") || l.Threshold != c.version {
 				t.Fatalf("line %+v", l)
@@ -74,10 +74,10 @@ func TestDatabaseVersion(t *testing.T) {
 // A DSN from the environment (not parallel: it sets a variable).
 func TestDatabaseDSNFromTheEnvironment(t *testing.T) {
 	t.Setenv("UPSHIFT_TEST_ORDERS_DSN", pgtest.ServerURL())
-	expect(t, checked(t, targets.Precheck{Databases: []targets.DatabaseCheck{
-		{Name: "orders", DSNEnv: "UPSHIFT_TEST_ORDERS_DSN", Version: ">=10"}}}), "database orders", events.CheckPass, "PostgreSQL")
-	expect(t, checked(t, targets.Precheck{Databases: []targets.DatabaseCheck{
-		{Name: "orders", DSNEnv: "UPSHIFT_TEST_NO_SUCH_DSN"}}}), "database orders", events.CheckFail, "UPSHIFT_TEST_NO_SUCH_DSN")
+	expect(t, checkedWith(t, []targets.Database{{Name: "orders", DSNEnv: "UPSHIFT_TEST_ORDERS_DSN"}},
+		targets.Precheck{Databases: []targets.DatabaseCheck{{Name: "orders", Version: ">=10"}}}), "database orders", events.CheckPass, "PostgreSQL")
+	expect(t, checkedWith(t, []targets.Database{{Name: "orders", DSNEnv: "UPSHIFT_TEST_NO_SUCH_DSN"}},
+		targets.Precheck{Databases: []targets.DatabaseCheck{{Name: "orders"}}}), "database orders", events.CheckFail, "UPSHIFT_TEST_NO_SUCH_DSN")
 }
 
 // A DSN with a password, whether the check passes or fails, and however it
@@ -109,7 +109,8 @@ func TestADSNNeverAppears(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			out := checked(t, targets.Precheck{Databases: []targets.DatabaseCheck{{Name: "orders", DSNFile: dsnFile(t, c.dsn), Version: c.version}}})
+			out := checkedWith(t, []targets.Database{{Name: "orders", DSNFile: dsnFile(t, c.dsn)}},
+				targets.Precheck{Databases: []targets.DatabaseCheck{{Name: "orders", Version: c.version}}})
 			expect(t, out, "database orders", c.status, "")
 			all, _ := json.Marshal(out)
 			if strings.Contains(string(all), password) || strings.Contains(string(all), c.dsn) {
