@@ -22,11 +22,24 @@ func Notices(ctx context.Context, js jetstream.JetStream, team string, since tim
 	if err := events.CheckToken(team); err != nil {
 		return fmt.Errorf("team %q: %w", team, err)
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{"upshift.notify." + team + ".>"},
-		DeliverPolicy: jetstream.DeliverNewPolicy}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{"upshift.notify." + team + ".>"}}
 	if since > 0 {
 		start := time.Now().Add(-since)
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+	} else {
+		// "From now on" is a sequence, not DeliverNew: an ordered consumer
+		// made again before it delivered anything (a stall, a reconnect)
+		// would otherwise start from its own "now" and skip what came in
+		// between.
+		s, err := js.Stream(ctx, events.StreamNotify)
+		if err != nil {
+			return fmt.Errorf("notices of %s: %w", team, err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("notices of %s: %w", team, err)
+		}
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, info.State.LastSeq+1
 	}
 	c, err := js.OrderedConsumer(ctx, events.StreamNotify, cfg)
 	if err != nil {
