@@ -164,3 +164,27 @@ func TestArtifactURLs(t *testing.T) {
 		}
 	}
 }
+
+// Names become subject tokens and directory names: the rule's edges.
+func TestNameRuleBoundaries(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"web", true}, {"w", true}, {"0", true}, {"web-1", true}, {"a-b-c", true},
+		{strings.Repeat("a", 63), true}, {"a" + strings.Repeat("-", 61) + "b", true},
+		{strings.Repeat("a", 64), false}, {"web-", false}, {"-web", false}, {"-", false},
+		{"Web", false}, {"web_1", false}, {"web.1", false}, {"web 1", false}, {"wéb", false},
+	} {
+		doc := strings.Replace(good, "targets: [web-1, web-2, web-3]", "targets: ["+`"`+tc.name+`"`+"]", 1)
+		_, err := spec.Parse([]byte(doc))
+		var verr *spec.ValidationError
+		bad := errors.As(err, &verr) && len(verr.Problems) == 1 && verr.Problems[0].Path == "spec.targets[0]"
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("%q refused: %v", tc.name, err)
+		case !tc.ok && !bad:
+			t.Errorf("%q: want one problem at spec.targets[0], got %v", tc.name, err)
+		}
+	}
+}
