@@ -378,8 +378,17 @@ func TestApprovalGate(t *testing.T) {
 		r := start(t, request(spec.KindUpgrade, 1, "a"), opts)
 		r.must(saga.Input{Kind: saga.InputApprove, Actor: "carol"})
 		r.state(saga.StatePrechecking)
+		// Approved is approved: a reject now is too late, even in a state
+		// a reject could otherwise end; cancel is the way back.
+		r.ignored(saga.Input{Kind: saga.InputReject, Actor: "dave"})
+		r.state(saga.StatePrechecking)
 		r.answer(events.StatusSucceeded)
 		r.state(saga.StateBackingUp)
+	})
+	t.Run("rejected while prechecking", func(t *testing.T) {
+		r := start(t, request(spec.KindUpgrade, 1, "a"), opts)
+		r.must(saga.Input{Kind: saga.InputReject, Actor: "erin"})
+		r.state(saga.StateRejected)
 	})
 	t.Run("reject", func(t *testing.T) {
 		r := start(t, request(spec.KindUpgrade, 1, "a"), opts)
