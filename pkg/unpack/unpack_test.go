@@ -87,6 +87,9 @@ func unsafeCases() []struct {
 		{"block device", []entry{ok, {name: "evil", typ: tar.TypeBlock, mode: 0o666}}, "device"},
 		{"fifo", []entry{ok, {name: "evil", typ: tar.TypeFifo, mode: 0o666}}, "fifo"},
 		{"too large", []entry{ok, reg("evil", strings.Repeat("x", 100))}, "more than 64 bytes"},
+		// A bomb of small files, each under the limit, all of them over it.
+		{"too large in total", []entry{ok, reg("a", strings.Repeat("x", 30)), reg("b", strings.Repeat("x", 30)),
+			reg("c", strings.Repeat("x", 30))}, "more than 64 bytes"},
 		{"too many files", many, "more than 8 entries"},
 		{"fake release marker", []entry{ok, reg(unpack.MarkerFile, "sha256:0")}, "reserved"},
 	}
