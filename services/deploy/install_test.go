@@ -135,3 +135,32 @@ func TestTheCleanupLeavesAReleaseUpshiftDidNotInstall(t *testing.T) {
 		t.Fatalf("cleanup line %q", d)
 	}
 }
+
+// The service does not trust that a command's request was validated: a
+// version that is not one plain directory name never reaches the disk.
+func TestAVersionThatIsNotAPlainNameIsRefused(t *testing.T) {
+	t.Parallel()
+	h := newHost(t, 0)
+	h.installed("1.0")
+	url, digest := h.pack("app-1.1", release("1.1"))
+	for _, v := range []string{"", ".", "..", ".hidden", "a/b", "../x", `a\b`, "a\x00b"} {
+		for _, c := range []events.Command{
+			command(events.ActionApply, "1.0", v, url, digest),
+			command(events.ActionApply, v, "1.1", url, digest),
+			command(events.ActionRollback, v, "1.1", "", ""),
+			firstInstall(events.ActionRollback, v, url, digest),
+		} {
+			if v == "" && c.Upgrade.From == "" && c.Upgrade.To == "1.1" {
+				continue // no from: a fresh install, or nothing to roll back to
+			}
+			c.Step += "-" + v
+			out, _ := h.run(c)
+			if !out.Failed || out.Reason != deploy.ReasonInvalidVersion {
+				t.Errorf("%s from %q to %q: %+v", c.Action, c.Upgrade.From, c.Upgrade.To, out)
+			}
+		}
+	}
+	if h.current() != "releases/1.0" || strings.Join(h.releases(), " ") != "1.0" || h.calls() != nil {
+		t.Fatalf("touched: current -> %q, releases %v", h.current(), h.releases())
+	}
+}
