@@ -113,7 +113,10 @@ func Run(ctx context.Context, p Program, args []string) error {
 func Checks(nc *nats.Conn, parts []Component) []func() error {
 	checks := []func() error{Connected(nc)}
 	for _, c := range parts {
-		if r, ok := c.(interface{ Ready() bool }); ok {
+		switch r := c.(type) {
+		case interface{ Check() error }: // says why
+			checks = append(checks, r.Check)
+		case interface{ Ready() bool }:
 			checks = append(checks, Ready(fmt.Sprintf("%T", c), r.Ready))
 		}
 	}

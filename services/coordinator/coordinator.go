@@ -19,6 +19,7 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -105,7 +106,27 @@ func New(nc *nats.Conn, js jetstream.JetStream, cfg Config, log *slog.Logger, re
 }
 
 // Ready reports whether the instance is consuming each of its inputs.
-func (c *Coordinator) Ready() bool { return consumer.AllReady(c.runners.Load()) }
+func (c *Coordinator) Ready() bool { return c.Check() == nil }
+
+// storeProbe bounds the store's answer to a readiness probe.
+const storeProbe = 2 * time.Second
+
+// Check says why the coordinator is not ready, if it is not: a consumer
+// not running, or a store that does not answer (a coordinator that cannot
+// store a transition cannot move any saga on).
+func (c *Coordinator) Check() error {
+	if !consumer.AllReady(c.runners.Load()) {
+		return errors.New("coordinator: consumers not running")
+	}
+	if p, ok := c.store.(interface{ Ping(context.Context) error }); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), storeProbe)
+		defer cancel()
+		if err := p.Ping(ctx); err != nil {
+			return fmt.Errorf("coordinator: store: %w", err)
+		}
+	}
+	return nil
+}
 
 // Run provisions the streams, consumes until ctx is cancelled, drains and
 // returns.

@@ -64,6 +64,14 @@ type Store struct {
 
 var _ sagastore.Store = (*Store)(nil)
 
+// Ping checks that the database answers, for a readiness probe.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	return nil
+}
+
 // Option configures Open.
 type Option func(*options)
 
