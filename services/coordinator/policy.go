@@ -39,6 +39,10 @@ type Environment struct {
 	// Rehearsal refuses a request unless the same artifact succeeded in
 	// another environment first (plan 3.2.3: rehearse in test).
 	Rehearsal *Rehearsal `json:"rehearsal,omitempty"`
+	// Verify of every request: a watch period after the last batch (the
+	// longer of this and the request's applies) and analyses, declared in
+	// the targets' configuration, that every verification runs.
+	Verify spec.Verify `json:"verify,omitzero"`
 }
 
 // Rehearsal names where, and how recently, an artifact must have succeeded.
@@ -58,6 +62,7 @@ var ErrRefused = errors.New("refused by policy")
 //	    approvalTimeout: 24h
 //	    windows: [{days: [sat, sun], start: "22:00", end: "04:00", timeZone: Europe/Berlin}]
 //	    rehearsal: {environment: test, within: 720h}
+//	    verify: {watch: 15m, analyses: [{name: error-rate, threshold: 0.01}]}
 func LoadPolicy(path string) (Policy, error) {
 	var p Policy
 	b, err := os.ReadFile(path)
@@ -83,6 +88,9 @@ func (p Policy) Check() error {
 		if e.ApprovalTimeout.Duration > saga.WindowHorizon {
 			errs = append(errs, fmt.Errorf("environment %s: an approval time-out longer than %s", name, saga.WindowHorizon))
 		}
+		for _, p := range e.Verify.Check("verify") {
+			errs = append(errs, fmt.Errorf("environment %s: %s", name, p))
+		}
 		if e.Rehearsal != nil && (e.Rehearsal.Environment == "" || e.Rehearsal.Environment == name) {
 			errs = append(errs, fmt.Errorf("environment %s: a rehearsal happens in another environment", name))
 		}
@@ -100,6 +108,7 @@ func (p Policy) options(r spec.Request) saga.Options {
 		RequireApproval: env.Approval || slices.Contains(p.ApprovalEnvironments, r.Metadata.Environment),
 		ApprovalTimeout: timeout,
 		Windows:         env.Windows,
+		Verify:          env.Verify,
 	}
 }
 
