@@ -41,6 +41,9 @@ type Options struct {
 	Targets *targets.Registry
 	// ArtifactSources are the URL prefixes packages may come from.
 	ArtifactSources []string
+	// PrometheusURL is the server the verify service's analyses query
+	// (its --prometheus-url); empty: none.
+	PrometheusURL string
 	// Coordinator are the coordinator's settings, as its own process has
 	// them: store, policy, HTTP API, tuning.
 	Coordinator coordinatord.Settings
@@ -127,7 +130,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		precheck.Program(&precheck.Settings{Settings: ps, Artifacts: arts}),
 		backup.Program(&backup.Settings{Settings: ps}),
 		deploy.Program(&deploy.Settings{Settings: ps, Artifacts: arts}),
-		verify.Program(&verify.Settings{Settings: ps}),
+		verify.Program(&verify.Settings{Settings: ps, PrometheusURL: o.PrometheusURL}),
 		notify.Program(&notify.Settings{Consumer: o.Consumer}),
 	} {
 		built, cleanup, err := p.Build(ctx, env(p.Name))
