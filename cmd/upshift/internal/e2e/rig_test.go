@@ -87,6 +87,16 @@ func newRigWith(t *testing.T, installed string, policy coordinator.Policy, tune 
 
 // newRigOn is newRigWith on the PostgreSQL database at url ("": JetStream KV).
 func newRigOn(t *testing.T, databaseURL, installed string, policy coordinator.Policy, tune ...func(*targets.Target)) *rig {
+	return startRig(t, databaseURL, "", installed, policy, tune...)
+}
+
+// newRigAnalysed is newRigWith whose verify service's analyses query the
+// Prometheus at promURL.
+func newRigAnalysed(t *testing.T, promURL, installed string, policy coordinator.Policy, tune ...func(*targets.Target)) *rig {
+	return startRig(t, "", promURL, installed, policy, tune...)
+}
+
+func startRig(t *testing.T, databaseURL, promURL, installed string, policy coordinator.Policy, tune ...func(*targets.Target)) *rig {
 	d, err := devstack.NewDemo(t.TempDir(), artifacts)
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +114,7 @@ func newRigOn(t *testing.T, databaseURL, installed string, policy coordinator.Po
 		}
 	}
 	s, err := devstack.Start(context.Background(), devstack.Options{Dir: t.TempDir(), Targets: d.Registry,
-		Consumer: fast, ArtifactSources: d.Sources(), Log: testlog.New(t),
+		Consumer: fast, ArtifactSources: d.Sources(), Log: testlog.New(t), PrometheusURL: promURL,
 		Coordinator: coordinatord.Settings{Store: store(databaseURL), DatabaseURL: service.Secret(databaseURL),
 			Engine: coordinator.Config{Consumer: fast, RelayInterval: 500 * time.Millisecond, Policy: policy}}})
 	if err != nil {
