@@ -109,3 +109,24 @@ func TestConditions(t *testing.T) {
 		t.Fatalf("String %q", c)
 	}
 }
+
+// The example file shows every kind of verify check.
+func TestExampleTargetsFileShowsTheVerifyChecks(t *testing.T) {
+	r, err := targets.Load("../../examples/targets.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range r.Names() {
+		tg, _ := r.Get(name)
+		v := tg.Verify
+		if len(v.HTTP) == 0 || len(v.TCP) == 0 || len(v.Smoke) == 0 || len(v.Analyses) < 2 {
+			t.Errorf("%s: the example shows every kind of verify check: %+v", name, v)
+		}
+		if a, _ := v.Analysis("error-rate"); a.Condition != "< 0.5" || a.Count != 3 || a.FailureLimit != 0 {
+			t.Errorf("%s: the target's error-rate replaces the default's: %+v", name, a)
+		}
+		if a, _ := v.Analysis("p99-latency"); !a.Optional {
+			t.Errorf("%s: p99-latency %+v", name, a)
+		}
+	}
+}
