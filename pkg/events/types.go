@@ -46,6 +46,7 @@ const (
 	ActionRollback Action = "rollback" // deploy, compensating apply
 	ActionMaintain Action = "maintain" // deploy, a maintenance run
 	ActionProbe    Action = "probe"    // verify
+	ActionWatch    Action = "watch"    // verify, the watch period after the last batch
 )
 
 // Status is what a phase service reports about a step (saga.StepStatus is
@@ -104,6 +105,16 @@ type Upgrade struct {
 	Artifact    Artifact `json:"artifact"`
 	Environment string   `json:"environment,omitempty"`
 	Actions     []string `json:"actions,omitempty"`
+	// Analyses selected by the request and the environment's policy, by
+	// name: the verify service runs them besides the target's own.
+	Analyses []AnalysisRef `json:"analyses,omitempty"`
+}
+
+// AnalysisRef selects an analysis the target's configuration declares;
+// Threshold, if set, replaces the one in its condition.
+type AnalysisRef struct {
+	Name      string   `json:"name"`
+	Threshold *float64 `json:"threshold,omitempty"`
 }
 
 // Artifact is a release package, its digest ("sha256:<hex>") and the URL

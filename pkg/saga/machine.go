@@ -67,19 +67,28 @@ const (
 	CauseDeployTimeout Cause = "deploy_timeout"
 	CauseVerifyFailed  Cause = "verify_failed"
 	CauseVerifyTimeout Cause = "verify_timeout"
+	// CauseWatchFailed and CauseWatchTimeout: a target failed, or did not
+	// report, in the watch period after the last batch.
+	CauseWatchFailed  Cause = "watch_failed"
+	CauseWatchTimeout Cause = "watch_timeout"
 	// CauseWindow: no maintenance window for the next batch opens in time.
 	CauseWindow    Cause = "window"
 	CauseCancelled Cause = "cancelled"
 )
 
 // Causes lists every cause.
-var Causes = []Cause{CauseDeployFailed, CauseDeployTimeout, CauseVerifyFailed, CauseVerifyTimeout, CauseWindow, CauseCancelled}
+var Causes = []Cause{CauseDeployFailed, CauseDeployTimeout, CauseVerifyFailed, CauseVerifyTimeout, CauseWatchFailed, CauseWatchTimeout,
+	CauseWindow, CauseCancelled}
 
 // stepCause is the cause of a roll-back begun by a deploy or verify step
 // that did not succeed.
 func stepCause(st *Step) Cause {
 	timedOut := st.Status == StepTimedOut
 	switch {
+	case st.Action == events.ActionWatch && timedOut:
+		return CauseWatchTimeout
+	case st.Action == events.ActionWatch:
+		return CauseWatchFailed
 	case st.Phase == events.Verify && timedOut:
 		return CauseVerifyTimeout
 	case st.Phase == events.Verify:
@@ -178,6 +187,18 @@ func (m *machine) targets() []string { return m.s.Request.Spec.Targets }
 // dispatch sends one command per target and sets the phase deadline.
 func (m *machine) dispatch(phase events.Phase, action events.Action, targets []string, batch int, timeout time.Duration, compensates string) {
 	deadline := m.at.Add(timeout)
+	// A forward step done after the saga gave up on it would do harm; a
+	// compensation done late still puts the target back.
+	notAfter := deadline
+	if compensates != "" {
+		notAfter = time.Time{}
+	}
+	m.send(phase, action, targets, batch, notAfter, deadline, compensates)
+}
+
+// send sends one command per target, to be started by notAfter (zero: any
+// time) and reported by deadline, the phase's deadline.
+func (m *machine) send(phase events.Phase, action events.Action, targets []string, batch int, notAfter, deadline time.Time, compensates string) {
 	for _, t := range targets {
 		attempt := 1
 		for _, st := range m.s.Steps {
@@ -194,13 +215,8 @@ func (m *machine) dispatch(phase events.Phase, action events.Action, targets []s
 		m.s.Steps = append(m.s.Steps, st)
 		cmd := events.Command{
 			Step: st.ID, Saga: m.s.ID, Phase: phase, Action: action, Target: t,
-			Batch: batch, Attempt: attempt, Deadline: deadline, Compensates: compensates,
-			Upgrade: upgrade(m.s.Request),
-		}
-		// A forward step done after the saga gave up on it would do harm; a
-		// compensation done late still puts the target back.
-		if compensates == "" {
-			cmd.NotAfter = deadline
+			Batch: batch, Attempt: attempt, Deadline: deadline, NotAfter: notAfter, Compensates: compensates,
+			Upgrade: upgrade(*m.s),
 		}
 		m.eff.Commands = append(m.eff.Commands, cmd)
 	}
@@ -213,11 +229,12 @@ func (m *machine) wait(deadline time.Time) {
 	m.eff.Wake = append(m.eff.Wake, deadline)
 }
 
-func upgrade(r spec.Request) events.Upgrade {
+func upgrade(s Saga) events.Upgrade {
+	r := s.Request
 	return events.Upgrade{
 		Kind: string(r.Kind), Software: r.Spec.Software, From: r.Spec.From, To: r.Spec.To,
 		Artifact:    events.Artifact{URL: r.Spec.Artifact.URL, Digest: r.Spec.Artifact.Digest, Signature: r.Spec.Artifact.Signature},
-		Environment: r.Metadata.Environment, Actions: r.Actions(),
+		Environment: r.Metadata.Environment, Actions: r.Actions(), Analyses: s.Analyses(),
 	}
 }
 
@@ -346,7 +363,11 @@ func (m *machine) current() []*Step {
 				out = append(out, st)
 			}
 		case StateVerifying:
-			if st.Phase == events.Verify && st.Batch == m.s.Batch {
+			if st.Phase == events.Verify && st.Action == events.ActionProbe && st.Batch == m.s.Batch {
+				out = append(out, st)
+			}
+		case StateWatching:
+			if st.Phase == events.Verify && st.Action == events.ActionWatch {
 				out = append(out, st)
 			}
 		case StateRollingBack:
@@ -393,6 +414,12 @@ func (m *machine) advance() {
 			m.rollBack(stepCause(bad), describe(bad))
 		} else if done && m.s.Batch+1 < len(m.s.Batches) {
 			m.window() // the next batch starts in a window too
+		} else if done {
+			m.watch()
+		}
+	case StateWatching:
+		if bad != nil {
+			m.rollBack(stepCause(bad), describe(bad))
 		} else if done {
 			m.enter(StateSucceeded, "")
 		}
@@ -507,6 +534,26 @@ func (m *machine) deploy(batch int) {
 func (m *machine) verify(batch int) {
 	m.enter(StateVerifying, "")
 	m.dispatch(events.Verify, events.ActionProbe, m.s.Batches[batch], batch, m.s.Request.Spec.Timeouts.Verify.Duration, "")
+}
+
+// WatchGrace is how long after the watch period's end the saga waits for
+// the targets' reports before it times them out: each target's verify
+// service stops watching at the period's end (the command's NotAfter) and
+// reports then.
+const WatchGrace = 30 * time.Second
+
+// watch ends a saga whose last batch verified: succeeded at once, or, with
+// a watch period, after watching every target for that long. A failure in
+// the period rolls every batch back.
+func (m *machine) watch() {
+	w := m.s.Watch()
+	if w <= 0 {
+		m.enter(StateSucceeded, "")
+		return
+	}
+	end := m.at.Add(w)
+	m.enter(StateWatching, fmt.Sprintf("every target watched for %s, until %s", w, end.Format(time.RFC3339)))
+	m.send(events.Verify, events.ActionWatch, m.targets(), m.s.Batch, end, end.Add(WatchGrace), "")
 }
 
 // compensation is the action that undoes a completed one.
@@ -633,7 +680,7 @@ func (m *machine) cancel(in Input) {
 			return
 		}
 		m.enter(StateCancelled, decided("cancelled", in)+"; nothing was deployed")
-	case StateDeploying, StateVerifying:
+	case StateDeploying, StateVerifying, StateWatching:
 		m.s.Cancel = m.decision(in)
 		m.rollBack(CauseCancelled, decided("cancelled", in))
 	case StateRollingBack:

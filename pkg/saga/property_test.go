@@ -79,6 +79,9 @@ func (w *world) apply(in saga.Input) {
 		}
 	}
 	for _, c := range eff.Commands {
+		if c.Action == events.ActionWatch {
+			w.checkWatch(before, next, c)
+		}
 		if w.rolled && c.Compensates == "" {
 			w.t.Fatalf("forward command %s after the roll-back began", c.Step)
 		}
@@ -160,7 +163,15 @@ func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T)
 				req.Spec.Deadline = t0.Add(time.Duration(rapid.IntRange(1, 48).Draw(t, "deadlineHours")) * time.Hour)
 			}
 		}
+		if rng.IntN(100) < 40 {
+			// A watch period after the last batch, the request's or the
+			// environment's.
+			req.Spec.Verify.Watch = spec.Duration{Duration: time.Duration(rng.IntN(90)) * time.Minute}
+		}
 		opts := saga.Options{RequireApproval: rapid.Bool().Draw(t, "approval"), ApprovalTimeout: time.Hour}
+		if rng.IntN(100) < 20 {
+			opts.Verify.Watch = spec.Duration{Duration: time.Duration(rng.IntN(90)) * time.Minute}
+		}
 		w := &world{t: t, s: saga.New("s", req, opts, t0), now: t0, issued: map[string]int{}, sawState: map[saga.State]struct{}{},
 			progressed: map[string]sentMessage{}}
 		w.apply(saga.Input{Kind: saga.InputStart})
@@ -254,6 +265,16 @@ func (w *world) checkEnd() {
 		if len(comps) > 0 {
 			w.t.Fatalf("succeeded with compensations %v", names(comps))
 		}
+		// With a watch period, every target was watched to the end.
+		watched := map[string]bool{}
+		for _, st := range s.Steps {
+			if st.Action == events.ActionWatch && st.Status == saga.StepSucceeded {
+				watched[st.Target] = true
+			}
+		}
+		if _, saw := w.sawState[saga.StateWatching]; saw != (s.Watch() > 0) || s.Watch() > 0 && len(watched) != len(s.Request.Spec.Targets) {
+			w.t.Fatalf("succeeded with a watch of %s: watching seen %v, targets watched %v", s.Watch(), saw, watched)
+		}
 		for _, st := range s.Steps {
 			if st.Status != saga.StepSucceeded && (st.Phase == events.Deploy || st.Phase == events.Verify) {
 				w.t.Fatalf("succeeded with step %s %s", st.ID, st.Status)
@@ -339,6 +360,23 @@ func (w *world) checkEnd() {
 	}
 	if allOK != (s.State == saga.StateRolledBack) {
 		w.t.Fatalf("state %s with every compensation succeeded = %v", s.State, allOK)
+	}
+}
+
+// checkWatch checks a watch command as it is sent: only once the last
+// batch verified on every target, to every target, until the end of the
+// period, with a grace to report in.
+func (w *world) checkWatch(before, next saga.Saga, c events.Command) {
+	if before.State != saga.StateVerifying || next.State != saga.StateWatching || before.Batch != len(before.Batches)-1 {
+		w.t.Fatalf("watch %s sent going from %s (batch %d) to %s", c.Step, before.State, before.Batch, next.State)
+	}
+	for _, st := range next.Steps {
+		if st.Phase == events.Verify && st.Action == events.ActionProbe && st.Batch == next.Batch && st.Status != saga.StepSucceeded {
+			w.t.Fatalf("watch %s sent with %s %s", c.Step, st.ID, st.Status)
+		}
+	}
+	if end := w.now.Add(next.Watch()); !c.NotAfter.Equal(end) || !c.Deadline.Equal(end.Add(saga.WatchGrace)) || !next.WatchEnds().Equal(end) {
+		w.t.Fatalf("watch %s until %v, deadline %v; want %v", c.Step, c.NotAfter, c.Deadline, end)
 	}
 }
 

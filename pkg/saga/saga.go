@@ -6,9 +6,9 @@
 //
 //	requested -> prechecking -> checked (a dry run)
 //	requested -> prechecking -> [awaiting approval] -> [awaiting window]
-//	          -> backing up -> deploying (batch 1..n) <-> verifying (batch 1..n) -> succeeded
+//	          -> backing up -> deploying (batch 1..n) <-> verifying (batch 1..n) -> [watching] -> succeeded
 //	failure or timeout in precheck/backup, reject, cancel before deploy -> failed | rejected | cancelled
-//	failure or timeout in deploy/verify, or cancel -> rolling back: compensate newest first,
+//	failure or timeout in deploy/verify/watch, or cancel -> rolling back: compensate newest first,
 //	                                                  one step at a time -> rolled back | rollback failed
 package saga
 
@@ -31,20 +31,24 @@ const (
 	StateBackingUp        State = "backing_up"
 	StateDeploying        State = "deploying"
 	StateVerifying        State = "verifying"
-	StateRollingBack      State = "rolling_back"
-	StateSucceeded        State = "succeeded"
-	StateFailed           State = "failed"
-	StateRejected         State = "rejected"
-	StateCancelled        State = "cancelled"
-	StateRolledBack       State = "rolled_back"
-	StateRollbackFailed   State = "rollback_failed"
+	// StateWatching follows the last batch's verification when a watch
+	// period is asked for: every target is watched until it ends, and a
+	// failure still rolls every batch back.
+	StateWatching       State = "watching"
+	StateRollingBack    State = "rolling_back"
+	StateSucceeded      State = "succeeded"
+	StateFailed         State = "failed"
+	StateRejected       State = "rejected"
+	StateCancelled      State = "cancelled"
+	StateRolledBack     State = "rolled_back"
+	StateRollbackFailed State = "rollback_failed"
 	// StateChecked ends a dry run whose checks all passed.
 	StateChecked State = "checked"
 )
 
 // States lists every state, in roughly the order a saga meets them.
 var States = []State{StateRequested, StatePrechecking, StateAwaitingApproval, StateAwaitingWindow, StateBackingUp,
-	StateDeploying, StateVerifying, StateRollingBack, StateSucceeded, StateFailed, StateRejected, StateCancelled, StateRolledBack, StateRollbackFailed, StateChecked}
+	StateDeploying, StateVerifying, StateWatching, StateRollingBack, StateSucceeded, StateFailed, StateRejected, StateCancelled, StateRolledBack, StateRollbackFailed, StateChecked}
 
 // Terminal reports whether the saga is over.
 func (s State) Terminal() bool {
@@ -113,6 +117,9 @@ type Options struct {
 	// Windows of the environment; the request's windows, if any, must be
 	// open too.
 	Windows []spec.Window `json:"windows,omitempty"`
+	// Verify of the environment: a watch period, and analyses every
+	// verification runs (see Saga.Analyses).
+	Verify spec.Verify `json:"verify,omitzero"`
 }
 
 // Saga is one upgrade or maintenance run.
@@ -164,6 +171,47 @@ func (s *Saga) Step(id string) (*Step, bool) {
 		}
 	}
 	return nil, false
+}
+
+// Watch is the watch period after the last batch: the longer of the
+// request's and the environment's, so a request cannot shorten what its
+// environment asks for.
+func (s Saga) Watch() time.Duration {
+	return max(s.Request.Spec.Verify.Watch.Duration, s.Options.Verify.Watch.Duration)
+}
+
+// WatchEnds is when the watch period ends, for a saga that is watching;
+// zero otherwise. The state's deadline comes WatchGrace later.
+func (s Saga) WatchEnds() time.Time {
+	if s.State != StateWatching {
+		return time.Time{}
+	}
+	return s.EnteredAt.Add(s.Watch())
+}
+
+// Analyses are the analyses every verification of the saga selects: the
+// environment's, then the request's others. For one both select, the
+// environment's threshold wins if it sets one: its operators decide.
+func (s Saga) Analyses() []events.AnalysisRef {
+	var out []events.AnalysisRef
+	add := func(a spec.AnalysisRef, prefer bool) {
+		for i := range out {
+			if out[i].Name == a.Name {
+				if out[i].Threshold == nil || prefer && a.Threshold != nil {
+					out[i].Threshold = a.Threshold
+				}
+				return
+			}
+		}
+		out = append(out, events.AnalysisRef{Name: a.Name, Threshold: a.Threshold})
+	}
+	for _, a := range s.Options.Verify.Analyses {
+		add(a, true)
+	}
+	for _, a := range s.Request.Spec.Verify.Analyses {
+		add(a, false)
+	}
+	return out
 }
 
 func (s Saga) clone() Saga {

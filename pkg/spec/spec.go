@@ -79,6 +79,8 @@ type Spec struct {
 	Windows []Window `json:"windows,omitempty"`
 	// Deadline, when set, fails the saga if no window opens before it.
 	Deadline time.Time `json:"deadline,omitzero"`
+	// Verify selects analyses and sets a watch period after the last batch.
+	Verify Verify `json:"verify,omitzero"`
 	// DryRun runs the precheck alone, through the same services, and ends
 	// the saga "checked" if every check passed: nothing is backed up or
 	// deployed, and no approval or window is waited for.

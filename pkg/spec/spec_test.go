@@ -188,3 +188,41 @@ func TestNameRuleBoundaries(t *testing.T) {
 		}
 	}
 }
+
+// A request selects analyses by name and sets thresholds; it can bring no
+// query, URL or credential of its own.
+func TestVerifySettings(t *testing.T) {
+	head := `{"apiVersion":"upshift/v1","kind":"Upgrade","metadata":{"team":"a","environment":"b"},
+		"spec":{"software":"x","from":"1","to":"2","targets":["t"],"artifact":{"url":"file:///a","digest":"md5:d41d8cd98f00b204e9800998ecf8427e"},"verify":`
+	r, err := spec.Parse([]byte(head + `{"watch":"10m","analyses":[{"name":"error-rate","threshold":0.01},{"name":"latency"}]}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := r.Spec.Verify
+	if v.Watch.Duration != 10*time.Minute || len(v.Analyses) != 2 || *v.Analyses[0].Threshold != 0.01 || v.Analyses[1].Threshold != nil {
+		t.Fatalf("verify %+v", v)
+	}
+	for _, tc := range []struct{ verify, path, says string }{
+		{`{"watch":"-1m"}`, "spec.verify.watch", "between 0 and 24h"},
+		{`{"watch":"25h"}`, "spec.verify.watch", "between 0 and 24h"},
+		{`{"analyses":[{"name":"Error_Rate"}]}`, "spec.verify.analyses[0].name", "lower-case"},
+		{`{"analyses":[{"name":"a"},{"name":"a"}]}`, "spec.verify.analyses[1].name", "selected twice"},
+		{`{"analyses":[{"name":"a","threshold":"low"}]}`, "", "threshold of type float64"},
+		{`{"analyses":[{"name":"a","query":"up"}]}`, "spec.verify.analyses[0].query", "unknown field"},
+		{`{"analyses":[{"name":"a","url":"http://prometheus"}]}`, "spec.verify.analyses[0].url", "unknown field"},
+		{`{"prometheus":"http://u:p@prometheus"}`, "spec.verify.prometheus", "unknown field"},
+	} {
+		_, err := spec.Parse([]byte(head + tc.verify + `}}`))
+		var verr *spec.ValidationError
+		if !errors.As(err, &verr) {
+			t.Fatalf("%s: err %v", tc.verify, err)
+		}
+		found := false
+		for _, p := range verr.Problems {
+			found = found || p.Path == tc.path && strings.Contains(p.Message, tc.says)
+		}
+		if !found {
+			t.Errorf("%s: no problem at %q saying %q in %v", tc.verify, tc.path, tc.says, verr.Problems)
+		}
+	}
+}

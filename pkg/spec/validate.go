@@ -105,6 +105,7 @@ func (r Request) Validate() error {
 			v.add(t.path, "must be between 1s and %s, got %s", MaxPhaseLimit, t.d)
 		}
 	}
+	v.verify("spec.verify", s.Verify)
 	for i, w := range s.Windows {
 		if _, err := w.Compile(); err != nil {
 			v.add(fmt.Sprintf("spec.windows[%d]", i), "%v", err)

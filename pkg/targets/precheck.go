@@ -18,6 +18,7 @@ const DefaultCheckTimeout = 10 * time.Second
 // Precheck.Merge for how a target's own settings combine with them.
 type Defaults struct {
 	Precheck Precheck `json:"precheck,omitzero"`
+	Verify   Verify   `json:"verify,omitzero"`
 }
 
 // Precheck configures the environment checks run before anything changes.

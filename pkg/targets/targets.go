@@ -39,10 +39,12 @@ type Target struct {
 	Hooks Hooks  `json:"hooks,omitzero"`
 	// Env is added to every hook's environment. It may hold secrets and is
 	// never logged.
-	Env      map[string]Secret `json:"env,omitempty"`
-	Health   Health            `json:"health,omitzero"`
-	Precheck Precheck          `json:"precheck,omitzero"`
-	Backup   Backup            `json:"backup,omitzero"`
+	Env    map[string]Secret `json:"env,omitempty"`
+	Health Health            `json:"health,omitzero"`
+	// Verify holds verify's checks besides Health's.
+	Verify   Verify   `json:"verify,omitzero"`
+	Precheck Precheck `json:"precheck,omitzero"`
+	Backup   Backup   `json:"backup,omitzero"`
 	// Databases the target's software uses: backed up with it, migrated by
 	// deploy, restored by the roll-back, checked by precheck.
 	Databases []Database `json:"databases,omitempty"`
@@ -112,7 +114,8 @@ func Load(path string) (*Registry, error) {
 }
 
 // Parse reads a registry; relative roots are taken from base. Each target's
-// precheck settings are merged over the file's defaults (Precheck.Merge).
+// precheck and verify settings are merged over the file's defaults
+// (Precheck.Merge, Verify.Merge).
 func Parse(b []byte, base string) (*Registry, error) {
 	var f File
 	if err := yaml.UnmarshalStrict(b, &f); err != nil {
@@ -120,6 +123,7 @@ func Parse(b []byte, base string) (*Registry, error) {
 	}
 	for name, t := range f.Targets {
 		t.Precheck = f.Defaults.Precheck.Merge(t.Precheck)
+		t.Verify = f.Defaults.Verify.Merge(t.Verify)
 		f.Targets[name] = t
 	}
 	return New(f.Targets, base)
@@ -161,6 +165,10 @@ func New(ts map[string]Target, base string) (*Registry, error) {
 		}
 		t.Precheck = t.Precheck.clone()
 		for _, p := range t.Precheck.check(t.Databases) {
+			problems = append(problems, name+": "+p)
+		}
+		t.Verify = t.Verify.clone()
+		for _, p := range t.Verify.check() {
 			problems = append(problems, name+": "+p)
 		}
 		if t.Backup.Dir == "" {

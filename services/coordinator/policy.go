@@ -47,6 +47,10 @@ type Environment struct {
 	// (spec.artifact.signature); precheck verifies the signature. Unset:
 	// required if the environment is among SignatureEnvironments.
 	RequireSignature *bool `json:"requireSignature,omitempty"`
+	// Verify of every request: a watch period after the last batch (the
+	// longer of this and the request's applies) and analyses, declared in
+	// the targets' configuration, that every verification runs.
+	Verify spec.Verify `json:"verify,omitzero"`
 }
 
 // Rehearsal names where, and how recently, an artifact must have succeeded.
@@ -67,6 +71,7 @@ var ErrRefused = errors.New("refused by policy")
 //	    windows: [{days: [sat, sun], start: "22:00", end: "04:00", timeZone: Europe/Berlin}]
 //	    rehearsal: {environment: test, within: 720h}
 //	    requireSignature: true
+//	    verify: {watch: 15m, analyses: [{name: error-rate, threshold: 0.01}]}
 func LoadPolicy(path string) (Policy, error) {
 	var p Policy
 	b, err := os.ReadFile(path)
@@ -92,6 +97,9 @@ func (p Policy) Check() error {
 		if e.ApprovalTimeout.Duration > saga.WindowHorizon {
 			errs = append(errs, fmt.Errorf("environment %s: an approval time-out longer than %s", name, saga.WindowHorizon))
 		}
+		for _, p := range e.Verify.Check("verify") {
+			errs = append(errs, fmt.Errorf("environment %s: %s", name, p))
+		}
 		if e.Rehearsal != nil && (e.Rehearsal.Environment == "" || e.Rehearsal.Environment == name) {
 			errs = append(errs, fmt.Errorf("environment %s: a rehearsal happens in another environment", name))
 		}
@@ -109,6 +117,7 @@ func (p Policy) options(r spec.Request) saga.Options {
 		RequireApproval: env.Approval || slices.Contains(p.ApprovalEnvironments, r.Metadata.Environment),
 		ApprovalTimeout: timeout,
 		Windows:         env.Windows,
+		Verify:          env.Verify,
 	}
 }
 

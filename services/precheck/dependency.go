@@ -1,9 +1,7 @@
 package precheck
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +9,8 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
-	"strings"
 
+	"github.com/upshift/upshift/pkg/checks"
 	"github.com/upshift/upshift/pkg/targets"
 )
 
@@ -63,7 +61,7 @@ func dependency(ctx context.Context, d targets.DependencyCheck) Result {
 		}
 	}
 	if d.JSONField != "" {
-		v, err := field(body, d.JSONField)
+		v, err := checks.JSONField(body, d.JSONField)
 		if err != nil {
 			r.Err = err
 			return r
@@ -92,34 +90,6 @@ func get(ctx context.Context, addr string, limit int64) (int, []byte, error) {
 		return resp.StatusCode, body, fmt.Errorf("read the answer: %w", err)
 	}
 	return resp.StatusCode, body, nil
-}
-
-// field reads a dotted path ("build.version") in a JSON document, as text.
-func field(body []byte, path string) (string, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return "", fmt.Errorf("the answer is not JSON: %w", err)
-	}
-	for _, k := range strings.Split(path, ".") {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return "", fmt.Errorf("no field %s in the answer", path)
-		}
-		if v, ok = m[k]; !ok {
-			return "", fmt.Errorf("no field %s in the answer", path)
-		}
-	}
-	switch x := v.(type) {
-	case string:
-		return x, nil
-	case nil:
-		return "null", nil
-	case json.Number, bool:
-		return fmt.Sprint(x), nil
-	}
-	return "", fmt.Errorf("field %s is not a string, number or boolean", path)
 }
 
 // withoutURL drops the URL a client error repeats: the report names the

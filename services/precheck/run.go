@@ -2,136 +2,27 @@ package precheck
 
 import (
 	"context"
-	"fmt"
-	"strings"
-	"sync"
-	"time"
 
+	"github.com/upshift/upshift/pkg/checks"
 	"github.com/upshift/upshift/pkg/events"
 )
 
-// Parallel is how many checks of one target run at once: enough that slow
-// network checks overlap, few enough not to load the host being checked.
-const Parallel = 4
+// The runner of checks is shared with the verify service: pkg/checks.
+type (
+	// Check is one check of the plan.
+	Check = checks.Check
+	// Result is what a check found.
+	Result = checks.Result
+)
 
-// DefaultTimeout bounds a check that sets no time-out.
-const DefaultTimeout = 10 * time.Second
+// Parallel is how many checks of one target run at once.
+const Parallel = checks.Parallel
 
-// Check is one check of the plan: it measures one thing and holds it
-// against its threshold.
-type Check struct {
-	Name string
-	// Threshold as the report shows it, e.g. ">= 100.0MiB".
-	Threshold string
-	// Timeout bounds the check; one that has not answered by then fails.
-	Timeout time.Duration
-	Run     func(ctx context.Context) Result
+// Run runs checks, parallel at a time, and returns a line per check in
+// their order.
+func Run(ctx context.Context, cs []Check, parallel int) []events.ReportLine {
+	return checks.Run(ctx, cs, parallel)
 }
 
-// Result is what a check found. A check that could not measure fails: Err
-// says why, and it never passes for lack of an answer.
-type Result struct {
-	// Value measured, e.g. "12.1GiB (41%) free".
-	Value string
-	// Detail on a pass, for what Value does not say.
-	Detail string
-	// Err is why the check failed; nil: it passed.
-	Err error
-}
-
-// Run runs checks, parallel at a time, and returns one line per check in
-// the order of checks, whatever the order they finish in. Every check runs
-// and is reported, whether or not another failed.
-func Run(ctx context.Context, checks []Check, parallel int) []events.ReportLine {
-	lines := make([]events.ReportLine, len(checks))
-	sem := make(chan struct{}, max(parallel, 1))
-	var wg sync.WaitGroup
-	for i, c := range checks {
-		wg.Go(func() {
-			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
-			case <-ctx.Done():
-				lines[i] = line(c, Result{Err: fmt.Errorf("not run: %w", ctx.Err())}, 0)
-				return
-			}
-			start := time.Now()
-			lines[i] = line(c, runOne(ctx, c), time.Since(start))
-		})
-	}
-	wg.Wait()
-	return lines
-}
-
-// runOne runs a check with its time-out. A check that ignores its context
-// is left behind when the time-out passes, and fails.
-func runOne(parent context.Context, c Check) Result {
-	timeout := c.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	ctx, cancel := context.WithTimeout(parent, timeout)
-	defer cancel()
-	done := make(chan Result, 1)
-	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				done <- Result{Err: fmt.Errorf("check crashed: %v", p)}
-			}
-		}()
-		done <- c.Run(ctx)
-	}()
-	select {
-	case r := <-done:
-		if parent.Err() != nil {
-			// Whatever it found, it was stopped: the step is delivered again.
-			return Result{Err: fmt.Errorf("interrupted: %w", parent.Err())}
-		}
-		if r.Err != nil && ctx.Err() == context.DeadlineExceeded {
-			r.Err = fmt.Errorf("timed out after %s: %w", timeout, r.Err)
-		}
-		return r
-	case <-ctx.Done():
-		if parent.Err() != nil {
-			return Result{Err: fmt.Errorf("interrupted: %w", parent.Err())}
-		}
-		return Result{Err: fmt.Errorf("timed out after %s", timeout)}
-	}
-}
-
-func line(c Check, r Result, took time.Duration) events.ReportLine {
-	l := events.ReportLine{Name: c.Name, OK: r.Err == nil, Status: events.CheckPass, Value: r.Value,
-		Threshold: c.Threshold, Detail: r.Detail, Duration: took}
-	if r.Err != nil {
-		l.Status, l.Detail = events.CheckFail, r.Err.Error()
-	}
-	return l
-}
-
-// Failures says which lines failed and what they measured, in one line for
-// the step's error: it is what the saga's reason and the teams' notices
-// quote ("free disk: 1.2GiB free, need >= 100.0GiB; tcp db: refused").
-func Failures(report []events.ReportLine) string {
-	var out []string
-	for _, l := range report {
-		if l.LineStatus() != events.CheckFail {
-			continue
-		}
-		switch {
-		case l.Value != "" && l.Threshold != "":
-			out = append(out, fmt.Sprintf("%s: %s, need %s", l.Name, l.Value, l.Threshold))
-		case l.Detail != "":
-			out = append(out, l.Name+": "+l.Detail)
-		default:
-			out = append(out, l.Name)
-		}
-	}
-	if len(out) == 0 {
-		return ""
-	}
-	n := "1 check"
-	if len(out) > 1 {
-		n = fmt.Sprintf("%d checks", len(out))
-	}
-	return n + " failed: " + strings.Join(out, "; ")
-}
+// Failures says which lines failed and what they measured, in one line.
+func Failures(report []events.ReportLine) string { return checks.Failures(report) }

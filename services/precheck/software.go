@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/shirou/gopsutil/v4/host"
 
+	"github.com/upshift/upshift/pkg/checks"
 	"github.com/upshift/upshift/pkg/hooks"
 	"github.com/upshift/upshift/pkg/targets"
 )
@@ -132,7 +133,7 @@ func middleware(ctx context.Context, t targets.Target, m targets.MiddlewareCheck
 	if len(m.Command) > 0 {
 		// The check's context bounds the command; hooks.Run wants its own
 		// time-out too, to kill the command's whole process group.
-		timeout := DefaultTimeout
+		timeout := checks.DefaultTimeout
 		if deadline, ok := ctx.Deadline(); ok {
 			timeout = max(time.Until(deadline), time.Millisecond)
 		}
@@ -151,7 +152,7 @@ func middleware(ctx context.Context, t targets.Target, m targets.MiddlewareCheck
 		}
 		out = string(body)
 		if m.JSONField != "" {
-			if out, err = field(body, m.JSONField); err != nil {
+			if out, err = checks.JSONField(body, m.JSONField); err != nil {
 				return Result{Err: fmt.Errorf("read the version: %w", err)}
 			}
 		}

@@ -10,8 +10,12 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
+
+	"github.com/upshift/upshift/pkg/checks"
+	"github.com/upshift/upshift/pkg/events"
 )
 
 // maxBody bounds what is read of an answer: a version is a short string.
@@ -20,22 +24,30 @@ const maxBody = 64 << 10
 // check is the result of one check in one probe.
 type check struct {
 	ok     bool
+	skip   bool   // not configured: no line in the report
 	detail string // for the report: what was asked and what came back
 	short  string // for an error message, when not ok
 	seen   string // the version read, if any
+	value  string // what came back, for the report's value column
 }
 
-// probe is one round of checks.
+// probe is one round of checks: the health URL, the version URL and the
+// target's HTTP and TCP checks.
 type probe struct {
 	health, version check
+	extra           []events.ReportLine
 }
 
-func (p probe) ok() bool { return p.health.ok && p.version.ok }
+func (p probe) ok() bool { return p.health.ok && p.version.ok && p.badExtra() < 0 }
+
+func (p probe) badExtra() int {
+	return slices.IndexFunc(p.extra, func(l events.ReportLine) bool { return l.LineStatus() == events.CheckFail })
+}
 
 // reason is why a bad probe is bad; an unhealthy target makes its version
 // beside the point.
 func (p probe) reason() string {
-	if !p.health.ok {
+	if !p.health.ok || p.badExtra() >= 0 {
 		return ReasonUnhealthy
 	}
 	return ReasonWrongVersion
@@ -45,29 +57,47 @@ func (p probe) problem() string {
 	if !p.health.ok {
 		return p.health.short
 	}
+	if i := p.badExtra(); i >= 0 {
+		l := p.extra[i]
+		return l.Name + ": " + l.Detail
+	}
 	return p.version.short
 }
 
-// probe runs the health check, then the version check. Both run, so the
-// report shows both.
+// probe runs the health check, then the version check, then the target's
+// other checks, concurrently. All run, so the report shows all.
 func (p *prober) probe(ctx context.Context, stopAt time.Time) probe {
-	return probe{health: p.checkHealth(ctx, stopAt), version: p.checkVersion(ctx, stopAt)}
+	pr := probe{health: p.checkHealth(ctx, stopAt), version: p.checkVersion(ctx, stopAt)}
+	if len(p.extra) > 0 {
+		cctx, cancel := ctx, context.CancelFunc(func() {})
+		if !stopAt.IsZero() {
+			cctx, cancel = context.WithDeadline(ctx, stopAt)
+		}
+		pr.extra = checks.Run(cctx, p.extra, checks.Parallel)
+		cancel()
+	}
+	return pr
 }
 
 func (p *prober) checkHealth(ctx context.Context, stopAt time.Time) check {
+	if p.health.URL == "" {
+		return check{ok: true, skip: true}
+	}
 	where := "GET " + display(p.health.URL)
 	status, _, _, err := p.get(ctx, stopAt, p.health.URL)
 	switch {
 	case err != nil:
 		return check{detail: where + ": " + err.Error(), short: "health check: " + err.Error()}
 	case status < 200 || status > 299:
-		return check{detail: where + ": " + statusText(status), short: "health " + statusText(status)}
+		return check{detail: where + ": " + statusText(status), short: "health " + statusText(status), value: statusText(status)}
 	}
-	return check{ok: true, detail: where + ": " + statusText(status)}
+	return check{ok: true, detail: where + ": " + statusText(status), value: statusText(status)}
 }
 
 func (p *prober) checkVersion(ctx context.Context, stopAt time.Time) check {
 	switch {
+	case p.health.VersionURL == "" && p.health.URL == "":
+		return check{ok: true, skip: true}
 	case p.health.VersionURL == "":
 		return check{ok: true, detail: "not checked: no version URL configured"}
 	case p.expect == "":
@@ -86,10 +116,10 @@ func (p *prober) checkVersion(ctx context.Context, stopAt time.Time) check {
 		return check{detail: where + ": " + err.Error(), short: "version check: " + err.Error()}
 	}
 	if seen != p.expect {
-		return check{seen: seen, detail: fmt.Sprintf("%s: version %s, want %s", where, quote(seen), quote(p.expect)),
+		return check{seen: seen, value: quote(seen), detail: fmt.Sprintf("%s: version %s, want %s", where, quote(seen), quote(p.expect)),
 			short: fmt.Sprintf("version is %s, want %s", quote(seen), quote(p.expect))}
 	}
-	return check{ok: true, seen: seen, detail: fmt.Sprintf("%s: version %s", where, quote(seen))}
+	return check{ok: true, seen: seen, value: quote(seen), detail: fmt.Sprintf("%s: version %s", where, quote(seen))}
 }
 
 // get asks url within the per-request time-out, and never past stopAt.

@@ -44,6 +44,9 @@ type Options struct {
 	ArtifactSources []string
 	// TrustedKeys is precheck's file of minisign public keys ("": none).
 	TrustedKeys string
+	// PrometheusURL is the server the verify service's analyses query
+	// (its --prometheus-url); empty: none.
+	PrometheusURL string
 	// Coordinator are the coordinator's settings, as its own process has
 	// them: store, policy, HTTP API, tuning.
 	Coordinator coordinatord.Settings
@@ -130,7 +133,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		precheck.Program(&precheck.Settings{Settings: ps, Artifacts: arts, TrustedKeys: o.TrustedKeys}),
 		backup.Program(&backup.Settings{Settings: ps}),
 		deploy.Program(&deploy.Settings{Settings: ps, Artifacts: arts}),
-		verify.Program(&verify.Settings{Settings: ps}),
+		verify.Program(&verify.Settings{Settings: ps, PrometheusURL: o.PrometheusURL}),
 		notify.Program(&notify.Settings{Consumer: o.Consumer}),
 	} {
 		built, cleanup, err := p.Build(ctx, env(p.Name))

@@ -96,6 +96,12 @@ func newRigLogged(t *testing.T, log *slog.Logger, databaseURL, installed string,
 	return newRigStack(t, databaseURL, installed, policy, func(o *devstack.Options) { o.Log = log }, tune...)
 }
 
+// newRigAnalysed is newRigWith whose verify service's analyses query the
+// Prometheus at promURL.
+func newRigAnalysed(t *testing.T, promURL, installed string, policy coordinator.Policy, tune ...func(*targets.Target)) *rig {
+	return newRigStack(t, "", installed, policy, func(o *devstack.Options) { o.PrometheusURL = promURL }, tune...)
+}
+
 // newRigStack is newRigOn with changes to the stack's options.
 func newRigStack(t *testing.T, databaseURL, installed string, policy coordinator.Policy, stack func(*devstack.Options), tune ...func(*targets.Target)) *rig {
 	d, err := devstack.NewDemo(t.TempDir(), artifacts)

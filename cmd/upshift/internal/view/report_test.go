@@ -75,3 +75,41 @@ func TestWatchPrintsThePrecheckChecks(t *testing.T) {
 		}
 	}
 }
+
+// A watching saga shows its watch period and the time left; its watch
+// line says until when.
+func TestWatchingShowsTheTimeLeft(t *testing.T) {
+	t.Parallel()
+	entered := time.Now().Add(-4 * time.Minute)
+	s := saga.Saga{ID: "s1", State: saga.StateWatching, EnteredAt: entered, Deadline: entered.Add(10*time.Minute + saga.WatchGrace)}
+	s.Request.Spec.Verify.Watch.Duration = 10 * time.Minute
+	var b bytes.Buffer
+	view.Status(&b, s)
+	if !regexp.MustCompile(`(?m)^watch +10m0s, until \S+ \S+ \((5m5[0-9]s|6m0s) left\)$`).MatchString(b.String()) {
+		t.Fatalf("status:\n%s", b.String())
+	}
+	line := view.SagaLine(events.SagaEvent{Kind: "watching", State: "watching", Reason: "every target watched for 10m0s, until 2026-12-01T12:10:00Z"})
+	if line != "== watching: for 10m0s, until 2026-12-01T12:10:00Z" {
+		t.Fatalf("line %q", line)
+	}
+}
+
+// A finished verification's checks and measurements are printed under its
+// line too.
+func TestWatchPrintsTheVerifyChecks(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	p := view.NewPrinter(&b)
+	r := events.StepResult{Saga: "s1", Phase: events.Verify, Action: events.ActionWatch, Target: "web-1", Status: events.StatusFailed,
+		Reason: "analysis_failed", Error: "1 check failed: analysis error-rate: 0.2 (1 of 3 measurements failed, limit 0), need < 0.05",
+		Report: []events.ReportLine{{Name: "analysis error-rate", Status: events.CheckFail, Value: "0.2 (1 of 3 measurements failed, limit 0)", Threshold: "< 0.05"}}}
+	env, err := events.New("id", events.TypeStep, "test", "s1", 0, time.Now(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := events.Encode(env)
+	p.Print(data)
+	if !regexp.MustCompile(`(?m)^ +FAIL analysis error-rate +0\.2 \(1 of 3 measurements failed, limit 0\) \(< 0\.05\)$`).MatchString(b.String()) {
+		t.Fatalf("watch:\n%s", b.String())
+	}
+}

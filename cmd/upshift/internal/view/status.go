@@ -29,6 +29,9 @@ func Status(w io.Writer, s saga.Saga) {
 	if s.Reason != "" {
 		fmt.Fprintf(tw, "reason\t%s\n", s.Reason)
 	}
+	if end := s.WatchEnds(); !end.IsZero() {
+		fmt.Fprintf(tw, "watch\t%s, until %s (%s left)\n", s.Watch(), end.Local().Format(time.DateTime), left(end))
+	}
 	if !s.Deadline.IsZero() {
 		fmt.Fprintf(tw, "deadline\t%s\n", s.Deadline.Local().Format(time.DateTime))
 	}
@@ -135,4 +138,9 @@ func oneLine(s string) string {
 		s = s[:200] + "…"
 	}
 	return s
+}
+
+// left is the time until t, in whole seconds; none once it has passed.
+func left(t time.Time) time.Duration {
+	return max(time.Until(t), 0).Round(time.Second)
 }

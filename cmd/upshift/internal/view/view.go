@@ -121,11 +121,12 @@ func StepLine(r events.StepResult) string {
 	return what + " " + string(r.Status)
 }
 
-// checkLines are the checks of a finished precheck, one per line, to be
-// printed under its step's line: what a precheck looked at, as it happens.
-// Other phases' reports (hook output) stay in `upshift status`.
+// checkLines are the checks of a finished precheck or verification (each
+// probe's check, each analysis measurement), one per line, to be printed
+// under its step's line: what was looked at, as it happens. Other phases'
+// reports (hook output) stay in `upshift status`.
 func checkLines(r events.StepResult) string {
-	if r.Phase != events.Precheck || (r.Status != events.StatusSucceeded && r.Status != events.StatusFailed) {
+	if (r.Phase != events.Precheck && r.Phase != events.Verify) || (r.Status != events.StatusSucceeded && r.Status != events.StatusFailed) {
 		return ""
 	}
 	var b strings.Builder
@@ -169,6 +170,8 @@ func SagaLine(e events.SagaEvent) string {
 		return "REFUSED: " + e.Reason
 	case string(saga.StateDeploying), string(saga.StateVerifying):
 		return fmt.Sprintf("== %s batch %d/%d", strings.ReplaceAll(e.Kind, "_", " "), e.Batch+1, e.Batches)
+	case string(saga.StateWatching):
+		return "== watching: " + strings.TrimPrefix(e.Reason, "every target watched ")
 	}
 	s := "== " + strings.ReplaceAll(e.Kind, "_", " ")
 	if saga.State(e.Kind).Terminal() {

@@ -1,4 +1,4 @@
-package precheck_test
+package checks_test
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upshift/upshift/pkg/checks"
 	"github.com/upshift/upshift/pkg/events"
-	"github.com/upshift/upshift/services/precheck"
 )
 
 // Checks run at most parallel at a time, each with its own time-out, and
@@ -19,8 +19,8 @@ import (
 func TestRunKeepsOrderAndEveryLine(t *testing.T) {
 	t.Parallel()
 	var running, most atomic.Int32
-	sleep := func(d time.Duration, r precheck.Result) func(context.Context) precheck.Result {
-		return func(ctx context.Context) precheck.Result {
+	sleep := func(d time.Duration, r checks.Result) func(context.Context) checks.Result {
+		return func(ctx context.Context) checks.Result {
 			n := running.Add(1)
 			defer running.Add(-1)
 			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
@@ -29,19 +29,19 @@ func TestRunKeepsOrderAndEveryLine(t *testing.T) {
 			return r
 		}
 	}
-	var checks []precheck.Check
+	var cs []checks.Check
 	for i := range 10 {
 		// The first finish last.
-		checks = append(checks, precheck.Check{Name: fmt.Sprint("c", i), Timeout: time.Second,
-			Run: sleep(time.Duration(10-i)*10*time.Millisecond, precheck.Result{Value: fmt.Sprint(i)})})
+		cs = append(cs, checks.Check{Name: fmt.Sprint("c", i), Timeout: time.Second,
+			Run: sleep(time.Duration(10-i)*10*time.Millisecond, checks.Result{Value: fmt.Sprint(i)})})
 	}
-	checks[3].Run = sleep(0, precheck.Result{Value: "3", Err: errors.New("too low")})
-	checks[3].Threshold = ">= 4"
-	checks[5].Run = func(context.Context) precheck.Result { time.Sleep(time.Hour); return precheck.Result{} } // ignores its context
-	checks[5].Timeout = 200 * time.Millisecond
-	checks[7].Run = func(context.Context) precheck.Result { panic("boom") }
+	cs[3].Run = sleep(0, checks.Result{Value: "3", Err: errors.New("too low")})
+	cs[3].Threshold = ">= 4"
+	cs[5].Run = func(context.Context) checks.Result { time.Sleep(time.Hour); return checks.Result{} } // ignores its context
+	cs[5].Timeout = 200 * time.Millisecond
+	cs[7].Run = func(context.Context) checks.Result { panic("boom") }
 	start := time.Now()
-	report := precheck.Run(context.Background(), checks, 4)
+	report := checks.Run(context.Background(), cs, 4)
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("took %s: the stuck check was waited for", took)
 	}
@@ -59,7 +59,7 @@ func TestRunKeepsOrderAndEveryLine(t *testing.T) {
 	if report[5].Detail != "timed out after 200ms" || report[7].Detail != "check crashed: boom" || report[0].Value != "0" {
 		t.Fatalf("lines %+v", report)
 	}
-	if f := precheck.Failures(report); f != "3 checks failed: c3: 3, need >= 4; c5: timed out after 200ms; c7: check crashed: boom" {
+	if f := checks.Failures(report); f != "3 checks failed: c3: 3, need >= 4; c5: timed out after 200ms; c7: check crashed: boom" {
 		t.Fatalf("failures %q", f)
 	}
 }
@@ -69,9 +69,9 @@ func TestRunInterrupted(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	report := precheck.Run(ctx, []precheck.Check{{Name: "a", Run: func(ctx context.Context) precheck.Result {
+	report := checks.Run(ctx, []checks.Check{{Name: "a", Run: func(ctx context.Context) checks.Result {
 		<-ctx.Done()
-		return precheck.Result{}
+		return checks.Result{}
 	}}}, 1)
 	if report[0].LineStatus() != events.CheckFail {
 		t.Fatalf("line %+v", report[0])
