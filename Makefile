@@ -3,7 +3,7 @@ GO      ?= go
 PKGS    := work
 BIN     := bin
 
-.PHONY: run demo test test-short lint bench build clean
+.PHONY: run demo test test-short lint bench fuzz build clean
 
 ## run: everything in one process on an embedded NATS server, with the live demo; Ctrl-C stops
 run:
@@ -35,6 +35,15 @@ lint:
 ## bench: every benchmark
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
+
+## fuzz: each fuzz target for FUZZTIME (default 1m; `make test` runs their seeds); a crasher lands in
+## the package's testdata/fuzz and becomes a regression test once committed
+FUZZTIME ?= 1m
+FUZZ := pkg/events:FuzzDecode pkg/spec:FuzzParse pkg/unpack:FuzzInspectAndExtract pkg/targets:FuzzParse \
+	services/coordinator:FuzzLoadPolicy services/backup:FuzzManifest
+fuzz:
+	@set -e; for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME); done
 
 ## build: the CLI and the six services into ./bin
 build:
