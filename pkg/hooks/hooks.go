@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,6 +32,15 @@ const MaxOutput = 16 << 10
 // WaitDelay is how long a finished hook's output pipes may stay open.
 const WaitDelay = 2 * time.Second
 
+// Option tunes Run.
+type Option func(*options)
+
+type options struct{ started func(pid int) }
+
+// Started has Run tell f the hook's process id as soon as it runs: it
+// leads the hook's process group.
+func Started(f func(pid int)) Option { return func(o *options) { o.started = f } }
+
 // Result is what a hook did.
 type Result struct {
 	Command  []string
@@ -42,7 +52,11 @@ type Result struct {
 // Run runs argv in dir with env and waits at most timeout. A non-zero exit is
 // ErrFailed, an overrun ErrTimeout, the caller's ctx ending ErrInterrupted
 // (wrapping ctx.Err()); each comes with the result.
-func Run(parent context.Context, argv []string, dir string, env []string, timeout time.Duration) (Result, error) {
+func Run(parent context.Context, argv []string, dir string, env []string, timeout time.Duration, opts ...Option) (Result, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	res := Result{Command: argv, ExitCode: -1}
 	if len(argv) == 0 {
 		return res, fmt.Errorf("%w: empty command", ErrFailed)
@@ -51,13 +65,27 @@ func Run(parent context.Context, argv []string, dir string, env []string, timeou
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir, cmd.Env = dir, env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group, so a time-out ends everything it started;
+	// and, where the system can, killed if this process dies, so no hook
+	// outlives the service that ran it.
+	cmd.SysProcAttr = sysProcAttr()
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = WaitDelay
 	var out tail
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
-	err := cmd.Run()
+	// The parent-death signal follows the thread that forked the hook:
+	// keep that thread for this goroutine until the hook ends, so it is
+	// not the thread's end that kills it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	err := cmd.Start()
+	if err == nil {
+		if o.started != nil {
+			o.started(cmd.Process.Pid)
+		}
+		err = cmd.Wait()
+	}
 	res.Duration, res.Output = time.Since(start), out.String()
 	if cmd.ProcessState != nil {
 		res.ExitCode = cmd.ProcessState.ExitCode()

@@ -75,6 +75,15 @@ type Executor interface {
 	Execute(ctx context.Context, cmd events.Command, progress Progress) (Outcome, error)
 }
 
+// Recoverer is an Executor that can leave a target half done when its
+// process dies (a release stopped and not started again): Recover, called
+// once at start-up before any command is taken, finishes or undoes that at
+// once, rather than when the interrupted command is delivered again an ack
+// wait later. Its error is logged; the service starts all the same.
+type Recoverer interface {
+	Recover(ctx context.Context) error
+}
+
 // ExecutorFunc adapts a function to Executor.
 type ExecutorFunc func(ctx context.Context, cmd events.Command, progress Progress) (Outcome, error)
 
@@ -168,6 +177,11 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	s.done = done
+	if r, ok := s.exec.(Recoverer); ok {
+		if err := r.Recover(ctx); err != nil {
+			s.log.Error("recovery at start-up failed; the redelivered commands will finish the job", "err", err)
+		}
+	}
 	runners := make([]*consumer.Runner, 0, len(s.cfg.Targets))
 	for _, t := range s.cfg.Targets {
 		cc := s.cfg.Consumer

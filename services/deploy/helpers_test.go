@@ -69,6 +69,11 @@ func (h *host) fail(verb, version string) {
 	must(h.t, os.WriteFile(filepath.Join(h.dir, "flags", "fail-"+verb+"-"+version), nil, 0o644))
 }
 
+// hang makes the ctl script hang in verb for version.
+func (h *host) hang(verb, version string) {
+	must(h.t, os.WriteFile(filepath.Join(h.dir, "flags", "hang-"+verb+"-"+version), nil, 0o644))
+}
+
 // calls returns the hook calls logged since the last call.
 func (h *host) calls() []string {
 	b, err := os.ReadFile(h.log)

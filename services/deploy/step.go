@@ -96,7 +96,11 @@ func (s *step) hook(ctx context.Context, name string, h *targets.Hook, env []str
 		return nil
 	}
 	s.stage("running " + name + " hook")
-	res, err := hooks.Run(ctx, h.Command, s.t.Root, env, h.Timeout.Duration)
+	s.endLeftoverHook()
+	res, err := hooks.Run(ctx, h.Command, s.t.Root, env, h.Timeout.Duration, hooks.Started(s.recordHook))
+	if ctx.Err() == nil {
+		s.forgetHook() // an interrupted hook's record stays, for the next one to end it
+	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("%s hook of %s: %w", name, s.t.Name, ctx.Err())
 	}

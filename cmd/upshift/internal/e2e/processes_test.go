@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +26,7 @@ import (
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/targets"
 	"github.com/upshift/upshift/services/coordinator/api"
+	"github.com/upshift/upshift/services/deploy"
 )
 
 var services = []string{"coordinator", "precheck", "backup", "deploy", "verify", "notify"}
@@ -72,7 +74,7 @@ type cluster struct {
 	ops     map[string]string
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t *testing.T, tune ...func(*targets.Target)) *cluster {
 	srv := natstest.Server(t)
 	nc, js := natstest.Connect(t, srv)
 	d, err := devstack.NewDemo(t.TempDir(), artifacts)
@@ -84,7 +86,11 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	c := &cluster{t: t, srv: srv, js: js, client: api.NewClient(nc), d: d, dir: t.TempDir(), procs: map[string]*exec.Cmd{}, ops: map[string]string{}}
-	b, _ := json.Marshal(targets.File{Targets: map[string]targets.Target{demo.TargetName: d.Target}})
+	tuned := d.Target
+	for _, f := range tune {
+		f(&tuned)
+	}
+	b, _ := json.Marshal(targets.File{Targets: map[string]targets.Target{demo.TargetName: tuned}})
 	c.targets = filepath.Join(c.dir, "targets.json")
 	if err := os.WriteFile(c.targets, b, 0o600); err != nil {
 		t.Fatal(err)
@@ -234,4 +240,45 @@ func TestCoordinatorKilledMidSagaFinishesItAfterRestart(t *testing.T) {
 	if n := strings.Count(string(log), "listening"); n != 2 {
 		t.Fatalf("the application was started %d times, want 2:\n%s", n, log)
 	}
+}
+
+// A deploy service killed between the stop and the start of an apply
+// (here in a long migrate hook) serves the target again at its restart: it
+// starts the release it had stopped at once, not when the apply is
+// delivered again an ack wait later; and the hook it was running died with
+// it.
+func TestADeployKilledBetweenStopAndStartServesAgainAtRestart(t *testing.T) {
+	endToEnd(t)
+	c := newCluster(t, func(tg *targets.Target) {
+		tg.Hooks.Migrate = &targets.Hook{Command: []string{"sleep", "45"}, Timeout: targets.Duration{Duration: time.Minute}}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := c.client.Submit(ctx, c.d.Request("1.0", "1.1")); err != nil {
+		t.Fatal(err)
+	}
+	root := c.d.Target.Root
+	var hook int
+	natstest.Eventually(t, time.Minute, "the migrate hook running after the stop", func() bool {
+		b, err := os.ReadFile(filepath.Join(root, deploy.HookFile))
+		_, serr := os.Stat(filepath.Join(root, deploy.StoppedFile))
+		if err != nil || serr != nil {
+			return false
+		}
+		if hook, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
+			return false
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", hook))
+		return err == nil && strings.HasPrefix(string(cmdline), "sleep\x0045") // the migrate hook, not the stop
+	})
+	if _, err := c.d.Serving(ctx); err == nil {
+		t.Fatal("the target serves while stopped")
+	}
+	c.kill("deploy")
+	natstest.Eventually(t, natstest.Patience, "the hook gone with its service", func() bool { return syscall.Kill(hook, 0) != nil })
+	c.start("deploy")
+	natstest.Eventually(t, 20*time.Second, "the target serving again well within the ack wait (30s)", func() bool {
+		_, err := c.d.Serving(ctx)
+		return err == nil
+	})
 }
