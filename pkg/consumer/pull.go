@@ -18,6 +18,9 @@ func (r *Runner) consume(ctx, hctx context.Context, sem chan struct{}, wg *sync.
 		r.ready.Store(false)
 		return err
 	}
+	// The backlog from the start, not from the first heartbeat: a scrape
+	// between the two would find no series.
+	r.metrics.setPending(r.cfg.Stream, r.cfg.Name, cons.CachedInfo().NumPending)
 	it, err := cons.Messages(jetstream.PullMaxMessages(r.cfg.Concurrency), jetstream.PullHeartbeat(r.cfg.Heartbeat))
 	if err != nil {
 		r.ready.Store(false)

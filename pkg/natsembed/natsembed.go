@@ -29,6 +29,16 @@ type Options struct {
 	// MaxPayload bounds a message; default 4 MiB (a NATS server's own
 	// default is 1 MiB).
 	MaxPayload int32
+	// ConfigFile, when set, is a nats-server configuration file whose users,
+	// permissions and TLS the server runs with, as a production server
+	// would (deploy/nats/upshift.conf); its listen address, storage
+	// directory and name are replaced by these options'.
+	ConfigFile string
+	// Logger, when set, receives the server's log (Logs is then ignored).
+	Logger server.Logger
+	// Configure, when set, changes the server's options last, before it
+	// starts: tests set TLS this way.
+	Configure func(*server.Options)
 }
 
 // Server is a running embedded server.
@@ -44,15 +54,17 @@ func Start(o Options) (*Server, error) {
 	if err := os.MkdirAll(o.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("natsembed: %w", err)
 	}
-	opts := &server.Options{
-		ServerName: o.Name,
-		Host:       o.Host,
-		Port:       o.Port,
-		JetStream:  true,
-		StoreDir:   filepath.Clean(o.Dir),
-		NoSigs:     true,
-		MaxPayload: o.MaxPayload,
+	opts := &server.Options{}
+	if o.ConfigFile != "" {
+		var err error
+		if opts, err = server.ProcessConfigFile(o.ConfigFile); err != nil {
+			return nil, fmt.Errorf("natsembed: %w", err)
+		}
+		// The file's monitoring port is not the embedder's to open.
+		opts.HTTPHost, opts.HTTPPort = "", 0
 	}
+	opts.ServerName, opts.Host, opts.Port = o.Name, o.Host, o.Port
+	opts.JetStream, opts.StoreDir, opts.NoSigs, opts.MaxPayload = true, filepath.Clean(o.Dir), true, o.MaxPayload
 	if opts.MaxPayload == 0 {
 		// A request may hold a few hundred targets; leave room above the
 		// event size limit.
@@ -67,11 +79,17 @@ func Start(o Options) (*Server, error) {
 	if opts.Port == 0 {
 		opts.Port = server.RANDOM_PORT
 	}
+	if o.Configure != nil {
+		o.Configure(opts)
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("natsembed: %w", err)
 	}
-	if o.Logs {
+	switch {
+	case o.Logger != nil:
+		s.SetLogger(o.Logger, false, false)
+	case o.Logs:
 		s.ConfigureLogger()
 	}
 	go s.Start()

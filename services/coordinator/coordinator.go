@@ -54,9 +54,6 @@ type Config struct {
 	// OverdueGrace is how long past its deadline a saga may go unhandled
 	// before the sweep ticks it. Default 30s.
 	OverdueGrace time.Duration
-	// GaugeInterval is how often the in-flight gauge is read from the store.
-	// Default 15s.
-	GaugeInterval time.Duration
 	// Now is the clock; tests may set it.
 	Now func() time.Time
 }
@@ -90,9 +87,6 @@ func New(nc *nats.Conn, js jetstream.JetStream, cfg Config, log *slog.Logger, re
 	if cfg.OverdueGrace <= 0 {
 		cfg.OverdueGrace = 30 * time.Second
 	}
-	if cfg.GaugeInterval <= 0 {
-		cfg.GaugeInterval = 15 * time.Second
-	}
 	now := cfg.Now
 	if now == nil {
 		now = func() time.Time { return time.Now().UTC() }
@@ -101,7 +95,7 @@ func New(nc *nats.Conn, js jetstream.JetStream, cfg Config, log *slog.Logger, re
 	c := &Coordinator{nc: nc, js: js, store: cfg.Store, policy: cfg.Policy, cfg: cfg, log: log, now: now,
 		cmetric: consumer.NewMetrics(reg)}
 	c.engine = &engine{store: cfg.Store, js: js, log: log, source: "upshift/" + cfg.Instance, now: now,
-		metrics: NewMetrics(reg)}
+		metrics: NewMetrics(reg, cfg.Store, log)}
 	return c
 }
 
@@ -163,12 +157,11 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	defer c.runners.Store(nil)
 	c.log.Info("coordinating", "instance", c.cfg.Instance)
 	var wg sync.WaitGroup
-	errs := make(chan error, len(runners)+2)
+	errs := make(chan error, len(runners)+1)
 	for _, r := range runners {
 		wg.Go(func() { errs <- r.Run(ctx) })
 	}
 	wg.Go(func() { errs <- c.engine.relay(ctx, c.cfg.RelayInterval, c.cfg.OverdueGrace) })
-	wg.Go(func() { errs <- c.engine.metrics.refresh(ctx, c.store, c.cfg.GaugeInterval, c.log) })
 	wg.Wait()
 	close(errs)
 	var all []error

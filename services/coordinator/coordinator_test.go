@@ -357,6 +357,11 @@ func TestApprovalGateThroughTheAPI(t *testing.T) {
 		no := w.submit(request("production", "a"))
 		w.wait(ok, natstest.Patience, saga.StateAwaitingApproval)
 		w.wait(no, natstest.Patience, saga.StateAwaitingApproval)
+		// The in-flight gauge is counted from the store when scraped: no
+		// refresh to wait for.
+		if n := w.metric("upshift_sagas_in_flight", "state", string(saga.StateAwaitingApproval)); n != 2 {
+			t.Fatalf("upshift_sagas_in_flight{state=awaiting_approval} = %v, want 2", n)
+		}
 		if _, err := c.Decide(ctx, api.ControlRequest{ID: ok, Op: events.OpApprove, Actor: "carol", Comment: "CAB-42"}); err != nil {
 			t.Fatal(err)
 		}

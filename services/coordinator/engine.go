@@ -199,7 +199,7 @@ func (e *engine) flush(ctx context.Context, id string) error {
 func (e *engine) relay(ctx context.Context, interval, grace time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	skipped := skipLog{log: e.log, last: map[string]string{}}
+	skipped := skipLog{log: e.log, last: map[string]string{}, metrics: e.metrics}
 	for {
 		select {
 		case <-ctx.Done():
@@ -226,8 +226,9 @@ func (e *engine) relay(ctx context.Context, interval, grace time.Duration) error
 // upshift_coordinator_unreadable_sagas says it always). Inputs for such a
 // saga fail and end dead-lettered; an operator repairs or deletes it.
 type skipLog struct {
-	log  *slog.Logger
-	last map[string]string // listing -> the sagas it last skipped
+	log     *slog.Logger
+	last    map[string]string // listing -> the sagas it last skipped
+	metrics *Metrics
 }
 
 // note logs what err says was skipped and returns any other error: the
@@ -237,6 +238,7 @@ func (l skipLog) note(what string, err error) error {
 	if err != nil {
 		return err
 	}
+	l.metrics.skipped(what, ids)
 	now, before := strings.Join(ids, ","), l.last[what]
 	l.last[what] = now
 	switch {

@@ -22,7 +22,6 @@ var fleetTargets = []string{"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "bad
 // failing verification, and checks that every saga ends as it should and
 // that every step was executed exactly once.
 func fleet(t *testing.T, w *world, n int) {
-	w.gauge = 10 * time.Second
 	for i := range 3 {
 		w.coordinator(fmt.Sprintf("c%d", i))
 	}
@@ -99,7 +98,6 @@ func BenchmarkSagas(b *testing.B) {
 	for _, store := range stores {
 		b.Run("store="+store.name, func(b *testing.B) {
 			w := newWorldOn(b, store.open, fleetTargets...)
-			w.gauge = time.Minute
 			w.coordinator("c0")
 			b.ResetTimer()
 			ids := make([]string, 0, b.N)

@@ -52,7 +52,6 @@ type world struct {
 	reg    *prometheus.Registry
 	url    string // of the NATS server, for coordinators run as processes
 	policy coordinator.Policy
-	gauge  time.Duration    // in-flight gauge refresh of coordinators; default 200ms
 	cons   consumer.Config  // consumer settings of coordinators; default fast
 	grace  time.Duration    // overdue grace of coordinators; default 30s
 	clock  func() time.Time // of coordinators; default the real one
@@ -210,17 +209,13 @@ func (w *world) on(key, what string) {
 // coordinator starts one coordinator instance, built as its process builds
 // it, on the world's store.
 func (w *world) coordinator(name string) (*coordinator.Coordinator, func()) {
-	gauge := w.gauge
-	if gauge == 0 {
-		gauge = 200 * time.Millisecond
-	}
 	cons := w.cons
 	if cons.AckWait == 0 {
 		cons = fast
 	}
 	env := service.Env{Instance: name, Log: w.log, NC: w.nc, JS: w.js, Registry: w.reg}
 	p, err := coordinatord.Build(context.Background(), env, coordinatord.Settings{Engine: coordinator.Config{Store: w.store,
-		Consumer: cons, RelayInterval: 500 * time.Millisecond, GaugeInterval: gauge, OverdueGrace: w.grace, Policy: w.policy, Now: w.clock}})
+		Consumer: cons, RelayInterval: 500 * time.Millisecond, OverdueGrace: w.grace, Policy: w.policy, Now: w.clock}})
 	if err != nil {
 		w.t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,28 +16,31 @@ import (
 
 // Metrics are the coordinator's. Counters count what this instance did:
 // sum them across instances. The in-flight gauge is read from the store:
-// every instance reports the whole, so take the max.
+// every instance reports the whole, at each scrape, so take the max.
 type Metrics struct {
-	sagas      *prometheus.CounterVec
-	inFlight   *prometheus.GaugeVec
-	phases     *prometheus.HistogramVec
-	rollbacks  *prometheus.CounterVec
-	conflicts  prometheus.Counter
-	overdue    prometheus.Counter
-	unreadable prometheus.Gauge
+	gauge     *inFlight
+	sagas     *prometheus.CounterVec
+	phases    *prometheus.HistogramVec
+	rollbacks *prometheus.CounterVec
+	conflicts prometheus.Counter
+	overdue   prometheus.Counter
 }
 
-// NewMetrics registers the coordinator's metrics with reg.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// NewMetrics registers the coordinator's metrics with reg; the in-flight
+// gauge reads store.
+func NewMetrics(reg prometheus.Registerer, store sagastore.Store, log *slog.Logger) *Metrics {
+	gauge := promreg.Register(reg, &inFlight{store: store, log: log, skips: map[string][]string{},
+		state: prometheus.NewDesc("upshift_sagas_in_flight", "Sagas not yet ended, by state, as stored, counted at each scrape.",
+			[]string{"state"}, nil),
+		unreadble: prometheus.NewDesc("upshift_coordinator_unreadable_sagas",
+			"Stored sagas that cannot be decoded, left out of the count of sagas in flight or skipped by the relay or the sweep; each needs an operator.", nil, nil),
+	})
 	m := &Metrics{
+		gauge: gauge,
 		sagas: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "upshift_sagas_total",
 			Help: "Sagas that ended, by outcome (the terminal state, or invalid for a refused request).",
 		}, []string{"outcome"})),
-		inFlight: promreg.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "upshift_sagas_in_flight",
-			Help: "Sagas not yet ended, by state, as stored.",
-		}, []string{"state"})),
 		phases: promreg.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "upshift_phase_duration_seconds",
 			Help:    "Time a saga spent in a phase (a batch counts as one), by outcome.",
@@ -53,10 +57,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		overdue: promreg.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "upshift_coordinator_overdue_total",
 			Help: "Deadlines found passed by the sweep rather than by their timer (a timer lost or dead-lettered).",
-		})),
-		unreadable: promreg.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "upshift_coordinator_unreadable_sagas",
-			Help: "Stored sagas that cannot be decoded, skipped by the last count of sagas in flight; each needs an operator.",
 		})),
 	}
 	// Every series at zero from the start: an alert on a rate sees a
@@ -112,32 +112,60 @@ func isState(s saga.State) bool {
 	return false
 }
 
-// refresh sets the in-flight gauge from the store, every interval.
-func (m *Metrics) refresh(ctx context.Context, store sagastore.Store, interval time.Duration, log *slog.Logger) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		active, err := store.List(ctx, sagastore.Filter{Active: true, Limit: 100000})
-		bad, err := sagastore.Skipped(err)
-		if err != nil && ctx.Err() == nil {
-			log.Warn("cannot count sagas in flight", "err", err)
-		}
-		if err == nil {
-			m.unreadable.Set(float64(len(bad)))
-			counts := map[saga.State]int{}
-			for _, s := range active {
-				counts[s.State]++
-			}
-			for _, st := range saga.States {
-				if !st.Terminal() {
-					m.inFlight.WithLabelValues(string(st)).Set(float64(counts[st]))
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
+// inFlight is the in-flight gauge, and the count of unreadable sagas,
+// computed at each scrape from the store's count by state: nothing is read
+// between scrapes, and a scrape sees the store as it is.
+type inFlight struct {
+	store            sagastore.Store
+	log              *slog.Logger
+	state, unreadble *prometheus.Desc
+
+	mu    sync.Mutex
+	skips map[string][]string // what the relay's and the sweep's last listings skipped
+}
+
+// skipped records the sagas a listing of the relay or the sweep skipped:
+// a store whose count reads no document (PostgreSQL's) finds no saga
+// unreadable, they do.
+func (m *Metrics) skipped(what string, ids []string) {
+	m.gauge.mu.Lock()
+	defer m.gauge.mu.Unlock()
+	m.gauge.skips[what] = ids
+}
+
+// scrapeTimeout bounds the store's count during a scrape; Prometheus's own
+// default scrape timeout is 10s.
+const scrapeTimeout = 5 * time.Second
+
+func (c *inFlight) Describe(ch chan<- *prometheus.Desc) { ch <- c.state; ch <- c.unreadble }
+
+// Collect counts. A store that cannot answer leaves both series out of this
+// scrape (an alert on absent() sees it) rather than failing every other
+// metric of the process.
+func (c *inFlight) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	counts, err := c.store.CountActive(ctx)
+	bad, err := sagastore.Skipped(err)
+	if err != nil {
+		c.log.Warn("cannot count sagas in flight", "err", err)
+		return
+	}
+	for _, st := range saga.States {
+		if !st.Terminal() {
+			ch <- prometheus.MustNewConstMetric(c.state, prometheus.GaugeValue, float64(counts[st]), string(st))
 		}
 	}
+	unread := map[string]bool{}
+	c.mu.Lock()
+	for _, ids := range c.skips {
+		for _, id := range ids {
+			unread[id] = true
+		}
+	}
+	c.mu.Unlock()
+	for _, id := range bad {
+		unread[id] = true
+	}
+	ch <- prometheus.MustNewConstMetric(c.unreadble, prometheus.GaugeValue, float64(len(unread)))
 }

@@ -152,7 +152,7 @@ func newWorld(t *testing.T) *world {
 	env := service.Env{Instance: "coordinator@test", Log: quiet, NC: nc, JS: js, Registry: prometheus.NewRegistry()}
 	parts, err := coordinatord.Build(context.Background(), env, coordinatord.Settings{
 		Store: coordinatord.StoreKV, HTTPAddr: "127.0.0.1:0", APIToken: token,
-		Engine: coordinator.Config{Consumer: fast, RelayInterval: 500 * time.Millisecond, GaugeInterval: 200 * time.Millisecond,
+		Engine: coordinator.Config{Consumer: fast, RelayInterval: 500 * time.Millisecond,
 			Policy: coordinator.Policy{ApprovalEnvironments: []string{"production"}, ApprovalTimeout: time.Hour}},
 	})
 	if err != nil {

@@ -220,4 +220,10 @@ type Store interface {
 	List(ctx context.Context, f Filter) ([]Summary, error)
 	// History returns a saga's audit log, oldest first.
 	History(ctx context.Context, id string) ([]Entry, error)
+	// CountActive returns how many sagas not yet ended are in each state
+	// (a state with none may be missing). The in-flight gauge calls it at
+	// every scrape, so it reads as little as the store allows: no step,
+	// no outbox. A saga whose state cannot be read is counted in none and
+	// named by an *UnreadableError, as List does.
+	CountActive(ctx context.Context) (map[saga.State]int, error)
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,17 @@ type Options struct {
 	// empty: off.
 	OpsAddr string
 	Log     *slog.Logger
+	// NATSConfig, when set, is the nats-server configuration file the
+	// embedded server runs with (its users and permissions).
+	NATSConfig string
+	// Connect, when set, gives each service a connection of its own, with
+	// these options (its user, its TLS): name is the service's
+	// ("coordinator", "precheck", "backup", "deploy", "verify", "notify"),
+	// or "dev" for the stack's own (provisioning, the demo's client).
+	// Unset, every part shares one connection.
+	Connect func(name string) []nats.Option
+	// NATSLog, when set, receives the embedded server's log.
+	NATSLog server.Logger
 }
 
 // Stack is a running all-in-one upshift.
@@ -70,6 +82,7 @@ type Stack struct {
 	// HTTP API, if any.
 	Ops, HTTP string
 
+	conns  []*nats.Conn // the stack's own first
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error
@@ -83,7 +96,8 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	srv, err := natsembed.Start(natsembed.Options{Dir: filepath.Join(o.Dir, "jetstream"), Port: o.Port})
+	srv, err := natsembed.Start(natsembed.Options{Dir: filepath.Join(o.Dir, "jetstream"), Port: o.Port,
+		ConfigFile: o.NATSConfig, Logger: o.NATSLog})
 	if err != nil {
 		return nil, err
 	}
@@ -92,20 +106,28 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		s.Stop()
 		return nil, err
 	}
-	s.NC, err = nats.Connect(srv.URL(), nats.Name("upshift-dev"), nats.MaxReconnects(-1))
+	s.NC, s.JS, err = s.connect(o, "dev")
 	if err != nil {
-		return fail(fmt.Errorf("connect: %w", err))
-	}
-	if s.JS, err = jetstream.New(s.NC); err != nil {
 		return fail(err)
 	}
 	if err := streams.Ensure(ctx, s.JS, streams.Config{}, streams.All...); err != nil {
 		return fail(err)
 	}
-	env := func(name string) service.Env {
-		return service.Env{Instance: name + "@dev", Log: o.Log, NC: s.NC, JS: s.JS, Registry: s.Registry}
+	env := func(name string) (service.Env, error) {
+		e := service.Env{Instance: name + "@dev", Log: o.Log, NC: s.NC, JS: s.JS, Registry: s.Registry}
+		if o.Connect != nil {
+			var err error
+			if e.NC, e.JS, err = s.connect(o, name); err != nil {
+				return e, err
+			}
+		}
+		return e, nil
 	}
-	coord, err := coordinatord.Build(ctx, env("coordinator"), o.Coordinator)
+	cenv, err := env("coordinator")
+	if err != nil {
+		return fail(err)
+	}
+	coord, err := coordinatord.Build(ctx, cenv, o.Coordinator)
 	if err != nil {
 		return fail(err)
 	}
@@ -136,13 +158,20 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		verify.Program(&verify.Settings{Settings: ps, PrometheusURL: o.PrometheusURL}),
 		notify.Program(&notify.Settings{Consumer: o.Consumer}),
 	} {
-		built, cleanup, err := p.Build(ctx, env(p.Name))
+		penv, err := env(p.Name)
+		if err != nil {
+			return fail(err)
+		}
+		built, cleanup, err := p.Build(ctx, penv)
 		if err != nil {
 			return fail(fmt.Errorf("%s: %w", p.Name, err))
 		}
 		parts, cleanups = append(parts, built...), append(cleanups, cleanup)
 	}
 	checks := service.Checks(s.NC, parts)
+	for _, nc := range s.conns[1:] {
+		checks = append(checks, service.Connected(nc))
+	}
 	if o.OpsAddr != "" {
 		ops, err := service.NewOpsServer(o.OpsAddr, s.Registry, checks...)
 		if err != nil {
@@ -201,8 +230,26 @@ func (s *Stack) Stop() {
 		s.cancel()
 		<-s.done
 	}
-	if s.NC != nil {
-		s.NC.Close()
+	for _, nc := range s.conns {
+		nc.Close()
 	}
 	s.Server.Stop()
+}
+
+// connect opens the connection of the part called name.
+func (s *Stack) connect(o Options, name string) (*nats.Conn, jetstream.JetStream, error) {
+	opts := []nats.Option{nats.Name("upshift-" + name), nats.MaxReconnects(-1)}
+	if o.Connect != nil {
+		opts = append(opts, o.Connect(name)...)
+	}
+	nc, err := nats.Connect(s.Server.URL(), opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect %s: %w", name, err)
+	}
+	s.conns = append(s.conns, nc)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, nil, err
+	}
+	return nc, js, nil
 }

@@ -217,6 +217,46 @@ func (s *Store) each(ctx context.Context, fn func(document, sagastore.Revision) 
 	return bad.OrNil()
 }
 
+// CountActive implements sagastore.Store. The bucket has no index, so every
+// saga is read, but in one pass: a watch delivers the last value of every
+// key as one stream of messages rather than a get per key, and only the
+// saga's state is decoded.
+func (s *Store) CountActive(ctx context.Context) (map[saga.State]int, error) {
+	w, err := s.kv.Watch(ctx, keyPrefix+">", jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("count sagas: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	out := map[saga.State]int{}
+	var bad sagastore.UnreadableError
+	for {
+		var e jetstream.KeyValueEntry
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("count sagas: %w", ctx.Err())
+		case e = <-w.Updates():
+		}
+		if e == nil { // every key's last value has been delivered
+			return out, bad.OrNil()
+		}
+		var d struct {
+			Saga struct {
+				State saga.State `json:"state"`
+			} `json:"saga"`
+		}
+		if err := json.Unmarshal(e.Value(), &d); err != nil || d.Saga.State == "" {
+			if err == nil {
+				err = errors.New("no state")
+			}
+			_ = bad.Add(&sagastore.UnreadableError{IDs: []string{strings.TrimPrefix(e.Key(), keyPrefix)}, Err: err})
+			continue
+		}
+		if !d.Saga.State.Terminal() {
+			out[d.Saga.State]++
+		}
+	}
+}
+
 // History implements sagastore.Store.
 func (s *Store) History(ctx context.Context, id string) ([]sagastore.Entry, error) {
 	d, _, err := s.get(ctx, id)

@@ -172,6 +172,36 @@ func (s *Store) List(ctx context.Context, f sagastore.Filter) ([]sagastore.Summa
 	return out, bad.OrNil()
 }
 
+// CountActive implements sagastore.Store: the active rows only, by their
+// state column, each checked against its document's state without decoding
+// the rest (its steps): a document whose state disagrees, or that has none,
+// is damaged and counted as unreadable.
+func (s *Store) CountActive(ctx context.Context) (map[saga.State]int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, state, doc->>'state' FROM sagas WHERE NOT (state = ANY($1))`,
+		states(saga.States, saga.State.Terminal))
+	if err != nil {
+		return nil, wrap(err, "count sagas")
+	}
+	out := map[saga.State]int{}
+	var bad sagastore.UnreadableError
+	err = collect(rows, &bad, func(row pgx.Row) error {
+		var id, st string
+		var docState *string
+		if err := row.Scan(&id, &st, &docState); err != nil {
+			return err
+		}
+		if docState == nil || *docState != st {
+			return &sagastore.UnreadableError{IDs: []string{id}, Err: fmt.Errorf("its document's state is not its row's %q", st)}
+		}
+		out[saga.State(st)]++
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "count sagas")
+	}
+	return out, bad.OrNil()
+}
+
 func states(all []saga.State, keep func(saga.State) bool) []string {
 	var out []string
 	for _, st := range all {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -48,6 +49,7 @@ func Run(t *testing.T, open func(t testing.TB) Harness) {
 		{"OutboxKeepsOrderUntilSent", testOutbox},
 		{"UnsentFindsEverySagaWithPendingMessages", testUnsent},
 		{"ListFilters", testList},
+		{"CountActiveByState", testCountActive},
 		{"AnUnreadableSagaHidesOnlyItself", testUnreadable},
 		{"HistoryKeepsEveryEntryOnceInOrder", testHistory},
 	} {
@@ -515,5 +517,63 @@ func BenchTransition(b *testing.B, targets int, open func(testing.TB) Harness) {
 		if err := h.Store.Sent(ctx, "bench", ids); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The in-flight gauge counts by state what List would list as active, and
+// follows every update.
+func testCountActive(t *testing.T, h Harness) {
+	ctx := context.Background()
+	count := func() map[saga.State]int {
+		t.Helper()
+		got, err := h.Store.CountActive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for st, n := range got {
+			if n == 0 {
+				delete(got, st)
+			}
+		}
+		return got
+	}
+	if got := count(); len(got) != 0 {
+		t.Fatalf("an empty store counts %v", got)
+	}
+	revs := map[string]sagastore.Revision{}
+	sagas := map[string]saga.Saga{}
+	for i, st := range []saga.State{saga.StatePrechecking, saga.StatePrechecking, saga.StateDeploying,
+		saga.StateSucceeded, saga.StateRolledBack, saga.StateAwaitingApproval} {
+		id := fmt.Sprintf("s%d", i)
+		s, _ := Saga(id, "payments", "test", "2.0", t0.Add(time.Duration(i)*time.Minute))
+		s.State = st
+		rev, err := h.Store.Create(ctx, s, sagastore.Change{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		revs[id], sagas[id] = rev, s
+	}
+	want := map[saga.State]int{saga.StatePrechecking: 2, saga.StateDeploying: 1, saga.StateAwaitingApproval: 1}
+	if got := count(); !maps.Equal(got, want) {
+		t.Fatalf("counted %v, want %v", got, want)
+	}
+	// s0 moves on, s2 ends.
+	for id, st := range map[string]saga.State{"s0": saga.StateBackingUp, "s2": saga.StateFailed} {
+		s := sagas[id]
+		s.State = st
+		if _, err := h.Store.Update(ctx, s, revs[id], sagastore.Change{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want = map[saga.State]int{saga.StatePrechecking: 1, saga.StateBackingUp: 1, saga.StateAwaitingApproval: 1}
+	if got := count(); !maps.Equal(got, want) {
+		t.Fatalf("after updates counted %v, want %v", got, want)
+	}
+	active, err := h.Store.List(ctx, sagastore.Filter{Active: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(active) != 3 {
+		t.Fatalf("List counts %d active, CountActive 3", len(active))
 	}
 }
