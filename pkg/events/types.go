@@ -104,6 +104,9 @@ type Upgrade struct {
 	Artifact    Artifact `json:"artifact"`
 	Environment string   `json:"environment,omitempty"`
 	Actions     []string `json:"actions,omitempty"`
+	// Purge names the purge rules a maintenance run's purge runs (none:
+	// every rule of the target).
+	Purge []string `json:"purge,omitempty"`
 }
 
 // Artifact is a release package, its digest ("sha256:<hex>") and the URL
