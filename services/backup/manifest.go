@@ -31,6 +31,11 @@ type Manifest struct {
 	Archive Archive  `json:"archive"`
 	// Entries in archive order: a directory before what it holds.
 	Entries []Entry `json:"entries"`
+	// Skip are files inside the backed-up trees that the backup leaves
+	// out and a restore leaves as they are: the live log, which the
+	// application keeps open and writes on (a restore replacing it would
+	// leave it writing to a file no longer there).
+	Skip []string `json:"skip,omitempty"`
 	// Databases: one dump of each database the target declares.
 	Databases []DatabaseDump `json:"databases,omitempty"`
 }
@@ -207,6 +212,11 @@ func (m *Manifest) check(saga, target string) error {
 			if within(p, q) || within(q, p) {
 				return fmt.Errorf("%w: backed-up paths %q and %q overlap", ErrUnsafe, q, p)
 			}
+		}
+	}
+	for _, p := range m.Skip {
+		if !local(p) {
+			return fmt.Errorf("%w: skipped path %q", ErrUnsafe, p)
 		}
 	}
 	seen := map[string]string{}
