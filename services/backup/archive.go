@@ -100,7 +100,7 @@ func create(ctx context.Context, tools pgdump.Tools, t targets.Target, cmd event
 	if err != nil {
 		return fail("archive", fmt.Errorf("archive %s: %w", t.Name, err))
 	}
-	m := &Manifest{Format: ManifestFormat, Saga: cmd.Saga, Target: t.Name, Version: version,
+	m := &Manifest{Format: ManifestFormat, Saga: cmd.Saga, Target: t.Name, Software: cmd.Upgrade.Software, Version: version, Location: dir,
 		Created: time.Now().UTC(), Root: t.Root, Paths: paths, Skip: skip, Archive: arch, Entries: entries}
 	archived := events.ReportLine{Name: "archive", OK: true, Detail: fmt.Sprintf("%d entries of %s, %d bytes, at %s",
 		len(entries), strings.Join(paths, ", "), arch.Size, file)}

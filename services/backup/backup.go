@@ -74,7 +74,12 @@ type Config struct {
 	Instance string
 	Targets  *targets.Registry
 	// Tools dump and restore the targets' databases.
-	Tools    pgdump.Tools
+	Tools pgdump.Tools
+	// Store keeps the backups in an Object Store bucket; nil: in each
+	// target's backup directory.
+	Store *Store
+	// Keep is how many backups per target and software to keep (0: all).
+	Keep     int
 	Consumer consumer.Config
 	Streams  streams.Config
 }
@@ -85,7 +90,7 @@ func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Re
 		Service: events.Backup, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
 		Actions: []events.Action{events.ActionArchive, events.ActionRestore}, Consumer: cfg.Consumer, Streams: cfg.Streams,
 		Scrub: cfg.Targets.Scrub,
-	}, &Executor{Targets: cfg.Targets, Tools: cfg.Tools}, log, reg)
+	}, &Executor{Targets: cfg.Targets, Tools: cfg.Tools, Store: cfg.Store, Keep: cfg.Keep, Ended: EndedFromEvents(js)}, log, reg)
 }
 
 // Executor archives and restores.
@@ -93,6 +98,14 @@ type Executor struct {
 	Targets *targets.Registry
 	// Tools dump and restore the targets' databases.
 	Tools pgdump.Tools
+	// Store keeps the backups in an Object Store bucket; nil: in each
+	// target's backup directory.
+	Store *Store
+	// Keep is how many backups per target and software retention keeps
+	// (0: all); Ended says which sagas are over (retention never removes
+	// the backup of one that is not).
+	Keep  int
+	Ended Ended
 }
 
 // Execute implements phase.Executor. Anything that goes wrong on the target
@@ -111,9 +124,9 @@ func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress pha
 	var report []events.ReportLine
 	switch cmd.Action {
 	case events.ActionArchive:
-		out, report, err = archive(ctx, e.Tools, t, cmd, dir, progress)
+		out, report, err = e.archive(ctx, t, cmd, dir, progress)
 	case events.ActionRestore:
-		out, report, err = restore(ctx, e.Tools, t, cmd, dir, progress)
+		out, report, err = e.restore(ctx, t, cmd, dir, progress)
 	default:
 		return phase.Failure(events.ReasonUnsupported, fmt.Errorf("backup does not %s", cmd.Action)), nil
 	}

@@ -18,11 +18,16 @@ const ManifestFormat = 2
 
 // Manifest describes one verified backup.
 type Manifest struct {
-	Format  int       `json:"format"`
-	Saga    string    `json:"saga"`
-	Target  string    `json:"target"`
-	Version string    `json:"version"`
-	Created time.Time `json:"created"`
+	Format int    `json:"format"`
+	Saga   string `json:"saga"`
+	Target string `json:"target"`
+	// Software the saga was about, for retention (per target and software).
+	Software string `json:"software,omitempty"`
+	Version  string `json:"version"`
+	// Location is where the backup is kept: the backup directory on the
+	// target's host, or objectstore://BUCKET/<target>/<saga>/.
+	Location string    `json:"location,omitempty"`
+	Created  time.Time `json:"created"`
 	// Root is the target root the paths are relative to, for the reader.
 	Root string `json:"root"`
 	// Paths are the backed-up trees, relative to the root: the release
@@ -128,12 +133,17 @@ func ReadManifest(dir string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read manifest: %w", err)
 	}
+	return decodeManifest(b, dir)
+}
+
+// decodeManifest reads a manifest found at where.
+func decodeManifest(b []byte, where string) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%w: manifest %s: %w", ErrCorrupt, dir, err)
+		return nil, fmt.Errorf("%w: manifest %s: %w", ErrCorrupt, where, err)
 	}
 	if m.Format < 1 || m.Format > ManifestFormat {
-		return nil, fmt.Errorf("%w: manifest %s has format %d, this build reads 1 to %d", ErrCorrupt, dir, m.Format, ManifestFormat)
+		return nil, fmt.Errorf("%w: manifest %s has format %d, this build reads 1 to %d", ErrCorrupt, where, m.Format, ManifestFormat)
 	}
 	return &m, nil
 }
