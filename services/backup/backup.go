@@ -13,8 +13,10 @@
 // the target's configuration alone. Restore never works from an archive whose
 // checksum does not match, replaces files by rename (a running program keeps
 // the file it has open), and touches nothing outside the backed-up paths.
-// File modes are kept, owners are not; backups are kept on the host's disk
-// until removed.
+// File modes are kept, owners are not. A finished backup is then moved to a
+// JetStream Object Store bucket (store.go), unless the service keeps
+// backups on the host's disk; retention (retention.go) keeps the newest N
+// per target and software, and every one of a saga not over.
 package backup
 
 import (
