@@ -111,7 +111,7 @@ func rootCmd(out io.Writer) *ffcli.Command {
 			decideCmd(out, "approve", "approve a saga waiting for approval"),
 			decideCmd(out, "reject", "reject a saga waiting for approval"),
 			decideCmd(out, "cancel", "cancel a saga; what it changed is rolled back"),
-			adoptCmd(out), artifactCmd(out), devCmd(out),
+			adoptCmd(out), artifactCmd(out), backupsCmd(out), devCmd(out),
 		},
 	}
 	root.Exec = func(_ context.Context, args []string) error { return unknownCommand(root, args) }

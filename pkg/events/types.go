@@ -108,6 +108,9 @@ type Upgrade struct {
 	// Analyses selected by the request and the environment's policy, by
 	// name: the verify service runs them besides the target's own.
 	Analyses []AnalysisRef `json:"analyses,omitempty"`
+	// Purge names the purge rules a maintenance run's purge runs (none:
+	// every rule of the target).
+	Purge []string `json:"purge,omitempty"`
 }
 
 // AnalysisRef selects an analysis the target's configuration declares;

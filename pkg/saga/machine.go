@@ -234,8 +234,15 @@ func upgrade(s Saga) events.Upgrade {
 	return events.Upgrade{
 		Kind: string(r.Kind), Software: r.Spec.Software, From: r.Spec.From, To: r.Spec.To,
 		Artifact:    events.Artifact{URL: r.Spec.Artifact.URL, Digest: r.Spec.Artifact.Digest, Signature: r.Spec.Artifact.Signature},
-		Environment: r.Metadata.Environment, Actions: r.Actions(), Analyses: s.Analyses(),
+		Environment: r.Metadata.Environment, Actions: r.Actions(), Analyses: s.Analyses(), Purge: purges(r),
 	}
+}
+
+func purges(r spec.Request) []string {
+	if r.Spec.Maintenance == nil {
+		return nil
+	}
+	return r.Spec.Maintenance.Purge
 }
 
 // report applies a phase service's report, made at sent by its clock.
@@ -511,9 +518,12 @@ func (m *machine) fail(reason string) {
 }
 
 // backup archives what the deploy will replace; a first install replaces
-// nothing, so it has no backup phase.
+// nothing, so it has no backup phase, and neither has a maintenance run
+// whose actions change no data (spec.DataActions): there would be nothing
+// for a restore to undo.
 func (m *machine) backup() {
-	if m.s.Request.Spec.Backup.Skip || m.s.Request.Kind == spec.KindInstall {
+	r := m.s.Request
+	if r.Spec.Backup.Skip || r.Kind == spec.KindInstall || r.Kind == spec.KindMaintenance && !spec.ChangesData(r.Actions()) {
 		m.deploy(0)
 		return
 	}

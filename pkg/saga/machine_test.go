@@ -2,6 +2,7 @@ package saga_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -417,19 +418,44 @@ func TestApprovalGate(t *testing.T) {
 	})
 }
 
-func TestMaintenanceRunsMaintainAndRestoresOnFailure(t *testing.T) {
-	r := start(t, request(spec.KindMaintenance, 1, "a"), saga.Options{})
-	r.answer(events.StatusSucceeded)
-	r.answer(events.StatusSucceeded)
-	r.sent("deploy.maintain.a")
-	if got := r.last.Commands[0].Upgrade.Actions; len(got) != 1 || got[0] != "reindex" {
-		t.Fatalf("actions %v", got)
+func TestMaintenanceIsBackedUpOnlyWhenAnActionChangesData(t *testing.T) {
+	for _, tc := range []struct {
+		actions []string
+		backup  bool
+	}{
+		{[]string{"reindex"}, false},
+		{[]string{"analyze", "vacuum", "config-drift", "config-baseline"}, false},
+		{[]string{"reindex", "purge"}, true},
+		{[]string{"archive-logs"}, true},
+	} {
+		t.Run(strings.Join(tc.actions, "+"), func(t *testing.T) {
+			req := request(spec.KindMaintenance, 1, "a")
+			req.Spec.Maintenance = &spec.Maintenance{Actions: tc.actions}
+			if slices.Contains(tc.actions, "purge") {
+				req.Spec.Maintenance.Purge = []string{"old-sessions"}
+			}
+			r := start(t, req, saga.Options{})
+			r.answer(events.StatusSucceeded)
+			if tc.backup {
+				r.sent("backup.archive.a")
+				r.answer(events.StatusSucceeded)
+			}
+			r.sent("deploy.maintain.a")
+			u := r.last.Commands[0].Upgrade
+			if !slices.Equal(u.Actions, tc.actions) || !slices.Equal(u.Purge, req.Spec.Maintenance.Purge) {
+				t.Fatalf("actions %v purge %v", u.Actions, u.Purge)
+			}
+			// A failed run is compensated by the restore of its backup, if
+			// it has one; a run that changes no data has nothing to undo.
+			r.answer(events.StatusFailed)
+			if tc.backup {
+				r.state(saga.StateRollingBack)
+				r.sent("backup.restore.a")
+				r.answer(events.StatusSucceeded)
+			}
+			r.state(saga.StateRolledBack)
+		})
 	}
-	r.answer(events.StatusFailed)
-	r.state(saga.StateRollingBack)
-	r.sent("backup.restore.a")
-	r.answer(events.StatusSucceeded)
-	r.state(saga.StateRolledBack)
 }
 
 func TestIgnoredInputsLeaveTheSagaAlone(t *testing.T) {

@@ -153,6 +153,9 @@ func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T)
 		// make nearly every step fail (or every backup skipped).
 		rng := rand.New(rand.NewPCG(rapid.Uint64().Draw(t, "seed"), 1))
 		req.Spec.Backup.Skip = rng.IntN(100) < 15
+		if kind == spec.KindMaintenance {
+			req.Spec.Maintenance.Actions = rapid.SliceOfNDistinct(rapid.SampledFrom(spec.MaintenanceActions), 1, 3, rapid.ID[string]).Draw(t, "actions")
+		}
 		req.Spec.DryRun = rng.IntN(100) < 10
 		hour := spec.Duration{Duration: time.Hour}
 		req.Spec.Timeouts = spec.Timeouts{Precheck: hour, Backup: hour, Deploy: hour, Verify: hour, Rollback: hour}
@@ -250,6 +253,13 @@ func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T)
 
 func (w *world) checkEnd() {
 	s := w.s
+	r := s.Request
+	backedUp := !r.Spec.Backup.Skip && (r.Kind == spec.KindUpgrade || r.Kind == spec.KindMaintenance && spec.ChangesData(r.Actions()))
+	for _, c := range w.order {
+		if c.Action == events.ActionArchive && !backedUp {
+			w.t.Fatalf("%s backed up %s: a %s of %v (skip %v) has nothing to back up", s.ID, c.Target, r.Kind, r.Actions(), r.Spec.Backup.Skip)
+		}
+	}
 	var comps []events.Command
 	deployed := false
 	for _, c := range w.order {

@@ -117,9 +117,49 @@ type Timeouts struct {
 	Rollback Duration `json:"rollback,omitzero"`
 }
 
-// Maintenance lists the actions of a Maintenance request.
+// Maintenance lists the actions of a Maintenance request. What each does on
+// a target (which databases, which purge statements, which log and
+// configuration files) is in the target's configuration on its host, never
+// in the request (docs/targets.md, maintenance).
 type Maintenance struct {
+	// Actions, run in this order on each target (MaintenanceActions).
 	Actions []string `json:"actions"`
+	// Purge names the target's purge rules the purge action runs; none:
+	// every rule the target declares. Names only: a request never carries
+	// SQL.
+	Purge []string `json:"purge,omitempty"`
+}
+
+// Maintenance actions.
+const (
+	ActionReindex        = "reindex"         // REINDEX each table of the target's databases
+	ActionAnalyze        = "analyze"         // ANALYZE them
+	ActionVacuum         = "vacuum"          // VACUUM (ANALYZE) them
+	ActionPurge          = "purge"           // the clean-up statements the target declares
+	ActionArchiveLogs    = "archive-logs"    // compress and move old log files, check logging still writes
+	ActionConfigDrift    = "config-drift"    // compare configuration files with the recorded baseline
+	ActionConfigBaseline = "config-baseline" // record the configuration files as the new baseline
+)
+
+// MaintenanceActions are the actions a Maintenance request may name.
+var MaintenanceActions = []string{ActionReindex, ActionAnalyze, ActionVacuum, ActionPurge,
+	ActionArchiveLogs, ActionConfigDrift, ActionConfigBaseline}
+
+// DataActions are the maintenance actions that change the target's data
+// (rows, log files): a run naming one is backed up first, and a failure
+// after it is undone by restoring that backup. The others change no data
+// (reindex, analyze and vacuum rebuild what PostgreSQL derives from it; a
+// drift check only reads; a baseline is upshift's own record).
+var DataActions = []string{ActionPurge, ActionArchiveLogs}
+
+// ChangesData reports whether any of actions changes the target's data.
+func ChangesData(actions []string) bool {
+	for _, a := range actions {
+		if contains(DataActions, a) {
+			return true
+		}
+	}
+	return false
 }
 
 // Backup tunes the backup phase.

@@ -25,9 +25,6 @@ var (
 	bucketRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 )
 
-// MaintenanceActions are the actions a Maintenance request may name.
-var MaintenanceActions = []string{"reindex", "analyze", "archive-logs", "config-drift"}
-
 // Validate checks a request that has its defaults applied and returns a
 // *ValidationError listing every problem, or nil.
 func (r Request) Validate() error {
@@ -219,9 +216,21 @@ func (v *validator) maintenance(m *Maintenance) {
 		v.add("spec.maintenance.actions", "at least one of %s is required", strings.Join(MaintenanceActions, ", "))
 		return
 	}
+	seen := map[string]bool{}
 	for i, a := range m.Actions {
+		p := fmt.Sprintf("spec.maintenance.actions[%d]", i)
 		if !contains(MaintenanceActions, a) {
-			v.add(fmt.Sprintf("spec.maintenance.actions[%d]", i), "%q: must be one of %s", a, strings.Join(MaintenanceActions, ", "))
+			v.add(p, "%q: must be one of %s", a, strings.Join(MaintenanceActions, ", "))
 		}
+		if seen[a] {
+			v.add(p, "%q listed twice", a)
+		}
+		seen[a] = true
+	}
+	if len(m.Purge) > 0 && !seen[ActionPurge] {
+		v.add("spec.maintenance.purge", "names purge rules, but the actions do not include purge")
+	}
+	for i, name := range m.Purge {
+		v.name(fmt.Sprintf("spec.maintenance.purge[%d]", i), name)
 	}
 }

@@ -51,6 +51,8 @@ type Target struct {
 	// Migrations says where a release's SQL migrations go; nil: to the
 	// only database, if the target declares exactly one.
 	Migrations *Migrations `json:"migrations,omitempty"`
+	// Maintenance says what the actions of a Maintenance request do here.
+	Maintenance Maintenance `json:"maintenance,omitzero"`
 	// Keep is how many releases to keep after a successful deploy. Default 3.
 	Keep int `json:"keep,omitempty"`
 }
@@ -186,6 +188,7 @@ func New(ts map[string]Target, base string) (*Registry, error) {
 			t.Keep = 3
 		}
 		problems = append(problems, t.checkDatabases(base)...)
+		problems = append(problems, t.checkMaintenance()...)
 		r.targets[name] = t
 	}
 	byDir := map[string]string{}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/pgdump"
 	"github.com/upshift/upshift/pkg/phase"
+	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/targets"
 )
 
@@ -50,11 +52,15 @@ func archive(ctx context.Context, tools pgdump.Tools, t targets.Target, cmd even
 	}
 
 	progress("resolving the current release")
+	skip, err := coverMaintenance(&t, cmd)
+	if err != nil {
+		return nil, []events.ReportLine{{Name: "archive", OK: false, Detail: err.Error()}}, discard(dir, err)
+	}
 	version, paths, absent, err := plan(t)
 	if err != nil {
 		return nil, []events.ReportLine{{Name: "archive", OK: false, Detail: err.Error()}}, discard(dir, err)
 	}
-	m, report, err := create(ctx, tools, t, cmd, dir, version, paths, progress)
+	m, report, err := create(ctx, tools, t, cmd, dir, version, paths, skip, progress)
 	if err != nil {
 		return nil, report, discard(dir, err)
 	}
@@ -75,7 +81,7 @@ func discard(dir string, cause error) error {
 
 // create writes, verifies and commits a new backup. The caller discards dir
 // if it fails.
-func create(ctx context.Context, tools pgdump.Tools, t targets.Target, cmd events.Command, dir, version string, paths []string, progress phase.Progress) (*Manifest, []events.ReportLine, error) {
+func create(ctx context.Context, tools pgdump.Tools, t targets.Target, cmd events.Command, dir, version string, paths, skip []string, progress phase.Progress) (*Manifest, []events.ReportLine, error) {
 	fail := func(name string, err error) (*Manifest, []events.ReportLine, error) {
 		return nil, []events.ReportLine{{Name: name, OK: false, Detail: err.Error()}}, err
 	}
@@ -90,12 +96,12 @@ func create(ctx context.Context, tools pgdump.Tools, t targets.Target, cmd event
 		return fail("archive", fmt.Errorf("create backup dir: %w", err))
 	}
 	file := filepath.Join(dir, ArchiveFile)
-	entries, arch, err := write(ctx, t.Root, file, paths, progress)
+	entries, arch, err := write(ctx, t.Root, file, paths, skip, progress)
 	if err != nil {
 		return fail("archive", fmt.Errorf("archive %s: %w", t.Name, err))
 	}
-	m := &Manifest{Format: ManifestFormat, Saga: cmd.Saga, Target: t.Name, Version: version,
-		Created: time.Now().UTC(), Root: t.Root, Paths: paths, Archive: arch, Entries: entries}
+	m := &Manifest{Format: ManifestFormat, Saga: cmd.Saga, Target: t.Name, Software: cmd.Upgrade.Software, Version: version, Location: dir,
+		Created: time.Now().UTC(), Root: t.Root, Paths: paths, Skip: skip, Archive: arch, Entries: entries}
 	archived := events.ReportLine{Name: "archive", OK: true, Detail: fmt.Sprintf("%d entries of %s, %d bytes, at %s",
 		len(entries), strings.Join(paths, ", "), arch.Size, file)}
 
@@ -119,6 +125,27 @@ func create(ctx context.Context, tools pgdump.Tools, t targets.Target, cmd event
 		return nil, report, fmt.Errorf("backup %s: %w", t.Name, err)
 	}
 	return m, report, nil
+}
+
+// coverMaintenance adds to what t backs up what a maintenance run's
+// archive-logs changes: the log directories and the archive, created first
+// if missing, so that a restore also takes back what it moved there. The
+// live log is skipped (Manifest.Skip).
+func coverMaintenance(t *targets.Target, cmd events.Command) ([]string, error) {
+	if cmd.Upgrade.Kind != string(spec.KindMaintenance) || !slices.Contains(cmd.Upgrade.Actions, spec.ActionArchiveLogs) {
+		return nil, nil
+	}
+	paths, live := t.LogPaths()
+	if len(paths) == 0 {
+		return nil, nil // deploy will say that archive-logs is not configured
+	}
+	for _, p := range paths {
+		if err := os.MkdirAll(filepath.Join(t.Root, p), 0o750); err != nil {
+			return nil, fmt.Errorf("create %s: %w", p, err)
+		}
+	}
+	t.Backup.Paths = append(slices.Clone(t.Backup.Paths), paths...)
+	return []string{live}, nil
 }
 
 // plan resolves what to back up: the release current points at, then each

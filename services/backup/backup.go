@@ -13,8 +13,10 @@
 // the target's configuration alone. Restore never works from an archive whose
 // checksum does not match, replaces files by rename (a running program keeps
 // the file it has open), and touches nothing outside the backed-up paths.
-// File modes are kept, owners are not; backups are kept on the host's disk
-// until removed.
+// File modes are kept, owners are not. A finished backup is then moved to a
+// JetStream Object Store bucket (store.go), unless the service keeps
+// backups on the host's disk; retention (retention.go) keeps the newest N
+// per target and software, and every one of a saga not over.
 package backup
 
 import (
@@ -74,7 +76,12 @@ type Config struct {
 	Instance string
 	Targets  *targets.Registry
 	// Tools dump and restore the targets' databases.
-	Tools    pgdump.Tools
+	Tools pgdump.Tools
+	// Store keeps the backups in an Object Store bucket; nil: in each
+	// target's backup directory.
+	Store *Store
+	// Keep is how many backups per target and software to keep (0: all).
+	Keep     int
 	Consumer consumer.Config
 	Streams  streams.Config
 }
@@ -85,7 +92,7 @@ func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Re
 		Service: events.Backup, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
 		Actions: []events.Action{events.ActionArchive, events.ActionRestore}, Consumer: cfg.Consumer, Streams: cfg.Streams,
 		Scrub: cfg.Targets.Scrub,
-	}, &Executor{Targets: cfg.Targets, Tools: cfg.Tools}, log, reg)
+	}, &Executor{Targets: cfg.Targets, Tools: cfg.Tools, Store: cfg.Store, Keep: cfg.Keep, Ended: EndedFromEvents(js)}, log, reg)
 }
 
 // Executor archives and restores.
@@ -93,6 +100,14 @@ type Executor struct {
 	Targets *targets.Registry
 	// Tools dump and restore the targets' databases.
 	Tools pgdump.Tools
+	// Store keeps the backups in an Object Store bucket; nil: in each
+	// target's backup directory.
+	Store *Store
+	// Keep is how many backups per target and software retention keeps
+	// (0: all); Ended says which sagas are over (retention never removes
+	// the backup of one that is not).
+	Keep  int
+	Ended Ended
 }
 
 // Execute implements phase.Executor. Anything that goes wrong on the target
@@ -111,9 +126,9 @@ func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress pha
 	var report []events.ReportLine
 	switch cmd.Action {
 	case events.ActionArchive:
-		out, report, err = archive(ctx, e.Tools, t, cmd, dir, progress)
+		out, report, err = e.archive(ctx, t, cmd, dir, progress)
 	case events.ActionRestore:
-		out, report, err = restore(ctx, e.Tools, t, cmd, dir, progress)
+		out, report, err = e.restore(ctx, t, cmd, dir, progress)
 	default:
 		return phase.Failure(events.ReasonUnsupported, fmt.Errorf("backup does not %s", cmd.Action)), nil
 	}

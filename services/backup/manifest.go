@@ -18,11 +18,16 @@ const ManifestFormat = 2
 
 // Manifest describes one verified backup.
 type Manifest struct {
-	Format  int       `json:"format"`
-	Saga    string    `json:"saga"`
-	Target  string    `json:"target"`
-	Version string    `json:"version"`
-	Created time.Time `json:"created"`
+	Format int    `json:"format"`
+	Saga   string `json:"saga"`
+	Target string `json:"target"`
+	// Software the saga was about, for retention (per target and software).
+	Software string `json:"software,omitempty"`
+	Version  string `json:"version"`
+	// Location is where the backup is kept: the backup directory on the
+	// target's host, or objectstore://BUCKET/<target>/<saga>/.
+	Location string    `json:"location,omitempty"`
+	Created  time.Time `json:"created"`
 	// Root is the target root the paths are relative to, for the reader.
 	Root string `json:"root"`
 	// Paths are the backed-up trees, relative to the root: the release
@@ -31,6 +36,11 @@ type Manifest struct {
 	Archive Archive  `json:"archive"`
 	// Entries in archive order: a directory before what it holds.
 	Entries []Entry `json:"entries"`
+	// Skip are files inside the backed-up trees that the backup leaves
+	// out and a restore leaves as they are: the live log, which the
+	// application keeps open and writes on (a restore replacing it would
+	// leave it writing to a file no longer there).
+	Skip []string `json:"skip,omitempty"`
 	// Databases: one dump of each database the target declares.
 	Databases []DatabaseDump `json:"databases,omitempty"`
 }
@@ -123,12 +133,17 @@ func ReadManifest(dir string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read manifest: %w", err)
 	}
+	return decodeManifest(b, dir)
+}
+
+// decodeManifest reads a manifest found at where.
+func decodeManifest(b []byte, where string) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%w: manifest %s: %w", ErrCorrupt, dir, err)
+		return nil, fmt.Errorf("%w: manifest %s: %w", ErrCorrupt, where, err)
 	}
 	if m.Format < 1 || m.Format > ManifestFormat {
-		return nil, fmt.Errorf("%w: manifest %s has format %d, this build reads 1 to %d", ErrCorrupt, dir, m.Format, ManifestFormat)
+		return nil, fmt.Errorf("%w: manifest %s has format %d, this build reads 1 to %d", ErrCorrupt, where, m.Format, ManifestFormat)
 	}
 	return &m, nil
 }
@@ -207,6 +222,11 @@ func (m *Manifest) check(saga, target string) error {
 			if within(p, q) || within(q, p) {
 				return fmt.Errorf("%w: backed-up paths %q and %q overlap", ErrUnsafe, q, p)
 			}
+		}
+	}
+	for _, p := range m.Skip {
+		if !local(p) {
+			return fmt.Errorf("%w: skipped path %q", ErrUnsafe, p)
 		}
 	}
 	seen := map[string]string{}

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -294,7 +295,7 @@ func (r *restorer) strays(ctx context.Context) error {
 		}
 		for _, de := range des {
 			p := r.abs(e.Path + "/" + de.Name())
-			if known[e.Path+"/"+de.Name()] || r.protected(p) {
+			if known[e.Path+"/"+de.Name()] || r.protected(p) || slices.Contains(r.m.Skip, e.Path+"/"+de.Name()) {
 				continue
 			}
 			r.removed += count(p)

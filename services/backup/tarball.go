@@ -13,14 +13,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/upshift/upshift/pkg/phase"
 )
 
-// write archives the trees paths (relative to root) into file and returns
-// the entries as the manifest lists them. Links are stored, not followed.
-func write(ctx context.Context, root, file string, paths []string, progress phase.Progress) ([]Entry, Archive, error) {
+// write archives the trees paths (relative to root) into file, but the
+// files skip names, and returns the entries as the manifest lists them.
+// Links are stored, not followed.
+func write(ctx context.Context, root, file string, paths, skip []string, progress phase.Progress) ([]Entry, Archive, error) {
 	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, Archive{}, fmt.Errorf("create archive: %w", err)
@@ -43,6 +45,9 @@ func write(ctx context.Context, root, file string, paths []string, progress phas
 			rel, err := filepath.Rel(root, name)
 			if err != nil {
 				return err
+			}
+			if slices.Contains(skip, filepath.ToSlash(rel)) && !d.IsDir() {
+				return nil
 			}
 			info, err := d.Info()
 			if err != nil {

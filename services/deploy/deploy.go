@@ -35,9 +35,15 @@
 // risk without failing the deploy. Owners are not restored: files belong to
 // the user the service runs as.
 //
-// Maintenance actions (events.ActionMaintain) are not among the service's
-// actions, so the framework reports them unsupported. Rollback does not run
-// down-migrations: undoing the database is backup.restore's compensation.
+//   - maintain: the actions of a Maintenance request (maintain.go): reindex,
+//     analyze and vacuum the target's databases, run its purge rules,
+//     archive its old log files and check that logging still writes,
+//     compare its configuration files with a recorded baseline or record
+//     one. Nothing compensates it here: the actions that change data are
+//     undone by the restore of the backup the saga takes before them.
+//
+// Rollback does not run down-migrations: undoing the database is
+// backup.restore's compensation.
 package deploy
 
 import (
@@ -122,7 +128,7 @@ type Config struct {
 func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Registerer) *phase.Service {
 	return phase.New(js, phase.Config{
 		Service: events.Deploy, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
-		Actions: []events.Action{events.ActionApply, events.ActionRollback}, Consumer: cfg.Consumer, Streams: cfg.Streams,
+		Actions: []events.Action{events.ActionApply, events.ActionRollback, events.ActionMaintain}, Consumer: cfg.Consumer, Streams: cfg.Streams,
 		Scrub: cfg.Targets.Scrub,
 	}, &Executor{Targets: cfg.Targets, Artifacts: cfg.Artifacts, Limits: cfg.Limits, Log: log}, log, reg)
 }
@@ -154,6 +160,8 @@ func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress pha
 		return s.apply(ctx)
 	case events.ActionRollback:
 		return s.rollback(ctx)
+	case events.ActionMaintain:
+		return s.maintain(ctx)
 	}
 	return phase.Failure(events.ReasonUnsupported, fmt.Errorf("deploy does not perform %q", cmd.Action)), nil
 }

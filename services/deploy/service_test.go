@@ -38,6 +38,7 @@ func TestServiceAppliesACommandFromNATS(t *testing.T) {
 	apply := command(events.ActionApply, "1.0", "1.1", url, digest)
 	maintain := command(events.ActionMaintain, "", "", "", "")
 	maintain.Step = events.StepID(maintain.Saga, events.Deploy, events.ActionMaintain, "web-1", 1)
+	maintain.Upgrade.Kind, maintain.Upgrade.Actions = "Maintenance", []string{"config-drift"}
 	for _, c := range []events.Command{apply, maintain} {
 		env, err := events.New(c.Step, events.TypeCommand, "test", c.Saga, c.Attempt, time.Now(), c)
 		must(t, err)
@@ -60,7 +61,8 @@ func TestServiceAppliesACommandFromNATS(t *testing.T) {
 	if h.current() != "releases/1.1" {
 		t.Fatalf("current -> %q", h.current())
 	}
-	if r := final[maintain.Step]; r.Status != events.StatusFailed || r.Reason != events.ReasonUnsupported {
+	// Maintenance reaches its action: one the target has no settings for.
+	if r := final[maintain.Step]; r.Status != events.StatusFailed || r.Reason != deploy.ReasonMaintenanceUnconfigured {
 		t.Fatalf("maintain result %+v", r)
 	}
 }

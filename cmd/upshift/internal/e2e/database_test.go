@@ -226,13 +226,19 @@ func TestACorruptBackupEndsRollbackFailedAndSaysWhatToDo(t *testing.T) {
 	id := r.submit(upgradeWithMigration(t, r))
 	r.reach(id, saga.StateVerifying)
 	migrated := pgtest.Capture(t, url)
-	dump := filepath.Join(backup.Dir(r.d.Target, id), "db-app.dump")
-	b, err := os.ReadFile(dump)
+	// The backup is in the Object Store: a byte flipped in the stored dump.
+	ctx := context.Background()
+	obs, err := r.s.JS.ObjectStore(ctx, backup.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dump := "demo/" + id + "/db-app.dump"
+	b, err := obs.GetBytes(ctx, dump)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b[len(b)/2] ^= 0x20
-	if err := os.WriteFile(dump, b, 0o600); err != nil {
+	if _, err := obs.PutBytes(ctx, dump, b); err != nil {
 		t.Fatal(err)
 	}
 	_, end := r.end(id)

@@ -13,6 +13,7 @@ import (
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/pgtest"
 	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/services/backup"
 	"github.com/upshift/upshift/services/coordinator"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
@@ -30,8 +31,12 @@ func TestUpgradeSucceeds(t *testing.T) {
 	if cur, _ := r.d.Target.CurrentVersion(); cur != "1.1" {
 		t.Fatalf("current is %s", cur)
 	}
-	if _, err := os.Stat(filepath.Join(r.d.Target.Backup.Dir, id, "manifest.json")); err != nil {
+	// The verified backup is in the Object Store, and no longer on the disk.
+	if _, err := (&backup.Store{JS: r.s.JS}).Manifest(context.Background(), r.d.Target.Name, id); err != nil {
 		t.Fatalf("no verified backup: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(r.d.Target.Backup.Dir, id)); !os.IsNotExist(err) {
+		t.Fatalf("the local copy of the backup is left: %v", err)
 	}
 	v, err := r.s.Client.Get(context.Background(), id)
 	if err != nil {
