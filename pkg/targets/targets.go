@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -98,6 +99,9 @@ type Backup struct {
 // Registry holds the targets of one service instance.
 type Registry struct {
 	targets map[string]Target
+
+	secretsOnce sync.Once
+	secrets     []string
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
