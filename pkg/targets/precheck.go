@@ -227,15 +227,7 @@ func (p *Precheck) check(dbs []Database) []string {
 		constraint(bad, "os kernel", o.Kernel)
 		timeout(&o.Timeout)
 	}
-	names := map[string]bool{}
-	unique := func(kind, name string) {
-		if name == "" {
-			bad("precheck: a %s check needs a name", kind)
-		} else if names[kind+"\x00"+name] {
-			bad("precheck: two %s checks named %q", kind, name)
-		}
-		names[kind+"\x00"+name] = true
-	}
+	unique := uniqueChecks(bad, "precheck")
 	for i := range p.Databases {
 		c := &p.Databases[i]
 		unique("database", c.Name)
@@ -339,4 +331,18 @@ func (p Precheck) clone() Precheck {
 	p.Endpoints = append([]EndpointCheck(nil), p.Endpoints...)
 	p.Dependencies = append([]DependencyCheck(nil), p.Dependencies...)
 	return p
+}
+
+// uniqueChecks returns a function that refuses, through bad, a check of
+// section without a name, and two checks of one kind with the same name.
+func uniqueChecks(bad func(string, ...any), section string) func(kind, name string) {
+	names := map[string]bool{}
+	return func(kind, name string) {
+		if name == "" {
+			bad("%s: a %s check needs a name", section, kind)
+		} else if names[kind+"\x00"+name] {
+			bad("%s: two %s checks named %q", section, kind, name)
+		}
+		names[kind+"\x00"+name] = true
+	}
 }

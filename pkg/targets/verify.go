@@ -229,15 +229,7 @@ func (v *Verify) check() []string {
 	shared := func(format string, a ...any) {
 		problems = append(problems, strings.Replace(fmt.Sprintf(format, a...), "precheck: ", "verify: ", 1))
 	}
-	names := map[string]bool{}
-	unique := func(kind, name string) {
-		if name == "" {
-			bad("verify: a %s check needs a name", kind)
-		} else if names[kind+"\x00"+name] {
-			bad("verify: two %s checks named %q", kind, name)
-		}
-		names[kind+"\x00"+name] = true
-	}
+	unique := uniqueChecks(bad, "verify")
 	for i := range v.HTTP {
 		c := &v.HTTP[i]
 		unique("http", c.Name)
