@@ -36,19 +36,6 @@ DELETE FROM audit.log;
 CREATE TABLE shipments (id int PRIMARY KEY, order_id bigint REFERENCES orders(id));
 INSERT INTO shipments VALUES (1, 1);`
 
-func exec(t *testing.T, url, sql string) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, sql); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func tools() pgdump.Tools { return pgdump.Tools{Path: os.Getenv("PATH"), Home: os.Getenv("HOME")} }
 
 // A dump records every table's rows; after a migration changed the schema
@@ -57,7 +44,7 @@ func tools() pgdump.Tools { return pgdump.Tools{Path: os.Getenv("PATH"), Home: o
 func TestDumpThenRestoreUndoesAMigration(t *testing.T) {
 	t.Parallel()
 	url := pgtest.Database(t)
-	exec(t, url, seed)
+	pgtest.Exec(t, url, seed)
 	before := pgtest.Capture(t, url)
 	file := filepath.Join(t.TempDir(), "db.dump")
 	ctx := context.Background()
@@ -80,7 +67,7 @@ func TestDumpThenRestoreUndoesAMigration(t *testing.T) {
 		t.Fatalf("verify: %d entries, %v", n, err)
 	}
 
-	exec(t, url, migrate)
+	pgtest.Exec(t, url, migrate)
 	// A session the application left open is ended by the swap.
 	open, err := pgx.Connect(ctx, url)
 	if err != nil {
@@ -102,14 +89,14 @@ func TestDumpThenRestoreUndoesAMigration(t *testing.T) {
 func TestACorruptDumpIsRefusedBeforeAnythingIsTouched(t *testing.T) {
 	t.Parallel()
 	url := pgtest.Database(t)
-	exec(t, url, seed)
+	pgtest.Exec(t, url, seed)
 	file := filepath.Join(t.TempDir(), "db.dump")
 	ctx := context.Background()
 	d, err := tools().Take(ctx, url, file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	exec(t, url, migrate)
+	pgtest.Exec(t, url, migrate)
 	after := pgtest.Capture(t, url)
 	b, err := os.ReadFile(file)
 	if err != nil {
@@ -133,14 +120,14 @@ func TestACorruptDumpIsRefusedBeforeAnythingIsTouched(t *testing.T) {
 func TestRowsThatDoNotMatchTheBackupAreNotSwappedIn(t *testing.T) {
 	t.Parallel()
 	url := pgtest.Database(t)
-	exec(t, url, seed)
+	pgtest.Exec(t, url, seed)
 	file := filepath.Join(t.TempDir(), "db.dump")
 	ctx := context.Background()
 	d, err := tools().Take(ctx, url, file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	exec(t, url, migrate)
+	pgtest.Exec(t, url, migrate)
 	after := pgtest.Capture(t, url)
 	d.Tables[0].Rows++ // as if the dump had lost a row
 	_, err = tools().Restore(ctx, url, file, d)

@@ -128,3 +128,19 @@ func redact(server string) string {
 	}
 	return server
 }
+
+// Exec runs sql (one or more statements) on the database at url, failing
+// the test if it cannot.
+func Exec(t testing.TB, url, sql string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("pgtest: connect to %s: %v", redact(url), err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+}

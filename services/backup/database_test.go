@@ -1,13 +1,10 @@
 package backup_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/pgtest"
@@ -23,24 +20,11 @@ func newDBHost(t *testing.T) (*host, string) {
 	if err := os.WriteFile(dsn, []byte(url), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sql(t, url, `CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL UNIQUE);
+	pgtest.Exec(t, url, `CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL UNIQUE);
 		CREATE TABLE stock (item int REFERENCES items(id), qty int CHECK (qty >= 0));
 		INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 40) i;
 		INSERT INTO stock SELECT 1 + i % 40, i FROM generate_series(1, 120) i;`)
 	return newHostOf(t, "backup: {paths: [shared]}, databases: [{name: app, dsnFile: "+dsn+"}]"), url
-}
-
-func sql(t *testing.T, url, q string) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, q); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // The backup holds a verified dump of the database with every table's row
@@ -69,7 +53,7 @@ func TestBackupAndRestoreADatabase(t *testing.T) {
 	}
 
 	h.write("shared/app.conf", "password=new\n", 0o640)
-	sql(t, url, `ALTER TABLE stock ADD COLUMN note text; DELETE FROM stock WHERE qty > 60; CREATE TABLE extra (x int)`)
+	pgtest.Exec(t, url, `ALTER TABLE stock ADD COLUMN note text; DELETE FROM stock WHERE qty > 60; CREATE TABLE extra (x int)`)
 	out = h.mustSucceed(events.ActionRestore)
 	if !strings.Contains(out.Report[len(out.Report)-1].Detail, "every table's row count equals the backup's") {
 		t.Fatalf("report %+v", out.Report)
@@ -87,7 +71,7 @@ func TestACorruptDumpRestoresNothing(t *testing.T) {
 	h, url := newDBHost(t)
 	h.mustSucceed(events.ActionArchive)
 	h.write("shared/app.conf", "password=new\n", 0o640)
-	sql(t, url, `DELETE FROM stock`)
+	pgtest.Exec(t, url, `DELETE FROM stock`)
 	after, files := pgtest.Capture(t, url), h.listing()
 	file := filepath.Join(h.backupDir(), "db-app.dump")
 	b, err := os.ReadFile(file)

@@ -15,8 +15,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/upshift/upshift/cmd/upshift/internal/demo"
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
@@ -58,19 +56,6 @@ func withDatabase(t *testing.T, url string) func(*targets.Target) {
 		t.Fatal(err)
 	}
 	return func(tg *targets.Target) { tg.Databases = []targets.Database{{Name: "app", DSNFile: dsn}} }
-}
-
-func execSQL(t *testing.T, url, sql string) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, sql); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // withMigrations repacks a demo artifact with files added (migrations/...),
@@ -184,7 +169,7 @@ func upgradeWithMigration(t *testing.T, r *rig) spec.Request {
 func TestRollBackRestoresTheDatabaseRowByRow(t *testing.T) {
 	endToEnd(t)
 	url := pgtest.Database(t)
-	execSQL(t, url, appSchema)
+	pgtest.Exec(t, url, appSchema)
 	r := newRigWith(t, "1.1", coordinator.Policy{}, withDatabase(t, url))
 	// The application's tree: the release in service (the root also holds
 	// logs, a pid file and the release rolled back from, kept as such).
@@ -221,7 +206,7 @@ func TestRollBackRestoresTheDatabaseRowByRow(t *testing.T) {
 func TestACorruptBackupEndsRollbackFailedAndSaysWhatToDo(t *testing.T) {
 	endToEnd(t)
 	url := pgtest.Database(t)
-	execSQL(t, url, appSchema)
+	pgtest.Exec(t, url, appSchema)
 	r := newRigWith(t, "1.1", coordinator.Policy{}, withDatabase(t, url))
 	id := r.submit(upgradeWithMigration(t, r))
 	r.reach(id, saga.StateVerifying)

@@ -80,7 +80,7 @@ func withPurge(tg *targets.Target) {
 func TestMaintenanceOfTheDatabase(t *testing.T) {
 	endToEnd(t)
 	url := pgtest.Database(t)
-	execSQL(t, url, appSchema)
+	pgtest.Exec(t, url, appSchema)
 	r := newRigWith(t, "1.1", coordinator.Policy{}, withDatabase(t, url), withPurge)
 	node := `SELECT relfilenode::int FROM pg_class WHERE relname = 'orders_placed'`
 	before := count(t, url, node)
@@ -124,7 +124,7 @@ func TestMaintenanceOfTheDatabase(t *testing.T) {
 func TestMaintenancePurgeRolledBackByTheRestore(t *testing.T) {
 	endToEnd(t)
 	url := pgtest.Database(t)
-	execSQL(t, url, appSchema)
+	pgtest.Exec(t, url, appSchema)
 	r := newRigWith(t, "1.2", coordinator.Policy{}, withDatabase(t, url), withPurge) // 1.2 is unhealthy
 	before := pgtest.Capture(t, url)
 	s := r.maintained(maintenance(r, "1.2", []string{spec.ActionPurge}), saga.StateRolledBack)
