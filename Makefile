@@ -45,11 +45,11 @@ fuzz:
 	@set -e; for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn ($(FUZZTIME))"; \
 		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME); done
 
-## build: the CLI and the six services into ./bin
+## build: the CLI, the six services and the agent (the four phase services of a host in one process) into ./bin
 build:
 	$(GO) build -o $(BIN)/ ./cmd/upshift ./services/coordinator/cmd/upshift-coordinator ./services/precheck/cmd/upshift-precheck \
 		./services/backup/cmd/upshift-backup ./services/deploy/cmd/upshift-deploy ./services/verify/cmd/upshift-verify \
-		./services/notify/cmd/upshift-notify
+		./services/notify/cmd/upshift-notify ./services/agent/cmd/upshift-agent
 
 clean:
 	rm -rf $(BIN) .upshift-dev
