@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/upshift/upshift/pkg/targets"
 )
 
 // composeFile is the stack `make up` starts.
@@ -87,6 +89,18 @@ func TestComposeIsValidAndComplete(t *testing.T) {
 				t.Errorf("%s builds %v: %v", name, s.Build, err)
 			}
 		}
+	}
+}
+
+// The compose agent's targets file is one the agent accepts.
+func TestComposeAgentTargetsLoad(t *testing.T) {
+	t.Parallel()
+	reg, err := targets.Load("docker/targets.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Get("demo"); err != nil {
+		t.Fatal(err)
 	}
 }
 
