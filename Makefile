@@ -3,7 +3,7 @@ GO      ?= go
 PKGS    := work
 BIN     := bin
 
-.PHONY: run demo test test-short lint bench fuzz build clean
+.PHONY: run demo test test-short lint bench fuzz build clean up down
 
 ## run: everything in one process on an embedded NATS server, with the live demo; Ctrl-C stops
 run:
@@ -45,11 +45,19 @@ fuzz:
 	@set -e; for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn ($(FUZZTIME))"; \
 		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME); done
 
-## build: the CLI and the six services into ./bin
+## build: the CLI, the six services and the agent (the four phase services of a host in one process) into ./bin
 build:
 	$(GO) build -o $(BIN)/ ./cmd/upshift ./services/coordinator/cmd/upshift-coordinator ./services/precheck/cmd/upshift-precheck \
 		./services/backup/cmd/upshift-backup ./services/deploy/cmd/upshift-deploy ./services/verify/cmd/upshift-verify \
-		./services/notify/cmd/upshift-notify
+		./services/notify/cmd/upshift-notify ./services/agent/cmd/upshift-agent
+
+## up: the production-like stack in containers (docker-compose.yml; needs a Docker engine and a .env, see README)
+up:
+	docker compose up -d --build
+
+## down: stop it (its volumes stay; `docker compose down -v` drops them)
+down:
+	docker compose down
 
 clean:
 	rm -rf $(BIN) .upshift-dev

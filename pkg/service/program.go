@@ -34,6 +34,11 @@ type Program struct {
 	// It returns what to run; a component with a Ready() bool method is a
 	// ready check. cleanup, if not nil, runs after every component stopped.
 	Build func(ctx context.Context, env Env) (parts []Component, cleanup func(), err error)
+	// Connects says Build opens the process's NATS connections itself,
+	// from env.Common (the agent: one per phase, each as its own user):
+	// env.NC and env.JS are nil, and Build's parts carry the connections'
+	// ready checks.
+	Connects bool
 }
 
 // Env is what Build gets.
@@ -79,10 +84,12 @@ func Run(ctx context.Context, p Program, args []string) error {
 	}
 	env.Log = log
 	env.Log.Info("starting", Settings(fs)...)
-	if env.NC, env.JS, err = Connect(env.Common, env.Instance, env.Log); err != nil {
-		return err
+	if !p.Connects {
+		if env.NC, env.JS, err = Connect(env.Common, env.Instance, env.Log); err != nil {
+			return err
+		}
+		defer env.NC.Close()
 	}
-	defer env.NC.Close()
 	env.Registry = NewRegistry()
 
 	ctx, stop := Interrupted(ctx)
@@ -108,10 +115,13 @@ func Run(ctx context.Context, p Program, args []string) error {
 	return nil
 }
 
-// Checks are the ready checks of a process: its NATS connection, and every
-// part with a Ready() bool method.
+// Checks are the ready checks of a process: its NATS connection (if not
+// nil), and every part with a Check() error or a Ready() bool method.
 func Checks(nc *nats.Conn, parts []Component) []func() error {
-	checks := []func() error{Connected(nc)}
+	var checks []func() error
+	if nc != nil {
+		checks = append(checks, Connected(nc))
+	}
 	for _, c := range parts {
 		switch r := c.(type) {
 		case interface{ Check() error }: // says why

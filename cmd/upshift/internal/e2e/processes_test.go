@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upshift/upshift/cmd/upshift/internal/demo"
@@ -37,7 +38,8 @@ var (
 	buildErr  error
 )
 
-// binaries builds the CLI and the six services' mains once for the package.
+// binaries builds the CLI, the six services' mains and the agent once for
+// the package.
 func binaries(t *testing.T) string {
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "upshift-bin-")
@@ -45,7 +47,7 @@ func binaries(t *testing.T) string {
 			return
 		}
 		root, _ := filepath.Abs("../../../..")
-		args := []string{"build", "-o", binDir + "/", "./cmd/upshift"}
+		args := []string{"build", "-o", binDir + "/", "./cmd/upshift", "./services/agent/cmd/upshift-agent"}
 		for _, s := range services {
 			args = append(args, fmt.Sprintf("./services/%s/cmd/upshift-%s", s, s))
 		}
@@ -61,7 +63,8 @@ func binaries(t *testing.T) string {
 	return binDir
 }
 
-// cluster is one embedded NATS server and the six services as processes.
+// cluster is one embedded NATS server and the six services as processes
+// (or the coordinator, notify and an agent).
 type cluster struct {
 	t       *testing.T
 	srv     *natsembed.Server
@@ -72,11 +75,21 @@ type cluster struct {
 	targets string
 	procs   map[string]*exec.Cmd
 	ops     map[string]string
+	// auth, if set, gives a process its NATS identity: arguments, and
+	// environment variables (UPSHIFT_*) for what must not be in them.
+	auth func(name string) (args, env []string)
 }
 
 func newCluster(t *testing.T, tune ...func(*targets.Target)) *cluster {
 	srv := natstest.Server(t)
 	nc, js := natstest.Connect(t, srv)
+	return startCluster(t, srv, nc, js, services, nil, tune...)
+}
+
+// startCluster runs the processes names against srv, each with its
+// identity from auth (nil: none); nc is the test's connection.
+func startCluster(t *testing.T, srv *natsembed.Server, nc *nats.Conn, js jetstream.JetStream, names []string,
+	auth func(string) ([]string, []string), tune ...func(*targets.Target)) *cluster {
 	d, err := devstack.NewDemo(t.TempDir(), artifacts)
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +98,7 @@ func newCluster(t *testing.T, tune ...func(*targets.Target)) *cluster {
 	if err := d.Install(context.Background(), "1.0"); err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, srv: srv, js: js, client: api.NewClient(nc), d: d, dir: t.TempDir(), procs: map[string]*exec.Cmd{}, ops: map[string]string{}}
+	c := &cluster{t: t, srv: srv, js: js, client: api.NewClient(nc), d: d, dir: t.TempDir(), procs: map[string]*exec.Cmd{}, ops: map[string]string{}, auth: auth}
 	tuned := d.Target
 	for _, f := range tune {
 		f(&tuned)
@@ -95,10 +108,10 @@ func newCluster(t *testing.T, tune ...func(*targets.Target)) *cluster {
 	if err := os.WriteFile(c.targets, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range services {
+	for _, s := range names {
 		c.start(s)
 	}
-	for _, s := range services {
+	for _, s := range names {
 		c.ready(s)
 	}
 	return c
@@ -113,7 +126,7 @@ func (c *cluster) start(name string) {
 	c.ops[name] = fmt.Sprintf("127.0.0.1:%d", port)
 	args := []string{"--nats-url", c.srv.URL(), "--ops-addr", c.ops[name], "--log-format", "text", "--instance", name + "@test"}
 	switch name {
-	case "precheck", "deploy":
+	case "precheck", "deploy", "agent":
 		args = append(args, "--targets", c.targets, "--artifact-dir", filepath.Join(c.dir, "artifacts-"+name),
 			"--artifact-sources", strings.Join(c.d.Sources(), ","))
 	case "backup", "verify":
@@ -128,6 +141,11 @@ func (c *cluster) start(name string) {
 	}
 	cmd := exec.Command(filepath.Join(binaries(c.t), "upshift-"+name), args...)
 	cmd.Stdout, cmd.Stderr = log, log
+	if c.auth != nil {
+		more, env := c.auth(name)
+		cmd.Args = append(cmd.Args, more...)
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
