@@ -28,9 +28,10 @@ import (
 
 // conn are the connection flags every client command has.
 type conn struct {
-	url, creds, user string
-	password         service.Secret
-	timeout          time.Duration
+	url, creds, user       string
+	password               service.Secret
+	tlsCA, tlsCert, tlsKey string
+	timeout                time.Duration
 }
 
 func envOr(k, def string) string {
@@ -45,11 +46,15 @@ func (c *conn) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.creds, "creds", os.Getenv("UPSHIFT_NATS_CREDS"), "NATS credentials file ($UPSHIFT_NATS_CREDS)")
 	fs.StringVar(&c.user, "user", os.Getenv("UPSHIFT_NATS_USER"), "NATS user ($UPSHIFT_NATS_USER)")
 	service.SecretVar(fs, &c.password, "password", service.Secret(os.Getenv("UPSHIFT_NATS_PASSWORD")), "NATS password ($UPSHIFT_NATS_PASSWORD)")
+	fs.StringVar(&c.tlsCA, "nats-tls-ca", os.Getenv("UPSHIFT_NATS_TLS_CA"), "PEM file of the CA that signed the NATS server's certificate ($UPSHIFT_NATS_TLS_CA)")
+	fs.StringVar(&c.tlsCert, "nats-tls-cert", os.Getenv("UPSHIFT_NATS_TLS_CERT"), "PEM file of your client certificate, for servers that verify clients ($UPSHIFT_NATS_TLS_CERT)")
+	fs.StringVar(&c.tlsKey, "nats-tls-key", os.Getenv("UPSHIFT_NATS_TLS_KEY"), "PEM file of the client certificate's key ($UPSHIFT_NATS_TLS_KEY)")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for an answer")
 }
 
 func (c *conn) open() (*nats.Conn, jetstream.JetStream, error) {
-	common := service.Common{NATSURL: c.url, NATSCreds: c.creds, NATSUser: c.user, NATSPassword: c.password}
+	common := service.Common{NATSURL: c.url, NATSCreds: c.creds, NATSUser: c.user, NATSPassword: c.password,
+		NATSTLSCA: c.tlsCA, NATSTLSCert: c.tlsCert, NATSTLSKey: c.tlsKey}
 	return service.Connect(common, "upshift-cli", slog.New(slog.DiscardHandler))
 }
 

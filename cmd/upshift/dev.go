@@ -108,7 +108,10 @@ func runDev(ctx context.Context, o devOptions, out io.Writer) error {
 	// A token made here is printed for the user to copy; one given is a
 	// secret, and is not.
 	token := "(the one given with --api-token)"
-	if o.coordinator.APIToken == "" {
+	switch {
+	case o.coordinator.APITokensFile != "" && o.coordinator.APIToken == "":
+		token = "(one of --api-tokens " + o.coordinator.APITokensFile + ")"
+	case o.coordinator.APIToken == "":
 		token = rand.Text()
 		o.coordinator.APIToken = service.Secret(token)
 	}

@@ -40,7 +40,9 @@ type Common struct {
 	NATSUser     string
 	NATSPassword Secret
 	NATSCreds    string
-	NATSCA       string
+	NATSTLSCA    string
+	NATSTLSCert  string
+	NATSTLSKey   string
 	OpsAddr      string
 	LogLevel     string
 	LogFormat    string
@@ -53,7 +55,11 @@ func (c *Common) Register(fs *flag.FlagSet, opsAddr string) {
 	fs.StringVar(&c.NATSUser, "nats-user", "", "NATS user")
 	SecretVar(fs, &c.NATSPassword, "nats-password", "", "NATS password")
 	fs.StringVar(&c.NATSCreds, "nats-creds", "", "NATS credentials file")
-	fs.StringVar(&c.NATSCA, "nats-ca", "", "CA certificate that signed the NATS server's (enables TLS)")
+	fs.StringVar(&c.NATSTLSCA, "nats-tls-ca", "", "PEM file of the CA that signed the NATS server's certificate (enables TLS)")
+	// The older name of --nats-tls-ca, kept so that existing units still start.
+	fs.StringVar(&c.NATSTLSCA, "nats-ca", "", "older name of --nats-tls-ca")
+	fs.StringVar(&c.NATSTLSCert, "nats-tls-cert", "", "PEM file of this service's client certificate, for servers that verify clients (mTLS); needs --nats-tls-key")
+	fs.StringVar(&c.NATSTLSKey, "nats-tls-key", "", "PEM file of the client certificate's private key")
 	fs.StringVar(&c.OpsAddr, "ops-addr", opsAddr, "address of /metrics, /healthz and /readyz (empty: off)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
@@ -155,9 +161,11 @@ func Connect(c Common, name string, log *slog.Logger) (*nats.Conn, jetstream.Jet
 	if c.NATSCreds != "" {
 		opts = append(opts, nats.UserCredentials(c.NATSCreds))
 	}
-	if c.NATSCA != "" {
-		opts = append(opts, nats.RootCAs(c.NATSCA))
+	tls, err := c.tlsOptions()
+	if err != nil {
+		return nil, nil, err
 	}
+	opts = append(opts, tls...)
 	nc, err := nats.Connect(c.NATSURL, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", redact(c.NATSURL), err)
@@ -168,6 +176,28 @@ func Connect(c Common, name string, log *slog.Logger) (*nats.Conn, jetstream.Jet
 		return nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
 	return nc, js, nil
+}
+
+// ErrTLSSettings is returned for a client certificate without its key, or
+// a key without its certificate.
+var ErrTLSSettings = errors.New("NATS TLS: --nats-tls-cert and --nats-tls-key go together")
+
+// tlsOptions are the TLS options the settings ask for: a CA to verify the
+// server with, and a client certificate for a server that verifies clients.
+// Either enables TLS; without both, a server's certificate is checked
+// against the system's CAs.
+func (c Common) tlsOptions() ([]nats.Option, error) {
+	var opts []nats.Option
+	if c.NATSTLSCA != "" {
+		opts = append(opts, nats.RootCAs(c.NATSTLSCA))
+	}
+	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
+		return nil, ErrTLSSettings
+	}
+	if c.NATSTLSCert != "" {
+		opts = append(opts, nats.ClientCert(c.NATSTLSCert, c.NATSTLSKey))
+	}
+	return opts, nil
 }
 
 // redact masks what stands before '@' in each of a comma-separated list of

@@ -22,9 +22,11 @@ type Settings struct {
 	DatabaseURL service.Secret
 	// PolicyFile, when given, replaces Engine.Policy's environments.
 	PolicyFile string
-	// HTTPAddr serves the HTTP API (empty: off); APIToken guards its writes.
-	HTTPAddr string
-	APIToken service.Secret
+	// HTTPAddr serves the HTTP API (empty: off); APIToken guards its writes,
+	// and APITokensFile names its callers with their roles (httpapi.Config).
+	HTTPAddr      string
+	APIToken      service.Secret
+	APITokensFile string
 	// Engine tunes the coordinator. Its policy's approval settings,
 	// concurrency, relay interval and consumer settings are flags; the rest
 	// is set in code. Instance and Streams come from the process, and Store,
@@ -40,7 +42,9 @@ func (s *Settings) Register(fs *flag.FlagSet) {
 	service.SecretVar(fs, &s.DatabaseURL, "database-url", s.DatabaseURL, "PostgreSQL URL, for --store postgres")
 	fs.StringVar(&s.PolicyFile, "policy", s.PolicyFile, "policy file: per environment, approval, windows, rehearsal")
 	fs.StringVar(&s.HTTPAddr, "http-addr", or(s.HTTPAddr, ":8080"), "address of the HTTP API (empty: off)")
-	service.SecretVar(fs, &s.APIToken, "api-token", s.APIToken, "bearer token for the HTTP API's writes (empty: writes refused)")
+	service.SecretVar(fs, &s.APIToken, "api-token", s.APIToken, "bearer token for the HTTP API's writes, the actor named in the body (empty: writes refused unless --api-tokens)")
+	fs.StringVar(&s.APITokensFile, "api-tokens", s.APITokensFile,
+		"file of the HTTP API's named tokens (sha256 of each) and their roles: read, approve, operate; then every route needs one")
 	if e.Policy.ApprovalEnvironments == nil {
 		e.Policy.ApprovalEnvironments = []string{"production"}
 	}
@@ -111,7 +115,15 @@ func Build(ctx context.Context, env service.Env, s Settings) (Parts, error) {
 	cfg.Instance, cfg.Streams = env.Instance, env.Streams()
 	p := Parts{Coordinator: coordinator.New(env.NC, env.JS, cfg, env.Log, env.Registry), Close: closeStore}
 	if s.HTTPAddr != "" {
-		api, err := service.NewHTTPServer(s.HTTPAddr, httpapi.New(p.Coordinator, httpapi.Config{Token: string(s.APIToken)}, env.Log))
+		cfg := httpapi.Config{Token: string(s.APIToken)}
+		if s.APITokensFile != "" {
+			var err error
+			if cfg.Tokens, err = httpapi.LoadTokens(s.APITokensFile); err != nil {
+				closeStore()
+				return Parts{}, err
+			}
+		}
+		api, err := service.NewHTTPServer(s.HTTPAddr, httpapi.New(p.Coordinator, cfg, env.Log))
 		if err != nil {
 			closeStore()
 			return Parts{}, err

@@ -31,6 +31,8 @@ func newServer(t *testing.T, b httpapi.Backend, cfg httpapi.Config, log *slog.Lo
 type client struct {
 	t   *testing.T
 	url string
+	// auth is the Authorization header of a call that gives none.
+	auth string
 }
 
 // do sends a request and returns the status, the headers and the body,
@@ -40,6 +42,9 @@ func (c *client) do(method, path, auth string, body io.Reader) (int, http.Header
 	req, err := http.NewRequest(method, c.url+path, body)
 	if err != nil {
 		c.t.Fatal(err)
+	}
+	if auth == "" {
+		auth = c.auth
 	}
 	if auth != "" {
 		req.Header.Set("Authorization", auth)

@@ -4,13 +4,17 @@
 // the same coordinator methods as the NATS API the CLI uses, so both answer
 // alike and a decision taken here is durable in the same way.
 //
-// Reads are open; writes need the bearer token of Config.Token, and are
-// refused outright when none is configured. Every answer is JSON, errors
-// included ({"error": "...", "code": n}).
+// Callers are told apart by bearer tokens. The simplest configuration is one
+// token (Config.Token): reads are open, the token may take every decision,
+// and the actor is what the caller says in the body. A tokens file
+// (Config.Tokens, LoadTokens) names each caller and gives it roles: then
+// every route needs a token with its role (read for GET, approve for approve
+// and reject, operate for cancel), and the actor of a decision is the
+// token's name. With neither, reads are open and writes are refused. Every
+// answer is JSON, errors included ({"error": "...", "code": n}).
 //
-// There is one token, and the actor is what the caller says it is. Changes
-// are read by polling GET, or from EVENTS; /healthz and /metrics are the ops
-// server's.
+// Changes are read by polling GET, or from EVENTS; /healthz and /metrics are
+// the ops server's.
 package httpapi
 
 import (
@@ -36,9 +40,13 @@ type Backend interface {
 
 // Config of the API.
 type Config struct {
-	// Token is the bearer token writes must carry. Empty refuses every
-	// write with 403.
+	// Token is a bearer token that may take every decision, the actor
+	// being the one the body names; reads stay open unless Tokens is set.
 	Token string
+	// Tokens are named tokens with roles (LoadTokens). When set, every
+	// route needs one with its role, and a decision's actor is the token's
+	// name. With neither Token nor Tokens every write is refused with 403.
+	Tokens []Token
 	// MaxBody bounds a request body in bytes. Default 64 KiB.
 	MaxBody int64
 }
@@ -51,9 +59,10 @@ const DefaultMaxBody = 64 << 10
 const callTimeout = 10 * time.Second
 
 type server struct {
-	b   Backend
-	cfg Config
-	log *slog.Logger
+	b     Backend
+	cfg   Config
+	known known
+	log   *slog.Logger
 }
 
 // New returns the API's handler. It answers /v1/... and a JSON 404 for
@@ -65,18 +74,18 @@ func New(b Backend, cfg Config, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &server{b: b, cfg: cfg, log: log.With("component", "httpapi")}
+	s := &server{b: b, cfg: cfg, known: newKnown(cfg), log: log.With("component", "httpapi")}
 	mux := http.NewServeMux()
 	routes := []struct {
 		method, path string
 		h            http.HandlerFunc
 	}{
-		{http.MethodGet, "/v1/sagas", s.list},
-		{http.MethodGet, "/v1/sagas/{id}", s.get},
-		{http.MethodGet, "/v1/sagas/{id}/history", s.history},
-		{http.MethodPost, "/v1/sagas/{id}/approve", s.decide(events.OpApprove)},
-		{http.MethodPost, "/v1/sagas/{id}/reject", s.decide(events.OpReject)},
-		{http.MethodPost, "/v1/sagas/{id}/cancel", s.decide(events.OpCancel)},
+		{http.MethodGet, "/v1/sagas", s.read(s.list)},
+		{http.MethodGet, "/v1/sagas/{id}", s.read(s.get)},
+		{http.MethodGet, "/v1/sagas/{id}/history", s.read(s.history)},
+		{http.MethodPost, "/v1/sagas/{id}/approve", s.decide(events.OpApprove, RoleApprove)},
+		{http.MethodPost, "/v1/sagas/{id}/reject", s.decide(events.OpReject, RoleApprove)},
+		{http.MethodPost, "/v1/sagas/{id}/cancel", s.decide(events.OpCancel, RoleOperate)},
 	}
 	for _, r := range routes {
 		mux.HandleFunc(r.method+" "+r.path, r.h)

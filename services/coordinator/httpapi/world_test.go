@@ -29,7 +29,7 @@ import (
 // timeline in the audit log, a decision that moves the saga) holds of the
 // one it is served over.
 func TestOverTheCoordinator(t *testing.T) {
-	w := newWorld(t)
+	w := newWorld(t, nil)
 	s := &client{t: t, url: "http://" + w.http}
 	done := w.submit(request("platform", "test", "app"))
 	waiting := w.submit(request("dba", "production", "db"))
@@ -132,7 +132,8 @@ type world struct {
 	client *api.Client
 }
 
-func newWorld(t *testing.T) *world {
+// edit, if not nil, changes the coordinator's settings.
+func newWorld(t *testing.T, edit func(*coordinatord.Settings)) *world {
 	srv, js := natstest.Start(t)
 	nc, _ := natstest.Connect(t, srv)
 	w := &world{t: t, client: api.NewClient(nc)}
@@ -150,11 +151,15 @@ func newWorld(t *testing.T) *world {
 		natstest.Eventually(t, natstest.Patience, string(p)+" ready", svc.Ready)
 	}
 	env := service.Env{Instance: "coordinator@test", Log: quiet, NC: nc, JS: js, Registry: prometheus.NewRegistry()}
-	parts, err := coordinatord.Build(context.Background(), env, coordinatord.Settings{
+	settings := coordinatord.Settings{
 		Store: coordinatord.StoreKV, HTTPAddr: "127.0.0.1:0", APIToken: token,
 		Engine: coordinator.Config{Consumer: fast, RelayInterval: 500 * time.Millisecond,
 			Policy: coordinator.Policy{ApprovalEnvironments: []string{"production"}, ApprovalTimeout: time.Hour}},
-	})
+	}
+	if edit != nil {
+		edit(&settings)
+	}
+	parts, err := coordinatord.Build(context.Background(), env, settings)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -16,7 +14,8 @@ import (
 )
 
 // DecisionBody is the body of POST /v1/sagas/{id}/approve, /reject and
-// /cancel.
+// /cancel. Actor is required with the single token; with a named token it
+// may be left out, and if given must be the token's name.
 type DecisionBody struct {
 	Actor   string `json:"actor"`
 	Comment string `json:"comment,omitempty"`
@@ -27,17 +26,23 @@ const errNoToken = "writes are disabled: no API token configured"
 
 // decide serves one operator's decision. Whatever the outcome, one log line
 // says who asked what of which saga and what came of it.
-func (s *server) decide(op events.ControlOp) http.HandlerFunc {
+func (s *server) decide(op events.ControlOp, role Role) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var (
+			who   caller
 			actor string
 			code  int
 			cause error
 		)
 		defer func() {
-			s.logWrite(r, actor, code, cause)
+			s.logWrite(r, who, actor, code, cause)
 		}()
-		if code = s.authorize(w, r); code != 0 {
+		if len(s.known.hashes) == 0 {
+			writeError(w, http.StatusForbidden, errNoToken)
+			code = http.StatusForbidden
+			return
+		}
+		if who, code = s.authorize(w, r, role); code != 0 {
 			return
 		}
 		id, err := sagaID(r)
@@ -45,15 +50,19 @@ func (s *server) decide(op events.ControlOp) http.HandlerFunc {
 			code, cause = s.fail(w, r, err), err
 			return
 		}
-		body, err := s.body(w, r)
+		body, err := s.body(w, r, who)
 		if err != nil {
 			code, cause = s.fail(w, r, err), err
 			return
 		}
-		actor = body.Actor
+		if actor, err = who.actor(body); err != nil {
+			code, cause = http.StatusForbidden, err
+			writeError(w, code, err.Error())
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
 		defer cancel()
-		reply, err := s.b.Decide(ctx, api.ControlRequest{ID: id, Op: op, Actor: body.Actor, Comment: body.Comment})
+		reply, err := s.b.Decide(ctx, api.ControlRequest{ID: id, Op: op, Actor: actor, Comment: body.Comment})
 		if err != nil {
 			code, cause = s.fail(w, r, err), err
 			return
@@ -63,32 +72,9 @@ func (s *server) decide(op events.ControlOp) http.HandlerFunc {
 	}
 }
 
-// authorize answers and returns the status if the request may not write;
-// 0 if it may. The token is compared by its hash in constant time, so
-// neither its content nor its length shows in the timing.
-func (s *server) authorize(w http.ResponseWriter, r *http.Request) int {
-	if s.cfg.Token == "" {
-		writeError(w, http.StatusForbidden, errNoToken)
-		return http.StatusForbidden
-	}
-	scheme, given, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(given) == "" {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="upshift"`)
-		writeError(w, http.StatusUnauthorized, "a bearer token is required: Authorization: Bearer <token>")
-		return http.StatusUnauthorized
-	}
-	want, got := sha256.Sum256([]byte(s.cfg.Token)), sha256.Sum256([]byte(strings.TrimSpace(given)))
-	if subtle.ConstantTimeCompare(want[:], got[:]) != 1 {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="upshift", error="invalid_token"`)
-		writeError(w, http.StatusUnauthorized, "the bearer token is not valid")
-		return http.StatusUnauthorized
-	}
-	return 0
-}
-
 // body reads a decision: one JSON object, no unknown fields, no trailing
-// data, within the size limit, with an actor.
-func (s *server) body(w http.ResponseWriter, r *http.Request) (DecisionBody, error) {
+// data, within the size limit, with an actor if the caller has no name.
+func (s *server) body(w http.ResponseWriter, r *http.Request, who caller) (DecisionBody, error) {
 	var b DecisionBody
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
 	dec.DisallowUnknownFields()
@@ -105,15 +91,15 @@ func (s *server) body(w http.ResponseWriter, r *http.Request) (DecisionBody, err
 	case err != nil:
 		return b, badRequest("body: %v", err)
 	}
-	if strings.TrimSpace(b.Actor) == "" {
+	if who.name == "" && strings.TrimSpace(b.Actor) == "" {
 		return b, badRequest("body: actor is required")
 	}
 	return b, nil
 }
 
 // logWrite logs a write without its headers: the token never reaches the
-// log.
-func (s *server) logWrite(r *http.Request, actor string, code int, cause error) {
+// log, its name does.
+func (s *server) logWrite(r *http.Request, who caller, actor string, code int, cause error) {
 	outcome, level := "accepted", slog.LevelInfo
 	switch code {
 	case http.StatusAccepted:
@@ -131,7 +117,7 @@ func (s *server) logWrite(r *http.Request, actor string, code int, cause error) 
 		outcome, level = "error", slog.LevelError
 	}
 	attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path),
-		slog.String("saga", r.PathValue("id")), slog.String("actor", actor), slog.String("outcome", outcome),
+		slog.String("saga", r.PathValue("id")), slog.String("actor", actor), slog.String("token", who.String()), slog.String("outcome", outcome),
 		slog.Int("status", code), slog.String("remote", r.RemoteAddr)}
 	if cause != nil {
 		attrs = append(attrs, slog.String("err", cause.Error()))
