@@ -21,9 +21,9 @@ import (
 // holds. Backups kept in a target's backup directory are on that host.
 func backupsCmd(out io.Writer) *ffcli.Command {
 	fs := flag.NewFlagSet("upshift backups", flag.ContinueOnError)
-	return &ffcli.Command{Name: "backups", ShortUsage: "upshift backups list|show ...",
-		ShortHelp: "list and show the backups kept in the Object Store", FlagSet: fs,
-		Subcommands: []*ffcli.Command{backupsListCmd(out), backupsShowCmd(out)},
+	return &ffcli.Command{Name: "backups", ShortUsage: "upshift backups list|show|restore ...",
+		ShortHelp: "list and show the backups kept in the Object Store; restore one by hand, as a saga", FlagSet: fs,
+		Subcommands: []*ffcli.Command{backupsListCmd(out), backupsShowCmd(out), backupsRestoreCmd(out)},
 		Exec:        func(context.Context, []string) error { return flag.ErrHelp }}
 }
 

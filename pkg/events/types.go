@@ -111,6 +111,11 @@ type Upgrade struct {
 	// Purge names the purge rules a maintenance run's purge runs (none:
 	// every rule of the target).
 	Purge []string `json:"purge,omitempty"`
+	// Backup is the saga whose backup a restore by hand puts back (the
+	// backup service's check and restore of a Maintenance run whose action
+	// is restore); empty, and always on a compensation: the command's own
+	// saga's backup.
+	Backup string `json:"backup,omitempty"`
 }
 
 // AnalysisRef selects an analysis the target's configuration declares;

@@ -179,7 +179,15 @@ func (m *machine) start() {
 	raw, _ := json.Marshal(m.s.Request)
 	m.note(events.SagaEvent{Kind: string(StateRequested), Reason: m.s.Request.Title(), Request: raw})
 	m.enter(StatePrechecking, "")
-	m.dispatch(events.Precheck, events.ActionCheck, m.targets(), 0, m.s.Request.Spec.Timeouts.Precheck.Duration, "")
+	deadline := m.at.Add(m.s.Request.Spec.Timeouts.Precheck.Duration)
+	m.send(events.Precheck, events.ActionCheck, m.targets(), 0, deadline, deadline, "")
+	if m.s.Request.Restores() {
+		// Only the backup service knows whether the backup to restore is
+		// there and whole: it checks, beside the precheck, before anything
+		// is changed.
+		m.send(events.Backup, events.ActionCheck, m.targets(), 0, deadline, deadline, "")
+	}
+	m.wait(deadline)
 }
 
 func (m *machine) targets() []string { return m.s.Request.Spec.Targets }
@@ -194,10 +202,12 @@ func (m *machine) dispatch(phase events.Phase, action events.Action, targets []s
 		notAfter = time.Time{}
 	}
 	m.send(phase, action, targets, batch, notAfter, deadline, compensates)
+	m.wait(deadline)
 }
 
 // send sends one command per target, to be started by notAfter (zero: any
-// time) and reported by deadline, the phase's deadline.
+// time) and reported by deadline, the phase's deadline; the caller waits
+// for the deadline.
 func (m *machine) send(phase events.Phase, action events.Action, targets []string, batch int, notAfter, deadline time.Time, compensates string) {
 	for _, t := range targets {
 		attempt := 1
@@ -218,9 +228,13 @@ func (m *machine) send(phase events.Phase, action events.Action, targets []strin
 			Batch: batch, Attempt: attempt, Deadline: deadline, NotAfter: notAfter, Compensates: compensates,
 			Upgrade: upgrade(*m.s),
 		}
+		if compensates != "" {
+			// A compensation restores the saga's own backup, whatever
+			// the saga restores forward.
+			cmd.Upgrade.Backup = ""
+		}
 		m.eff.Commands = append(m.eff.Commands, cmd)
 	}
-	m.wait(deadline)
 }
 
 func (m *machine) wait(deadline time.Time) {
@@ -235,6 +249,7 @@ func upgrade(s Saga) events.Upgrade {
 		Kind: string(r.Kind), Software: r.Spec.Software, From: r.Spec.From, To: r.Spec.To,
 		Artifact:    events.Artifact{URL: r.Spec.Artifact.URL, Digest: r.Spec.Artifact.Digest, Signature: r.Spec.Artifact.Signature},
 		Environment: r.Metadata.Environment, Actions: r.Actions(), Analyses: s.Analyses(), Purge: purges(r),
+		Backup: r.RestoreFrom(),
 	}
 }
 
@@ -358,15 +373,15 @@ func (m *machine) current() []*Step {
 		st := &m.s.Steps[i]
 		switch m.s.State {
 		case StatePrechecking:
-			if st.Phase == events.Precheck {
+			if st.Phase == events.Precheck || st.Phase == events.Backup && st.Action == events.ActionCheck {
 				out = append(out, st)
 			}
 		case StateBackingUp:
-			if st.Phase == events.Backup && st.Compensates == "" {
+			if st.Phase == events.Backup && st.Action == events.ActionArchive && st.Compensates == "" {
 				out = append(out, st)
 			}
 		case StateDeploying:
-			if st.Phase == events.Deploy && st.Compensates == "" && st.Batch == m.s.Batch {
+			if m.forward(st) && st.Batch == m.s.Batch {
 				out = append(out, st)
 			}
 		case StateVerifying:
@@ -497,14 +512,35 @@ func (m *machine) resume() {
 	m.backup()
 }
 
-// deployed reports whether a deploy (or maintenance) step was dispatched.
+// deployed reports whether a deploy (or maintenance, or restore) step was
+// dispatched.
 func (m *machine) deployed() bool {
-	for _, st := range m.s.Steps {
-		if st.Phase == events.Deploy && st.Compensates == "" {
+	for i := range m.s.Steps {
+		if m.forward(&m.s.Steps[i]) {
 			return true
 		}
 	}
 	return false
+}
+
+// work is the phase and action of the saga's deploying state: an upgrade's
+// apply, a maintenance run's maintain, or, for a restore by hand, the backup
+// service's restore of the backup the request names.
+func (m *machine) work() (events.Phase, events.Action) {
+	switch r := m.s.Request; {
+	case r.Restores():
+		return events.Backup, events.ActionRestore
+	case r.Kind == spec.KindMaintenance:
+		return events.Deploy, events.ActionMaintain
+	}
+	return events.Deploy, events.ActionApply
+}
+
+// forward reports whether st is a step of the deploying state: one that
+// changes the target, to be undone if the saga rolls back.
+func (m *machine) forward(st *Step) bool {
+	phase, action := m.work()
+	return st.Phase == phase && st.Action == action && st.Compensates == ""
 }
 
 // fail ends a saga whose windows do not let it go on: failed if nothing was
@@ -532,13 +568,10 @@ func (m *machine) backup() {
 }
 
 func (m *machine) deploy(batch int) {
-	action := events.ActionApply
-	if m.s.Request.Kind == spec.KindMaintenance {
-		action = events.ActionMaintain
-	}
+	phase, action := m.work()
 	m.s.Batch = batch
 	m.enter(StateDeploying, "")
-	m.dispatch(events.Deploy, action, m.s.Batches[batch], batch, m.s.Request.Spec.Timeouts.Deploy.Duration, "")
+	m.dispatch(phase, action, m.s.Batches[batch], batch, m.s.Request.Spec.Timeouts.Deploy.Duration, "")
 }
 
 func (m *machine) verify(batch int) {
@@ -564,6 +597,7 @@ func (m *machine) watch() {
 	end := m.at.Add(w)
 	m.enter(StateWatching, fmt.Sprintf("every target watched for %s, until %s", w, end.Format(time.RFC3339)))
 	m.send(events.Verify, events.ActionWatch, m.targets(), m.s.Batch, end, end.Add(WatchGrace), "")
+	m.wait(end.Add(WatchGrace))
 }
 
 // compensation is the action that undoes a completed one.
@@ -578,15 +612,16 @@ var compensation = map[events.Action]events.Action{
 //     is newest (its roll-back queues behind it on the target), then the
 //     finished ones by the order they finished, failed and timed-out ones
 //     included, since they may have half switched;
-//   - then every completed backup of a target that a deploy or maintenance
-//     step touched, newest first: restoring an untouched target would only
-//     redo what is there.
+//   - then every completed backup of a target that a deploy, maintenance
+//     or restore step touched, newest first: restoring an untouched target
+//     would only redo what is there. A restore by hand is undone so: its
+//     own saga's backup, of the state it replaced, is put back.
 func (m *machine) rollBack(cause Cause, reason string) {
 	var running, finished, backups []*Step
 	touched := map[string]bool{}
 	for i := range m.s.Steps {
 		st := &m.s.Steps[i]
-		if st.Phase != events.Deploy || st.Compensates != "" {
+		if !m.forward(st) {
 			continue
 		}
 		touched[st.Target] = true

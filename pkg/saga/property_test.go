@@ -155,6 +155,11 @@ func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T)
 		req.Spec.Backup.Skip = rng.IntN(100) < 15
 		if kind == spec.KindMaintenance {
 			req.Spec.Maintenance.Actions = rapid.SliceOfNDistinct(rapid.SampledFrom(spec.MaintenanceActions), 1, 3, rapid.ID[string]).Draw(t, "actions")
+			if slices.Contains(req.Spec.Maintenance.Actions, spec.ActionRestore) {
+				// A restore by hand is a run of its own (spec.Validate).
+				req.Spec.Maintenance.Actions, req.Spec.Maintenance.Backup = []string{spec.ActionRestore}, "s0"
+				req.Spec.Backup.Skip = false
+			}
 		}
 		req.Spec.DryRun = rng.IntN(100) < 10
 		hour := spec.Duration{Duration: time.Hour}
@@ -259,6 +264,11 @@ func (w *world) checkEnd() {
 		if c.Action == events.ActionArchive && !backedUp {
 			w.t.Fatalf("%s backed up %s: a %s of %v (skip %v) has nothing to back up", s.ID, c.Target, r.Kind, r.Actions(), r.Spec.Backup.Skip)
 		}
+		// A restore names the backup it restores on its forward steps; a
+		// compensation always restores the saga's own.
+		if want := r.RestoreFrom(); c.Compensates != "" && c.Upgrade.Backup != "" || c.Compensates == "" && c.Upgrade.Backup != want {
+			w.t.Fatalf("%s names the backup of %q (restore from %q)", c.Step, c.Upgrade.Backup, want)
+		}
 	}
 	var comps []events.Command
 	deployed := false
@@ -266,7 +276,7 @@ func (w *world) checkEnd() {
 		if c.Compensates != "" {
 			comps = append(comps, c)
 		}
-		if c.Phase == events.Deploy && c.Compensates == "" {
+		if forward(r, c.Phase, c.Action, c.Compensates) {
 			deployed = true
 		}
 	}
@@ -286,15 +296,15 @@ func (w *world) checkEnd() {
 			w.t.Fatalf("succeeded with a watch of %s: watching seen %v, targets watched %v", s.Watch(), saw, watched)
 		}
 		for _, st := range s.Steps {
-			if st.Status != saga.StepSucceeded && (st.Phase == events.Deploy || st.Phase == events.Verify) {
+			if st.Status != saga.StepSucceeded && (forward(r, st.Phase, st.Action, st.Compensates) || st.Phase == events.Deploy || st.Phase == events.Verify) {
 				w.t.Fatalf("succeeded with step %s %s", st.ID, st.Status)
 			}
 		}
 		return
 	case saga.StateChecked:
 		for _, c := range w.order {
-			if c.Phase != events.Precheck {
-				w.t.Fatalf("checked after %s: a dry run sends prechecks only", c.Step)
+			if c.Phase != events.Precheck && !(r.Restores() && c.Phase == events.Backup && c.Action == events.ActionCheck) {
+				w.t.Fatalf("checked after %s: a dry run sends prechecks only (and a restore's backup checks)", c.Step)
 			}
 		}
 		if !s.Request.Spec.DryRun {
@@ -313,7 +323,7 @@ func (w *world) checkEnd() {
 	touched := map[string]bool{}
 	want := map[string]bool{}
 	for _, st := range s.Steps {
-		if st.Phase == events.Deploy && st.Compensates == "" {
+		if forward(r, st.Phase, st.Action, st.Compensates) {
 			touched[st.Target] = true
 			if st.Action == events.ActionApply {
 				want[st.ID] = true
@@ -371,6 +381,18 @@ func (w *world) checkEnd() {
 	if allOK != (s.State == saga.StateRolledBack) {
 		w.t.Fatalf("state %s with every compensation succeeded = %v", s.State, allOK)
 	}
+}
+
+// forward reports whether a step changes a target on the saga's way
+// forward: a deploy, or a restore by hand's restore.
+func forward(r spec.Request, phase events.Phase, action events.Action, compensates string) bool {
+	if compensates != "" {
+		return false
+	}
+	if r.Restores() {
+		return phase == events.Backup && action == events.ActionRestore
+	}
+	return phase == events.Deploy
 }
 
 // checkWatch checks a watch command as it is sent: only once the last

@@ -128,6 +128,9 @@ type Maintenance struct {
 	// every rule the target declares. Names only: a request never carries
 	// SQL.
 	Purge []string `json:"purge,omitempty"`
+	// Backup is the id of the earlier saga whose backup the restore action
+	// puts back on every target; only with restore.
+	Backup string `json:"backup,omitempty"`
 }
 
 // Maintenance actions.
@@ -139,18 +142,22 @@ const (
 	ActionArchiveLogs    = "archive-logs"    // compress and move old log files, check logging still writes
 	ActionConfigDrift    = "config-drift"    // compare configuration files with the recorded baseline
 	ActionConfigBaseline = "config-baseline" // record the configuration files as the new baseline
+	// ActionRestore puts back the backup of an earlier saga
+	// (Maintenance.Backup), files and databases: a restore by hand. The
+	// backup service does it, not deploy; it is the request's only action.
+	ActionRestore = "restore"
 )
 
 // MaintenanceActions are the actions a Maintenance request may name.
 var MaintenanceActions = []string{ActionReindex, ActionAnalyze, ActionVacuum, ActionPurge,
-	ActionArchiveLogs, ActionConfigDrift, ActionConfigBaseline}
+	ActionArchiveLogs, ActionConfigDrift, ActionConfigBaseline, ActionRestore}
 
 // DataActions are the maintenance actions that change the target's data
-// (rows, log files): a run naming one is backed up first, and a failure
+// (rows, log files, a whole restored tree): a run naming one is backed up first, and a failure
 // after it is undone by restoring that backup. The others change no data
 // (reindex, analyze and vacuum rebuild what PostgreSQL derives from it; a
 // drift check only reads; a baseline is upshift's own record).
-var DataActions = []string{ActionPurge, ActionArchiveLogs}
+var DataActions = []string{ActionPurge, ActionArchiveLogs, ActionRestore}
 
 // ChangesData reports whether any of actions changes the target's data.
 func ChangesData(actions []string) bool {
@@ -217,12 +224,29 @@ func (r Request) Title() string {
 	}
 	switch r.Kind {
 	case KindMaintenance:
+		if r.Restores() {
+			return fmt.Sprintf("restore of %s from the backup of saga %s", r.Spec.Software, r.Spec.Maintenance.Backup)
+		}
 		return fmt.Sprintf("maintenance of %s (%s)", r.Spec.Software, strings.Join(r.Actions(), ", "))
 	case KindInstall:
 		return fmt.Sprintf("first install of %s %s", r.Spec.Software, r.Spec.To)
 	default:
 		return fmt.Sprintf("upgrade of %s from %s to %s", r.Spec.Software, r.Spec.From, r.Spec.To)
 	}
+}
+
+// Restores reports whether the request is a restore by hand: a
+// Maintenance run whose action is restore.
+func (r Request) Restores() bool {
+	return r.Kind == KindMaintenance && contains(r.Actions(), ActionRestore)
+}
+
+// RestoreFrom is the saga whose backup a restore puts back, if any.
+func (r Request) RestoreFrom() string {
+	if !r.Restores() {
+		return ""
+	}
+	return r.Spec.Maintenance.Backup
 }
 
 // Actions returns the maintenance actions, if any.

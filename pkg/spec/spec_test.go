@@ -2,6 +2,7 @@ package spec_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -224,5 +225,50 @@ func TestVerifySettings(t *testing.T) {
 		if !found {
 			t.Errorf("%s: no problem at %q saying %q in %v", tc.verify, tc.path, tc.says, verr.Problems)
 		}
+	}
+}
+
+func TestRestoreRules(t *testing.T) {
+	doc := func(maint string, skip bool) string {
+		return `{"apiVersion":"upshift/v1","kind":"Maintenance","metadata":{"team":"a","environment":"b"},"spec":{"software":"x","targets":["t"],` +
+			fmt.Sprintf(`"backup":{"skip":%t},"maintenance":%s}}`, skip, maint)
+	}
+	for _, tc := range []struct {
+		name, doc, path string // path "": valid
+	}{
+		{"a restore", doc(`{"actions":["restore"],"backup":"01JABC-def_9"}`, false), ""},
+		{"no backup named", doc(`{"actions":["restore"]}`, false), "spec.maintenance.backup"},
+		{"a backup without restore", doc(`{"actions":["purge"],"backup":"s1"}`, false), "spec.maintenance.backup"},
+		{"not a plain id", doc(`{"actions":["restore"],"backup":"../s1"}`, false), "spec.maintenance.backup"},
+		{"a subject wildcard", doc(`{"actions":["restore"],"backup":"s.*"}`, false), "spec.maintenance.backup"},
+		{"with another action", doc(`{"actions":["restore","purge"],"backup":"s1"}`, false), "spec.maintenance.actions"},
+		{"without its safety backup", doc(`{"actions":["restore"],"backup":"s1"}`, true), "spec.backup.skip"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := spec.Parse([]byte(tc.doc))
+			if tc.path == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !r.Restores() || r.RestoreFrom() != "01JABC-def_9" || !spec.ChangesData(r.Actions()) {
+					t.Fatalf("restores %t from %q", r.Restores(), r.RestoreFrom())
+				}
+				if got := r.Title(); got != "restore of x from the backup of saga 01JABC-def_9" {
+					t.Fatalf("title %q", got)
+				}
+				return
+			}
+			var verr *spec.ValidationError
+			if !errors.As(err, &verr) {
+				t.Fatalf("err %v", err)
+			}
+			found := false
+			for _, p := range verr.Problems {
+				found = found || p.Path == tc.path
+			}
+			if !found {
+				t.Errorf("no problem at %q in %v", tc.path, verr.Problems)
+			}
+		})
 	}
 }

@@ -23,6 +23,9 @@ var (
 	hexRE      = regexp.MustCompile(`^[0-9a-f]+$`)
 	// NATS bucket names.
 	bucketRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	// Saga ids, as the coordinator makes and accepts them: a subject token
+	// and a directory name.
+	sagaRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 )
 
 // Validate checks a request that has its defaults applied and returns a
@@ -72,6 +75,9 @@ func (r Request) Validate() error {
 			v.add("spec.artifact", "a maintenance run installs nothing")
 		}
 		v.maintenance(s.Maintenance)
+		if r.Restores() && s.Backup.Skip {
+			v.add("spec.backup.skip", "a restore first backs up what it replaces, so that it can be undone")
+		}
 	case "":
 		v.add("kind", "required: Upgrade, Install or Maintenance")
 	default:
@@ -232,5 +238,16 @@ func (v *validator) maintenance(m *Maintenance) {
 	}
 	for i, name := range m.Purge {
 		v.name(fmt.Sprintf("spec.maintenance.purge[%d]", i), name)
+	}
+	switch {
+	case seen[ActionRestore] && len(m.Actions) > 1:
+		v.add("spec.maintenance.actions", "restore is a run of its own: no other action with it")
+	case seen[ActionRestore] && m.Backup == "":
+		v.add("spec.maintenance.backup", "required with restore: the id of the saga whose backup to restore")
+	case !seen[ActionRestore] && m.Backup != "":
+		v.add("spec.maintenance.backup", "names a backup to restore, but the actions do not include restore")
+	}
+	if m.Backup != "" && !sagaRE.MatchString(m.Backup) {
+		v.add("spec.maintenance.backup", "%q is not a saga id: letters, digits, '_' and '-', at most 64", m.Backup)
 	}
 }

@@ -90,7 +90,7 @@ type Config struct {
 func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Registerer) *phase.Service {
 	return phase.New(js, phase.Config{
 		Service: events.Backup, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
-		Actions: []events.Action{events.ActionArchive, events.ActionRestore}, Consumer: cfg.Consumer, Streams: cfg.Streams,
+		Actions: []events.Action{events.ActionArchive, events.ActionRestore, events.ActionCheck}, Consumer: cfg.Consumer, Streams: cfg.Streams,
 		Scrub: cfg.Targets.Scrub,
 	}, &Executor{Targets: cfg.Targets, Tools: cfg.Tools, Store: cfg.Store, Keep: cfg.Keep, Ended: EndedFromEvents(js)}, log, reg)
 }
@@ -118,7 +118,8 @@ func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress pha
 	if err != nil {
 		return phase.Failure(events.ReasonUnknown, err), nil
 	}
-	dir, err := e.dir(t, cmd.Saga)
+	from := From(cmd)
+	dir, err := e.dir(t, from)
 	if err != nil {
 		return phase.Failure(ReasonBadConfig, err), nil
 	}
@@ -126,9 +127,15 @@ func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress pha
 	var report []events.ReportLine
 	switch cmd.Action {
 	case events.ActionArchive:
+		dir, err = e.dir(t, cmd.Saga)
+		if err != nil {
+			return phase.Failure(ReasonBadConfig, err), nil
+		}
 		out, report, err = e.archive(ctx, t, cmd, dir, progress)
 	case events.ActionRestore:
-		out, report, err = e.restore(ctx, t, cmd, dir, progress)
+		out, report, err = e.restore(ctx, t, from, dir, progress)
+	case events.ActionCheck:
+		out, report, err = e.check(ctx, t, cmd, from, dir)
 	default:
 		return phase.Failure(events.ReasonUnsupported, fmt.Errorf("backup does not %s", cmd.Action)), nil
 	}
@@ -139,6 +146,16 @@ func (e *Executor) Execute(ctx context.Context, cmd events.Command, progress pha
 		return phase.Failure(reason(cmd.Action, err), err, report...), nil
 	}
 	return phase.Success(out, report...), nil
+}
+
+// From is the saga whose backup a restore or check command is about: the
+// one a restore by hand names (events.Upgrade.Backup), else, and always for
+// a compensation, the command's own.
+func From(cmd events.Command) string {
+	if cmd.Compensates == "" && cmd.Upgrade.Backup != "" {
+		return cmd.Upgrade.Backup
+	}
+	return cmd.Saga
 }
 
 // Dir is where the backup of saga for t lives.
@@ -179,7 +196,7 @@ func reason(action events.Action, err error) string {
 			return r.reason
 		}
 	}
-	if action == events.ActionRestore {
+	if action == events.ActionRestore || action == events.ActionCheck {
 		return ReasonRestoreFailed
 	}
 	if errors.Is(err, ErrDumpFailed) {

@@ -23,13 +23,14 @@ import (
 	"github.com/upshift/upshift/pkg/targets"
 )
 
-// restore brings the paths backed up in dir back to their manifest.
-func restore(ctx context.Context, tools pgdump.Tools, t targets.Target, cmd events.Command, dir string, progress phase.Progress) (map[string]string, []events.ReportLine, error) {
+// restore brings the paths backed up in dir, the backup of saga, back to
+// their manifest.
+func restore(ctx context.Context, tools pgdump.Tools, t targets.Target, saga, dir string, progress phase.Progress) (map[string]string, []events.ReportLine, error) {
 	file := filepath.Join(dir, ArchiveFile)
 	progress("reading the manifest in " + dir)
 	m, err := ReadManifest(dir)
 	if err == nil {
-		err = m.check(cmd.Saga, t.Name)
+		err = m.check(saga, t.Name)
 	}
 	if err == nil {
 		err = outsideBackups(t, m)

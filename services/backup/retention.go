@@ -58,8 +58,9 @@ func terminalStates() []saga.State {
 // retain keeps the newest keep backups of t for the software of m (the one
 // just made), and removes older ones whose saga has ended; a backup of a
 // saga still running is never removed, however many there are. It returns
-// the sagas whose backups it removed.
-func (e *Executor) retain(ctx context.Context, t targets.Target, m *Manifest) ([]string, error) {
+// the sagas whose backups it removed. Nor is the backup of saga keep, if
+// any: the one a restore by hand is about to put back.
+func (e *Executor) retain(ctx context.Context, t targets.Target, m *Manifest, keep string) ([]string, error) {
 	if e.Keep <= 0 || e.Ended == nil {
 		return nil, nil
 	}
@@ -76,7 +77,7 @@ func (e *Executor) retain(ctx context.Context, t targets.Target, m *Manifest) ([
 	sort.SliceStable(same, func(i, j int) bool { return same[i].Created.After(same[j].Created) })
 	var removed []string
 	for i, b := range same {
-		if i < e.Keep || b.Saga == m.Saga {
+		if i < e.Keep || b.Saga == m.Saga || b.Saga == keep {
 			continue
 		}
 		ended, err := e.Ended(ctx, b.Saga)

@@ -20,7 +20,8 @@ func (e *Executor) archive(ctx context.Context, t targets.Target, cmd events.Com
 	if err != nil {
 		return out, report, err
 	}
-	removed, rerr := e.retain(ctx, t, &Manifest{Saga: cmd.Saga, Software: cmd.Upgrade.Software})
+	// The backup a restore by hand is about to put back is kept too.
+	removed, rerr := e.retain(ctx, t, &Manifest{Saga: cmd.Saga, Software: cmd.Upgrade.Software}, cmd.Upgrade.Backup)
 	switch {
 	case rerr != nil:
 		// The backup is good; a failed clean-up is said, not fatal.
@@ -78,21 +79,21 @@ func (e *Executor) archiveStored(ctx context.Context, t targets.Target, cmd even
 // restore restores from dir, after downloading the backup there from the
 // Store if it is not on this host's disk; the download is removed once the
 // restore succeeded, and kept for a human if it did not.
-func (e *Executor) restore(ctx context.Context, t targets.Target, cmd events.Command, dir string, progress phase.Progress) (map[string]string, []events.ReportLine, error) {
+func (e *Executor) restore(ctx context.Context, t targets.Target, saga, dir string, progress phase.Progress) (map[string]string, []events.ReportLine, error) {
 	if e.Store == nil {
-		return restore(ctx, e.Tools, t, cmd, dir, progress)
+		return restore(ctx, e.Tools, t, saga, dir, progress)
 	}
 	if _, err := ReadManifest(dir); errors.Is(err, ErrNoBackup) {
-		where := e.Store.Location(t.Name, cmd.Saga)
+		where := e.Store.Location(t.Name, saga)
 		progress("downloading the backup from " + where)
-		if _, err := e.Store.Download(ctx, t.Name, cmd.Saga, dir); err != nil {
+		if _, err := e.Store.Download(ctx, t.Name, saga, dir); err != nil {
 			err = fmt.Errorf("restore %s: nothing was touched: %w", t.Name, err)
 			return nil, []events.ReportLine{{Name: "backup", OK: false, Detail: err.Error()}}, err
 		}
 	}
-	out, report, err := restore(ctx, e.Tools, t, cmd, dir, progress)
+	out, report, err := restore(ctx, e.Tools, t, saga, dir, progress)
 	if err == nil {
-		out["backup"] = e.Store.Location(t.Name, cmd.Saga)
+		out["backup"] = e.Store.Location(t.Name, saga)
 		os.RemoveAll(dir)
 	}
 	return out, report, err
