@@ -10,9 +10,17 @@ import (
 // included, so that a request's text is shown, never interpreted; a line
 // break would end a table row or a list item, so it becomes a space.
 var mdEscaper = strings.NewReplacer(`\`, `\\`, "`", "\\`", `*`, `\*`, `_`, `\_`, `[`, `\[`, `]`, `\]`,
-	`<`, `\<`, `>`, `\>`, `|`, `\|`, `#`, `\#`, "\r\n", " ", "\n", " ", "\r", " ")
+	`<`, `\<`, `|`, `\|`, `#`, `\#`, "\r\n", " ", "\n", " ", "\r", " ")
 
-func mdEscape(s string) string { return mdEscaper.Replace(s) }
+// mdEscape escapes s for Markdown; '>' matters only where a line starts
+// (a quote), and every text here starts a paragraph, an item or a cell.
+func mdEscape(s string) string {
+	s = mdEscaper.Replace(s)
+	if strings.HasPrefix(s, ">") {
+		s = `\` + s
+	}
+	return s
+}
 
 var markdownTmpl = texttemplate.Must(texttemplate.New("md").Funcs(texttemplate.FuncMap{
 	"md":     mdEscape,
