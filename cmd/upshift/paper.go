@@ -156,5 +156,19 @@ func reportCmd(out io.Writer) *ffcli.Command {
 			}
 			return paper.Report(v.Saga, h, lang).Render(out, format)
 		})
+	connect := c.Exec
+	c.Exec = func(ctx context.Context, args []string) error {
+		// A wrong flag is told before a server is looked for; flags may
+		// follow the id.
+		if len(args) > 1 {
+			if err := c.FlagSet.Parse(args[1:]); err != nil {
+				return err
+			}
+		}
+		if _, _, err := d.parse(); err != nil {
+			return err
+		}
+		return connect(ctx, args)
+	}
 	return c
 }
