@@ -39,13 +39,6 @@ func (w words) join(items []string) string {
 	return strings.Join(items, w.t(", ", "、"))
 }
 
-func (w words) yes(b bool) string {
-	if b {
-		return w.t("yes", "是")
-	}
-	return w.t("no", "否")
-}
-
 // when formats a time in UTC, or a dash for none.
 func when(t time.Time) string {
 	if t.IsZero() {
