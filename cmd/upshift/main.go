@@ -111,6 +111,7 @@ func rootCmd(out io.Writer) *ffcli.Command {
 			decideCmd(out, "approve", "approve a saga waiting for approval"),
 			decideCmd(out, "reject", "reject a saga waiting for approval"),
 			decideCmd(out, "cancel", "cancel a saga; what it changed is rolled back"),
+			planCmd(out), reportCmd(out),
 			adoptCmd(out), artifactCmd(out), backupsCmd(out), devCmd(out),
 		},
 	}

@@ -85,6 +85,9 @@ type Spec struct {
 	// the saga "checked" if every check passed: nothing is backed up or
 	// deployed, and no approval or window is waited for.
 	DryRun bool `json:"dryRun,omitempty"`
+	// Plan is what only a person knows, for the implementation plan; it
+	// changes nothing the saga does.
+	Plan *Plan `json:"plan,omitempty"`
 }
 
 // Artifact is the release package.

@@ -109,6 +109,7 @@ func (r Request) Validate() error {
 		}
 	}
 	v.verify("spec.verify", s.Verify)
+	v.plan(s.Plan)
 	for i, w := range s.Windows {
 		if _, err := w.Compile(); err != nil {
 			v.add(fmt.Sprintf("spec.windows[%d]", i), "%v", err)
