@@ -16,11 +16,11 @@ import (
 var errFlaky = errors.New("store read failed on purpose")
 
 // flakyStore is a real store that fails reads: the Loads that follow the
-// first stored transition of the kind armed ("create", or "end": the update that ends the saga) return
-// the errors listed, in turn ("end": the update that ends the saga, after
-// which no input but a redelivered one comes). The first such Load is the flush's, so the
-// input that caused the transition is redelivered after its transition was
-// stored but before its messages were published.
+// first stored transition of the kind armed ("create"; or "end", the update
+// that ends the saga, after which no input but a redelivered one comes)
+// return the errors listed, in turn. The first such Load is the flush's, so
+// the input that caused the transition is redelivered after its transition
+// was stored but before its messages were published.
 type flakyStore struct {
 	sagastore.Store
 	mu    sync.Mutex
