@@ -49,6 +49,9 @@ type Env struct {
 	NC       *nats.Conn
 	JS       jetstream.JetStream
 	Registry *prometheus.Registry
+	// Starting is the process's readiness while Build waits for what it
+	// needs (Wait reports through it); nil outside Run.
+	Starting *Starting
 }
 
 // Main runs p with the process's arguments until it stops and returns the
@@ -84,16 +87,28 @@ func Run(ctx context.Context, p Program, args []string) error {
 	}
 	env.Log = log
 	env.Log.Info("starting", Settings(fs)...)
+	env.Registry = NewRegistry()
+	env.Starting = newStarting()
+
+	ctx, stop := Interrupted(ctx)
+	defer stop()
+	// The ops server runs from the start: while the process waits for NATS
+	// or its store, /healthz says it lives and /readyz what it waits for.
+	var ops *running
+	if env.OpsAddr != "" {
+		srv, err := NewOpsServer(env.OpsAddr, env.Registry, env.Starting.Check)
+		if err != nil {
+			return err
+		}
+		ops = start(srv)
+		defer ops.stop()
+	}
 	if !p.Connects {
-		if env.NC, env.JS, err = Connect(env.Common, env.Instance, env.Log); err != nil {
+		if env.NC, env.JS, err = env.Connect(ctx, env.Common, env.Instance, env.Log); err != nil {
 			return err
 		}
 		defer env.NC.Close()
 	}
-	env.Registry = NewRegistry()
-
-	ctx, stop := Interrupted(ctx)
-	defer stop()
 	parts, cleanup, err := p.Build(ctx, env)
 	if err != nil {
 		return fmt.Errorf("%s: %w", p.Name, err)
@@ -101,18 +116,47 @@ func Run(ctx context.Context, p Program, args []string) error {
 	if cleanup != nil {
 		defer cleanup()
 	}
-	checks := Checks(env.NC, parts)
-	if env.OpsAddr != "" {
-		ops, err := NewOpsServer(env.OpsAddr, env.Registry, checks...)
-		if err != nil {
-			return err
-		}
+	env.Starting.started(Checks(env.NC, parts))
+	if ops != nil {
 		parts = append(parts, ops)
 	}
 	if err := Group(ctx, parts); err != nil {
 		return fmt.Errorf("%s: %w", p.Name, err)
 	}
 	return nil
+}
+
+// running is a component started before the others (the ops server), as a
+// component of the group: it stops when the group stops it, and the group
+// stops when it fails.
+type running struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+func start(c Component) *running {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{cancel: cancel, done: make(chan struct{})}
+	go func() { r.err = c.Run(ctx); close(r.done) }()
+	return r
+}
+
+// Run waits for ctx to end, then stops the component; or returns its error
+// if it ends first.
+func (r *running) Run(ctx context.Context) error {
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return r.stop()
+	}
+}
+
+func (r *running) stop() error {
+	r.cancel()
+	<-r.done
+	return r.err
 }
 
 // Checks are the ready checks of a process: its NATS connection (if not

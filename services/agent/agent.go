@@ -92,7 +92,7 @@ func Program(s *Settings) service.Program {
 				penv.Instance = env.Instance + "/" + p.Name
 				// The phase's own lines say its service; the connection's
 				// are the agent's, and say which.
-				nc, js, err := service.Connect(s.common(env.Common, p.Name), penv.Instance, env.Log.With("service", p.Name))
+				nc, js, err := env.Connect(ctx, s.common(env.Common, p.Name), penv.Instance, env.Log.With("service", p.Name))
 				if err != nil {
 					cleanup()
 					return nil, nil, fmt.Errorf("%s: %w", p.Name, err)

@@ -40,6 +40,7 @@ func TestSuccessRunsEveryPhaseAndBatchOnce(t *testing.T) {
 		if s.State != saga.StateSucceeded {
 			t.Fatalf("state %s: %s; steps %v", s.State, s.Reason, commands(s))
 		}
+		w.drained(id)
 		want := "requested prechecking backing_up deploying verifying deploying verifying succeeded"
 		var got string
 		natstest.Eventually(t, natstest.Patience, "every event published", func() bool {

@@ -55,6 +55,10 @@ type world struct {
 	cons   consumer.Config  // consumer settings of coordinators; default fast
 	grace  time.Duration    // overdue grace of coordinators; default 30s
 	clock  func() time.Time // of coordinators; default the real one
+	relay  time.Duration    // relay interval of coordinators; default 500 ms
+	// wrap, if set, wraps the store as coordinators see it (the test
+	// reads the store unwrapped).
+	wrap func(sagastore.Store) sagastore.Store
 
 	mu       sync.Mutex
 	script   map[string]string // "phase.action.target" -> "fail" | "hang"
@@ -213,9 +217,17 @@ func (w *world) coordinator(name string) (*coordinator.Coordinator, func()) {
 	if cons.AckWait == 0 {
 		cons = fast
 	}
+	relay := w.relay
+	if relay == 0 {
+		relay = 500 * time.Millisecond
+	}
+	store := w.store
+	if w.wrap != nil {
+		store = w.wrap(store)
+	}
 	env := service.Env{Instance: name, Log: w.log, NC: w.nc, JS: w.js, Registry: w.reg}
-	p, err := coordinatord.Build(context.Background(), env, coordinatord.Settings{Engine: coordinator.Config{Store: w.store,
-		Consumer: cons, RelayInterval: 500 * time.Millisecond, OverdueGrace: w.grace, Policy: w.policy, Now: w.clock}})
+	p, err := coordinatord.Build(context.Background(), env, coordinatord.Settings{Engine: coordinator.Config{Store: store,
+		Consumer: cons, RelayInterval: relay, OverdueGrace: w.grace, Policy: w.policy, Now: w.clock}})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -276,6 +288,31 @@ func (w *world) wait(id string, within time.Duration, want ...saga.State) saga.S
 		return s.State.Terminal()
 	})
 	return s
+}
+
+// drained fails the test unless the saga's outbox empties soon: every
+// message its transitions stored was published and marked sent, or the
+// relay would publish them again for ever.
+func (w *world) drained(id string) {
+	w.t.Helper()
+	var pending int
+	natstest.Eventually(w.t, natstest.Patience, "saga "+id+"'s outbox drained", func() bool {
+		r, err := w.store.Load(context.Background(), id)
+		if err != nil {
+			return false
+		}
+		pending = len(r.Pending)
+		return pending == 0
+	})
+	unsent, err := w.store.Unsent(context.Background(), 100)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	for _, r := range unsent {
+		if r.Saga.ID == id {
+			w.t.Fatalf("saga %s listed unsent with %d pending", id, len(r.Pending))
+		}
+	}
 }
 
 // sagaEvents returns the kinds of the coordinator's events about a saga.

@@ -12,6 +12,7 @@ import (
 	"github.com/upshift/upshift/pkg/service"
 	"github.com/upshift/upshift/services/coordinator"
 	"github.com/upshift/upshift/services/coordinator/httpapi"
+	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
 
 // Settings of an upshift-coordinator process: flags, or UPSHIFT_* variables.
@@ -106,7 +107,16 @@ func Build(ctx context.Context, env service.Env, s Settings) (Parts, error) {
 	}
 	closeStore := func() {}
 	if cfg.Store == nil {
-		store, close, err := OpenStore(ctx, s.Store, string(s.DatabaseURL), env.JS, env.Streams(), env.Log)
+		var (
+			store sagastore.Store
+			close func()
+		)
+		// PostgreSQL may come up after the coordinator: wait for it.
+		err := env.Wait(ctx, "the "+or(s.Store, StoreKV)+" saga store", StoreUnreachable, func(ctx context.Context) error {
+			var err error
+			store, close, err = OpenStore(ctx, s.Store, string(s.DatabaseURL), env.JS, env.Streams(), env.Log)
+			return err
+		})
 		if err != nil {
 			return Parts{}, err
 		}

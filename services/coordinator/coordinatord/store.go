@@ -2,11 +2,14 @@ package coordinatord
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/upshift/upshift/pkg/service"
 	"github.com/upshift/upshift/pkg/streams"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 	"github.com/upshift/upshift/services/coordinator/sagastore/kvstore"
@@ -36,4 +39,11 @@ func OpenStore(ctx context.Context, kind, databaseURL string, js jetstream.JetSt
 		return s, s.Close, nil
 	}
 	return nil, nil, fmt.Errorf("store %q: %s or %s", kind, StoreKV, StorePostgres)
+}
+
+// StoreUnreachable says whether a store failed to open because its server
+// is not reachable yet, or still starting: worth waiting for.
+func StoreUnreachable(err error) bool {
+	var pe *pgconn.PgError
+	return service.Unreachable(err) || errors.As(err, &pe) && pe.Code == "57P03" // cannot_connect_now: starting up
 }

@@ -1,0 +1,112 @@
+package coordinator_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/services/coordinator/sagastore"
+)
+
+// errFlaky is the store read a flakyStore fails.
+var errFlaky = errors.New("store read failed on purpose")
+
+// flakyStore is a real store that fails reads: the Loads that follow the
+// first stored transition of the kind armed ("create"; or "end", the update
+// that ends the saga, after which no input but a redelivered one comes)
+// return the errors listed, in turn. The first such Load is the flush's, so
+// the input that caused the transition is redelivered after its transition
+// was stored but before its messages were published.
+type flakyStore struct {
+	sagastore.Store
+	mu    sync.Mutex
+	after string  // "create" or "end"; "" once fired
+	fails []error // what the Loads after it return
+	armed []error
+}
+
+func (f *flakyStore) Create(ctx context.Context, s saga.Saga, ch sagastore.Change) (sagastore.Revision, error) {
+	rev, err := f.Store.Create(ctx, s, ch)
+	f.arm("create", err)
+	return rev, err
+}
+
+func (f *flakyStore) Update(ctx context.Context, s saga.Saga, rev sagastore.Revision, ch sagastore.Change) (sagastore.Revision, error) {
+	next, err := f.Store.Update(ctx, s, rev, ch)
+	if s.State.Terminal() {
+		f.arm("end", err)
+	}
+	return next, err
+}
+
+func (f *flakyStore) arm(kind string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil && f.after == kind {
+		f.armed, f.after = f.fails, ""
+	}
+}
+
+func (f *flakyStore) Load(ctx context.Context, id string) (sagastore.Record, error) {
+	f.mu.Lock()
+	var fail error
+	if len(f.armed) > 0 {
+		fail, f.armed = f.armed[0], f.armed[1:]
+	}
+	f.mu.Unlock()
+	if fail != nil {
+		return sagastore.Record{}, fail
+	}
+	return f.Store.Load(ctx, id)
+}
+
+// With the relay off (an hour between passes), only the coordinator's own
+// flush publishes what a transition stored: after each stored transition,
+// after a redelivered request whose saga exists, and after a redelivered
+// input the saga ignores as a duplicate while it still has messages pending.
+// Each saga must still succeed, and leave nothing pending.
+func TestSagasProgressWithTheRelayOff(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		failAfter string  // the stored transition after which reads fail
+		fails     []error // the reads' errors, in turn
+	}{
+		{"flush after each stored transition", "", nil},
+		{"flush a redelivered request that exists", "create", []error{errFlaky}},
+		// The saga looks absent to the redelivered request's first read
+		// (a lagging replica, or another instance creating it): creating
+		// it again finds it exists.
+		{"flush a redelivered request that is created again", "create", []error{errFlaky, sagastore.ErrNotFound}},
+		// The last result is redelivered and ignored as a duplicate: only
+		// its flush sends the saga's last events.
+		{"flush on an ignored duplicate input", "end", []error{errFlaky}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			forEachStore(t, func(t *testing.T, open storeOpener) {
+				w := newWorldOn(t, open, "a")
+				flaky := &flakyStore{after: tc.failAfter, fails: tc.fails}
+				w.wrap = func(s sagastore.Store) sagastore.Store { flaky.Store = s; return flaky }
+				w.relay = time.Hour
+				w.coordinator("c1")
+				id := w.submit(request("test", "a"))
+				s := w.wait(id, natstest.Patience)
+				if s.State != saga.StateSucceeded {
+					t.Fatalf("state %s: %s", s.State, s.Reason)
+				}
+				w.drained(id)
+				flaky.mu.Lock()
+				fired := flaky.after == "" && len(flaky.armed) == 0
+				flaky.mu.Unlock()
+				if !fired {
+					t.Fatal("the store read never failed: the redelivery was not tested")
+				}
+			})
+		})
+	}
+}
