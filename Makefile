@@ -13,10 +13,9 @@ run:
 demo:
 	$(GO) run ./cmd/upshift dev --demo --exit
 
-## test: every test, with the race detector (needs PostgreSQL, see .ci/run); four tests of a package at a
-## time: the end-to-end ones mostly wait on processes, hooks and timers (259 s against about 395 s at two)
+## test: every test, with the race detector (needs PostgreSQL, see .ci/run)
 test:
-	$(GO) test -race -count=1 -parallel 4 -timeout 20m $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 ## test-short: the inner loop: -short skips the long fleet, kill, process and end-to-end tests; the tests
 ## left mostly wait on servers and timers, so more of them run at once than there are cores
