@@ -84,20 +84,27 @@ func TestDumpThenRestoreUndoesAMigration(t *testing.T) {
 	pgtest.Same(t, url, before)
 }
 
-// A flipped byte in the dump is caught by its digest: Verify and Restore
-// refuse, and the live database is not touched.
-func TestACorruptDumpIsRefusedBeforeAnythingIsTouched(t *testing.T) {
-	t.Parallel()
-	url := pgtest.Database(t)
+// dumpedThenMigrated seeds a database, dumps it and migrates it: what a
+// restore starts from. It returns the dump and the state after the migration.
+func dumpedThenMigrated(t *testing.T) (url, file string, d *pgdump.Dump, after pgtest.State) {
+	t.Helper()
+	url = pgtest.Database(t)
 	pgtest.Exec(t, url, seed)
-	file := filepath.Join(t.TempDir(), "db.dump")
-	ctx := context.Background()
-	d, err := tools().Take(ctx, url, file)
+	file = filepath.Join(t.TempDir(), "db.dump")
+	d, err := tools().Take(context.Background(), url, file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pgtest.Exec(t, url, migrate)
-	after := pgtest.Capture(t, url)
+	return url, file, d, pgtest.Capture(t, url)
+}
+
+// A flipped byte in the dump is caught by its digest: Verify and Restore
+// refuse, and the live database is not touched.
+func TestACorruptDumpIsRefusedBeforeAnythingIsTouched(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url, file, d, after := dumpedThenMigrated(t)
 	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
@@ -119,18 +126,10 @@ func TestACorruptDumpIsRefusedBeforeAnythingIsTouched(t *testing.T) {
 // swap: the live database stays as it was.
 func TestRowsThatDoNotMatchTheBackupAreNotSwappedIn(t *testing.T) {
 	t.Parallel()
-	url := pgtest.Database(t)
-	pgtest.Exec(t, url, seed)
-	file := filepath.Join(t.TempDir(), "db.dump")
 	ctx := context.Background()
-	d, err := tools().Take(ctx, url, file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pgtest.Exec(t, url, migrate)
-	after := pgtest.Capture(t, url)
+	url, file, d, after := dumpedThenMigrated(t)
 	d.Tables[0].Rows++ // as if the dump had lost a row
-	_, err = tools().Restore(ctx, url, file, d)
+	_, err := tools().Restore(ctx, url, file, d)
 	if !errors.Is(err, pgdump.ErrMismatch) || !strings.Contains(err.Error(), "audit.log has 2 rows, the backup 3") {
 		t.Fatalf("restore: %v", err)
 	}
