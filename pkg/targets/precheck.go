@@ -223,8 +223,8 @@ func (p *Precheck) check(dbs []Database) []string {
 		if len(o.Names) == 0 && o.Version == "" && o.Kernel == "" {
 			bad("precheck: os needs names, a version or a kernel")
 		}
-		constraint(bad, "os version", o.Version)
-		constraint(bad, "os kernel", o.Kernel)
+		constraint(bad, "precheck", "os version", o.Version)
+		constraint(bad, "precheck", "os kernel", o.Kernel)
 		timeout(&o.Timeout)
 	}
 	unique := uniqueChecks(bad, "precheck")
@@ -234,7 +234,7 @@ func (p *Precheck) check(dbs []Database) []string {
 		if c.Name != "" && !slices.ContainsFunc(dbs, func(d Database) bool { return d.Name == c.Name }) {
 			bad("precheck: database %q is not one of the target's databases", c.Name)
 		}
-		constraint(bad, "database "+c.Name, c.Version)
+		constraint(bad, "precheck", "database "+c.Name, c.Version)
 		timeout(&c.Timeout)
 	}
 	for i := range p.Middleware {
@@ -244,12 +244,12 @@ func (p *Precheck) check(dbs []Database) []string {
 			bad("precheck: middleware %q needs one of command and url", c.Name)
 		}
 		if c.URL != "" {
-			httpURL(bad, "middleware "+c.Name, c.URL)
+			httpURL(bad, "precheck", "middleware "+c.Name, c.URL)
 		} else if c.JSONField != "" {
 			bad("precheck: middleware %q: jsonField needs a url", c.Name)
 		}
-		pattern(bad, "middleware "+c.Name, c.Pattern)
-		constraint(bad, "middleware "+c.Name, c.Version)
+		pattern(bad, "precheck", "middleware "+c.Name, c.Pattern)
+		constraint(bad, "precheck", "middleware "+c.Name, c.Version)
 		timeout(&c.Timeout)
 	}
 	for i := range p.Endpoints {
@@ -261,7 +261,7 @@ func (p *Precheck) check(dbs []Database) []string {
 		timeout(&c.Timeout)
 	}
 	if c := p.Bandwidth; c != nil {
-		httpURL(bad, "bandwidth", c.URL)
+		httpURL(bad, "precheck", "bandwidth", c.URL)
 		if c.MinRate <= 0 {
 			bad("precheck: bandwidth needs a minRate (bytes per second)")
 		}
@@ -273,41 +273,48 @@ func (p *Precheck) check(dbs []Database) []string {
 	for i := range p.Dependencies {
 		c := &p.Dependencies[i]
 		unique("dependency", c.Name)
-		httpURL(bad, "dependency "+c.Name, c.URL)
-		if c.Status != 0 && (c.Status < 100 || c.Status > 599) {
-			bad("precheck: dependency %q: status %d is not an HTTP status", c.Name, c.Status)
-		}
-		pattern(bad, "dependency "+c.Name, c.Body)
-		if c.JSONValue != "" && c.JSONField == "" {
-			bad("precheck: dependency %q: jsonValue needs a jsonField", c.Name)
-		}
+		httpAnswer(bad, "precheck", "dependency", c.Name, c.URL, c.Status, c.Body, c.JSONField, c.JSONValue)
 		timeout(&c.Timeout)
 	}
 	return problems
 }
 
-func constraint(bad func(string, ...any), what, c string) {
+func constraint(bad func(string, ...any), section, what, c string) {
 	if c == "" {
 		return
 	}
 	if _, err := semver.NewConstraint(c); err != nil {
-		bad("precheck: %s: version constraint %q: %v", what, c, err)
+		bad("%s: %s: version constraint %q: %v", section, what, c, err)
 	}
 }
 
-func pattern(bad func(string, ...any), what, p string) {
+func pattern(bad func(string, ...any), section, what, p string) {
 	if _, err := regexp.Compile(p); err != nil {
-		bad("precheck: %s: pattern %q: %v", what, p, err)
+		bad("%s: %s: pattern %q: %v", section, what, p, err)
 	}
 }
 
-func httpURL(bad func(string, ...any), what, s string) {
+func httpURL(bad func(string, ...any), section, what, s string) {
 	u, err := url.Parse(s)
 	switch {
 	case err != nil:
-		bad("precheck: %s: the url does not parse", what)
+		bad("%s: %s: the url does not parse", section, what)
 	case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		bad("precheck: %s: url %q must be http:// or https://", what, u.Redacted())
+		bad("%s: %s: url %q must be http:// or https://", section, what, u.Redacted())
+	}
+}
+
+// httpAnswer checks what precheck's dependency and verify's http checks
+// alike expect: a URL, and of its answer a status, a body pattern and a
+// JSON field.
+func httpAnswer(bad func(string, ...any), section, kind, name, rawURL string, status int, body, jsonField, jsonValue string) {
+	httpURL(bad, section, kind+" "+name, rawURL)
+	if status != 0 && (status < 100 || status > 599) {
+		bad("%s: %s %q: status %d is not an HTTP status", section, kind, name, status)
+	}
+	pattern(bad, section, kind+" "+name, body)
+	if jsonValue != "" && jsonField == "" {
+		bad("%s: %s %q: jsonValue needs a jsonField", section, kind, name)
 	}
 }
 

@@ -225,22 +225,11 @@ func (v *Verify) check() []string {
 			d.Duration = def
 		}
 	}
-	// The URL and pattern checks are precheck's, which name themselves.
-	shared := func(format string, a ...any) {
-		problems = append(problems, strings.Replace(fmt.Sprintf(format, a...), "precheck: ", "verify: ", 1))
-	}
 	unique := uniqueChecks(bad, "verify")
 	for i := range v.HTTP {
 		c := &v.HTTP[i]
 		unique("http", c.Name)
-		httpURL(shared, "http "+c.Name, c.URL)
-		if c.Status != 0 && (c.Status < 100 || c.Status > 599) {
-			bad("verify: http %q: status %d is not an HTTP status", c.Name, c.Status)
-		}
-		pattern(shared, "http "+c.Name, c.Body)
-		if c.JSONValue != "" && c.JSONField == "" {
-			bad("verify: http %q: jsonValue needs a jsonField", c.Name)
-		}
+		httpAnswer(bad, "verify", "http", c.Name, c.URL, c.Status, c.Body, c.JSONField, c.JSONValue)
 		if c.MaxLatency.Duration < 0 {
 			bad("verify: http %q: maxLatency cannot be negative", c.Name)
 		}
