@@ -80,12 +80,25 @@ func StepID(saga string, phase Phase, action Action, target string, attempt int)
 	return saga + "." + string(phase) + "." + string(action) + "." + target + "." + strconv.Itoa(attempt)
 }
 
-// ResultID is the id of a report on a step; n numbers progress reports.
+// ResultID is the id of a report on a step's first run; n numbers progress
+// reports.
 func ResultID(step string, status Status, n int) string {
-	if status == StatusProgress {
-		return step + "/progress/" + strconv.Itoa(n)
+	return RunResultID(step, status, 1, n)
+}
+
+// RunResultID is the id of a report on a step's run: a command delivered
+// again after its service died (or after an error) runs again, and that
+// run's reports must not be taken for duplicates of the first's. The first
+// run's ids carry no number, as before runs were counted.
+func RunResultID(step string, status Status, run, n int) string {
+	id := step + "/" + string(status)
+	if run > 1 && (status == StatusStarted || status == StatusProgress) {
+		id += "/run-" + strconv.Itoa(run)
 	}
-	return step + "/" + string(status)
+	if status == StatusProgress {
+		id += "/" + strconv.Itoa(n)
+	}
+	return id
 }
 
 // SagaEventID is the id of the i-th event the coordinator emitted when a saga
@@ -202,12 +215,16 @@ func (l ReportLine) LineStatus() CheckStatus {
 
 // StepResult is a phase service's report on a step.
 type StepResult struct {
-	Step       string            `json:"step"`
-	Saga       string            `json:"saga"`
-	Phase      Phase             `json:"phase"`
-	Action     Action            `json:"action"`
-	Target     string            `json:"target"`
-	Attempt    int               `json:"attempt"`
+	Step    string `json:"step"`
+	Saga    string `json:"saga"`
+	Phase   Phase  `json:"phase"`
+	Action  Action `json:"action"`
+	Target  string `json:"target"`
+	Attempt int    `json:"attempt"`
+	// Run numbers the executions of the step: the delivery of its command
+	// that ran it (a delivery answered from the service's record runs
+	// nothing). Zero from a service that does not count them.
+	Run        int               `json:"run,omitempty"`
 	Status     Status            `json:"status"`
 	Reason     string            `json:"reason,omitempty"`
 	Error      string            `json:"error,omitempty"`

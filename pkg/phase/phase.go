@@ -230,6 +230,7 @@ func (s *Service) handle(ctx context.Context, d *consumer.Delivery) error {
 
 	var out Outcome
 	started := time.Now()
+	run := int(d.NumDelivered())
 	switch {
 	case cmd.Phase != s.cfg.Service || !s.supports(cmd.Action):
 		out = Failure(events.ReasonUnsupported, fmt.Errorf("%s does not perform %s %s", s.cfg.Instance, cmd.Phase, cmd.Action))
@@ -237,12 +238,12 @@ func (s *Service) handle(ctx context.Context, d *consumer.Delivery) error {
 		out = Failure(events.ReasonExpired, fmt.Errorf("arrived %s after its deadline; not executed",
 			started.Sub(cmd.NotAfter).Round(time.Millisecond)))
 	default:
-		if err := s.report(ctx, cmd, events.StatusStarted, 0, "", started); err != nil {
+		if err := s.report(ctx, cmd, events.StatusStarted, run, 0, "", started); err != nil {
 			return err
 		}
 		var n atomic.Int32
 		progress := func(msg string) {
-			if err := s.report(ctx, cmd, events.StatusProgress, int(n.Add(1)), s.cfg.Scrub(msg), started); err != nil {
+			if err := s.report(ctx, cmd, events.StatusProgress, run, int(n.Add(1)), s.cfg.Scrub(msg), started); err != nil {
 				log.Warn("progress report failed", "err", err)
 			}
 		}
@@ -251,21 +252,27 @@ func (s *Service) handle(ctx context.Context, d *consumer.Delivery) error {
 		if err != nil {
 			s.metrics.command(s.cfg.Service, s.action(cmd), "error")
 			// Logged, retried, maybe dead-lettered and reported: scrubbed.
-			return s.cfg.Scrub.error(err)
+			err = s.cfg.Scrub.error(err)
+			if ctx.Err() == nil {
+				// The run's last word, so that the step shows why it ran
+				// again. Not when shutting down: the interruption is ours.
+				progress(fmt.Sprintf("run %d ended in error, to be tried again: %v", run, err))
+			}
+			return err
 		}
 	}
-	return s.finish(ctx, cmd, out, started, log)
+	return s.finish(ctx, cmd, out, run, started, log)
 }
 
 // finish records the outcome, then publishes it. Recording first means a
 // crash in between is repaired by the redelivery, from the record.
-func (s *Service) finish(ctx context.Context, cmd events.Command, out Outcome, started time.Time, log *slog.Logger) error {
+func (s *Service) finish(ctx context.Context, cmd events.Command, out Outcome, run int, started time.Time, log *slog.Logger) error {
 	out = s.cfg.Scrub.outcome(out)
 	status := events.StatusSucceeded
 	if out.Failed {
 		status = events.StatusFailed
 	}
-	env, err := s.result(cmd, status, 0, out, "", started, time.Now())
+	env, err := s.result(cmd, status, run, 0, out, "", started, time.Now())
 	if err != nil {
 		return err
 	}
@@ -306,21 +313,21 @@ func (s *Service) publishRecord(ctx context.Context, b []byte) error {
 	return bus.Send(ctx, s.js, bus.Message{ID: env.ID, Subject: events.ResultSubject(r.Saga, r.Phase, r.Status), Data: b})
 }
 
-func (s *Service) report(ctx context.Context, cmd events.Command, status events.Status, n int, msg string, started time.Time) error {
-	env, err := s.result(cmd, status, n, Outcome{}, msg, started, time.Time{})
+func (s *Service) report(ctx context.Context, cmd events.Command, status events.Status, run, n int, msg string, started time.Time) error {
+	env, err := s.result(cmd, status, run, n, Outcome{}, msg, started, time.Time{})
 	if err != nil {
 		return err
 	}
 	return bus.Publish(ctx, s.js, events.ResultSubject(cmd.Saga, cmd.Phase, status), env)
 }
 
-func (s *Service) result(cmd events.Command, status events.Status, n int, out Outcome, msg string, started, finished time.Time) (events.Envelope, error) {
+func (s *Service) result(cmd events.Command, status events.Status, run, n int, out Outcome, msg string, started, finished time.Time) (events.Envelope, error) {
 	r := events.StepResult{
 		Step: cmd.Step, Saga: cmd.Saga, Phase: cmd.Phase, Action: cmd.Action, Target: cmd.Target,
-		Attempt: cmd.Attempt, Status: status, Reason: out.Reason, Error: out.Error, Message: msg,
+		Attempt: cmd.Attempt, Run: run, Status: status, Reason: out.Reason, Error: out.Error, Message: msg,
 		Output: out.Output, Report: out.Report, StartedAt: started, FinishedAt: finished,
 	}
-	return events.New(events.ResultID(cmd.Step, status, n), events.TypeStep, "upshift/"+s.cfg.Instance,
+	return events.New(events.RunResultID(cmd.Step, status, run, n), events.TypeStep, "upshift/"+s.cfg.Instance,
 		cmd.Saga, cmd.Attempt, time.Now(), r)
 }
 
@@ -331,7 +338,7 @@ func (s *Service) giveUp(ctx context.Context, d *consumer.Delivery, cause error)
 		return
 	}
 	out := Failure(events.ReasonGaveUp, fmt.Errorf("gave up after %d deliveries: %w", d.NumDelivered(), cause))
-	if err := s.finish(ctx, cmd, out, time.Now(), s.log.With("saga", cmd.Saga, "step", cmd.Step)); err != nil {
+	if err := s.finish(ctx, cmd, out, 0, time.Now(), s.log.With("saga", cmd.Saga, "step", cmd.Step)); err != nil {
 		s.log.Error("cannot report a given-up step; the saga will time it out", "step", cmd.Step, "err", err)
 	}
 }

@@ -275,23 +275,42 @@ func (m *machine) report(r events.StepResult, sent time.Time) {
 				Reason: fmt.Sprintf("%s of %s reported %s after timing out", st.Action, st.Target, r.Status)})
 			return
 		}
+		if r.Status == events.StatusStarted && m.rerun(st, r) {
+			return // a run we had not heard of, reported late
+		}
+		if r.Status == events.StatusProgress && r.Run > 0 && r.Run != st.Run && m.runSays(st, r.Run, clip(r.Message)) {
+			return // an earlier run's last word, reported late
+		}
 		m.ignore(fmt.Sprintf("step %s is already %s", st.ID, st.Status))
 		return
 	}
 	switch r.Status {
 	case events.StatusStarted:
 		if st.Status != StepDispatched {
+			if m.rerun(st, r) {
+				return
+			}
 			m.ignore(fmt.Sprintf("step %s already started", st.ID))
 			return
 		}
-		st.Status, st.StartedAt = StepRunning, orAt(r.StartedAt, m.at)
+		st.Status, st.StartedAt, st.Run = StepRunning, orAt(r.StartedAt, m.at), r.Run
 	case events.StatusProgress:
+		msg := clip(r.Message)
+		if r.Run > 0 && st.Run > 0 && r.Run < st.Run {
+			// The last word of an earlier run, handled late: kept with
+			// that run only.
+			if !m.runSays(st, r.Run, msg) {
+				m.ignore(fmt.Sprintf("progress of an unknown run %d of step %s", r.Run, st.ID))
+			}
+			return
+		}
 		if sent.Before(st.HeartbeatAt) {
 			m.ignore(fmt.Sprintf("progress of step %s from %s is older than the last, from %s",
 				st.ID, sent.Format(time.RFC3339Nano), st.HeartbeatAt.Format(time.RFC3339Nano)))
 			return
 		}
-		st.Status, st.HeartbeatAt, st.Progress = StepRunning, sent, clip(r.Message)
+		m.runSays(st, r.Run, msg)
+		st.Status, st.HeartbeatAt, st.Progress = StepRunning, sent, msg
 		if st.StartedAt.IsZero() {
 			st.StartedAt = orAt(r.StartedAt, sent)
 		}
@@ -303,6 +322,13 @@ func (m *machine) report(r events.StepResult, sent time.Time) {
 		if st.StartedAt.IsZero() {
 			st.StartedAt = orAt(r.StartedAt, m.at)
 		}
+		if st.Run == 0 {
+			st.Run = r.Run
+		} else if r.Run > 0 && r.Run != st.Run {
+			// The run that ended it, its start not handled yet.
+			m.rerun(st, events.StepResult{Run: r.Run, StartedAt: r.StartedAt})
+			st.Run = r.Run
+		}
 		m.finish(st, status, r.Reason, clip(r.Error))
 		st.FinishedAt = orAt(r.FinishedAt, m.at)
 		st.Output, st.Report = clipOutput(r.Output), clipReport(r.Report)
@@ -310,6 +336,48 @@ func (m *machine) report(r events.StepResult, sent time.Time) {
 	default:
 		m.ignore(fmt.Sprintf("unknown status %q", r.Status))
 	}
+}
+
+// rerun records another run of a running step: its command was delivered
+// again and executed again. Reports of different runs may be handled out of
+// order; the runs are kept in the order of their numbers, and the step
+// shows the latest. It reports whether the report was one.
+func (m *machine) rerun(st *Step, r events.StepResult) bool {
+	if r.Run <= 0 || st.Run <= 0 || r.Run == st.Run {
+		return false
+	}
+	runs := append([]Run(nil), st.Runs...)
+	if len(runs) == 0 {
+		// The step's runs are recorded from its second: the first's is
+		// what the step showed until now.
+		runs = append(runs, Run{N: st.Run, StartedAt: st.StartedAt, Progress: st.Progress})
+	}
+	i := 0
+	for i < len(runs) && runs[i].N < r.Run {
+		i++
+	}
+	if i < len(runs) && runs[i].N == r.Run {
+		return false // that run again
+	}
+	runs = slices.Insert(runs, i, Run{N: r.Run, StartedAt: orAt(r.StartedAt, m.at)})
+	st.Runs = runs
+	if r.Run > st.Run && !st.Status.Final() {
+		st.Run, st.Progress = r.Run, ""
+	}
+	return true
+}
+
+// runSays keeps msg as run n's last word, if the step's runs are recorded
+// and n is one of them.
+func (m *machine) runSays(st *Step, n int, msg string) bool {
+	for i := range st.Runs {
+		if st.Runs[i].N == n {
+			st.Runs = slices.Clone(st.Runs)
+			st.Runs[i].Progress = msg
+			return true
+		}
+	}
+	return false
 }
 
 func orAt(t, at time.Time) time.Time {

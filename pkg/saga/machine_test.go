@@ -2,6 +2,7 @@ package saga_test
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -78,6 +79,80 @@ func TestStartedAndProgressMarkTheStepRunning(t *testing.T) {
 	st, _ = r.s.Step(c.Step)
 	if !st.HeartbeatAt.Equal(r.now) || st.Progress != "hashing 40%" {
 		t.Fatalf("step %+v", st)
+	}
+}
+
+func TestAStepThatRanAgainShowsEachRun(t *testing.T) {
+	r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
+	c := r.last.Commands[0]
+	report := func(status events.Status, run int, msg string) saga.Input {
+		p := result(c, status)
+		p.Run, p.Message = run, msg
+		return saga.Input{Kind: saga.InputReport, Result: p}
+	}
+	r.now = t0.Add(time.Second)
+	r.must(report(events.StatusStarted, 1, ""))
+	r.now = t0.Add(2 * time.Second)
+	r.must(report(events.StatusProgress, 1, "run 1 ended in error, to be tried again: disk busy"))
+	if st, _ := r.s.Step(c.Step); st.Executions() != 1 || len(st.Runs) != 0 {
+		t.Fatalf("one run: executions %d, runs %+v", st.Executions(), st.Runs)
+	}
+	r.now = t0.Add(3 * time.Second)
+	r.must(report(events.StatusStarted, 2, ""))
+	r.ignored(report(events.StatusStarted, 2, ""))
+	r.ignored(report(events.StatusStarted, 1, ""))
+	r.now = t0.Add(4 * time.Second)
+	r.must(report(events.StatusProgress, 2, "hashing 50%"))
+	st, _ := r.s.Step(c.Step)
+	want := []saga.Run{
+		{N: 1, StartedAt: t0.Add(time.Second), Progress: "run 1 ended in error, to be tried again: disk busy"},
+		{N: 2, StartedAt: t0.Add(3 * time.Second), Progress: "hashing 50%"},
+	}
+	if st.Executions() != 2 || !reflect.DeepEqual(st.Runs, want) || st.Run != 2 {
+		t.Fatalf("executions %d, run %d, runs %+v; want %+v", st.Executions(), st.Run, st.Runs, want)
+	}
+	r.must(report(events.StatusSucceeded, 2, ""))
+	if st, _ := r.s.Step(c.Step); st.Status != saga.StepSucceeded || st.Executions() != 2 {
+		t.Fatalf("after success: %+v", st)
+	}
+}
+
+// Reports of two runs handled out of order (the coordinator handles a
+// saga's events concurrently) still show each run with its own words.
+func TestRunsReportedOutOfOrderKeepTheirOwnWords(t *testing.T) {
+	r := start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
+	c := r.last.Commands[0]
+	report := func(status events.Status, run int, msg string, sent time.Time) saga.Input {
+		p := result(c, status)
+		p.Run, p.Message, p.StartedAt = run, msg, sent
+		return saga.Input{Kind: saga.InputReport, Result: p, Sent: sent}
+	}
+	r.now = t0.Add(5 * time.Second)
+	r.must(report(events.StatusStarted, 2, "", t0.Add(3*time.Second)))
+	r.must(report(events.StatusStarted, 1, "", t0.Add(time.Second)))
+	r.must(report(events.StatusProgress, 2, "hashing", t0.Add(4*time.Second)))
+	r.must(report(events.StatusProgress, 1, "run 1 ended in error", t0.Add(2*time.Second)))
+	st, _ := r.s.Step(c.Step)
+	want := []saga.Run{
+		{N: 1, StartedAt: t0.Add(time.Second), Progress: "run 1 ended in error"},
+		{N: 2, StartedAt: t0.Add(3 * time.Second), Progress: "hashing"},
+	}
+	if !reflect.DeepEqual(st.Runs, want) || st.Progress != "hashing" || st.Run != 2 {
+		t.Fatalf("run %d, progress %q, runs %+v; want %+v", st.Run, st.Progress, st.Runs, want)
+	}
+
+	// The second run's result before its start, the first run's last word
+	// after the step ended.
+	r = start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
+	c = r.last.Commands[0]
+	r.must(report(events.StatusStarted, 1, "", t0.Add(time.Second)))
+	r.must(report(events.StatusSucceeded, 2, "", t0.Add(3*time.Second)))
+	r.must(report(events.StatusProgress, 1, "run 1 ended in error", t0.Add(2*time.Second)))
+	r.ignored(report(events.StatusStarted, 2, "", t0.Add(3*time.Second)))
+	st, _ = r.s.Step(c.Step)
+	want[1].Progress = ""
+	if !reflect.DeepEqual(st.Runs, want) || st.Run != 2 || st.Status != saga.StepSucceeded {
+		t.Fatalf("status %s, run %d, runs %+v; want %+v", st.Status, st.Run, st.Runs, want)
 	}
 }
 

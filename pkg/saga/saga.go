@@ -98,6 +98,35 @@ type Step struct {
 	Done         int                 `json:"done,omitempty"`     // order in which steps became final
 	Late         events.Status       `json:"late,omitempty"`     // a result that came after a time-out
 	Progress     string              `json:"progress,omitempty"` // the last progress message
+	// Runs are the step's executions, from the service's reports, once it
+	// ran more than once (its command delivered again after its service
+	// died or after an error); the step's outcome is the last run's.
+	Runs []Run `json:"runs,omitempty"`
+	// Run is the number of the run in progress or last finished (0: not
+	// started, or reported by a service that does not number its runs).
+	Run int `json:"run,omitempty"`
+}
+
+// Run is one execution of a step by its phase service.
+type Run struct {
+	// N is the delivery of the command that ran it.
+	N         int       `json:"n"`
+	StartedAt time.Time `json:"startedAt"`
+	// Progress is the run's last message; for a run that ended in an error
+	// and was tried again, that error.
+	Progress string `json:"progress,omitempty"`
+}
+
+// Executions is how many times the step ran, as far as its reports tell:
+// at least once if it started.
+func (st Step) Executions() int {
+	if len(st.Runs) > 0 {
+		return len(st.Runs)
+	}
+	if st.StartedAt.IsZero() {
+		return 0
+	}
+	return 1
 }
 
 // Decision is an operator's approval, rejection or cancellation.

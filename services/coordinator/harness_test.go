@@ -189,9 +189,14 @@ func (w *world) services(targets ...string) {
 func (w *world) execute(ctx context.Context, c events.Command, _ phase.Progress) (phase.Outcome, error) {
 	w.mu.Lock()
 	w.executed[c.Step]++
+	n := w.executed[c.Step]
 	what := w.script[fmt.Sprintf("%s.%s.%s", c.Phase, c.Action, c.Target)]
 	w.mu.Unlock()
 	switch what {
+	case "error-once":
+		if n == 1 {
+			return phase.Outcome{}, errors.New("disk busy")
+		}
 	case "fail":
 		return phase.Failure("scripted", errors.New("scripted failure")), nil
 	case "hang":

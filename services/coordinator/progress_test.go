@@ -2,6 +2,7 @@ package coordinator_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,4 +74,49 @@ func anOlderProgressReportDoesNotOverwriteANewerOne(t *testing.T, open storeOpen
 	if st := shows(); st.Progress != "60%" || !st.HeartbeatAt.Equal(sent.Add(time.Second).UTC()) {
 		t.Fatalf("step shows %q from %v, want the newer report's 60%% from %v", st.Progress, st.HeartbeatAt, sent.Add(time.Second).UTC())
 	}
+}
+
+// A step whose command ran twice (its first run ended in an error and the
+// command was delivered again) shows both runs, the first with its error,
+// not only the second's report.
+func TestAStepThatRanTwiceShowsBothRuns(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		w := newWorldOn(t, open, "a")
+		w.on("deploy.apply.a", "error-once")
+		w.coordinator("c1")
+		id := w.submit(request("test", "a"))
+		s := w.wait(id, natstest.Patience, saga.StateSucceeded)
+		step := events.StepID(id, events.Deploy, events.ActionApply, "a", 1)
+		if n := w.executions()[step]; n != 2 {
+			t.Fatalf("apply executed %d times, want 2", n)
+		}
+		// The coordinator handles a saga's reports concurrently: those of
+		// the first run may come after the saga ended, and still count.
+		var st saga.Step
+		natstest.Eventually(t, natstest.Patience, "both runs shown", func() bool {
+			r, err := w.store.Load(context.Background(), id)
+			if err != nil {
+				return false
+			}
+			s = r.Saga
+			got, _ := s.Step(step)
+			st = *got
+			return len(st.Runs) == 2 && st.Runs[0].Progress != ""
+		})
+		if st.Executions() != 2 {
+			t.Fatalf("the step shows %d executions, runs %+v", st.Executions(), st.Runs)
+		}
+		if got := st.Runs[0].Progress; !strings.Contains(got, "run 1 ended in error") || !strings.Contains(got, "disk busy") {
+			t.Errorf("the first run says %q, want its error", got)
+		}
+		if st.Runs[1].N <= st.Runs[0].N {
+			t.Errorf("runs out of order: %+v", st.Runs)
+		}
+		for _, other := range s.Steps {
+			if other.ID != step && other.Executions() != 1 {
+				t.Errorf("%s shows %d executions, runs %+v", other.ID, other.Executions(), other.Runs)
+			}
+		}
+	})
 }

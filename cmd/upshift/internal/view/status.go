@@ -60,10 +60,26 @@ func Status(w io.Writer, s saga.Saga) {
 		if st.Compensates != "" {
 			detail = strings.TrimSpace("undoes " + stepName(s, st.Compensates) + " " + detail)
 		}
+		if n := st.Executions(); n > 1 {
+			detail = strings.TrimSpace(fmt.Sprintf("ran %d times (see runs) %s", n, detail))
+		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", st.Phase, st.Action, st.Target, st.Batch+1, st.Status,
 			st.DispatchedAt.Local().Format("15:04:05"), took, oneLine(detail))
 	}
 	tw.Flush()
+	for _, st := range s.Steps {
+		if len(st.Runs) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\nruns of %s %s on %s (attempt %d)\n", st.Phase, st.Action, st.Target, st.Attempt)
+		for i, r := range st.Runs {
+			last := r.Progress
+			if i == len(st.Runs)-1 && st.Status.Final() {
+				last = strings.TrimSpace(string(st.Status) + " " + st.Error)
+			}
+			fmt.Fprintf(w, "  run %d (delivery %d) started %s: %s\n", i+1, r.N, r.StartedAt.Local().Format("15:04:05.000"), oneLine(last))
+		}
+	}
 	for _, st := range s.Steps {
 		if len(st.Report) > 0 {
 			fmt.Fprintf(w, "\n%s %s on %s (attempt %d): %s\n", st.Phase, st.Action, st.Target, st.Attempt, st.Status)

@@ -12,6 +12,7 @@ import (
 	"github.com/upshift/upshift/pkg/bus"
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/saga"
 )
 
 // A failed step's line names its reason once, whether or not the service
@@ -112,5 +113,31 @@ func TestJunkOnASagaSubjectIsShownAndTheWatchGoesOn(t *testing.T) {
 	if len(lines) != 3 || !strings.Contains(lines[0], "unreadable event (9 bytes)") ||
 		!strings.Contains(lines[1], "unreadable event s1/junk (io.upshift.saga.changed)") || !strings.Contains(lines[2], "SUCCEEDED") {
 		t.Fatalf("printed:\n%s", out.String())
+	}
+}
+
+// A step that ran twice says so in its line and lists each run with its
+// last word; a step that ran once shows no runs.
+func TestStatusShowsEachRunOfAStepThatRanAgain(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	s := saga.Saga{ID: "s1", State: saga.StateSucceeded, Batches: [][]string{{"web"}}, Steps: []saga.Step{
+		{ID: "s1.deploy.apply.web.1", Phase: events.Deploy, Action: events.ActionApply, Target: "web", Attempt: 1,
+			Status: saga.StepSucceeded, StartedAt: at, FinishedAt: at.Add(time.Minute), Run: 3, Runs: []saga.Run{
+				{N: 1, StartedAt: at, Progress: "run 1 ended in error, to be tried again: disk busy"},
+				{N: 3, StartedAt: at.Add(30 * time.Second), Progress: "starting"}}},
+		{ID: "s1.verify.probe.web.1", Phase: events.Verify, Action: events.ActionProbe, Target: "web", Attempt: 1,
+			Status: saga.StepSucceeded, StartedAt: at, FinishedAt: at.Add(time.Second), Run: 1},
+	}}
+	var b bytes.Buffer
+	view.Status(&b, s)
+	out := b.String()
+	for _, want := range []string{"ran 2 times", "runs of deploy apply on web (attempt 1)",
+		"run 1 (delivery 1) started", "disk busy", "run 2 (delivery 3) started", ": succeeded"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "runs of") != 1 {
+		t.Errorf("runs shown for a step that ran once:\n%s", out)
 	}
 }
