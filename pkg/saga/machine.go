@@ -426,10 +426,20 @@ func (m *machine) tick() {
 		m.window()
 		return
 	}
+	// Each step by its own deadline: a target rolled back alone within its
+	// batch's tolerance has a later one than the batch's.
+	var next time.Time
 	for _, st := range m.current() {
-		if !st.Status.Final() {
+		switch {
+		case st.Status.Final():
+		case !m.at.Before(st.Deadline):
 			m.finish(st, StepTimedOut, "timeout", fmt.Sprintf("no result within %s", st.Deadline.Sub(st.DispatchedAt)))
+		case next.IsZero() || st.Deadline.Before(next):
+			next = st.Deadline
 		}
+	}
+	if !next.IsZero() {
+		m.wait(next)
 	}
 	m.advance()
 }
@@ -449,11 +459,11 @@ func (m *machine) current() []*Step {
 				out = append(out, st)
 			}
 		case StateDeploying:
-			if m.forward(st) && st.Batch == m.s.Batch {
+			if (m.forward(st) || m.alone(st)) && st.Batch == m.s.Batch {
 				out = append(out, st)
 			}
 		case StateVerifying:
-			if st.Phase == events.Verify && st.Action == events.ActionProbe && st.Batch == m.s.Batch {
+			if (st.Phase == events.Verify && st.Action == events.ActionProbe || m.alone(st)) && st.Batch == m.s.Batch {
 				out = append(out, st)
 			}
 		case StateWatching:
@@ -462,6 +472,10 @@ func (m *machine) current() []*Step {
 			}
 		case StateRollingBack:
 			if m.s.Next < len(m.s.Plan) && st.Compensates == m.s.Plan[m.s.Next] {
+				out = append(out, st)
+			}
+			if m.s.Next >= len(m.s.Plan) && m.lone(st) {
+				// The end waits for the targets rolled back alone.
 				out = append(out, st)
 			}
 		}
@@ -494,14 +508,14 @@ func (m *machine) advance() {
 			m.deploy(0)
 		}
 	case StateDeploying:
-		if bad != nil {
-			m.rollBack(stepCause(bad), describe(bad))
+		if bad != nil && !m.absorb(steps, &done) {
+			m.rollBack(stepCause(bad), m.tooMany(bad))
 		} else if done {
 			m.verify(m.s.Batch)
 		}
 	case StateVerifying:
-		if bad != nil {
-			m.rollBack(stepCause(bad), describe(bad))
+		if bad != nil && !m.absorb(steps, &done) {
+			m.rollBack(stepCause(bad), m.tooMany(bad))
 		} else if done && m.s.Batch+1 < len(m.s.Batches) {
 			m.window() // the next batch starts in a window too
 		} else if done {
@@ -511,14 +525,109 @@ func (m *machine) advance() {
 		if bad != nil {
 			m.rollBack(stepCause(bad), describe(bad))
 		} else if done {
-			m.enter(StateSucceeded, "")
+			m.succeed()
 		}
 	case StateRollingBack:
 		if done {
-			m.s.Next++
+			if m.s.Next < len(m.s.Plan) {
+				m.s.Next++
+			}
 			m.compensateNext()
 		}
 	}
+}
+
+// alone reports whether st rolls back a target set aside within its
+// batch's tolerance.
+func (m *machine) alone(st *Step) bool {
+	return m.s.State != StateRollingBack && m.lone(st)
+}
+
+// lone reports whether st rolls back a target set aside.
+func (m *machine) lone(st *Step) bool {
+	return st.Compensates != "" && slices.Contains(m.s.SetAside, st.Target)
+}
+
+// absorb sets aside the targets of the current batch whose deploy or
+// verification failed, if the batch's tolerance allows it: each is rolled
+// back alone at once and left out of the rest of the saga. It reports
+// whether the saga may go on; it may not if more targets of the batch
+// failed than tolerated, if all did, or if a lone roll-back failed. A lone
+// roll-back it sends makes the batch not done.
+func (m *machine) absorb(steps []*Step, done *bool) bool {
+	batch := m.s.Batches[m.s.Batch]
+	failed := 0
+	for _, t := range batch {
+		if slices.Contains(m.s.SetAside, t) {
+			failed++
+		}
+	}
+	var fresh []*Step
+	for _, st := range steps {
+		if !st.Status.Final() || st.Status == StepSucceeded {
+			continue
+		}
+		if st.Compensates != "" {
+			return false // a target is left half done: a human is needed, roll everything back
+		}
+		if !slices.Contains(m.s.SetAside, st.Target) {
+			failed++
+			fresh = append(fresh, st)
+		}
+	}
+	if failed > m.s.Request.Spec.Rollout.Tolerated(len(batch)) || failed == len(batch) {
+		return false
+	}
+	for _, bad := range fresh {
+		m.s.SetAside = append(m.s.SetAside, bad.Target)
+		for i := range m.s.Steps {
+			st := &m.s.Steps[i]
+			if !m.forward(st) || st.Target != bad.Target || st.Batch != m.s.Batch {
+				continue
+			}
+			deadline := m.at.Add(m.s.Request.Spec.Timeouts.Rollback.Duration)
+			m.send(st.Phase, compensation[st.Action], []string{st.Target}, st.Batch, time.Time{}, deadline, st.ID)
+			*done = false
+			if deadline.Before(m.s.Deadline) {
+				m.wait(deadline)
+			}
+			break
+		}
+	}
+	return true
+}
+
+// tooMany says why a batch rolls everything back: its first failure, and
+// how many of its targets failed when some were tolerated.
+func (m *machine) tooMany(bad *Step) string {
+	ro := m.s.Request.Spec.Rollout
+	if ro.MaxFailedPercent == 0 || m.s.State == StateWatching {
+		return describe(bad)
+	}
+	batch := m.s.Batches[m.s.Batch]
+	failed := map[string]bool{}
+	for _, st := range m.current() {
+		if st.Status.Final() && st.Status != StepSucceeded {
+			failed[st.Target] = true
+		}
+	}
+	for _, t := range batch {
+		if slices.Contains(m.s.SetAside, t) {
+			failed[t] = true
+		}
+	}
+	return fmt.Sprintf("%s; %d of the %d targets of batch %d failed, %d tolerated (%d%%)", describe(bad),
+		len(failed), len(batch), m.s.Batch+1, ro.Tolerated(len(batch)), ro.MaxFailedPercent)
+}
+
+// succeed ends the saga, saying which targets were set aside, if any.
+func (m *machine) succeed() {
+	if n := len(m.s.SetAside); n > 0 {
+		m.enter(StateSucceeded, fmt.Sprintf("%d of %d targets failed within their batch's tolerance and were rolled back alone: %s",
+			n, len(m.targets()), strings.Join(m.s.SetAside, ", ")))
+		return
+	}
+	m.enter(StateSucceeded, "")
 }
 
 func (m *machine) afterPrecheck() {
@@ -644,7 +753,21 @@ func (m *machine) deploy(batch int) {
 
 func (m *machine) verify(batch int) {
 	m.enter(StateVerifying, "")
-	m.dispatch(events.Verify, events.ActionProbe, m.s.Batches[batch], batch, m.s.Request.Spec.Timeouts.Verify.Duration, "")
+	m.dispatch(events.Verify, events.ActionProbe, m.without(m.s.Batches[batch]), batch, m.s.Request.Spec.Timeouts.Verify.Duration, "")
+}
+
+// without returns targets less those set aside.
+func (m *machine) without(targets []string) []string {
+	if len(m.s.SetAside) == 0 {
+		return targets
+	}
+	var out []string
+	for _, t := range targets {
+		if !slices.Contains(m.s.SetAside, t) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // WatchGrace is how long after the watch period's end the saga waits for
@@ -659,12 +782,12 @@ const WatchGrace = 30 * time.Second
 func (m *machine) watch() {
 	w := m.s.Watch()
 	if w <= 0 {
-		m.enter(StateSucceeded, "")
+		m.succeed()
 		return
 	}
 	end := m.at.Add(w)
 	m.enter(StateWatching, fmt.Sprintf("every target watched for %s, until %s", w, end.Format(time.RFC3339)))
-	m.send(events.Verify, events.ActionWatch, m.targets(), m.s.Batch, end, end.Add(WatchGrace), "")
+	m.send(events.Verify, events.ActionWatch, m.without(m.targets()), m.s.Batch, end, end.Add(WatchGrace), "")
 	m.wait(end.Add(WatchGrace))
 }
 
@@ -693,8 +816,8 @@ func (m *machine) rollBack(cause Cause, reason string) {
 			continue
 		}
 		touched[st.Target] = true
-		if st.Action != events.ActionApply {
-			continue
+		if st.Action != events.ActionApply || slices.Contains(m.s.SetAside, st.Target) {
+			continue // nothing to undo, or undone already, alone
 		}
 		if st.Status.Final() {
 			finished = append(finished, st)
@@ -728,6 +851,16 @@ func (m *machine) compensateNext() {
 		orig, _ := m.s.Step(m.s.Plan[m.s.Next])
 		m.dispatch(orig.Phase, compensation[orig.Action], []string{orig.Target}, orig.Batch,
 			m.s.Request.Spec.Timeouts.Rollback.Duration, orig.ID)
+		return
+	}
+	var wait time.Time
+	for i := range m.s.Steps {
+		if st := &m.s.Steps[i]; m.lone(st) && !st.Status.Final() && st.Deadline.After(wait) {
+			wait = st.Deadline
+		}
+	}
+	if !wait.IsZero() {
+		m.wait(wait)
 		return
 	}
 	var failed []string

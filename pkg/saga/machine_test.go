@@ -766,3 +766,88 @@ func TestRollBackSaysWhyItBegan(t *testing.T) {
 		})
 	}
 }
+
+// A batch may lose up to its tolerance: each failed target is rolled back
+// alone and left out of the rest; past the tolerance, every batch rolls
+// back, the targets rolled back alone not again.
+func TestFailuresWithinABatchsToleranceRollBackThoseTargetsAlone(t *testing.T) {
+	req := request(spec.KindUpgrade, 0, "a", "b", "c", "d", "e", "f", "g", "h", "i", "j")
+	req.Spec.Rollout.BatchSize = 0
+	req.Spec.Rollout.BatchPercent = 50
+	req.Spec.Rollout.MaxFailedPercent = 20 // one of five
+	req.Spec.Backup.Skip = true
+	req = req.WithDefaults()
+	if err := req.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, req, saga.Options{})
+	if len(r.s.Batches) != 2 || len(r.s.Batches[0]) != 5 {
+		t.Fatalf("batches %v", r.s.Batches)
+	}
+	r.answer(events.StatusSucceeded) // prechecks
+	r.state(saga.StateDeploying)
+	deploys := r.last.Commands
+	r.report(deploys[1], events.StatusFailed) // b fails: tolerated
+	r.state(saga.StateDeploying)
+	r.sent("deploy.rollback.b")
+	lone := r.last.Commands[0]
+	if lone.Compensates != deploys[1].Step || !lone.NotAfter.IsZero() {
+		t.Fatalf("lone roll-back %+v", lone)
+	}
+	for _, c := range append(deploys[:1:1], deploys[2:]...) {
+		r.must(saga.Input{Kind: saga.InputReport, Result: result(c, events.StatusSucceeded)})
+	}
+	r.state(saga.StateDeploying) // the lone roll-back is still running
+	r.must(saga.Input{Kind: saga.InputReport, Result: result(lone, events.StatusSucceeded)})
+	r.state(saga.StateVerifying)
+	r.sent("verify.probe.a", "verify.probe.c", "verify.probe.d", "verify.probe.e")
+	r.answer(events.StatusSucceeded)
+	r.state(saga.StateDeploying)
+	r.sent("deploy.apply.f", "deploy.apply.g", "deploy.apply.h", "deploy.apply.i", "deploy.apply.j")
+	r.answer(events.StatusSucceeded)
+	r.state(saga.StateVerifying)
+	probes := r.last.Commands
+	r.report(probes[0], events.StatusFailed) // f: tolerated, rolled back alone
+	r.sent("deploy.rollback.f")
+	r.report(probes[1], events.StatusFailed) // g: one too many
+	r.state(saga.StateRollingBack)
+	if !strings.Contains(r.s.Reason, "2 of the 5 targets of batch 2 failed, 1 tolerated (20%)") {
+		t.Fatalf("reason %q", r.s.Reason)
+	}
+	var undone []string
+	for _, id := range r.s.Plan {
+		st, _ := r.s.Step(id)
+		undone = append(undone, st.Target)
+	}
+	if got := strings.Join(undone, ","); strings.Contains(got, "b") || strings.Contains(got, "f") || len(undone) != 8 {
+		t.Fatalf("roll-back plan %v: b and f were rolled back alone already", undone)
+	}
+	if !slices.Equal(r.s.SetAside, []string{"b", "f"}) {
+		t.Fatalf("set aside %v", r.s.SetAside)
+	}
+}
+
+// A whole batch failing always rolls back, whatever the tolerance; and the
+// saga succeeds saying which targets were set aside.
+func TestAWholeBatchFailingRollsBackAndSuccessNamesTheTargetsSetAside(t *testing.T) {
+	req := request(spec.KindUpgrade, 2, "a", "b")
+	req.Spec.Rollout.MaxFailedPercent = 100
+	req.Spec.Backup.Skip = true
+	r := start(t, req, saga.Options{})
+	r.answer(events.StatusSucceeded)
+	r.answer(events.StatusFailed)
+	r.state(saga.StateRollingBack)
+
+	r = start(t, req, saga.Options{})
+	r.answer(events.StatusSucceeded)
+	deploys := r.last.Commands
+	r.report(deploys[0], events.StatusSucceeded)
+	r.report(deploys[1], events.StatusFailed)
+	r.answer(events.StatusSucceeded) // b's lone roll-back
+	r.state(saga.StateVerifying)
+	r.answer(events.StatusSucceeded)
+	r.state(saga.StateSucceeded)
+	if !strings.Contains(r.s.Reason, "1 of 2 targets failed within their batch's tolerance and were rolled back alone: b") {
+		t.Fatalf("reason %q", r.s.Reason)
+	}
+}

@@ -31,6 +31,8 @@ type world struct {
 	rolled     bool                    // a roll-back has begun
 	sawState   map[saga.State]struct{} // states visited
 	progressed map[string]sentMessage  // step id -> newest progress sent
+	alone      map[string]bool         // compensations sent before any roll-back: of targets set aside
+	afterAside map[string]bool         // commands sent once their target was set aside
 }
 
 func (w *world) apply(in saga.Input) {
@@ -84,6 +86,12 @@ func (w *world) apply(in saga.Input) {
 		}
 		if w.rolled && c.Compensates == "" {
 			w.t.Fatalf("forward command %s after the roll-back began", c.Step)
+		}
+		if !w.rolled && c.Compensates != "" {
+			w.alone[c.Step] = true
+		}
+		if slices.Contains(before.SetAside, c.Target) {
+			w.afterAside[c.Step] = true
 		}
 		w.issued[c.Step]++
 		if w.issued[c.Step] > 1 {
@@ -161,6 +169,11 @@ func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T)
 				req.Spec.Backup.Skip = false
 			}
 		}
+		if kind.Installs() && rng.IntN(100) < 40 {
+			// Some failures tolerated per batch: rounded down, so none
+			// in a batch too small.
+			req.Spec.Rollout.MaxFailedPercent = []int{34, 50, 67, 100}[rng.IntN(4)]
+		}
 		req.Spec.DryRun = rng.IntN(100) < 10
 		hour := spec.Duration{Duration: time.Hour}
 		req.Spec.Timeouts = spec.Timeouts{Precheck: hour, Backup: hour, Deploy: hour, Verify: hour, Rollback: hour}
@@ -181,7 +194,7 @@ func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T)
 			opts.Verify.Watch = spec.Duration{Duration: time.Duration(rng.IntN(90)) * time.Minute}
 		}
 		w := &world{t: t, s: saga.New("s", req, opts, t0), now: t0, issued: map[string]int{}, sawState: map[saga.State]struct{}{},
-			progressed: map[string]sentMessage{}}
+			progressed: map[string]sentMessage{}, alone: map[string]bool{}, afterAside: map[string]bool{}}
 		w.apply(saga.Input{Kind: saga.InputStart})
 
 		failP, loseP := rng.Float64()*0.3, rng.Float64()*0.3
@@ -270,11 +283,35 @@ func (w *world) checkEnd() {
 			w.t.Fatalf("%s names the backup of %q (restore from %q)", c.Step, c.Upgrade.Backup, want)
 		}
 	}
-	var comps []events.Command
+	// Targets set aside within their batch's tolerance: never more than
+	// it allows, never a whole batch; each rolled back alone, before any
+	// roll-back of the saga, and not probed or watched after.
+	aside := map[string]bool{}
+	for i, b := range s.Batches {
+		n := 0
+		for _, t := range b {
+			if slices.Contains(s.SetAside, t) {
+				n++
+				aside[t] = true
+			}
+		}
+		if n > 0 && (n > r.Spec.Rollout.Tolerated(len(b)) || n == len(b)) {
+			w.t.Fatalf("batch %d %v: %d set aside, %d%% tolerated", i+1, b, n, r.Spec.Rollout.MaxFailedPercent)
+		}
+	}
+	var comps, alone []events.Command
 	deployed := false
 	for _, c := range w.order {
-		if c.Compensates != "" {
+		if w.alone[c.Step] {
+			if !aside[c.Target] || c.Phase != events.Deploy || c.Action != events.ActionRollback {
+				w.t.Fatalf("%s sent before any roll-back, for a target not set aside", c.Step)
+			}
+			alone = append(alone, c)
+		} else if c.Compensates != "" {
 			comps = append(comps, c)
+		}
+		if aside[c.Target] && c.Phase == events.Verify && w.afterAside[c.Step] {
+			w.t.Fatalf("%s sent after %s was set aside", c.Step, c.Target)
 		}
 		if forward(r, c.Phase, c.Action, c.Compensates) {
 			deployed = true
@@ -285,6 +322,19 @@ func (w *world) checkEnd() {
 		if len(comps) > 0 {
 			w.t.Fatalf("succeeded with compensations %v", names(comps))
 		}
+		// Each target set aside was rolled back alone, once, successfully.
+		once := map[string]int{}
+		for _, c := range alone {
+			once[c.Target]++
+			if st, _ := s.Step(c.Step); st.Status != saga.StepSucceeded {
+				w.t.Fatalf("succeeded with the lone roll-back %s %s", c.Step, st.Status)
+			}
+		}
+		for t := range aside {
+			if once[t] != 1 {
+				w.t.Fatalf("%s set aside, rolled back alone %d times", t, once[t])
+			}
+		}
 		// With a watch period, every target was watched to the end.
 		watched := map[string]bool{}
 		for _, st := range s.Steps {
@@ -292,11 +342,11 @@ func (w *world) checkEnd() {
 				watched[st.Target] = true
 			}
 		}
-		if _, saw := w.sawState[saga.StateWatching]; saw != (s.Watch() > 0) || s.Watch() > 0 && len(watched) != len(s.Request.Spec.Targets) {
+		if _, saw := w.sawState[saga.StateWatching]; saw != (s.Watch() > 0) || s.Watch() > 0 && len(watched)+len(aside) != len(s.Request.Spec.Targets) {
 			w.t.Fatalf("succeeded with a watch of %s: watching seen %v, targets watched %v", s.Watch(), saw, watched)
 		}
 		for _, st := range s.Steps {
-			if st.Status != saga.StepSucceeded && (forward(r, st.Phase, st.Action, st.Compensates) || st.Phase == events.Deploy || st.Phase == events.Verify) {
+			if st.Status != saga.StepSucceeded && !aside[st.Target] && (forward(r, st.Phase, st.Action, st.Compensates) || st.Phase == events.Deploy || st.Phase == events.Verify) {
 				w.t.Fatalf("succeeded with step %s %s", st.ID, st.Status)
 			}
 		}
@@ -336,7 +386,7 @@ func (w *world) checkEnd() {
 		}
 	}
 	got := map[string]bool{}
-	for _, c := range comps {
+	for _, c := range append(slices.Clone(alone), comps...) {
 		if got[c.Compensates] {
 			w.t.Fatalf("%s compensated twice", c.Compensates)
 		}
@@ -403,7 +453,8 @@ func (w *world) checkWatch(before, next saga.Saga, c events.Command) {
 		w.t.Fatalf("watch %s sent going from %s (batch %d) to %s", c.Step, before.State, before.Batch, next.State)
 	}
 	for _, st := range next.Steps {
-		if st.Phase == events.Verify && st.Action == events.ActionProbe && st.Batch == next.Batch && st.Status != saga.StepSucceeded {
+		if st.Phase == events.Verify && st.Action == events.ActionProbe && st.Batch == next.Batch && st.Status != saga.StepSucceeded &&
+			!slices.Contains(next.SetAside, st.Target) {
 			w.t.Fatalf("watch %s sent with %s %s", c.Step, st.ID, st.Status)
 		}
 	}

@@ -13,6 +13,7 @@
 package saga
 
 import (
+	"slices"
 	"time"
 
 	"github.com/upshift/upshift/pkg/events"
@@ -164,16 +165,20 @@ type Saga struct {
 	Batch     int          `json:"batch"`
 	Steps     []Step       `json:"steps"`
 	Deadline  time.Time    `json:"deadline,omitzero"`
-	Plan      []string     `json:"plan,omitempty"` // ids of the steps to compensate, in order
-	Next      int          `json:"next,omitempty"` // index in Plan of the compensation in flight
-	Approval  *Decision    `json:"approval,omitempty"`
-	Rejection *Decision    `json:"rejection,omitempty"`
-	Cancel    *Decision    `json:"cancel,omitempty"`
-	Seq       int          `json:"seq"`      // inputs applied
-	Finished  int          `json:"finished"` // steps that became final
-	Wakes     int          `json:"wakes"`    // wake-ups requested
-	CreatedAt time.Time    `json:"createdAt"`
-	UpdatedAt time.Time    `json:"updatedAt"`
+	// SetAside are the targets that failed within their batch's tolerance
+	// (spec.Rollout.MaxFailedPercent), rolled back alone and left out of
+	// the rest of the saga.
+	SetAside  []string  `json:"setAside,omitempty"`
+	Plan      []string  `json:"plan,omitempty"` // ids of the steps to compensate, in order
+	Next      int       `json:"next,omitempty"` // index in Plan of the compensation in flight
+	Approval  *Decision `json:"approval,omitempty"`
+	Rejection *Decision `json:"rejection,omitempty"`
+	Cancel    *Decision `json:"cancel,omitempty"`
+	Seq       int       `json:"seq"`      // inputs applied
+	Finished  int       `json:"finished"` // steps that became final
+	Wakes     int       `json:"wakes"`    // wake-ups requested
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
 }
 
 // New returns a saga for a validated request, in state requested. A
@@ -246,5 +251,6 @@ func (s Saga) Analyses() []events.AnalysisRef {
 func (s Saga) clone() Saga {
 	s.Steps = append([]Step(nil), s.Steps...)
 	s.Plan = append([]string(nil), s.Plan...)
+	s.SetAside = slices.Clone(s.SetAside)
 	return s
 }

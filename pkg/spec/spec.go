@@ -108,7 +108,25 @@ type Rollout struct {
 	// BatchSize is how many targets are deployed and verified together; a
 	// failed batch rolls back every batch before it too. Default 1.
 	BatchSize int `json:"batchSize,omitempty"`
+	// BatchPercent sizes each batch as a share of the targets instead
+	// (rounded up): 5 deploys 5% of them at a time. Not with BatchSize.
+	BatchPercent int `json:"batchPercent,omitempty"`
+	// MaxFailedPercent is the share of a batch's targets that may fail
+	// (their deploy or verification) without rolling the saga back: each
+	// such target is rolled back alone at once and left out of the rest,
+	// and the saga goes on while at most this share of every batch failed
+	// (rounded down: 2% of a batch of 20 is none). A batch in which every
+	// target failed always rolls back. Default 0: any failure rolls back
+	// every batch. Upgrades and installs only: a maintenance run or a
+	// restore has no compensation of its own per target.
+	MaxFailedPercent int `json:"maxFailedPercent,omitempty"`
 }
+
+// Tolerated is how many targets of a batch of n may fail.
+func (r Rollout) Tolerated(n int) int { return n * r.MaxFailedPercent / 100 }
+
+// percentSize is the batch size a BatchPercent gives for n targets.
+func percentSize(n, percent int) int { return max((n*percent+99)/100, 1) }
 
 // Timeouts bound each phase; a phase that does not finish in time fails.
 type Timeouts struct {
@@ -192,6 +210,9 @@ var DefaultTimeouts = Timeouts{
 func (r Request) WithDefaults() Request {
 	if r.Spec.Rollout.BatchSize == 0 {
 		r.Spec.Rollout.BatchSize = 1
+		if p := r.Spec.Rollout.BatchPercent; p > 0 && p <= 100 {
+			r.Spec.Rollout.BatchSize = percentSize(len(r.Spec.Targets), p)
+		}
 	}
 	t := &r.Spec.Timeouts
 	for _, f := range []struct{ v, d *Duration }{

@@ -272,3 +272,39 @@ func TestRestoreRules(t *testing.T) {
 		})
 	}
 }
+
+func TestRolloutByPercentAndItsTolerance(t *testing.T) {
+	base := `apiVersion: upshift/v1
+kind: %s
+metadata: {team: payments, environment: test}
+spec:
+  software: billing
+  from: "4.1"
+  to: "4.2"
+  artifact: {url: "file:///p.tar.gz", digest: "sha256:` + strings.Repeat("a", 64) + `"}
+  targets: [a, b, c, d, e, f, g, h, i, j, k]
+  rollout: %s
+`
+	r, err := spec.Parse(fmt.Appendf(nil, base, "Upgrade", "{batchPercent: 25, maxFailedPercent: 10}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 25% of 11 targets, rounded up: batches of 3.
+	if b := r.Batches(); len(b) != 4 || len(b[0]) != 3 || len(b[3]) != 2 {
+		t.Fatalf("batches %v", b)
+	}
+	if n := r.Spec.Rollout.Tolerated(20); n != 2 {
+		t.Fatalf("10%% of 20 tolerates %d", n)
+	}
+	for _, c := range []struct{ kind, rollout, path, msg string }{
+		{"Upgrade", "{batchSize: 2, batchPercent: 25}", "spec.rollout.batchPercent", "not both"},
+		{"Upgrade", "{batchPercent: 101}", "spec.rollout.batchPercent", "between 1 and 100"},
+		{"Upgrade", "{maxFailedPercent: -1}", "spec.rollout.maxFailedPercent", "between 0 and 100"},
+	} {
+		_, err := spec.Parse(fmt.Appendf(nil, base, c.kind, c.rollout))
+		var verr *spec.ValidationError
+		if !errors.As(err, &verr) || len(verr.Problems) != 1 || verr.Problems[0].Path != c.path || !strings.Contains(verr.Problems[0].Message, c.msg) {
+			t.Errorf("%s: %v, want %s: %s", c.rollout, err, c.path, c.msg)
+		}
+	}
+}

@@ -84,9 +84,7 @@ func (r Request) Validate() error {
 		v.add("kind", "%q: must be Upgrade, Install or Maintenance", r.Kind)
 	}
 	v.targets(s.Targets)
-	if s.Rollout.BatchSize < 1 {
-		v.add("spec.rollout.batchSize", "must be at least 1, got %d", s.Rollout.BatchSize)
-	}
+	v.rollout(r.Kind, s.Rollout, len(s.Targets))
 	seen := map[string]bool{}
 	for i, team := range s.Notify {
 		p := fmt.Sprintf("spec.notify[%d]", i)
@@ -250,5 +248,23 @@ func (v *validator) maintenance(m *Maintenance) {
 	}
 	if m.Backup != "" && !sagaRE.MatchString(m.Backup) {
 		v.add("spec.maintenance.backup", "%q is not a saga id: letters, digits, '_' and '-', at most 64", m.Backup)
+	}
+}
+
+func (v *validator) rollout(kind Kind, ro Rollout, targets int) {
+	if ro.BatchSize < 1 {
+		v.add("spec.rollout.batchSize", "must be at least 1, got %d", ro.BatchSize)
+	}
+	switch p := ro.BatchPercent; {
+	case p < 0 || p > 100:
+		v.add("spec.rollout.batchPercent", "must be between 1 and 100, got %d", p)
+	case p > 0 && ro.BatchSize > 0 && ro.BatchSize != percentSize(targets, p):
+		v.add("spec.rollout.batchPercent", "set batchSize or batchPercent, not both")
+	}
+	switch p := ro.MaxFailedPercent; {
+	case p < 0 || p > 100:
+		v.add("spec.rollout.maxFailedPercent", "must be between 0 and 100, got %d", p)
+	case p > 0 && !kind.Installs():
+		v.add("spec.rollout.maxFailedPercent", "only for an Upgrade or an Install: a %s has no roll-back of one target", kind)
 	}
 }
