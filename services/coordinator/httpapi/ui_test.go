@@ -277,6 +277,9 @@ func TestUISignIn(t *testing.T) {
 			t.Fatalf("next %q: %d to %q", next, code, h.Get("Location"))
 		}
 	}
+	if _, h, _ := b.do(http.MethodPost, "/ui/login", url.Values{"token": {token}}, "X-Forwarded-Proto", "https"); !strings.Contains(h.Get("Set-Cookie"), "Secure") {
+		t.Fatalf("behind a TLS proxy the cookie is not Secure: %q", h.Get("Set-Cookie"))
+	}
 	b.signIn(token)
 	for _, p := range []string{"/ui/", "/ui/sagas/s1", "/ui/login"} {
 		_, _, body := b.do(http.MethodGet, p, nil)
