@@ -90,8 +90,18 @@ func TestUIInABrowser(t *testing.T) {
 	}
 
 	// The page is left alone: its script must bring the new states.
+	// The script replaces the part the state is in, or reloads the page,
+	// at any moment: read it in one evaluation, and a read that meets a
+	// reload is tried again.
+	var state string
 	natstest.Eventually(t, natstest.Patience, "the page to show "+id+" succeeded", func() bool {
-		return text(ctx, t, `#state`) == string(saga.StateSucceeded)
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.getElementById("state") || {}).textContent || ""`))
+		if err == nil {
+			state = s
+		} else if ctx.Err() != nil {
+			t.Fatalf("read the state: %v", err)
+		}
+		return state == string(saga.StateSucceeded)
 	})
 	location, err := chromedp.Run(ctx, chromedp.Location())
 	if err != nil {
