@@ -141,6 +141,7 @@ func runDev(ctx context.Context, o devOptions, out io.Writer) error {
 	}
 	if s.HTTP != "" {
 		fmt.Fprintf(out, "HTTP API http://%s/v1/sagas (writes: Authorization: Bearer %s)\n", s.HTTP, token)
+		fmt.Fprintf(out, "web page http://%s/ui/ (sign in with the same token)\n", s.HTTP)
 	}
 	fmt.Fprintln(out, "every event as it happens, per saga (and the notices that need attention):")
 	// Read from the streams, not the subjects: a re-published message

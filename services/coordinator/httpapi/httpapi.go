@@ -11,10 +11,16 @@
 // every route needs a token with its role (read for GET, approve for approve
 // and reject, operate for cancel), and the actor of a decision is the
 // token's name. With neither, reads are open and writes are refused. Every
-// answer is JSON, errors included ({"error": "...", "code": n}).
+// answer under /v1/ is JSON, errors included ({"error": "...", "code": n}).
 //
 // Changes are read by polling GET, or from EVENTS; /healthz and /metrics are
 // the ops server's.
+//
+// The same server serves a web page under /ui/ (ui.go): the list of sagas,
+// one saga with its live timeline, its plan and report, and forms for the
+// same decisions with the same rights. A browser signs in with an API
+// token, kept in an HttpOnly cookie; its forms are refused from any other
+// origin.
 package httpapi
 
 import (
@@ -63,10 +69,11 @@ type server struct {
 	cfg   Config
 	known known
 	log   *slog.Logger
+	ui    *ui
 }
 
-// New returns the API's handler. It answers /v1/... and a JSON 404 for
-// anything else, so it may be mounted at "/" or at "/v1/".
+// New returns the API's handler. It answers /v1/..., the web page under
+// /ui/ and a JSON 404 for anything else, so it is mounted at "/".
 func New(b Backend, cfg Config, log *slog.Logger) http.Handler {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
@@ -74,8 +81,9 @@ func New(b Backend, cfg Config, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &server{b: b, cfg: cfg, known: newKnown(cfg), log: log.With("component", "httpapi")}
+	s := &server{b: b, cfg: cfg, known: newKnown(cfg), log: log.With("component", "httpapi"), ui: newUI()}
 	mux := http.NewServeMux()
+	s.uiRoutes(mux)
 	routes := []struct {
 		method, path string
 		h            http.HandlerFunc

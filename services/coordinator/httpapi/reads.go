@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,7 +46,7 @@ type HistoryReply struct {
 const MaxLimit = 1000
 
 func (s *server) list(w http.ResponseWriter, r *http.Request) {
-	f, err := parseFilter(r)
+	f, err := parseFilter(r.URL.Query())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -63,9 +64,8 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 // parseFilter reads the listing's query. Unknown or repeated parameters
 // are refused rather than ignored: a misspelt filter would otherwise list
 // everything and look like an answer.
-func parseFilter(r *http.Request) (sagastore.Filter, error) {
+func parseFilter(q url.Values) (sagastore.Filter, error) {
 	var f sagastore.Filter
-	q := r.URL.Query()
 	for name, vals := range q {
 		switch name {
 		case "state":

@@ -1,0 +1,186 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/paper"
+	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/services/coordinator/api"
+	"github.com/upshift/upshift/services/coordinator/sagastore"
+)
+
+// uiOp is a decision the page's buttons take, with the role it needs: the
+// JSON API's.
+type uiOp struct {
+	op   events.ControlOp
+	role Role
+}
+
+var (
+	opApprove = uiOp{events.OpApprove, RoleApprove}
+	opReject  = uiOp{events.OpReject, RoleApprove}
+	opCancel  = uiOp{events.OpCancel, RoleOperate}
+)
+
+// uiForm reads a decision's form within the size limit.
+func (s *server) uiForm(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+	if err := r.ParseForm(); err != nil {
+		return badRequest("form: %v", err)
+	}
+	return nil
+}
+
+// uiDecide takes a decision from the saga's page as POST
+// /v1/sagas/{id}/{op} takes it: the same rights, the same actor rule, the
+// same backend call and the same log line; then it goes back to the page.
+func (s *server) uiDecide(o uiOp) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var (
+			who   caller
+			actor string
+			code  int
+			cause error
+		)
+		defer func() { s.logWrite(r, who, actor, code, cause) }()
+		if len(s.known.hashes) == 0 {
+			code = http.StatusForbidden
+			s.message(w, r, code, "Forbidden", errNoToken)
+			return
+		}
+		if who, code = s.uiAuthorize(w, r, o.role); code != 0 {
+			return
+		}
+		id, err := sagaID(r)
+		if err == nil {
+			err = s.uiForm(w, r)
+		}
+		body := DecisionBody{Actor: strings.TrimSpace(r.PostForm.Get("actor")), Comment: strings.TrimSpace(r.PostForm.Get("comment"))}
+		if err == nil && who.name == "" && body.Actor == "" {
+			err = badRequest("actor is required: say who decides")
+		}
+		if err != nil {
+			code, cause = s.uiFail(w, r, err), err
+			return
+		}
+		if actor, err = who.actor(body); err != nil {
+			code, cause = http.StatusForbidden, err
+			s.message(w, r, code, "Forbidden", err.Error())
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
+		defer cancel()
+		if _, err := s.b.Decide(ctx, api.ControlRequest{ID: id, Op: o.op, Actor: actor, Comment: body.Comment}); err != nil {
+			code, cause = s.uiFail(w, r, err), err
+			return
+		}
+		code = http.StatusAccepted // for the log: the page itself is a redirect
+		http.Redirect(w, r, "/ui/sagas/"+id+"?done="+string(o.op), http.StatusSeeOther)
+	}
+}
+
+// Confirmer is the backend's confirmation of a role, when it has one.
+//
+// HOOK(confirm): the confirmations add POST /v1/sagas/{id}/confirm and a
+// Backend method; when they land, call that method here (and drop this
+// interface), with the rights its route asks for.
+type Confirmer interface {
+	Confirm(ctx context.Context, id, role, by, comment string) error
+}
+
+// uiConfirm records a role's confirmation from the form the page shows
+// while the saga waits for them. Until the backend serves confirmations
+// it answers 501 and says so.
+func (s *server) uiConfirm(w http.ResponseWriter, r *http.Request) {
+	if len(s.known.hashes) == 0 {
+		s.message(w, r, http.StatusForbidden, "Forbidden", errNoToken)
+		return
+	}
+	// HOOK(confirm): the role the confirm route asks for.
+	if _, code := s.uiAuthorize(w, r, RoleApprove); code != 0 {
+		return
+	}
+	id, err := sagaID(r)
+	if err == nil {
+		err = s.uiForm(w, r)
+	}
+	role, by := strings.TrimSpace(r.PostForm.Get("role")), strings.TrimSpace(r.PostForm.Get("by"))
+	if err == nil && (role == "" || by == "") {
+		err = badRequest("role and by are required: which role confirms, and who")
+	}
+	if err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	c, ok := s.b.(Confirmer)
+	if !ok {
+		s.message(w, r, http.StatusNotImplemented, "Not implemented", "this coordinator does not take confirmations yet")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
+	defer cancel()
+	if err := c.Confirm(ctx, id, role, by, strings.TrimSpace(r.PostForm.Get("comment"))); err != nil {
+		s.uiFail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/ui/sagas/"+id+"?done=confirm", http.StatusSeeOther)
+}
+
+// paperCSP lets a plan or report use the inline style pkg/paper writes,
+// and nothing else.
+const paperCSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+// planDoc is a saga's plan from its request. The coordinator's targets
+// file and policy are not the page's to read: their sections say so.
+func planDoc(s saga.Saga, _ []sagastore.Entry, lang paper.Lang) paper.Doc {
+	return paper.Plan(paper.PlanInput{Request: s.Request, Date: s.CreatedAt}, lang)
+}
+
+func reportDoc(s saga.Saga, h []sagastore.Entry, lang paper.Lang) paper.Doc {
+	return paper.Report(s, h, lang)
+}
+
+// uiPaper serves a saga's plan or report as HTML, in ?lang=en (default)
+// or zh, as `upshift plan` and `upshift report` write them.
+func (s *server) uiPaper(doc func(saga.Saga, []sagastore.Entry, paper.Lang) paper.Doc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		lang := paper.English
+		if l := r.URL.Query().Get("lang"); l != "" {
+			var err error
+			if lang, err = paper.ParseLang(l); err != nil {
+				s.uiFail(w, r, badRequest("lang: %v", err))
+				return
+			}
+		}
+		id, err := sagaID(r)
+		if err != nil {
+			s.uiFail(w, r, err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
+		defer cancel()
+		v, err := s.b.Get(ctx, id)
+		if err != nil {
+			s.uiFail(w, r, err)
+			return
+		}
+		h, err := s.b.History(ctx, id)
+		if err != nil {
+			s.uiFail(w, r, err)
+			return
+		}
+		var b bytes.Buffer
+		if err := doc(v.Saga, h, lang).Render(&b, paper.HTML); err != nil {
+			s.uiFail(w, r, fmt.Errorf("render %s: %w", r.URL.Path, err))
+			return
+		}
+		htmlHeaders(w, paperCSP)
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(b.Bytes())
+	}
+}
