@@ -34,7 +34,9 @@ func TestAnEndedSagaMovesToTheArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := func(id string) bus.Message { return bus.Message{ID: id, Subject: "upshift.evt.x.saga.test", Data: []byte(`{}`)} }
+	msg := func(id string) bus.Message {
+		return bus.Message{ID: id, Subject: "upshift.evt.x.saga.test", Data: []byte(`{}`)}
+	}
 
 	s, _ := storetest.Saga("done", "payments", "test", "2.0", time.Now())
 	rev, err := h.Store.Create(ctx, s, sagastore.Change{Outbox: []bus.Message{msg("m1")}})
