@@ -27,3 +27,6 @@ func KillLeaseHolder(t testing.TB, url string) {
 		t.Fatalf("kill the lease's holder: %v, %d sessions", err, n)
 	}
 }
+
+// ActiveRows is the predicate of the queries of sagas in flight.
+var ActiveRows = activeRows
