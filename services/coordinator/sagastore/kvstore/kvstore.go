@@ -46,7 +46,6 @@ import (
 type Store struct {
 	js      jetstream.JetStream
 	kv      jetstream.KeyValue // sagas in flight
-	stream  jetstream.Stream   // kv's, to remove what a retired saga leaves
 	archive jetstream.KeyValue // sagas ended, their outbox sent
 	limit   int                // bytes of a document
 }
@@ -94,15 +93,11 @@ func Open(ctx context.Context, js jetstream.JetStream, c streams.Config, opts ..
 	if err != nil {
 		return nil, err
 	}
-	stream, err := js.Stream(ctx, "KV_"+streams.SagasBucket)
-	if err != nil {
-		return nil, fmt.Errorf("open saga store: %w", err)
-	}
 	if err := streams.Ensure(ctx, js, c, events.StreamAudit); err != nil {
 		return nil, err
 	}
 	// Leave room for the headers of the message that carries a document.
-	return &Store{js: js, kv: kv, stream: stream, archive: archive, limit: int(js.Conn().MaxPayload()) - 4<<10}, nil
+	return &Store{js: js, kv: kv, archive: archive, limit: int(js.Conn().MaxPayload()) - 4<<10}, nil
 }
 
 // Create implements sagastore.Store.
@@ -252,12 +247,6 @@ func (s *Store) retire(ctx context.Context, d document, rev sagastore.Revision) 
 	}
 	if err != nil {
 		return fmt.Errorf("archive saga %s: %w", d.Saga.ID, err)
-	}
-	// The delete leaves a marker, which every listing of the live bucket
-	// would read for ever: remove it. Nothing writes the key again (Create
-	// finds the saga archived).
-	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject("$KV."+streams.SagasBucket+"."+key(d.Saga.ID))); err != nil {
-		return fmt.Errorf("archive saga %s: remove its marker: %w", d.Saga.ID, err)
 	}
 	return nil
 }
