@@ -15,7 +15,9 @@
 // archive; List reads it too when the filter asks for ended sagas. Both
 // listings still read every key of their bucket: fine for the sagas in
 // flight, and for the archive of a team; for SQL over years of sagas, use
-// pgstore.
+// pgstore. The move leaves a delete marker in the live bucket, which
+// listings read (its headers only): removing it while a watcher starts
+// would leave the watcher waiting for a message that no longer exists.
 //
 // A document must fit in one NATS message (the server's max_payload, 1 MiB
 // unless configured). A document that would not keeps its steps without
