@@ -19,6 +19,9 @@ import (
 const (
 	// SagasBucket holds saga state when the coordinator uses the KV store.
 	SagasBucket = "upshift_sagas"
+	// SagasArchiveBucket holds the KV store's finished sagas, for a
+	// retention of their own, out of the way of the live ones.
+	SagasArchiveBucket = "upshift_sagas_archive"
 	// DoneBucket holds what each phase service did, per command id, so a
 	// redelivered command is answered without being executed again, and
 	// what notify delivered, per notice and channel.

@@ -54,6 +54,10 @@ type Config struct {
 	// OverdueGrace is how long past its deadline a saga may go unhandled
 	// before the sweep ticks it. Default 30s.
 	OverdueGrace time.Duration
+	// Lease, if set, elects the one instance that does the background
+	// work: the relay, the overdue sweep, the in-flight gauge's count. Nil:
+	// this instance does it, alone or beside others that do too.
+	Lease sagastore.Lease
 	// Now is the clock; tests may set it.
 	Now func() time.Time
 }
@@ -98,6 +102,9 @@ func New(nc *nats.Conn, js jetstream.JetStream, cfg Config, log *slog.Logger, re
 		metrics: NewMetrics(reg, cfg.Store, log)}
 	return c
 }
+
+// Leader reports whether this instance does the background work now.
+func (c *Coordinator) Leader() bool { return c.engine.metrics.leading() }
 
 // Ready reports whether the instance is consuming each of its inputs.
 func (c *Coordinator) Ready() bool { return c.Check() == nil }
@@ -157,9 +164,14 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	defer c.runners.Store(nil)
 	c.log.Info("coordinating", "instance", c.cfg.Instance)
 	var wg sync.WaitGroup
-	errs := make(chan error, len(runners)+1)
+	errs := make(chan error, len(runners)+2)
 	for _, r := range runners {
 		wg.Go(func() { errs <- r.Run(ctx) })
+	}
+	if c.cfg.Lease == nil {
+		c.engine.metrics.lead(true)
+	} else {
+		wg.Go(func() { errs <- c.lead(ctx) })
 	}
 	wg.Go(func() { errs <- c.engine.relay(ctx, c.cfg.RelayInterval, c.cfg.OverdueGrace) })
 	wg.Wait()

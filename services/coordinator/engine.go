@@ -195,7 +195,8 @@ func (e *engine) flush(ctx context.Context, id string) error {
 
 // relay publishes what transitions left pending (after a crash between
 // storing and publishing, for sagas no new input will touch), and ticks the
-// sagas whose deadline passed more than grace ago unhandled.
+// sagas whose deadline passed more than grace ago unhandled. Only the
+// instance holding the lease does, if there is one.
 func (e *engine) relay(ctx context.Context, interval, grace time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -205,6 +206,9 @@ func (e *engine) relay(ctx context.Context, interval, grace time.Duration) error
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+		if !e.metrics.leading() {
+			continue
 		}
 		e.overdue(ctx, grace, skipped)
 		recs, err := e.store.Unsent(ctx, 100)

@@ -59,6 +59,8 @@ type world struct {
 	// wrap, if set, wraps the store as coordinators see it (the test
 	// reads the store unwrapped).
 	wrap func(sagastore.Store) sagastore.Store
+	// lease, if set, gives each coordinator its lease.
+	lease func(name string) sagastore.Lease
 
 	mu       sync.Mutex
 	script   map[string]string // "phase.action.target" -> "fail" | "hang"
@@ -230,9 +232,13 @@ func (w *world) coordinator(name string) (*coordinator.Coordinator, func()) {
 	if w.wrap != nil {
 		store = w.wrap(store)
 	}
+	var lease sagastore.Lease
+	if w.lease != nil {
+		lease = w.lease(name)
+	}
 	env := service.Env{Instance: name, Log: w.log, NC: w.nc, JS: w.js, Registry: w.reg}
 	p, err := coordinatord.Build(context.Background(), env, coordinatord.Settings{Engine: coordinator.Config{Store: store,
-		Consumer: cons, RelayInterval: relay, OverdueGrace: w.grace, Policy: w.policy, Now: w.clock}})
+		Consumer: cons, RelayInterval: relay, OverdueGrace: w.grace, Policy: w.policy, Now: w.clock, Lease: lease}})
 	if err != nil {
 		w.t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,8 +16,9 @@ import (
 )
 
 // Metrics are the coordinator's. Counters count what this instance did:
-// sum them across instances. The in-flight gauge is read from the store:
-// every instance reports the whole, at each scrape, so take the max.
+// sum them across instances. The in-flight gauge is read from the store by
+// the instance holding the lease (upshift_coordinator_leader 1), at each
+// scrape; the others leave it out, so take the max (or the sum).
 type Metrics struct {
 	gauge     *inFlight
 	sagas     *prometheus.CounterVec
@@ -24,18 +26,34 @@ type Metrics struct {
 	rollbacks *prometheus.CounterVec
 	conflicts prometheus.Counter
 	overdue   prometheus.Counter
+	leader    prometheus.Gauge
+	// isLeader is whether this instance holds the lease.
+	isLeader atomic.Bool
 }
+
+// lead records whether this instance holds the lease.
+func (m *Metrics) lead(held bool) {
+	m.isLeader.Store(held)
+	if held {
+		m.leader.Set(1)
+	} else {
+		m.leader.Set(0)
+	}
+}
+
+func (m *Metrics) leading() bool { return m.isLeader.Load() }
 
 // NewMetrics registers the coordinator's metrics with reg; the in-flight
 // gauge reads store.
 func NewMetrics(reg prometheus.Registerer, store sagastore.Store, log *slog.Logger) *Metrics {
-	gauge := promreg.Register(reg, &inFlight{store: store, log: log, skips: map[string][]string{},
+	m := &Metrics{}
+	gauge := promreg.Register(reg, &inFlight{store: store, log: log, skips: map[string][]string{}, leading: m.leading,
 		state: prometheus.NewDesc("upshift_sagas_in_flight", "Sagas not yet ended, by state, as stored, counted at each scrape.",
 			[]string{"state"}, nil),
 		unreadble: prometheus.NewDesc("upshift_coordinator_unreadable_sagas",
 			"Stored sagas that cannot be decoded, left out of the count of sagas in flight or skipped by the relay or the sweep; each needs an operator.", nil, nil),
 	})
-	m := &Metrics{
+	*m = Metrics{
 		gauge: gauge,
 		sagas: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "upshift_sagas_total",
@@ -57,6 +75,10 @@ func NewMetrics(reg prometheus.Registerer, store sagastore.Store, log *slog.Logg
 		overdue: promreg.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "upshift_coordinator_overdue_total",
 			Help: "Deadlines found passed by the sweep rather than by their timer (a timer lost or dead-lettered).",
+		})),
+		leader: promreg.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "upshift_coordinator_leader",
+			Help: "1 while this instance holds the lease and does the background work (relay, overdue sweep, in-flight count), else 0.",
 		})),
 	}
 	// Every series at zero from the start: an alert on a rate sees a
@@ -119,6 +141,9 @@ type inFlight struct {
 	store            sagastore.Store
 	log              *slog.Logger
 	state, unreadble *prometheus.Desc
+	// leading says whether the instance holds the lease: only the leader
+	// counts, so one instance reads the store at each scrape.
+	leading func() bool
 
 	mu    sync.Mutex
 	skips map[string][]string // what the relay's and the sweep's last listings skipped
@@ -143,6 +168,9 @@ func (c *inFlight) Describe(ch chan<- *prometheus.Desc) { ch <- c.state; ch <- c
 // scrape (an alert on absent() sees it) rather than failing every other
 // metric of the process.
 func (c *inFlight) Collect(ch chan<- prometheus.Metric) {
+	if !c.leading() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
 	counts, err := c.store.CountActive(ctx)

@@ -13,6 +13,7 @@ import (
 	"github.com/upshift/upshift/services/coordinator"
 	"github.com/upshift/upshift/services/coordinator/httpapi"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
+	"github.com/upshift/upshift/services/coordinator/sagastore/kvstore"
 )
 
 // Settings of an upshift-coordinator process: flags, or UPSHIFT_* variables.
@@ -28,6 +29,11 @@ type Settings struct {
 	HTTPAddr      string
 	APIToken      service.Secret
 	APITokensFile string
+	// LeaseTTL is the lease on the background work the instances of a
+	// store share (0: none, each instance does it). ArchiveMaxAge is how
+	// long the KV store keeps a finished saga.
+	LeaseTTL      time.Duration
+	ArchiveMaxAge time.Duration
 	// Engine tunes the coordinator. Its policy's approval settings,
 	// concurrency, relay interval and consumer settings are flags; the rest
 	// is set in code. Instance and Streams come from the process, and Store,
@@ -46,6 +52,10 @@ func (s *Settings) Register(fs *flag.FlagSet) {
 	service.SecretVar(fs, &s.APIToken, "api-token", s.APIToken, "bearer token for the HTTP API's writes, the actor named in the body (empty: writes refused unless --api-tokens)")
 	fs.StringVar(&s.APITokensFile, "api-tokens", s.APITokensFile,
 		"file of the HTTP API's named tokens (sha256 of each) and their roles: read, approve, operate; then every route needs one")
+	fs.DurationVar(&s.LeaseTTL, "lease-ttl", orDuration(s.LeaseTTL, 15*time.Second),
+		"lease of the background work (relay, overdue sweep, in-flight count): one instance holds it, renewed every third; 0: every instance does it")
+	fs.DurationVar(&s.ArchiveMaxAge, "archive-max-age", orDuration(s.ArchiveMaxAge, kvstore.DefaultArchiveMaxAge),
+		"how long the kv store keeps a finished saga in its archive bucket")
 	if e.Policy.ApprovalEnvironments == nil {
 		e.Policy.ApprovalEnvironments = []string{"production"}
 	}
@@ -106,6 +116,7 @@ func Build(ctx context.Context, env service.Env, s Settings) (Parts, error) {
 		return Parts{}, err
 	}
 	closeStore := func() {}
+	// A store given in code comes without a lease, unless one is given.
 	if cfg.Store == nil {
 		var (
 			store sagastore.Store
@@ -114,13 +125,22 @@ func Build(ctx context.Context, env service.Env, s Settings) (Parts, error) {
 		// PostgreSQL may come up after the coordinator: wait for it.
 		err := env.Wait(ctx, "the "+or(s.Store, StoreKV)+" saga store", StoreUnreachable, func(ctx context.Context) error {
 			var err error
-			store, close, err = OpenStore(ctx, s.Store, string(s.DatabaseURL), env.JS, env.Streams(), env.Log)
+			store, close, err = OpenStore(ctx, s.Store, string(s.DatabaseURL), env.JS, env.Streams(), env.Log,
+				kvstore.WithArchiveMaxAge(s.ArchiveMaxAge))
 			return err
 		})
 		if err != nil {
 			return Parts{}, err
 		}
 		cfg.Store, closeStore = store, close
+		if s.LeaseTTL > 0 && cfg.Lease == nil {
+			lease, err := OpenLease(ctx, s.Store, string(s.DatabaseURL), env.JS, env.Streams(), env.Instance, s.LeaseTTL)
+			if err != nil {
+				closeStore()
+				return Parts{}, err
+			}
+			cfg.Lease = lease
+		}
 	}
 	cfg.Instance, cfg.Streams = env.Instance, env.Streams()
 	p := Parts{Coordinator: coordinator.New(env.NC, env.JS, cfg, env.Log, env.Registry), Close: closeStore}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -22,11 +24,13 @@ const (
 	StorePostgres = "postgres" // PostgreSQL: steps, audit and outbox as tables
 )
 
-// OpenStore opens the store of the kind named; close releases it.
-func OpenStore(ctx context.Context, kind, databaseURL string, js jetstream.JetStream, c streams.Config, log *slog.Logger) (store sagastore.Store, close func(), err error) {
+// OpenStore opens the store of the kind named; close releases it. kv
+// options apply to the KV store.
+func OpenStore(ctx context.Context, kind, databaseURL string, js jetstream.JetStream, c streams.Config, log *slog.Logger,
+	kv ...kvstore.Option) (store sagastore.Store, close func(), err error) {
 	switch kind {
 	case StoreKV, "":
-		s, err := kvstore.Open(ctx, js, c)
+		s, err := kvstore.Open(ctx, js, c, kv...)
 		return s, func() {}, err
 	case StorePostgres:
 		if databaseURL == "" {
@@ -39,6 +43,21 @@ func OpenStore(ctx context.Context, kind, databaseURL string, js jetstream.JetSt
 		return s, s.Close, nil
 	}
 	return nil, nil, fmt.Errorf("store %q: %s or %s", kind, StoreKV, StorePostgres)
+}
+
+// OpenLease returns the lease of the store of the kind named, held by
+// instance (with a unique suffix: two processes may share a name).
+func OpenLease(ctx context.Context, kind, databaseURL string, js jetstream.JetStream, c streams.Config, instance string,
+	ttl time.Duration) (sagastore.Lease, error) {
+	switch kind {
+	case StoreKV, "":
+		return kvstore.OpenLease(ctx, js, c, instance+"/"+uuid.NewString(), ttl)
+	case StorePostgres:
+		// The lock lasts as long as the session: the ttl says how often it
+		// is checked, and how soon a free one is taken.
+		return pgstore.NewLease(databaseURL, ttl/3)
+	}
+	return nil, fmt.Errorf("store %q: %s or %s", kind, StoreKV, StorePostgres)
 }
 
 // StoreUnreachable says whether a store failed to open because its server

@@ -7,9 +7,17 @@
 // through that outbox to the AUDIT stream, one subject per saga; History reads
 // that subject and adds the entries still waiting in the document.
 //
-// Listing, and the relay's search for unsent messages, read every key: fine
-// for the hundreds of sagas a single team runs, not for a fleet; that is what
-// pgstore is for.
+// A finished saga, once its outbox is sent, moves to an archive bucket
+// (SagasArchiveBucket, whose TTL is the retention, WithArchiveMaxAge): the
+// live bucket holds the sagas in flight and little else, so listing active
+// sagas, the relay's search for unsent messages, the overdue sweep and the
+// in-flight count read live keys only. Load and History fall back to the
+// archive; List reads it too when the filter asks for ended sagas. Both
+// listings still read every key of their bucket: fine for the sagas in
+// flight, and for the archive of a team; for SQL over years of sagas, use
+// pgstore. The move leaves a delete marker in the live bucket, which
+// listings read (its headers only): removing it while a watcher starts
+// would leave the watcher waiting for a message that no longer exists.
 //
 // A document must fit in one NATS message (the server's max_payload, 1 MiB
 // unless configured). A document that would not keeps its steps without
@@ -38,9 +46,29 @@ import (
 
 // Store is a sagastore.Store over JetStream KV.
 type Store struct {
-	js    jetstream.JetStream
-	kv    jetstream.KeyValue
-	limit int // bytes of a document
+	js      jetstream.JetStream
+	kv      jetstream.KeyValue // sagas in flight
+	archive jetstream.KeyValue // sagas ended, their outbox sent
+	limit   int                // bytes of a document
+}
+
+// DefaultArchiveMaxAge is how long a finished saga is kept by default.
+const DefaultArchiveMaxAge = 30 * 24 * time.Hour
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct{ archiveMaxAge time.Duration }
+
+// WithArchiveMaxAge sets how long a finished saga stays in the archive
+// (default DefaultArchiveMaxAge; the bucket has one TTL, so every
+// coordinator of a store must say the same).
+func WithArchiveMaxAge(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.archiveMaxAge = d
+		}
+	}
 }
 
 // document is what one key holds.
@@ -53,9 +81,17 @@ const keyPrefix = "saga."
 
 func key(id string) string { return keyPrefix + id }
 
-// Open provisions the bucket and the AUDIT stream and returns the store.
-func Open(ctx context.Context, js jetstream.JetStream, c streams.Config) (*Store, error) {
+// Open provisions the buckets and the AUDIT stream and returns the store.
+func Open(ctx context.Context, js jetstream.JetStream, c streams.Config, opts ...Option) (*Store, error) {
+	o := options{archiveMaxAge: DefaultArchiveMaxAge}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	kv, err := streams.EnsureBucket(ctx, js, c, streams.SagasBucket, 0)
+	if err != nil {
+		return nil, err
+	}
+	archive, err := streams.EnsureBucket(ctx, js, c, streams.SagasArchiveBucket, o.archiveMaxAge)
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +99,7 @@ func Open(ctx context.Context, js jetstream.JetStream, c streams.Config) (*Store
 		return nil, err
 	}
 	// Leave room for the headers of the message that carries a document.
-	return &Store{js: js, kv: kv, limit: int(js.Conn().MaxPayload()) - 4<<10}, nil
+	return &Store{js: js, kv: kv, archive: archive, limit: int(js.Conn().MaxPayload()) - 4<<10}, nil
 }
 
 // Create implements sagastore.Store.
@@ -71,6 +107,12 @@ func (s *Store) Create(ctx context.Context, sg saga.Saga, ch sagastore.Change) (
 	b, err := s.encode(document{Saga: sg, Pending: outbox(ch)})
 	if err != nil {
 		return 0, err
+	}
+	// A request redelivered after its saga ended must not start it again.
+	if _, err := s.archive.Get(ctx, key(sg.ID)); err == nil {
+		return 0, fmt.Errorf("create saga %s: %w (ended, archived)", sg.ID, sagastore.ErrExists)
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, fmt.Errorf("create saga %s: %w", sg.ID, err)
 	}
 	rev, err := s.kv.Create(ctx, key(sg.ID), b)
 	if errors.Is(err, jetstream.ErrKeyExists) {
@@ -82,18 +124,33 @@ func (s *Store) Create(ctx context.Context, sg saga.Saga, ch sagastore.Change) (
 	return sagastore.Revision(rev), nil
 }
 
-// Load implements sagastore.Store.
+// Load implements sagastore.Store: a saga not in flight is looked for in
+// the archive.
 func (s *Store) Load(ctx context.Context, id string) (sagastore.Record, error) {
-	d, rev, err := s.get(ctx, id)
+	d, rev, err := s.find(ctx, id)
 	if err != nil {
 		return sagastore.Record{}, err
 	}
 	return sagastore.Record{Saga: d.Saga, Revision: rev, Pending: d.Pending}, nil
 }
 
+// find reads a saga in flight, or else an archived one.
+func (s *Store) find(ctx context.Context, id string) (document, sagastore.Revision, error) {
+	d, rev, err := s.get(ctx, id)
+	if errors.Is(err, sagastore.ErrNotFound) {
+		d, rev, err = s.getFrom(ctx, s.archive, id)
+	}
+	return d, rev, err
+}
+
+// get reads a saga in flight.
 func (s *Store) get(ctx context.Context, id string) (document, sagastore.Revision, error) {
+	return s.getFrom(ctx, s.kv, id)
+}
+
+func (s *Store) getFrom(ctx context.Context, kv jetstream.KeyValue, id string) (document, sagastore.Revision, error) {
 	var d document
-	e, err := s.kv.Get(ctx, key(id))
+	e, err := kv.Get(ctx, key(id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return d, 0, fmt.Errorf("load saga %s: %w", id, sagastore.ErrNotFound)
 	}
@@ -145,10 +202,16 @@ func (s *Store) Record(ctx context.Context, entries []sagastore.Entry) error {
 	return nil
 }
 
-// Sent implements sagastore.Store.
+// Sent implements sagastore.Store. A saga that ended and has nothing left
+// to send moves to the archive.
 func (s *Store) Sent(ctx context.Context, id string, msgIDs []string) error {
 	for attempt := 0; ; attempt++ {
 		d, rev, err := s.get(ctx, id)
+		if errors.Is(err, sagastore.ErrNotFound) {
+			if _, _, aerr := s.getFrom(ctx, s.archive, id); aerr == nil {
+				return nil // archived by another flush: nothing was pending
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -157,34 +220,79 @@ func (s *Store) Sent(ctx context.Context, id string, msgIDs []string) error {
 			return nil
 		}
 		d.Pending = kept
-		_, err = s.put(ctx, d, rev)
+		if len(kept) == 0 && d.Saga.State.Terminal() {
+			err = s.retire(ctx, d, rev)
+		} else {
+			_, err = s.put(ctx, d, rev)
+		}
 		if !errors.Is(err, sagastore.ErrConflict) || attempt == 10 {
 			return err
 		}
 	}
 }
 
-// Unsent implements sagastore.Store by reading every saga.
+// retire moves an ended saga with nothing pending from the live bucket to
+// the archive: written there first, then deleted here at the revision read,
+// so a saga is always in one or the other. A crash in between leaves it in
+// both; Load reads the live copy, and the relay's next Unsent retires it.
+func (s *Store) retire(ctx context.Context, d document, rev sagastore.Revision) error {
+	b, err := s.encode(d)
+	if err != nil {
+		return err
+	}
+	if _, err := s.archive.Put(ctx, key(d.Saga.ID), b); err != nil {
+		return fmt.Errorf("archive saga %s: %w", d.Saga.ID, err)
+	}
+	err = s.kv.Delete(ctx, key(d.Saga.ID), jetstream.LastRevision(uint64(rev)))
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("archive saga %s at revision %d: %w", d.Saga.ID, rev, sagastore.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("archive saga %s: %w", d.Saga.ID, err)
+	}
+	return nil
+}
+
+// Unsent implements sagastore.Store by reading every saga in flight. An
+// ended saga with nothing pending found there (its move to the archive
+// interrupted) is moved on the way.
 func (s *Store) Unsent(ctx context.Context, limit int) ([]sagastore.Record, error) {
 	var out []sagastore.Record
-	err := s.each(ctx, func(d document, rev sagastore.Revision) bool {
+	err := s.each(ctx, s.kv, func(d document, rev sagastore.Revision) bool {
 		if len(d.Pending) > 0 {
 			out = append(out, sagastore.Record{Saga: d.Saga, Revision: rev, Pending: d.Pending})
+		} else if d.Saga.State.Terminal() {
+			_ = s.retire(ctx, d, rev) // a conflict: the next pass
 		}
 		return len(out) < limit
 	})
 	return out, err
 }
 
-// List implements sagastore.Store by reading every saga.
+// List implements sagastore.Store by reading every saga in flight, and
+// every archived one if the filter may select an ended saga.
 func (s *Store) List(ctx context.Context, f sagastore.Filter) ([]sagastore.Summary, error) {
 	var out []sagastore.Summary
-	err := s.each(ctx, func(d document, _ sagastore.Revision) bool {
-		if sum := sagastore.Summarize(d.Saga); f.Match(sum) {
+	seen := map[string]bool{}
+	add := func(d document, _ sagastore.Revision) bool {
+		if sum := sagastore.Summarize(d.Saga); !seen[sum.ID] && f.Match(sum) {
+			seen[sum.ID] = true
 			out = append(out, sum)
 		}
 		return true
-	})
+	}
+	err := s.each(ctx, s.kv, add)
+	if err == nil || errors.Is(err, sagastore.ErrUnreadable) {
+		if endedToo(f) {
+			bad := &sagastore.UnreadableError{}
+			_ = bad.Add(err)
+			if aerr := bad.Add(s.each(ctx, s.archive, add)); aerr != nil {
+				err = aerr
+			} else {
+				err = bad.OrNil()
+			}
+		}
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
 	limit := f.Limit
 	if limit <= 0 {
@@ -193,8 +301,19 @@ func (s *Store) List(ctx context.Context, f sagastore.Filter) ([]sagastore.Summa
 	return out[:min(len(out), limit)], err
 }
 
-func (s *Store) each(ctx context.Context, fn func(document, sagastore.Revision) bool) error {
-	keys, err := s.kv.ListKeysFiltered(ctx, keyPrefix+">")
+// endedToo says whether a filter may select an ended saga.
+func endedToo(f sagastore.Filter) bool {
+	if f.Active || !f.DueBefore.IsZero() { // an ended saga waits for nothing
+		return false
+	}
+	if len(f.States) == 0 {
+		return true
+	}
+	return slices.ContainsFunc(f.States, saga.State.Terminal)
+}
+
+func (s *Store) each(ctx context.Context, kv jetstream.KeyValue, fn func(document, sagastore.Revision) bool) error {
+	keys, err := kv.ListKeysFiltered(ctx, keyPrefix+">")
 	if err != nil {
 		return fmt.Errorf("list sagas: %w", err)
 	}
@@ -203,7 +322,7 @@ func (s *Store) each(ctx context.Context, fn func(document, sagastore.Revision) 
 	// it would have said is unknown.
 	var bad sagastore.UnreadableError
 	for k := range keys.Keys() {
-		d, rev, err := s.get(ctx, strings.TrimPrefix(k, keyPrefix))
+		d, rev, err := s.getFrom(ctx, kv, strings.TrimPrefix(k, keyPrefix))
 		if errors.Is(err, sagastore.ErrNotFound) {
 			continue // deleted since listed
 		}
@@ -259,7 +378,7 @@ func (s *Store) CountActive(ctx context.Context) (map[saga.State]int, error) {
 
 // History implements sagastore.Store.
 func (s *Store) History(ctx context.Context, id string) ([]sagastore.Entry, error) {
-	d, _, err := s.get(ctx, id)
+	d, _, err := s.find(ctx, id)
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,9 @@
 //     of truth; revision is the compare-and-set counter; state, kind, team,
 //     environment, software, from_version, to_version, digest, name, reason,
 //     batch, batches, created_at and updated_at are copies for filtering and
-//     indexing, rewritten with doc.
+//     indexing, rewritten with doc. A partial index (sagas_active_idx)
+//     holds the sagas not ended: the in-flight count and the listings of
+//     active sagas read it, not the rows of every saga ever run.
 //   - saga_steps: one row per saga step (keyed by saga and step id, with
 //     its position in the saga), rewritten from doc on every Create and
 //     Update, so steps can be queried with SQL. A copy: never read back.
