@@ -244,17 +244,6 @@ func checkReport(ctx context.Context, client *api.Client, js jetstream.JetStream
 	return outcome(end)
 }
 
-func watchCmd(out io.Writer) *ffcli.Command {
-	return command("watch", "ID", "follow a saga's events until it ends; exit 0 only if it succeeded (a dry run: checked)", out, nil,
-		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
-			id, err := oneID(args)
-			if err != nil {
-				return err
-			}
-			return follow(context.WithoutCancel(ctx), js, id, out)
-		})
-}
-
 func noticesCmd(out io.Writer) *ffcli.Command {
 	var team string
 	var since time.Duration
