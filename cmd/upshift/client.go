@@ -86,7 +86,10 @@ func newCommand(name, usage, help string, out io.Writer, flags func(*flag.FlagSe
 			// `upshift cancel ID --comment why`, so parse what follows too.
 			if len(args) > 1 {
 				if err := fs.Parse(args[1:]); err != nil {
-					return err
+					if errors.Is(err, flag.ErrHelp) {
+						return err
+					}
+					return fmt.Errorf("%w: %v (see `%s -h`)", exitInvalid, err, fs.Name())
 				}
 				args = append(args[:1:1], fs.Args()...)
 			}
@@ -247,13 +250,13 @@ func checkReport(ctx context.Context, client *api.Client, js jetstream.JetStream
 func noticesCmd(out io.Writer) *ffcli.Command {
 	var team string
 	var since time.Duration
-	var asJSON bool
-	return following("notices", "--team TEAM [--since DURATION]",
+	var o output
+	return following("notices", "--team TEAM [--since DURATION] [--output table|json|yaml]",
 		"follow a team's notices until interrupted: from --since ago, else only new ones", out,
 		func(fs *flag.FlagSet) {
 			fs.StringVar(&team, "team", "", "the team whose notices to follow (required)")
 			fs.DurationVar(&since, "since", 0, "start that long ago (e.g. 24h); 0: only notices from now on")
-			fs.BoolVar(&asJSON, "json", false, "print each notice as one line of JSON")
+			o.register(fs, outTable)
 		},
 		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
 			if team == "" || len(args) > 0 {
@@ -261,23 +264,29 @@ func noticesCmd(out io.Writer) *ffcli.Command {
 			}
 			enc := json.NewEncoder(out)
 			return view.Notices(ctx, js, team, since, func(n events.Notice) {
-				if asJSON {
-					_ = enc.Encode(struct {
-						ID   string    `json:"id"`
-						Time time.Time `json:"time"`
-						events.Notice
-					}{n.ID, n.Time, n})
-					return
+				// JSON: one line per notice; YAML: one document each.
+				v := struct {
+					ID   string    `json:"id"`
+					Time time.Time `json:"time"`
+					events.Notice
+				}{n.ID, n.Time, n}
+				switch o.format {
+				case outJSON:
+					_ = enc.Encode(v)
+				case outYAML:
+					fmt.Fprintln(out, "---")
+					_ = printYAML(out, v)
+				default:
+					view.NoticeLine(out, n)
 				}
-				view.NoticeLine(out, n)
 			})
 		})
 }
 
 func statusCmd(out io.Writer) *ffcli.Command {
-	var asJSON bool
-	return command("status", "ID", "show a saga: state, reason, steps", out,
-		func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") },
+	var o output
+	return command("status", "ID [--output table|json|yaml]", "show a saga: state, reason, steps", out,
+		func(fs *flag.FlagSet) { o.register(fs, outTable) },
 		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
 			id, err := oneID(args)
 			if err != nil {
@@ -287,18 +296,14 @@ func statusCmd(out io.Writer) *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return printJSON(out, v)
-			}
-			view.Status(out, v.Saga)
-			return nil
+			return o.print(out, v, func() error { view.Status(out, v.Saga); return nil })
 		})
 }
 
 func listCmd(out io.Writer) *ffcli.Command {
 	var f sagastore.Filter
 	var states string
-	var asJSON bool
+	var o output
 	return command("list", "[flags]", "list sagas, newest first", out,
 		func(fs *flag.FlagSet) {
 			fs.StringVar(&f.Team, "team", "", "only this team's")
@@ -307,7 +312,7 @@ func listCmd(out io.Writer) *ffcli.Command {
 			fs.StringVar(&states, "state", "", "only these states, comma separated")
 			fs.BoolVar(&f.Active, "active", false, "only sagas still running")
 			fs.IntVar(&f.Limit, "limit", 50, "at most this many")
-			fs.BoolVar(&asJSON, "json", false, "print JSON")
+			o.register(fs, outTable)
 		},
 		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
 			for _, s := range strings.Split(states, ",") {
@@ -323,18 +328,14 @@ func listCmd(out io.Writer) *ffcli.Command {
 				fmt.Fprintf(os.Stderr, "upshift: warning: not listed, as they cannot be decoded: %s\n",
 					strings.Join(reply.Unreadable, ", "))
 			}
-			if asJSON {
-				return printJSON(out, reply.Sagas)
-			}
-			view.List(out, reply.Sagas)
-			return nil
+			return o.print(out, reply.Sagas, func() error { view.List(out, reply.Sagas); return nil })
 		})
 }
 
 func historyCmd(out io.Writer) *ffcli.Command {
-	var asJSON bool
-	return command("history", "ID", "show a saga's audit log: every event the coordinator saw or emitted", out,
-		func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON, events included") },
+	var o output
+	return command("history", "ID [--output table|json|yaml]", "show a saga's audit log: every event the coordinator saw or emitted", out,
+		func(fs *flag.FlagSet) { o.register(fs, outTable) },
 		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
 			id, err := oneID(args)
 			if err != nil {
@@ -344,11 +345,7 @@ func historyCmd(out io.Writer) *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return printJSON(out, h)
-			}
-			view.History(out, h)
-			return nil
+			return o.print(out, h, func() error { view.History(out, h); return nil })
 		})
 }
 
