@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"time"
 
@@ -303,6 +304,7 @@ func statusCmd(out io.Writer) *ffcli.Command {
 func listCmd(out io.Writer) *ffcli.Command {
 	var f sagastore.Filter
 	var states string
+	var since sinceFlag
 	var o output
 	return command("list", "[flags]", "list sagas, newest first", out,
 		func(fs *flag.FlagSet) {
@@ -311,6 +313,7 @@ func listCmd(out io.Writer) *ffcli.Command {
 			fs.StringVar(&f.Software, "software", "", "only this software's")
 			fs.StringVar(&states, "state", "", "only these states, comma separated")
 			fs.BoolVar(&f.Active, "active", false, "only sagas still running")
+			fs.Var(&since, "since", "only sagas created since: a duration ago (24h) or a time (RFC 3339, 2026-03-01T00:00:00Z)")
 			fs.IntVar(&f.Limit, "limit", 50, "at most this many")
 			o.register(fs, outTable)
 		},
@@ -320,10 +323,14 @@ func listCmd(out io.Writer) *ffcli.Command {
 					f.States = append(f.States, saga.State(s))
 				}
 			}
+			f.Since = since.at(time.Now())
 			reply, err := api.NewClient(nc).List(ctx, f)
 			if err != nil {
 				return err
 			}
+			// The coordinator filters; a coordinator older than --since
+			// ignores it, so the answer is filtered here again.
+			reply.Sagas = slices.DeleteFunc(reply.Sagas, func(s sagastore.Summary) bool { return !f.Match(s) })
 			if len(reply.Unreadable) > 0 {
 				fmt.Fprintf(os.Stderr, "upshift: warning: not listed, as they cannot be decoded: %s\n",
 					strings.Join(reply.Unreadable, ", "))
@@ -379,4 +386,40 @@ func printJSON(out io.Writer, v any) error {
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// sinceFlag is --since: a duration before now, or a time.
+type sinceFlag struct {
+	ago time.Duration
+	t   time.Time
+}
+
+func (s *sinceFlag) String() string {
+	if !s.t.IsZero() {
+		return s.t.Format(time.RFC3339)
+	}
+	if s.ago != 0 {
+		return s.ago.String()
+	}
+	return ""
+}
+
+func (s *sinceFlag) Set(v string) error {
+	if d, err := time.ParseDuration(v); err == nil && d > 0 {
+		s.ago, s.t = d, time.Time{}
+		return nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		s.ago, s.t = 0, t
+		return nil
+	}
+	return fmt.Errorf("%q is neither a positive duration (24h, 90m) nor an RFC 3339 time (2026-03-01T00:00:00Z)", v)
+}
+
+// at is the time --since means at now; zero if not given.
+func (s *sinceFlag) at(now time.Time) time.Time {
+	if s.ago != 0 {
+		return now.Add(-s.ago)
+	}
+	return s.t
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/goccy/go-yaml"
 )
@@ -69,5 +70,47 @@ func TestOutputJSONAndYAMLOfARealSaga(t *testing.T) {
 	if err := run(context.Background(), []string{"history", id, "--output", "yaml", "--nats", w.s.URL()}, &out); err != nil ||
 		!strings.Contains(out.String(), "kind: checked") {
 		t.Fatalf("history: %v\n%s", err, out.String())
+	}
+}
+
+// list --since keeps the sagas created since a duration ago or a time;
+// anything else is a command line error.
+func TestListSince(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	id := w.dryRun(t, "web-1")
+	if err := run(context.Background(), []string{"watch", id, "--nats", w.s.URL()}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	list := func(since string) []string {
+		t.Helper()
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{"list", "--since", since, "--json", "--nats", w.s.URL()}, &out); err != nil {
+			t.Fatalf("--since %s: %v", since, err)
+		}
+		var sagas []struct{ ID string }
+		if err := json.Unmarshal(out.Bytes(), &sagas); err != nil {
+			t.Fatalf("--since %s: %v\n%s", since, err, out.String())
+		}
+		var ids []string
+		for _, s := range sagas {
+			ids = append(ids, s.ID)
+		}
+		return ids
+	}
+	if got := list("1h"); len(got) != 1 || got[0] != id {
+		t.Errorf("--since 1h: %v", got)
+	}
+	if got := list(time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)); len(got) != 1 {
+		t.Errorf("--since an hour ago: %v", got)
+	}
+	if got := list(time.Now().Add(time.Hour).UTC().Format(time.RFC3339)); len(got) != 0 {
+		t.Errorf("--since in an hour: %v", got)
+	}
+	for _, bad := range []string{"yesterday", "-1h", "2026-03-01"} {
+		err := run(context.Background(), []string{"list", "--since", bad, "--nats", w.s.URL()}, &bytes.Buffer{})
+		if !errors.Is(err, exitInvalid) || !strings.Contains(err.Error(), "RFC 3339") {
+			t.Errorf("--since %s: err %v", bad, err)
+		}
 	}
 }
