@@ -130,7 +130,11 @@ func readRequest(path string, out io.Writer) (spec.Request, error) {
 	if errors.As(err, &verr) {
 		fmt.Fprintf(out, "%s is not a valid request:\n", path)
 		for _, p := range verr.Problems {
-			fmt.Fprintf(out, "  %s\n", p)
+			at := path
+			if p.Line > 0 {
+				at = fmt.Sprintf("%s:%d:%d", path, p.Line, p.Column)
+			}
+			fmt.Fprintf(out, "  %s: %s\n", at, p)
 		}
 		return r, exitInvalid
 	}
