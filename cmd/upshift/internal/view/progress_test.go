@@ -100,3 +100,16 @@ func TestProgressChangesArePlainLines(t *testing.T) {
 		t.Fatalf("again: %q", got)
 	}
 }
+
+// A terminal frame replaces the last one: the cursor goes up over the
+// lines drawn before, and each line is cleared before it is written.
+func TestTerminalRedrawsInPlace(t *testing.T) {
+	var b strings.Builder
+	term := &view.Terminal{W: &b}
+	term.Draw([]string{"a", "b"})
+	term.Draw([]string{"a", "b", "c"})
+	want := "\r\x1b[2Ka\n\r\x1b[2Kb\n" + "\x1b[2A\r\x1b[2Ka\n\r\x1b[2Kb\n\r\x1b[2Kc\n"
+	if b.String() != want {
+		t.Fatalf("drew %q, want %q", b.String(), want)
+	}
+}
