@@ -19,7 +19,7 @@ func TestValidateListsEveryProblem(t *testing.T) {
 	if !errors.Is(err, exitInvalid) {
 		t.Fatalf("err %v", err)
 	}
-	for _, want := range []string{"spec.tagets: unknown field", "metadata.environment: required", "spec.from: required", "spec.targets: at least one"} {
+	for _, want := range []string{f + ":4:21: spec.tagets: unknown field", f + ":3:1: metadata.environment: required", f + ":4:1: spec.from: required", "spec.targets: at least one"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

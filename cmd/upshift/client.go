@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"time"
 
@@ -86,7 +87,10 @@ func newCommand(name, usage, help string, out io.Writer, flags func(*flag.FlagSe
 			// `upshift cancel ID --comment why`, so parse what follows too.
 			if len(args) > 1 {
 				if err := fs.Parse(args[1:]); err != nil {
-					return err
+					if errors.Is(err, flag.ErrHelp) {
+						return err
+					}
+					return fmt.Errorf("%w: %v (see `%s -h`)", exitInvalid, err, fs.Name())
 				}
 				args = append(args[:1:1], fs.Args()...)
 			}
@@ -126,7 +130,11 @@ func readRequest(path string, out io.Writer) (spec.Request, error) {
 	if errors.As(err, &verr) {
 		fmt.Fprintf(out, "%s is not a valid request:\n", path)
 		for _, p := range verr.Problems {
-			fmt.Fprintf(out, "  %s\n", p)
+			at := path
+			if p.Line > 0 {
+				at = fmt.Sprintf("%s:%d:%d", path, p.Line, p.Column)
+			}
+			fmt.Fprintf(out, "  %s: %s\n", at, p)
 		}
 		return r, exitInvalid
 	}
@@ -244,27 +252,16 @@ func checkReport(ctx context.Context, client *api.Client, js jetstream.JetStream
 	return outcome(end)
 }
 
-func watchCmd(out io.Writer) *ffcli.Command {
-	return command("watch", "ID", "follow a saga's events until it ends; exit 0 only if it succeeded (a dry run: checked)", out, nil,
-		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
-			id, err := oneID(args)
-			if err != nil {
-				return err
-			}
-			return follow(context.WithoutCancel(ctx), js, id, out)
-		})
-}
-
 func noticesCmd(out io.Writer) *ffcli.Command {
 	var team string
 	var since time.Duration
-	var asJSON bool
-	return following("notices", "--team TEAM [--since DURATION]",
+	var o output
+	return following("notices", "--team TEAM [--since DURATION] [--output table|json|yaml]",
 		"follow a team's notices until interrupted: from --since ago, else only new ones", out,
 		func(fs *flag.FlagSet) {
 			fs.StringVar(&team, "team", "", "the team whose notices to follow (required)")
 			fs.DurationVar(&since, "since", 0, "start that long ago (e.g. 24h); 0: only notices from now on")
-			fs.BoolVar(&asJSON, "json", false, "print each notice as one line of JSON")
+			o.register(fs, outTable)
 		},
 		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
 			if team == "" || len(args) > 0 {
@@ -272,23 +269,29 @@ func noticesCmd(out io.Writer) *ffcli.Command {
 			}
 			enc := json.NewEncoder(out)
 			return view.Notices(ctx, js, team, since, func(n events.Notice) {
-				if asJSON {
-					_ = enc.Encode(struct {
-						ID   string    `json:"id"`
-						Time time.Time `json:"time"`
-						events.Notice
-					}{n.ID, n.Time, n})
-					return
+				// JSON: one line per notice; YAML: one document each.
+				v := struct {
+					ID   string    `json:"id"`
+					Time time.Time `json:"time"`
+					events.Notice
+				}{n.ID, n.Time, n}
+				switch o.format {
+				case outJSON:
+					_ = enc.Encode(v)
+				case outYAML:
+					fmt.Fprintln(out, "---")
+					_ = printYAML(out, v)
+				default:
+					view.NoticeLine(out, n)
 				}
-				view.NoticeLine(out, n)
 			})
 		})
 }
 
 func statusCmd(out io.Writer) *ffcli.Command {
-	var asJSON bool
-	return command("status", "ID", "show a saga: state, reason, steps", out,
-		func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") },
+	var o output
+	return command("status", "ID [--output table|json|yaml]", "show a saga: state, reason, steps", out,
+		func(fs *flag.FlagSet) { o.register(fs, outTable) },
 		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
 			id, err := oneID(args)
 			if err != nil {
@@ -298,18 +301,15 @@ func statusCmd(out io.Writer) *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return printJSON(out, v)
-			}
-			view.Status(out, v.Saga)
-			return nil
+			return o.print(out, v, func() error { view.Status(out, v.Saga); return nil })
 		})
 }
 
 func listCmd(out io.Writer) *ffcli.Command {
 	var f sagastore.Filter
 	var states string
-	var asJSON bool
+	var since sinceFlag
+	var o output
 	return command("list", "[flags]", "list sagas, newest first", out,
 		func(fs *flag.FlagSet) {
 			fs.StringVar(&f.Team, "team", "", "only this team's")
@@ -317,8 +317,9 @@ func listCmd(out io.Writer) *ffcli.Command {
 			fs.StringVar(&f.Software, "software", "", "only this software's")
 			fs.StringVar(&states, "state", "", "only these states, comma separated")
 			fs.BoolVar(&f.Active, "active", false, "only sagas still running")
+			fs.Var(&since, "since", "only sagas created since: a duration ago (24h) or a time (RFC 3339, 2026-03-01T00:00:00Z)")
 			fs.IntVar(&f.Limit, "limit", 50, "at most this many")
-			fs.BoolVar(&asJSON, "json", false, "print JSON")
+			o.register(fs, outTable)
 		},
 		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
 			for _, s := range strings.Split(states, ",") {
@@ -326,26 +327,26 @@ func listCmd(out io.Writer) *ffcli.Command {
 					f.States = append(f.States, saga.State(s))
 				}
 			}
+			f.Since = since.at(time.Now())
 			reply, err := api.NewClient(nc).List(ctx, f)
 			if err != nil {
 				return err
 			}
+			// The coordinator filters; a coordinator older than --since
+			// ignores it, so the answer is filtered here again.
+			reply.Sagas = slices.DeleteFunc(reply.Sagas, func(s sagastore.Summary) bool { return !f.Match(s) })
 			if len(reply.Unreadable) > 0 {
 				fmt.Fprintf(os.Stderr, "upshift: warning: not listed, as they cannot be decoded: %s\n",
 					strings.Join(reply.Unreadable, ", "))
 			}
-			if asJSON {
-				return printJSON(out, reply.Sagas)
-			}
-			view.List(out, reply.Sagas)
-			return nil
+			return o.print(out, reply.Sagas, func() error { view.List(out, reply.Sagas); return nil })
 		})
 }
 
 func historyCmd(out io.Writer) *ffcli.Command {
-	var asJSON bool
-	return command("history", "ID", "show a saga's audit log: every event the coordinator saw or emitted", out,
-		func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON, events included") },
+	var o output
+	return command("history", "ID [--output table|json|yaml]", "show a saga's audit log: every event the coordinator saw or emitted", out,
+		func(fs *flag.FlagSet) { o.register(fs, outTable) },
 		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
 			id, err := oneID(args)
 			if err != nil {
@@ -355,11 +356,7 @@ func historyCmd(out io.Writer) *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return printJSON(out, h)
-			}
-			view.History(out, h)
-			return nil
+			return o.print(out, h, func() error { view.History(out, h); return nil })
 		})
 }
 
@@ -393,4 +390,40 @@ func printJSON(out io.Writer, v any) error {
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// sinceFlag is --since: a duration before now, or a time.
+type sinceFlag struct {
+	ago time.Duration
+	t   time.Time
+}
+
+func (s *sinceFlag) String() string {
+	if !s.t.IsZero() {
+		return s.t.Format(time.RFC3339)
+	}
+	if s.ago != 0 {
+		return s.ago.String()
+	}
+	return ""
+}
+
+func (s *sinceFlag) Set(v string) error {
+	if d, err := time.ParseDuration(v); err == nil && d > 0 {
+		s.ago, s.t = d, time.Time{}
+		return nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		s.ago, s.t = 0, t
+		return nil
+	}
+	return fmt.Errorf("%q is neither a positive duration (24h, 90m) nor an RFC 3339 time (2026-03-01T00:00:00Z)", v)
+}
+
+// at is the time --since means at now; zero if not given.
+func (s *sinceFlag) at(now time.Time) time.Time {
+	if s.ago != 0 {
+		return now.Add(-s.ago)
+	}
+	return s.t
 }

@@ -115,6 +115,7 @@ func rootCmd(out io.Writer) *ffcli.Command {
 			adoptCmd(out), artifactCmd(out), backupsCmd(out), devCmd(out),
 		},
 	}
+	root.Subcommands = append(root.Subcommands, completionCmd(out, func() *ffcli.Command { return rootCmd(io.Discard) }))
 	root.Exec = func(_ context.Context, args []string) error { return unknownCommand(root, args) }
 	return root
 }

@@ -23,6 +23,11 @@ var ErrInvalid = errors.New("invalid request")
 type Problem struct {
 	Path    string `json:"path"`
 	Message string `json:"message"`
+	// Line and Column are where the field is in the request's source
+	// (from 1), or the mapping a missing field belongs in; 0 when unknown
+	// (a request built in code, or a problem with the whole document).
+	Line   int `json:"line,omitempty"`
+	Column int `json:"column,omitempty"`
 }
 
 func (p Problem) String() string {
@@ -84,6 +89,7 @@ func Parse(b []byte) (Request, error) {
 		problems = append(problems, verr.Problems...)
 	}
 	if len(problems) > 0 {
+		locate(b, problems)
 		return r, &ValidationError{problems}
 	}
 	return r, nil

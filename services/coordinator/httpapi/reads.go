@@ -82,9 +82,9 @@ func parseFilter(q url.Values) (sagastore.Filter, error) {
 				}
 			}
 			continue
-		case "team", "environment", "software", "digest", "active", "limit":
+		case "team", "environment", "software", "digest", "active", "limit", "since":
 		default:
-			return f, badRequest("unknown parameter %q: state, team, environment, software, digest, active, limit", name)
+			return f, badRequest("unknown parameter %q: state, team, environment, software, digest, active, limit, since", name)
 		}
 		if len(vals) > 1 {
 			return f, badRequest("%s: given %d times, once is allowed", name, len(vals))
@@ -105,6 +105,12 @@ func parseFilter(q url.Values) (sagastore.Filter, error) {
 				return f, badRequest("active: %q is not true or false", v)
 			}
 			f.Active = b
+		case "since":
+			at, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return f, badRequest("since: %q is not an RFC 3339 time (2006-01-02T15:04:05Z)", v)
+			}
+			f.Since = at
 		case "limit":
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > MaxLimit {

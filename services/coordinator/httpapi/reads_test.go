@@ -42,6 +42,7 @@ func TestListQuery(t *testing.T) {
 		{"digest=sha256:" + strings.Repeat("c", 64), sagastore.Filter{Digest: "sha256:" + strings.Repeat("c", 64)}},
 		{"limit=1", sagastore.Filter{Limit: 1}},
 		{"limit=1000&team=platform", sagastore.Filter{Limit: 1000, Team: "platform"}},
+		{"since=2026-03-01T10:00:00Z", sagastore.Filter{Since: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}},
 	} {
 		t.Run(tc.query, func(t *testing.T) {
 			t.Parallel()
@@ -73,6 +74,7 @@ func TestListRefusesBadQueries(t *testing.T) {
 		{"active=maybe", `active: "maybe" is not true or false`},
 		{"colour=red", `unknown parameter "colour"`},
 		{"team=a&team=b", "team: given 2 times"},
+		{"since=24h", `since: "24h" is not an RFC 3339 time`},
 	} {
 		code, _, body := s.do(http.MethodGet, "/v1/sagas?"+tc.query, "", nil)
 		wantError(t, tc.query, code, body, http.StatusBadRequest, "bad request: "+tc.says)

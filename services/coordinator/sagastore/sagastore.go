@@ -136,7 +136,9 @@ type Filter struct {
 	Digest      string       `json:"digest,omitempty"` // artifact digest
 	// DueBefore selects sagas waiting for a deadline earlier than this.
 	DueBefore time.Time `json:"dueBefore,omitzero"`
-	Limit     int       `json:"limit,omitempty"` // default 100, newest first
+	// Since selects sagas created at or after this.
+	Since time.Time `json:"since,omitzero"`
+	Limit int       `json:"limit,omitempty"` // default 100, newest first
 }
 
 // Summary is a saga in a listing.
@@ -185,6 +187,9 @@ func (f Filter) Match(s Summary) bool {
 		}
 	}
 	if !f.DueBefore.IsZero() && (s.Deadline.IsZero() || !s.Deadline.Before(f.DueBefore)) {
+		return false
+	}
+	if !f.Since.IsZero() && s.CreatedAt.Before(f.Since) {
 		return false
 	}
 	return (f.Team == "" || f.Team == s.Team) && (f.Environment == "" || f.Environment == s.Environment) &&

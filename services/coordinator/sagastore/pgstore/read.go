@@ -131,6 +131,9 @@ func (s *Store) List(ctx context.Context, f sagastore.Filter) ([]sagastore.Summa
 	if !f.DueBefore.IsZero() {
 		add("deadline < $%d", f.DueBefore)
 	}
+	if !f.Since.IsZero() {
+		add("created_at >= $%d", f.Since)
+	}
 	for _, c := range [][2]string{{"team", f.Team}, {"environment", f.Environment},
 		{"software", f.Software}, {"digest", f.Digest}} {
 		if c[1] != "" {

@@ -339,6 +339,9 @@ func testList(t *testing.T, h Harness) {
 		// s3 ended and waits for nothing.
 		{sagastore.Filter{DueBefore: t0.Add(6 * time.Minute)}, []string{"s0"}},
 		{sagastore.Filter{DueBefore: t0.Add(9 * time.Minute)}, []string{"s2", "s1", "s0"}},
+		// Created a minute apart from t0: since is inclusive.
+		{sagastore.Filter{Since: t0.Add(2 * time.Minute)}, []string{"s3", "s2"}},
+		{sagastore.Filter{Since: t0.Add(90 * time.Second), Team: "payments"}, nil},
 	} {
 		got, err := h.Store.List(ctx, tc.f)
 		if err != nil {
