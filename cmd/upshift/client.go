@@ -427,3 +427,42 @@ func (s *sinceFlag) at(now time.Time) time.Time {
 	}
 	return s.t
 }
+
+// confirmCmd confirms, for one role, that its people are on hand.
+func confirmCmd(out io.Writer) *ffcli.Command {
+	var by, role, comment string
+	me := ""
+	if u, err := user.Current(); err == nil {
+		me = u.Username
+	}
+	return command("confirm", "ID --role ROLE [--by NAME] [--comment TEXT]",
+		"confirm for a role (dev, qa, ops, dba...) that its people are on hand; the saga waits for every role it asks", out,
+		func(fs *flag.FlagSet) {
+			fs.StringVar(&role, "role", "", "the role confirmed, one the saga asks for (required; see upshift status ID)")
+			fs.StringVar(&by, "by", me, "who confirms (recorded in the audit log, told to the teams)")
+			fs.StringVar(&comment, "comment", "", "a remark (recorded in the audit log, told to the teams)")
+		},
+		func(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, args []string) error {
+			id, err := oneID(args)
+			if err != nil {
+				return err
+			}
+			var missing []string
+			if role == "" {
+				missing = append(missing, "--role is required")
+			}
+			if strings.TrimSpace(by) == "" {
+				missing = append(missing, "--by is required")
+			}
+			if len(missing) > 0 {
+				return fmt.Errorf("%w: %s", exitInvalid, strings.Join(missing, "; "))
+			}
+			reply, err := api.NewClient(nc).Decide(ctx, api.ControlRequest{
+				ID: id, Op: events.OpConfirm, Actor: by, Comment: comment, Role: role})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "confirmation of %s for %s accepted (it was %s); follow it with: upshift watch %s\n", role, id, reply.State, id)
+			return nil
+		})
+}

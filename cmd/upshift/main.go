@@ -1,5 +1,5 @@
 // Command upshift is upshift's command line: submit a request and follow its
-// saga, inspect sagas, approve, reject or cancel them, and run everything in
+// saga, inspect sagas, approve, reject, cancel or confirm them, and run everything in
 // one process with `upshift dev`.
 package main
 
@@ -111,6 +111,7 @@ func rootCmd(out io.Writer) *ffcli.Command {
 			decideCmd(out, "approve", "approve a saga waiting for approval"),
 			decideCmd(out, "reject", "reject a saga waiting for approval"),
 			decideCmd(out, "cancel", "cancel a saga; what it changed is rolled back"),
+			confirmCmd(out),
 			planCmd(out), reportCmd(out),
 			adoptCmd(out), artifactCmd(out), backupsCmd(out), devCmd(out),
 		},

@@ -106,6 +106,12 @@ func environment(p coordinator.Policy, env string) *paper.Environment {
 	if e.Rehearsal != nil {
 		out.Rehearsal = e.Rehearsal.Environment
 	}
+	if e.Confirm != nil {
+		out.Confirm = *e.Confirm
+	}
+	if e.Announce != nil {
+		out.Announce = *e.Announce
+	}
 	return out
 }
 

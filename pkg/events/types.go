@@ -72,6 +72,8 @@ const (
 	OpApprove ControlOp = "approve"
 	OpReject  ControlOp = "reject"
 	OpCancel  ControlOp = "cancel"
+	// OpConfirm: a person confirms for a role (Control.Role).
+	OpConfirm ControlOp = "confirm"
 )
 
 // StepID names one attempt of one action on one target. It is the command's
@@ -276,27 +278,35 @@ type StepRef struct {
 // (rolling_back then at once rolled_back when nothing is left to undo), and
 // each of its events carries the last.
 type SagaEvent struct {
-	Saga        string          `json:"saga"`
-	Kind        string          `json:"kind"`
-	State       string          `json:"state"`
-	Previous    string          `json:"previous,omitempty"`
-	Reason      string          `json:"reason,omitempty"`
-	Seq         int             `json:"seq"`
-	Name        string          `json:"name,omitempty"`
-	RequestKind string          `json:"requestKind,omitempty"` // Upgrade, Install or Maintenance
-	DryRun      bool            `json:"dryRun,omitempty"`      // the precheck alone: nothing changes
-	Team        string          `json:"team"`
-	Teams       []string        `json:"teams"`
-	Environment string          `json:"environment,omitempty"`
-	Targets     []string        `json:"targets,omitempty"`
-	Software    string          `json:"software"`
-	From        string          `json:"from,omitempty"`
-	To          string          `json:"to,omitempty"`
-	Batch       int             `json:"batch"`
-	Batches     int             `json:"batches"`
-	Step        *StepRef        `json:"step,omitempty"`
-	Actor       string          `json:"actor,omitempty"`
-	Comment     string          `json:"comment,omitempty"`
+	Saga        string   `json:"saga"`
+	Kind        string   `json:"kind"`
+	State       string   `json:"state"`
+	Previous    string   `json:"previous,omitempty"`
+	Reason      string   `json:"reason,omitempty"`
+	Seq         int      `json:"seq"`
+	Name        string   `json:"name,omitempty"`
+	RequestKind string   `json:"requestKind,omitempty"` // Upgrade, Install or Maintenance
+	DryRun      bool     `json:"dryRun,omitempty"`      // the precheck alone: nothing changes
+	Team        string   `json:"team"`
+	Teams       []string `json:"teams"`
+	Environment string   `json:"environment,omitempty"`
+	Targets     []string `json:"targets,omitempty"`
+	Software    string   `json:"software"`
+	From        string   `json:"from,omitempty"`
+	To          string   `json:"to,omitempty"`
+	Batch       int      `json:"batch"`
+	Batches     int      `json:"batches"`
+	Step        *StepRef `json:"step,omitempty"`
+	Actor       string   `json:"actor,omitempty"`
+	Comment     string   `json:"comment,omitempty"`
+	// Role a confirmation is for.
+	Role string `json:"role,omitempty"`
+	// Audience are teams told of this event beside Teams: an
+	// announcement's business teams.
+	Audience []string `json:"audience,omitempty"`
+	// WindowStart is when the window an announcement names opens; zero
+	// if there is none to wait for.
+	WindowStart time.Time       `json:"windowStart,omitzero"`
 	Request     json.RawMessage `json:"request,omitempty"`
 }
 
@@ -309,8 +319,11 @@ func (e SagaEvent) Check() error {
 const (
 	KindStepFailed = "step_failed" // a step failed or timed out
 	KindApproved   = "approved"    // an operator approved; the saga may not move yet
-	KindIgnored    = "ignored"     // an input had no effect (late, duplicate, too late to cancel)
-	KindInvalid    = "invalid"     // a request was refused before a saga existed
+	KindConfirmed  = "confirmed"   // a role confirmed; the saga may not move yet
+	// KindAnnouncement tells business teams of the plan before the window.
+	KindAnnouncement = "announcement"
+	KindIgnored      = "ignored" // an input had no effect (late, duplicate, too late to cancel)
+	KindInvalid      = "invalid" // a request was refused before a saga existed
 )
 
 // Control is an operator's decision on a saga.
@@ -320,6 +333,8 @@ type Control struct {
 	Op      ControlOp `json:"op"`
 	Actor   string    `json:"actor"`
 	Comment string    `json:"comment,omitempty"`
+	// Role is the role of a confirmation.
+	Role string `json:"role,omitempty"`
 }
 
 // Check implements Checker.
@@ -330,6 +345,8 @@ func (c Control) Check() error {
 	switch c.Op {
 	case OpApprove, OpReject, OpCancel:
 		return nil
+	case OpConfirm:
+		return missing([2]string{"role", c.Role})
 	}
 	return fmt.Errorf("%w: op %q", ErrMalformed, c.Op)
 }

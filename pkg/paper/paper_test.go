@@ -66,7 +66,9 @@ func precheckLines(disk string) []events.ReportLine {
 // and one that rolled back when web-3's verification failed.
 func recorded(t *testing.T, rolledBack bool) saga.Saga {
 	r := request(t).WithDefaults()
-	s := saga.New("01J-billing", r, saga.Options{RequireApproval: true}, t0)
+	s := saga.New("01J-billing", r, saga.Options{RequireApproval: true, Confirm: spec.Confirm{Roles: []string{"dev", "dba"}}}, t0)
+	s.Confirmations = []saga.Confirmation{{Role: "dba", By: "dora", Comment: "on call", At: t0.Add(3 * time.Minute)},
+		{Role: "dev", By: "dev-1", At: t0.Add(4 * time.Minute)}}
 	s.Approval = &saga.Decision{Actor: "alice", Comment: "CAB-1234 approved", At: t0.Add(5 * time.Minute)}
 	n := 0
 	add := func(st saga.Step) *saga.Step {

@@ -23,6 +23,9 @@ type Environment struct {
 	// succeeded in first, if any.
 	Rehearsal string
 	Verify    spec.Verify
+	// Confirm and Announce of the environment; the request's join them.
+	Confirm  spec.Confirm
+	Announce spec.Announce
 }
 
 // PlanInput is what a plan is made of. Only Request is required.

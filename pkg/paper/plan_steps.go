@@ -33,6 +33,7 @@ func (b *planner) steps() {
 	s := b.d.section(5, w.t("1. Preparation", "1. 升级前准备"))
 	s.para("%s", w.f("Tell the business departments of the plan and its impact, and make sure developers, testers, operations and the DBA are on hand. upshift tells the teams %s of every state change and every failed step.",
 		"通知业务部门本方案及其影响，确认开发、测试、运维和数据库管理员到位。upshift 会将每次状态变化和每个失败步骤通知团队：%s。", w.join(r.Spec.Notify)))
+	b.confirmAndAnnounce(s)
 	approval := r.Spec.Approval.Required || env != nil && env.Approval
 	switch {
 	case approval && env != nil && env.ApprovalTimeout > 0:
@@ -294,4 +295,25 @@ func stepText(w words, st saga.Step) string {
 		out += " (" + st.Error + ")"
 	}
 	return out
+}
+
+// confirmAndAnnounce says who confirms before the approval and the backup,
+// and who hears of the plan before the window: the request's and the
+// environment's, merged as the saga merges them.
+func (b *planner) confirmAndAnnounce(s *Section) {
+	w := b.w
+	var opts saga.Options
+	if env := b.in.Environment; env != nil {
+		opts.Confirm, opts.Announce = env.Confirm, env.Announce
+	}
+	o := saga.New("plan", b.r, opts, b.in.Date).Options
+	if roles := o.Confirm.Roles; len(roles) > 0 {
+		s.para("%s", w.f("After the checks pass and before the approval, someone of each of these roles confirms being on hand (upshift confirm ID --role ROLE), within %s, or the saga fails naming who did not: %s.",
+			"检查通过后、审批之前，以下每个角色须有人确认到位（upshift confirm ID --role 角色），限时 %s，否则 saga 失败并列出未确认的角色：%s。",
+			o.Confirm.Timeout.Duration, w.join(roles)))
+	}
+	if teams := o.Announce.Teams; len(teams) > 0 {
+		s.para("%s", w.f("The plan (software, versions, targets, window) is announced to %s, %s before the window opens (at once with no window).",
+			"本方案（软件、版本、目标、窗口）将在窗口开放前 %[2]s 通告 %[1]s（无窗口时立即通告）。", w.join(teams), o.Announce.Before.Duration))
+	}
 }

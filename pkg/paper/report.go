@@ -41,7 +41,7 @@ func Report(s saga.Saga, history []sagastore.Entry, lang Lang) Doc {
 	if s.Approval == nil && s.Rejection == nil && !s.Options.RequireApproval {
 		rows = append(rows, []string{w.t("Approved by", "批准人"), w.t("no approval was required", "无需审批")})
 	}
-	rows = append(rows, []string{w.t("Confirmed by", "确认人"), w.t("this version of upshift records no confirmations", "此版本 upshift 不记录确认")})
+	rows = append(rows, confirmations(w, s)...)
 	sec.table([]string{w.t("Item", "项目"), w.t("Value", "内容")}, rows)
 
 	sec = d.section(2, w.t("2 Timeline", "2 时间线"))
@@ -227,4 +227,27 @@ func notices(w words, sec *Section, history []sagastore.Entry) {
 	}
 	sec.para("%s", w.t("Each event below went to the teams named, through the channels the notify service configures for them.", "下列每个事件经通知服务为各团队配置的渠道发送给所列团队。"))
 	sec.table([]string{w.t("Time", "时间"), w.t("Teams", "团队"), w.t("Event", "事件"), w.t("Reason", "原因")}, rows)
+}
+
+// confirmations are a row per role the saga asked to confirm: who
+// confirmed it and when, or that nobody did.
+func confirmations(w words, s saga.Saga) [][]string {
+	if len(s.Options.Confirm.Roles) == 0 {
+		return [][]string{{w.t("Confirmed by", "确认人"), w.t("no confirmation was asked", "无需确认")}}
+	}
+	var rows [][]string
+	for _, role := range s.Options.Confirm.Roles {
+		label := w.f("Confirmed by (%s)", "确认人（%s）", role)
+		c, ok := s.Confirmed(role)
+		if !ok {
+			rows = append(rows, []string{label, w.t("not confirmed", "未确认")})
+			continue
+		}
+		v := w.f("%s at %s", "%s，%s", c.By, when(c.At))
+		if c.Comment != "" {
+			v += ": " + c.Comment
+		}
+		rows = append(rows, []string{label, v})
+	}
+	return rows
 }

@@ -26,6 +26,8 @@ const (
 	InputApprove InputKind = "approve" // an operator approved
 	InputReject  InputKind = "reject"  // an operator rejected
 	InputCancel  InputKind = "cancel"  // an operator cancelled
+	// InputConfirm: a person confirmed for a role (Role, Actor).
+	InputConfirm InputKind = "confirm"
 )
 
 // Input is one thing that happened to a saga, at a time.
@@ -42,6 +44,8 @@ type Input struct {
 	Result  *events.StepResult `json:"result,omitempty"`
 	Actor   string             `json:"actor,omitempty"`
 	Comment string             `json:"comment,omitempty"`
+	// Role is the role a confirmation is for.
+	Role string `json:"role,omitempty"`
 }
 
 // Effects are what the coordinator must do after a transition.
@@ -123,6 +127,8 @@ func Apply(s Saga, in Input) (Saga, Effects) {
 		m.reject(in)
 	case InputCancel:
 		m.cancel(in)
+	case InputConfirm:
+		m.confirm(in)
 	default:
 		m.ignore(fmt.Sprintf("unknown input %q", in.Kind))
 	}
@@ -239,8 +245,13 @@ func (m *machine) send(phase events.Phase, action events.Action, targets []strin
 
 func (m *machine) wait(deadline time.Time) {
 	m.s.Deadline = deadline
+	m.wake(deadline)
+}
+
+// wake asks for a tick at t.
+func (m *machine) wake(t time.Time) {
 	m.s.Wakes++
-	m.eff.Wake = append(m.eff.Wake, deadline)
+	m.eff.Wake = append(m.eff.Wake, t)
 }
 
 func upgrade(s Saga) events.Upgrade {
@@ -408,17 +419,29 @@ func describe(st *Step) string {
 	return fmt.Sprintf("%s failed: %s", what, st.Error)
 }
 
-// tick handles time passing: a phase deadline, an approval deadline.
+// tick handles time passing: a phase deadline, an approval or confirmation
+// deadline, an announcement.
 func (m *machine) tick() {
-	switch {
-	case m.s.State.Terminal():
+	if m.s.State.Terminal() {
 		m.ignore("saga is over")
 		return
-	case m.s.Deadline.IsZero() || m.at.Before(m.s.Deadline):
-		m.ignore("nothing due")
+	}
+	announced := false
+	if !m.s.AnnounceAt.IsZero() && !m.at.Before(m.s.AnnounceAt) {
+		m.announce()
+		announced = true
+	}
+	if m.s.Deadline.IsZero() || m.at.Before(m.s.Deadline) {
+		if !announced {
+			m.ignore("nothing due")
+		}
 		return
 	}
 	switch m.s.State {
+	case StateAwaitingConfirmation:
+		m.enter(StateFailed, fmt.Sprintf("no confirmation within %s from %s; nothing was changed",
+			m.s.Options.Confirm.Timeout, strings.Join(m.s.Unconfirmed(), ", ")))
+		return
 	case StateAwaitingApproval:
 		m.enter(StateFailed, fmt.Sprintf("no approval within %s", m.s.Options.ApprovalTimeout))
 		return
@@ -635,6 +658,26 @@ func (m *machine) afterPrecheck() {
 		m.enter(StateChecked, "every check passed; nothing was changed")
 		return
 	}
+	m.planAnnouncement()
+	m.awaitConfirmations()
+}
+
+// awaitConfirmations waits for the roles that have not confirmed yet, if
+// any, then for the approval.
+func (m *machine) awaitConfirmations() {
+	if missing := m.s.Unconfirmed(); len(missing) > 0 {
+		deadline := m.at.Add(m.s.Options.Confirm.Timeout.Duration)
+		m.enter(StateAwaitingConfirmation, fmt.Sprintf("waiting for %s to confirm, until %s",
+			strings.Join(missing, ", "), deadline.Format(time.RFC3339)))
+		m.wait(deadline)
+		return
+	}
+	m.awaitApproval()
+}
+
+// awaitApproval waits for the approval, if one is required and not given
+// yet, then for the window.
+func (m *machine) awaitApproval() {
 	if m.s.Options.RequireApproval && m.s.Approval == nil {
 		m.enter(StateAwaitingApproval, "approval required")
 		m.wait(m.at.Add(m.s.Options.ApprovalTimeout))
@@ -735,6 +778,11 @@ func (m *machine) fail(reason string) {
 // whose actions change no data (spec.DataActions): there would be nothing
 // for a restore to undo.
 func (m *machine) backup() {
+	if !m.s.AnnounceAt.IsZero() {
+		// The tick that was due first may come late: the teams hear
+		// before anything is changed, never after.
+		m.announce()
+	}
 	r := m.s.Request
 	if r.Spec.Backup.Skip || r.Kind == spec.KindInstall || r.Kind == spec.KindMaintenance && !spec.ChangesData(r.Actions()) {
 		m.deploy(0)
@@ -897,6 +945,8 @@ func (m *machine) approve(in Input) {
 	default:
 		m.s.Approval = m.decision(in)
 		m.note(events.SagaEvent{Kind: events.KindApproved, Actor: in.Actor, Comment: in.Comment})
+		// Given early (while prechecking or awaiting confirmation), it
+		// counts when the saga gets there.
 		if m.s.State == StateAwaitingApproval {
 			m.window()
 		}
@@ -909,7 +959,8 @@ func (m *machine) reject(in Input) {
 		m.ignore("this saga needs no approval")
 	case m.s.Approval != nil:
 		m.ignore(fmt.Sprintf("already approved by %s; cancel it instead", m.s.Approval.Actor))
-	case m.s.State != StateRequested && m.s.State != StatePrechecking && m.s.State != StateAwaitingApproval:
+	case m.s.State != StateRequested && m.s.State != StatePrechecking && m.s.State != StateAwaitingConfirmation &&
+		m.s.State != StateAwaitingApproval:
 		m.ignore(fmt.Sprintf("saga is %s", m.s.State))
 	default:
 		m.s.Rejection = m.decision(in)
@@ -919,7 +970,7 @@ func (m *machine) reject(in Input) {
 
 func (m *machine) cancel(in Input) {
 	switch m.s.State {
-	case StateRequested, StatePrechecking, StateAwaitingApproval, StateAwaitingWindow, StateBackingUp:
+	case StateRequested, StatePrechecking, StateAwaitingConfirmation, StateAwaitingApproval, StateAwaitingWindow, StateBackingUp:
 		m.s.Cancel = m.decision(in)
 		if m.deployed() { // waiting for a window between batches
 			m.rollBack(CauseCancelled, decided("cancelled", in))

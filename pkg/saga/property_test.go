@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,6 +34,7 @@ type world struct {
 	progressed map[string]sentMessage  // step id -> newest progress sent
 	alone      map[string]bool         // compensations sent before any roll-back: of targets set aside
 	afterAside map[string]bool         // commands sent once their target was set aside
+	announced  int                     // announcements made
 }
 
 func (w *world) apply(in saga.Input) {
@@ -80,6 +82,7 @@ func (w *world) apply(in saga.Input) {
 			}
 		}
 	}
+	w.checkConfirmations(before, next, eff)
 	for _, c := range eff.Commands {
 		if c.Action == events.ActionWatch {
 			w.checkWatch(before, next, c)
@@ -148,6 +151,14 @@ type sentMessage struct {
 }
 
 func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T) {
+	// How often the walks met confirmations and announcements: a property
+	// that never met them would prove nothing about them.
+	var confirmed, announced int
+	defer func() {
+		if !t.Failed() && (confirmed == 0 || announced == 0) {
+			t.Errorf("walks confirmed all roles %d times, announced %d times: want both", confirmed, announced)
+		}
+	}()
 	rapid.Check(t, func(t *rapid.T) {
 		n := rapid.IntRange(1, 5).Draw(t, "targets")
 		targets := make([]string, n)
@@ -193,6 +204,17 @@ func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T)
 		if rng.IntN(100) < 20 {
 			opts.Verify.Watch = spec.Duration{Duration: time.Duration(rng.IntN(90)) * time.Minute}
 		}
+		// Roles to confirm, the request's, the environment's or both, and
+		// an announcement some hours before the window.
+		if rng.IntN(100) < 40 {
+			req.Spec.Confirm = &spec.Confirm{Roles: pick(rng, roles), Timeout: spec.Duration{Duration: time.Duration(1+rng.IntN(3)) * time.Hour}}
+		}
+		if rng.IntN(100) < 20 {
+			opts.Confirm.Roles = pick(rng, roles)
+		}
+		if rng.IntN(100) < 30 {
+			req.Spec.Announce = &spec.Announce{Before: spec.Duration{Duration: time.Duration(rng.IntN(30)) * time.Hour}, Teams: []string{"sales"}}
+		}
 		w := &world{t: t, s: saga.New("s", req, opts, t0), now: t0, issued: map[string]int{}, sawState: map[saga.State]struct{}{},
 			progressed: map[string]sentMessage{}, alone: map[string]bool{}, afterAside: map[string]bool{}}
 		w.apply(saga.Input{Kind: saga.InputStart})
@@ -227,9 +249,10 @@ func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T)
 			case 6, 7: // time passes, now and then past a deadline
 				w.now = w.now.Add(time.Duration(rng.Int64N(int64(20 * time.Minute))))
 				w.apply(saga.Input{Kind: saga.InputTick})
-			case 8: // an operator decides
-				op := []saga.InputKind{saga.InputApprove, saga.InputApprove, saga.InputApprove, saga.InputApprove, saga.InputReject, saga.InputCancel}[rng.IntN(6)]
-				w.apply(saga.Input{Kind: op, Actor: "op"})
+			case 8: // an operator decides, or someone confirms a role (perhaps again, perhaps one not asked for)
+				op := []saga.InputKind{saga.InputApprove, saga.InputApprove, saga.InputApprove, saga.InputApprove, saga.InputReject, saga.InputCancel,
+					saga.InputConfirm, saga.InputConfirm, saga.InputConfirm}[rng.IntN(9)]
+				w.apply(saga.Input{Kind: op, Actor: "op", Role: append(roles, "sec")[rng.IntN(len(roles)+1)]})
 			case 9: // a progress report
 				if len(w.pending) > 0 {
 					w.progress(w.pending[rng.IntN(len(w.pending))], rng)
@@ -252,13 +275,19 @@ func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T)
 					w.deliver(*result(c, status))
 				}
 			}
+			if missing := w.s.Unconfirmed(); w.s.State == saga.StateAwaitingConfirmation && rng.IntN(3) > 0 {
+				w.apply(saga.Input{Kind: saga.InputConfirm, Actor: "op", Role: missing[rng.IntN(len(missing))]})
+				continue
+			}
 			if w.s.State == saga.StateAwaitingApproval && rng.IntN(2) == 0 {
 				w.apply(saga.Input{Kind: saga.InputApprove, Actor: "op"})
 				continue
 			}
 			// The next wake-up the saga asked for, as a scheduled timer
 			// delivers it; or a day later if it asked for none.
-			if d := w.s.Deadline; d.After(w.now) {
+			if a := w.s.AnnounceAt; !a.IsZero() && a.After(w.now) && a.Before(w.s.Deadline) {
+				w.now = a
+			} else if d := w.s.Deadline; d.After(w.now) {
 				w.now = d
 			} else {
 				w.now = w.now.Add(25 * time.Hour)
@@ -266,7 +295,80 @@ func TestPropertyEverySagaEndsAndCompensatesExactlyOnceNewestFirst(t *testing.T)
 			w.apply(saga.Input{Kind: saga.InputTick})
 		}
 		w.checkEnd()
+		if _, saw := w.sawState[saga.StateAwaitingConfirmation]; saw && len(w.s.Confirmations) == len(w.s.Options.Confirm.Roles) {
+			confirmed++
+		}
+		if w.announced > 0 {
+			announced++
+		}
 	})
+}
+
+var roles = []string{"dev", "qa", "ops", "dba"}
+
+// pick returns one to all of list, in its order.
+func pick(rng *rand.Rand, list []string) []string {
+	var out []string
+	for _, s := range list {
+		if rng.IntN(2) == 0 {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		out = list[:1]
+	}
+	return out
+}
+
+// checkConfirmations checks, at each transition, that nothing is backed up
+// or deployed before every role confirmed, that each role confirms once,
+// that a saga waiting for confirmations fails at its deadline naming who
+// did not confirm, and that the teams hear the announcement once, before
+// anything is changed.
+func (w *world) checkConfirmations(before, next saga.Saga, eff saga.Effects) {
+	asked := next.Options.Confirm.Roles
+	seen := map[string]bool{}
+	for _, c := range next.Confirmations {
+		if seen[c.Role] || !slices.Contains(asked, c.Role) {
+			w.t.Fatalf("confirmations %+v, roles %v", next.Confirmations, asked)
+		}
+		seen[c.Role] = true
+	}
+	if len(next.Confirmations) < len(before.Confirmations) {
+		w.t.Fatalf("confirmations lost: %+v -> %+v", before.Confirmations, next.Confirmations)
+	}
+	for _, e := range eff.Events {
+		if e.Kind == events.KindAnnouncement {
+			w.announced++
+			if len(next.Options.Announce.Teams) == 0 || !slices.Equal(e.Audience, next.Options.Announce.Teams) {
+				w.t.Fatalf("announcement to %v, asked %v", e.Audience, next.Options.Announce.Teams)
+			}
+		}
+	}
+	if w.announced > 1 {
+		w.t.Fatalf("announced %d times", w.announced)
+	}
+	for _, c := range eff.Commands {
+		if c.Phase == events.Precheck || c.Action == events.ActionCheck || c.Compensates != "" {
+			continue
+		}
+		if missing := next.Unconfirmed(); len(missing) > 0 {
+			w.t.Fatalf("%s sent while %v have not confirmed", c.Step, missing)
+		}
+		if len(next.Options.Announce.Teams) > 0 && w.announced == 0 {
+			w.t.Fatalf("%s sent before the announcement", c.Step)
+		}
+	}
+	if before.State == saga.StateAwaitingConfirmation && next.State == saga.StateFailed && !next.Request.Spec.DryRun {
+		for _, r := range next.Unconfirmed() {
+			if !strings.Contains(next.Reason, r) {
+				w.t.Fatalf("failed waiting for confirmations, reason %q does not name %s", next.Reason, r)
+			}
+		}
+	}
+	if next.State == saga.StateAwaitingConfirmation && len(next.Unconfirmed()) == 0 {
+		w.t.Fatalf("awaiting confirmation with every role confirmed")
+	}
 }
 
 func (w *world) checkEnd() {

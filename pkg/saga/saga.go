@@ -5,11 +5,22 @@
 // and reads no clock, so every transition is a table test away.
 //
 //	requested -> prechecking -> checked (a dry run)
-//	requested -> prechecking -> [awaiting approval] -> [awaiting window]
+//	requested -> prechecking -> [awaiting confirmation] -> [awaiting approval] -> [awaiting window]
 //	          -> backing up -> deploying (batch 1..n) <-> verifying (batch 1..n) -> [watching] -> succeeded
-//	failure or timeout in precheck/backup, reject, cancel before deploy -> failed | rejected | cancelled
+//	failure or timeout in precheck/backup, no confirmation or approval in time, reject,
+//	cancel before deploy -> failed | rejected | cancelled
 //	failure or timeout in deploy/verify/watch, or cancel -> rolling back: compensate newest first,
 //	                                                  one step at a time -> rolled back | rollback failed
+//
+// Confirmations come before the approval: the people who must be on hand
+// (dev, qa, ops, dba...) say so first, and the approver decides with that
+// known, as a change board gives its go last. Both come before the window
+// wait, so the backup starts when the window opens rather than when the
+// last person answers, and the window is not spent waiting. Confirmations
+// and an approval sent early (while the precheck runs) are recorded and
+// count when the saga gets there. An announcement, if asked for, goes out
+// once, a set time before the window opens (at once with no window, or
+// one already open), planned when the precheck passed.
 package saga
 
 import (
@@ -28,10 +39,13 @@ const (
 	StateRequested        State = "requested"
 	StatePrechecking      State = "prechecking"
 	StateAwaitingApproval State = "awaiting_approval"
-	StateAwaitingWindow   State = "awaiting_window"
-	StateBackingUp        State = "backing_up"
-	StateDeploying        State = "deploying"
-	StateVerifying        State = "verifying"
+	// StateAwaitingConfirmation waits until every role named by the
+	// request and the environment has confirmed (Saga.Confirmations).
+	StateAwaitingConfirmation State = "awaiting_confirmation"
+	StateAwaitingWindow       State = "awaiting_window"
+	StateBackingUp            State = "backing_up"
+	StateDeploying            State = "deploying"
+	StateVerifying            State = "verifying"
 	// StateWatching follows the last batch's verification when a watch
 	// period is asked for: every target is watched until it ends, and a
 	// failure still rolls every batch back.
@@ -48,7 +62,7 @@ const (
 )
 
 // States lists every state, in roughly the order a saga meets them.
-var States = []State{StateRequested, StatePrechecking, StateAwaitingApproval, StateAwaitingWindow, StateBackingUp,
+var States = []State{StateRequested, StatePrechecking, StateAwaitingConfirmation, StateAwaitingApproval, StateAwaitingWindow, StateBackingUp,
 	StateDeploying, StateVerifying, StateWatching, StateRollingBack, StateSucceeded, StateFailed, StateRejected, StateCancelled, StateRolledBack, StateRollbackFailed, StateChecked}
 
 // Terminal reports whether the saga is over.
@@ -137,6 +151,14 @@ type Decision struct {
 	At      time.Time `json:"at"`
 }
 
+// Confirmation is one role's confirmation that its people are on hand.
+type Confirmation struct {
+	Role    string    `json:"role"`
+	By      string    `json:"by"`
+	Comment string    `json:"comment,omitempty"`
+	At      time.Time `json:"at"`
+}
+
 // Options are the coordinator's policies for one saga, fixed at creation.
 type Options struct {
 	// RequireApproval holds the saga before backup until an operator
@@ -150,6 +172,13 @@ type Options struct {
 	// Verify of the environment: a watch period, and analyses every
 	// verification runs (see Saga.Analyses).
 	Verify spec.Verify `json:"verify,omitzero"`
+	// Confirm of the environment; New merges the request's into it: the
+	// roles of both, the request's timeout if it sets one, else the
+	// environment's, else DefaultConfirmTimeout.
+	Confirm spec.Confirm `json:"confirm,omitzero"`
+	// Announce of the environment; New merges the request's into it: the
+	// teams of both, the earlier of the two announcement times.
+	Announce spec.Announce `json:"announce,omitzero"`
 }
 
 // Saga is one upgrade or maintenance run.
@@ -174,11 +203,18 @@ type Saga struct {
 	Approval  *Decision `json:"approval,omitempty"`
 	Rejection *Decision `json:"rejection,omitempty"`
 	Cancel    *Decision `json:"cancel,omitempty"`
-	Seq       int       `json:"seq"`      // inputs applied
-	Finished  int       `json:"finished"` // steps that became final
-	Wakes     int       `json:"wakes"`    // wake-ups requested
-	CreatedAt time.Time `json:"createdAt"`
-	UpdatedAt time.Time `json:"updatedAt"`
+	// Confirmations received, in order.
+	Confirmations []Confirmation `json:"confirmations,omitempty"`
+	// AnnounceAt is when a planned announcement is due; zero once sent
+	// or if none is planned.
+	AnnounceAt time.Time `json:"announceAt,omitzero"`
+	// AnnouncedAt is when the announcement went out.
+	AnnouncedAt time.Time `json:"announcedAt,omitzero"`
+	Seq         int       `json:"seq"`      // inputs applied
+	Finished    int       `json:"finished"` // steps that became final
+	Wakes       int       `json:"wakes"`    // wake-ups requested
+	CreatedAt   time.Time `json:"createdAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
 }
 
 // New returns a saga for a validated request, in state requested. A
@@ -188,6 +224,19 @@ func New(id string, req spec.Request, opts Options, at time.Time) Saga {
 	if opts.RequireApproval && opts.ApprovalTimeout <= 0 {
 		opts.ApprovalTimeout = DefaultApprovalTimeout
 	}
+	if c := req.Spec.Confirm; c != nil {
+		opts.Confirm.Roles = union(opts.Confirm.Roles, c.Roles)
+		if c.Timeout.Duration > 0 {
+			opts.Confirm.Timeout = c.Timeout
+		}
+	}
+	if len(opts.Confirm.Roles) > 0 && opts.Confirm.Timeout.Duration <= 0 {
+		opts.Confirm.Timeout.Duration = DefaultConfirmTimeout
+	}
+	if a := req.Spec.Announce; a != nil {
+		opts.Announce.Teams = union(opts.Announce.Teams, a.Teams)
+		opts.Announce.Before.Duration = max(opts.Announce.Before.Duration, a.Before.Duration)
+	}
 	return Saga{
 		ID: id, Request: req, Options: opts, State: StateRequested, EnteredAt: at.UTC(),
 		Batches: req.Batches(), CreatedAt: at.UTC(), UpdatedAt: at.UTC(),
@@ -196,6 +245,42 @@ func New(id string, req spec.Request, opts Options, at time.Time) Saga {
 
 // DefaultApprovalTimeout is how long a saga waits for an approval by default.
 const DefaultApprovalTimeout = 24 * time.Hour
+
+// DefaultConfirmTimeout is how long a saga waits for its confirmations by
+// default.
+const DefaultConfirmTimeout = 24 * time.Hour
+
+// union returns a's names, then b's that a lacks, in order, in a new slice.
+func union(a, b []string) []string {
+	out := append([]string(nil), a...)
+	for _, s := range b {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Unconfirmed lists the roles that must still confirm, in order.
+func (s Saga) Unconfirmed() []string {
+	var out []string
+	for _, r := range s.Options.Confirm.Roles {
+		if _, ok := s.Confirmed(r); !ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Confirmed returns the confirmation of a role, if there is one.
+func (s Saga) Confirmed(role string) (Confirmation, bool) {
+	for _, c := range s.Confirmations {
+		if c.Role == role {
+			return c, true
+		}
+	}
+	return Confirmation{}, false
+}
 
 // Step returns the step with the given id.
 func (s *Saga) Step(id string) (*Step, bool) {
@@ -252,5 +337,6 @@ func (s Saga) clone() Saga {
 	s.Steps = append([]Step(nil), s.Steps...)
 	s.Plan = append([]string(nil), s.Plan...)
 	s.SetAside = slices.Clone(s.SetAside)
+	s.Confirmations = append([]Confirmation(nil), s.Confirmations...)
 	return s
 }

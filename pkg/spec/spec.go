@@ -74,6 +74,11 @@ type Spec struct {
 	// Approval, when required, holds the saga after precheck until an
 	// operator approves it (the environment's policy may require it too).
 	Approval Approval `json:"approval,omitzero"`
+	// Confirm names roles whose people must confirm before the backup
+	// starts (the environment's policy may name more).
+	Confirm *Confirm `json:"confirm,omitempty"`
+	// Announce tells business teams of the plan before the window opens.
+	Announce *Announce `json:"announce,omitempty"`
 	// Windows the backup and deploy may start in; with the environment's
 	// windows, both must be open.
 	Windows []Window `json:"windows,omitempty"`

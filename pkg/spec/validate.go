@@ -108,6 +108,12 @@ func (r Request) Validate() error {
 	}
 	v.verify("spec.verify", s.Verify)
 	v.plan(s.Plan)
+	if s.Confirm != nil {
+		v.confirm("spec.confirm", *s.Confirm)
+	}
+	if s.Announce != nil {
+		v.announce("spec.announce", *s.Announce)
+	}
 	for i, w := range s.Windows {
 		if _, err := w.Compile(); err != nil {
 			v.add(fmt.Sprintf("spec.windows[%d]", i), "%v", err)

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -71,18 +73,24 @@ func (c *Coordinator) Decide(ctx context.Context, req api.ControlRequest) (api.C
 	}
 	kind, ok := controlInput[req.Op]
 	if !ok {
-		return api.ControlReply{}, fmt.Errorf("%w: op %q: approve, reject or cancel", api.ErrBadRequest, req.Op)
+		return api.ControlReply{}, fmt.Errorf("%w: op %q: approve, reject, cancel or confirm", api.ErrBadRequest, req.Op)
+	}
+	if err := checkRole(req); err != nil {
+		return api.ControlReply{}, err
 	}
 	r, err := c.store.Load(ctx, req.ID)
 	if err != nil {
 		return api.ControlReply{}, err
 	}
+	if err := checkConfirm(r.Saga, req); err != nil {
+		return api.ControlReply{}, err
+	}
 	// Try it on the current state: an operator is told at once if it is
 	// too late, rather than finding an "ignored" in the log.
-	if _, eff := saga.Apply(r.Saga, saga.Input{Kind: kind, At: c.now(), Actor: req.Actor}); eff.Ignored != "" {
+	if _, eff := saga.Apply(r.Saga, saga.Input{Kind: kind, At: c.now(), Actor: req.Actor, Role: req.Role}); eff.Ignored != "" {
 		return api.ControlReply{}, fmt.Errorf("%w: %s", api.ErrTooLate, eff.Ignored)
 	}
-	ctl := events.Control{ID: uuid.NewString(), Saga: req.ID, Op: req.Op, Actor: req.Actor, Comment: req.Comment}
+	ctl := events.Control{ID: uuid.NewString(), Saga: req.ID, Op: req.Op, Actor: req.Actor, Comment: req.Comment, Role: req.Role}
 	env, err := events.New(ctl.ID, events.TypeControl, c.engine.source, req.ID, 0, c.now(), ctl)
 	if err != nil {
 		return api.ControlReply{}, err
@@ -177,4 +185,29 @@ func (c *Coordinator) fail(ctx context.Context, req micro.Request, endpoint stri
 		msg = api.InternalError + ", ref " + ref
 	}
 	_ = req.Error(strconv.Itoa(code), msg, nil)
+}
+
+// checkRole checks that a confirmation, and only a confirmation, names a
+// role.
+func checkRole(req api.ControlRequest) error {
+	switch {
+	case req.Op == events.OpConfirm && req.Role == "":
+		return fmt.Errorf("%w: a confirmation names its role (--role dba)", api.ErrBadRequest)
+	case req.Op != events.OpConfirm && req.Role != "":
+		return fmt.Errorf("%w: only a confirmation names a role, not %s", api.ErrBadRequest, req.Op)
+	}
+	return nil
+}
+
+// checkConfirm refuses a confirmation of a role the saga does not ask for
+// as a bad request, before Decide tries it: a typo is not "too late".
+func checkConfirm(s saga.Saga, req api.ControlRequest) error {
+	roles := s.Options.Confirm.Roles
+	switch {
+	case req.Op != events.OpConfirm || slices.Contains(roles, req.Role):
+		return nil
+	case len(roles) == 0:
+		return fmt.Errorf("%w: saga %s asks for no confirmation", api.ErrBadRequest, s.ID)
+	}
+	return fmt.Errorf("%w: role %q: saga %s asks %s to confirm", api.ErrBadRequest, req.Role, s.ID, strings.Join(roles, ", "))
 }

@@ -93,6 +93,7 @@ func (c *Coordinator) refuse(ctx context.Context, id string, req spec.Request, w
 
 var controlInput = map[events.ControlOp]saga.InputKind{
 	events.OpApprove: saga.InputApprove, events.OpReject: saga.InputReject, events.OpCancel: saga.InputCancel,
+	events.OpConfirm: saga.InputConfirm,
 }
 
 func (c *Coordinator) control(ctx context.Context, d *consumer.Delivery) error {
@@ -100,7 +101,7 @@ func (c *Coordinator) control(ctx context.Context, d *consumer.Delivery) error {
 	if err := events.Open(d.Event(), events.TypeControl, &ctl); err != nil {
 		return err
 	}
-	in := saga.Input{Kind: controlInput[ctl.Op], At: c.now(), Actor: ctl.Actor, Comment: ctl.Comment}
+	in := saga.Input{Kind: controlInput[ctl.Op], At: c.now(), Actor: ctl.Actor, Comment: ctl.Comment, Role: ctl.Role}
 	return c.engine.handle(ctx, ctl.Saga, in, seenOf(d))
 }
 

@@ -96,7 +96,7 @@ func NewMetrics(reg prometheus.Registerer, store sagastore.Store, log *slog.Logg
 }
 
 // timed are the states whose duration is a phase duration.
-var timed = map[saga.State]bool{saga.StatePrechecking: true, saga.StateAwaitingApproval: true, saga.StateAwaitingWindow: true,
+var timed = map[saga.State]bool{saga.StatePrechecking: true, saga.StateAwaitingConfirmation: true, saga.StateAwaitingApproval: true, saga.StateAwaitingWindow: true,
 	saga.StateBackingUp: true, saga.StateDeploying: true, saga.StateVerifying: true, saga.StateRollingBack: true}
 
 func (m *Metrics) transition(prev, next saga.Saga, eff saga.Effects) {

@@ -51,6 +51,12 @@ type Environment struct {
 	// longer of this and the request's applies) and analyses, declared in
 	// the targets' configuration, that every verification runs.
 	Verify spec.Verify `json:"verify,omitzero"`
+	// Confirm names roles that must confirm before every backup here,
+	// beside the request's own (spec.confirm).
+	Confirm *spec.Confirm `json:"confirm,omitempty"`
+	// Announce tells these business teams of every plan here, a set time
+	// before the window opens, beside the request's own (spec.announce).
+	Announce *spec.Announce `json:"announce,omitempty"`
 }
 
 // Rehearsal names where, and how recently, an artifact must have succeeded.
@@ -72,6 +78,8 @@ var ErrRefused = errors.New("refused by policy")
 //	    rehearsal: {environment: test, within: 720h}
 //	    requireSignature: true
 //	    verify: {watch: 15m, analyses: [{name: error-rate, threshold: 0.01}]}
+//	    confirm: {roles: [ops, dba], timeout: 4h}
+//	    announce: {before: 24h, teams: [sales, support]}
 func LoadPolicy(path string) (Policy, error) {
 	var p Policy
 	b, err := os.ReadFile(path)
@@ -100,6 +108,16 @@ func (p Policy) Check() error {
 		for _, p := range e.Verify.Check("verify") {
 			errs = append(errs, fmt.Errorf("environment %s: %s", name, p))
 		}
+		if e.Confirm != nil {
+			for _, p := range e.Confirm.Check("confirm") {
+				errs = append(errs, fmt.Errorf("environment %s: %s", name, p))
+			}
+		}
+		if e.Announce != nil {
+			for _, p := range e.Announce.Check("announce") {
+				errs = append(errs, fmt.Errorf("environment %s: %s", name, p))
+			}
+		}
 		if e.Rehearsal != nil && (e.Rehearsal.Environment == "" || e.Rehearsal.Environment == name) {
 			errs = append(errs, fmt.Errorf("environment %s: a rehearsal happens in another environment", name))
 		}
@@ -113,12 +131,20 @@ func (p Policy) options(r spec.Request) saga.Options {
 	if timeout == 0 {
 		timeout = p.ApprovalTimeout
 	}
-	return saga.Options{
+	o := saga.Options{
 		RequireApproval: env.Approval || slices.Contains(p.ApprovalEnvironments, r.Metadata.Environment),
 		ApprovalTimeout: timeout,
 		Windows:         env.Windows,
 		Verify:          env.Verify,
 	}
+	// saga.New adds the request's roles and teams to these.
+	if env.Confirm != nil {
+		o.Confirm = *env.Confirm
+	}
+	if env.Announce != nil {
+		o.Announce = *env.Announce
+	}
+	return o
 }
 
 // signatureRequired says whether an upgrade in env must be signed.

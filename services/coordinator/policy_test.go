@@ -40,3 +40,33 @@ func TestPolicyVerifySettings(t *testing.T) {
 		}
 	}
 }
+
+// An environment's confirmation roles and announcement load, and bad ones
+// are refused, every problem named with its environment.
+func TestPolicyConfirmAndAnnounce(t *testing.T) {
+	t.Parallel()
+	f := filepath.Join(t.TempDir(), "policy.yaml")
+	write := func(doc string) {
+		if err := os.WriteFile(f, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`environments: {production: {confirm: {roles: [ops, dba], timeout: 4h}, announce: {before: 24h, teams: [sales]}}}`)
+	p, err := coordinator.LoadPolicy(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := p.Environments["production"]
+	if env.Confirm == nil || strings.Join(env.Confirm.Roles, " ") != "ops dba" || env.Confirm.Timeout.Duration != 4*time.Hour ||
+		env.Announce == nil || env.Announce.Before.Duration != 24*time.Hour || env.Announce.Teams[0] != "sales" {
+		t.Fatalf("environment %+v", env)
+	}
+	write(`environments: {production: {confirm: {roles: [DBA, ops, ops]}, announce: {before: -1h, teams: []}}}`)
+	_, err = coordinator.LoadPolicy(f)
+	for _, says := range []string{"environment production: confirm.roles[0]", "confirm.roles[2]: \"ops\" listed twice",
+		"announce.before: must be between 0", "announce.teams: at least one team"} {
+		if err == nil || !strings.Contains(err.Error(), says) {
+			t.Errorf("%v, want %q", err, says)
+		}
+	}
+}

@@ -84,6 +84,8 @@ func next(ev events.SagaEvent) string {
 		return "upshift carries on; nothing to do"
 	case "awaiting_approval":
 		return "a human must decide: upshift approve " + ev.Saga + " (or reject)"
+	case "awaiting_confirmation":
+		return "people must confirm they are on hand: upshift confirm " + ev.Saga + " --role ROLE --by NAME"
 	case "awaiting_window":
 		return "waiting for the maintenance window; nothing to do"
 	case "rolling_back":
@@ -107,6 +109,10 @@ func next(ev events.SagaEvent) string {
 		return "upshift rolls back what was deployed, or fails the saga if nothing was; the next notice says which"
 	case events.KindApproved:
 		return "the saga goes on"
+	case events.KindConfirmed:
+		return "the saga goes on once every role has confirmed"
+	case events.KindAnnouncement:
+		return "nothing to do: this is notice of a planned change; see " + status
 	case events.KindIgnored:
 		return "nothing: the input came too late and was recorded"
 	case events.KindInvalid:

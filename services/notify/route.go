@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -89,12 +90,14 @@ func targetsOf(ev events.SagaEvent) []string {
 	return req.Spec.Targets
 }
 
-// teamsOf lists the teams to tell, once each, in order.
+// teamsOf lists the teams to tell, once each, in order: the request's,
+// then those an announcement names.
 func teamsOf(ev events.SagaEvent) []string {
 	all := ev.Teams
 	if len(all) == 0 && ev.Team != "" {
 		all = []string{ev.Team}
 	}
+	all = append(slices.Clip(all), ev.Audience...)
 	var out []string
 	seen := map[string]bool{}
 	for _, t := range all {
@@ -118,7 +121,7 @@ func severity(ev events.SagaEvent) string {
 	case "rolling_back", "rolled_back", "cancelled", "rejected",
 		events.KindStepFailed, events.KindIgnored, events.KindInvalid:
 		return SeverityWarning
-	case "awaiting_approval":
+	case "awaiting_approval", "awaiting_confirmation":
 		return SeverityAction
 	}
 	return SeverityInfo
@@ -178,6 +181,8 @@ func happened(ev events.SagaEvent) string {
 		return "late result"
 	case events.KindInvalid:
 		return "request refused"
+	case events.KindConfirmed:
+		return ev.Role + " confirmed by " + ev.Actor
 	}
 	return strings.ReplaceAll(ev.Kind, "_", " ")
 }
@@ -192,6 +197,12 @@ func because(ev events.SagaEvent) string {
 			return ev.Reason + " (" + hint + ")"
 		}
 		return hint
+	case "awaiting_confirmation":
+		return ev.Reason + " (upshift confirm " + ev.Saga + " --role ROLE)"
+	case events.KindConfirmed:
+		if ev.Comment != "" {
+			return ev.Comment + "; " + ev.Reason
+		}
 	}
 	return ev.Reason
 }

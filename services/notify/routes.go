@@ -54,11 +54,12 @@ var severityRank = map[string]int{SeverityInfo: 0, SeverityWarning: 1, SeverityA
 // Kinds lists every kind of notice: the saga's states and the saga event
 // kinds that are not states.
 func Kinds() []string {
-	out := make([]string, 0, len(saga.States)+4)
+	out := make([]string, 0, len(saga.States)+6)
 	for _, s := range saga.States {
 		out = append(out, string(s))
 	}
-	return append(out, events.KindStepFailed, events.KindApproved, events.KindIgnored, events.KindInvalid)
+	return append(out, events.KindStepFailed, events.KindApproved, events.KindConfirmed, events.KindAnnouncement,
+		events.KindIgnored, events.KindInvalid)
 }
 
 // Router says which channels a notice goes to. The zero Router (no routes

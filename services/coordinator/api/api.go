@@ -48,6 +48,8 @@ type ControlRequest struct {
 	Op      events.ControlOp `json:"op"`
 	Actor   string           `json:"actor"`
 	Comment string           `json:"comment,omitempty"`
+	// Role is the role a confirmation (op confirm) is for.
+	Role string `json:"role,omitempty"`
 }
 
 // ControlReply says the decision was accepted for the saga; the saga acts

@@ -1,6 +1,6 @@
 // Package httpapi serves the coordinator over HTTP with JSON, for
 // dashboards, scripts and other tools: list sagas, show one with its
-// timeline, read its audit log, and approve, reject or cancel it. It calls
+// timeline, read its audit log, and approve, reject, cancel or confirm it. It calls
 // the same coordinator methods as the NATS API the CLI uses, so both answer
 // alike and a decision taken here is durable in the same way.
 //
@@ -9,7 +9,7 @@
 // and the actor is what the caller says in the body. A tokens file
 // (Config.Tokens, LoadTokens) names each caller and gives it roles: then
 // every route needs a token with its role (read for GET, approve for approve
-// and reject, operate for cancel), and the actor of a decision is the
+// and reject, operate for cancel, confirm for confirm), and the actor of a decision is the
 // token's name. With neither, reads are open and writes are refused. Every
 // answer under /v1/ is JSON, errors included ({"error": "...", "code": n}).
 //
@@ -94,6 +94,7 @@ func New(b Backend, cfg Config, log *slog.Logger) http.Handler {
 		{http.MethodPost, "/v1/sagas/{id}/approve", s.decide(events.OpApprove, RoleApprove)},
 		{http.MethodPost, "/v1/sagas/{id}/reject", s.decide(events.OpReject, RoleApprove)},
 		{http.MethodPost, "/v1/sagas/{id}/cancel", s.decide(events.OpCancel, RoleOperate)},
+		{http.MethodPost, "/v1/sagas/{id}/confirm", s.decide(events.OpConfirm, RoleConfirm)},
 	}
 	for _, r := range routes {
 		mux.HandleFunc(r.method+" "+r.path, r.h)

@@ -34,6 +34,7 @@ type TimelineItem struct {
 	Reason  string          `json:"reason,omitempty"`
 	Actor   string          `json:"actor,omitempty"`
 	Comment string          `json:"comment,omitempty"`
+	Role    string          `json:"role,omitempty"` // of a confirmation
 	Step    *events.StepRef `json:"step,omitempty"`
 }
 
@@ -190,7 +191,7 @@ func (s *server) timeline(ctx context.Context, id string, hist []sagastore.Entry
 			continue
 		}
 		out = append(out, TimelineItem{At: env.Time, Seq: ev.Seq, Kind: ev.Kind, State: ev.State,
-			Reason: ev.Reason, Actor: ev.Actor, Comment: ev.Comment, Step: ev.Step})
+			Reason: ev.Reason, Actor: ev.Actor, Comment: ev.Comment, Role: ev.Role, Step: ev.Step})
 	}
 	// The log is in the order entries were published; transitions are
 	// numbered, so make "oldest first" hold whatever the publishing order.

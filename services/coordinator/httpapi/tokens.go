@@ -26,10 +26,13 @@ const (
 	RoleApprove Role = "approve"
 	// RoleOperate grants cancel: it stops a running saga and rolls it back.
 	RoleOperate Role = "operate"
+	// RoleConfirm grants confirm: its holder says a role's people are on
+	// hand; it neither approves nor stops a saga.
+	RoleConfirm Role = "confirm"
 )
 
 // Roles are the roles there are.
-var Roles = []Role{RoleRead, RoleApprove, RoleOperate}
+var Roles = []Role{RoleRead, RoleApprove, RoleOperate, RoleConfirm}
 
 // Token is one caller of the API: a name, which is the actor of its
 // decisions, the SHA-256 of its bearer token, and its roles. The token

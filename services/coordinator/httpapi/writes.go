@@ -21,6 +21,16 @@ type DecisionBody struct {
 	Comment string `json:"comment,omitempty"`
 }
 
+// ConfirmBody is the body of POST /v1/sagas/{id}/confirm: the role
+// confirmed and who confirms it. By is required with the single token;
+// with a named token it may be left out, and if given must be the token's
+// name.
+type ConfirmBody struct {
+	Role    string `json:"role"`
+	By      string `json:"by"`
+	Comment string `json:"comment,omitempty"`
+}
+
 // errNoToken is the 403 of an API that was given no token.
 const errNoToken = "writes are disabled: no API token configured"
 
@@ -50,7 +60,7 @@ func (s *server) decide(op events.ControlOp, role Role) http.HandlerFunc {
 			code, cause = s.fail(w, r, err), err
 			return
 		}
-		body, err := s.body(w, r, who)
+		body, role, err := s.body(w, r, who, op)
 		if err != nil {
 			code, cause = s.fail(w, r, err), err
 			return
@@ -62,7 +72,7 @@ func (s *server) decide(op events.ControlOp, role Role) http.HandlerFunc {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
 		defer cancel()
-		reply, err := s.b.Decide(ctx, api.ControlRequest{ID: id, Op: op, Actor: actor, Comment: body.Comment})
+		reply, err := s.b.Decide(ctx, api.ControlRequest{ID: id, Op: op, Actor: actor, Comment: body.Comment, Role: role})
 		if err != nil {
 			code, cause = s.fail(w, r, err), err
 			return
@@ -72,29 +82,54 @@ func (s *server) decide(op events.ControlOp, role Role) http.HandlerFunc {
 	}
 }
 
-// body reads a decision: one JSON object, no unknown fields, no trailing
-// data, within the size limit, with an actor if the caller has no name.
-func (s *server) body(w http.ResponseWriter, r *http.Request, who caller) (DecisionBody, error) {
+// body reads a decision (a confirmation, for op confirm, with its role):
+// one JSON object, no unknown fields, no trailing data, within the size
+// limit, with an actor if the caller has no name.
+func (s *server) body(w http.ResponseWriter, r *http.Request, who caller, op events.ControlOp) (DecisionBody, string, error) {
+	if op == events.OpConfirm {
+		var c ConfirmBody
+		if err := s.decode(w, r, &c, `{"role": "dba", "by": "...", "comment": "..."}`); err != nil {
+			return DecisionBody{}, "", err
+		}
+		var missing []string
+		if strings.TrimSpace(c.Role) == "" {
+			missing = append(missing, "role is required")
+		}
+		if who.name == "" && strings.TrimSpace(c.By) == "" {
+			missing = append(missing, "by is required")
+		}
+		if len(missing) > 0 {
+			return DecisionBody{}, "", badRequest("body: %s", strings.Join(missing, "; "))
+		}
+		return DecisionBody{Actor: c.By, Comment: c.Comment}, c.Role, nil
+	}
 	var b DecisionBody
+	if err := s.decode(w, r, &b, `{"actor": "...", "comment": "..."}`); err != nil {
+		return b, "", err
+	}
+	if who.name == "" && strings.TrimSpace(b.Actor) == "" {
+		return b, "", badRequest("body: actor is required")
+	}
+	return b, "", nil
+}
+
+func (s *server) decode(w http.ResponseWriter, r *http.Request, v any, want string) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(&b)
+	err := dec.Decode(v)
 	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
 		err = errors.New("more than one JSON value")
 	}
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		return b, badRequest("body: larger than %d bytes", tooBig.Limit)
+		return badRequest("body: larger than %d bytes", tooBig.Limit)
 	case errors.Is(err, io.EOF):
-		return b, badRequest(`body: empty; want {"actor": "...", "comment": "..."}`)
+		return badRequest("body: empty; want %s", want)
 	case err != nil:
-		return b, badRequest("body: %v", err)
+		return badRequest("body: %v", err)
 	}
-	if who.name == "" && strings.TrimSpace(b.Actor) == "" {
-		return b, badRequest("body: actor is required")
-	}
-	return b, nil
+	return nil
 }
 
 // logWrite logs a write without its headers: the token never reaches the

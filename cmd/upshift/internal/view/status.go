@@ -38,6 +38,18 @@ func Status(w io.Writer, s saga.Saga) {
 	if s.Approval != nil {
 		fmt.Fprintf(tw, "approved\tby %s at %s %s\n", s.Approval.Actor, s.Approval.At.Local().Format(time.DateTime), s.Approval.Comment)
 	}
+	for _, role := range s.Options.Confirm.Roles {
+		if c, ok := s.Confirmed(role); ok {
+			fmt.Fprintf(tw, "confirmed %s\tby %s at %s %s\n", role, c.By, c.At.Local().Format(time.DateTime), c.Comment)
+		} else {
+			fmt.Fprintf(tw, "confirmed %s\tnot yet (upshift confirm %s --role %s)\n", role, s.ID, role)
+		}
+	}
+	if !s.AnnouncedAt.IsZero() {
+		fmt.Fprintf(tw, "announced\tto %s at %s\n", strings.Join(s.Options.Announce.Teams, ", "), s.AnnouncedAt.Local().Format(time.DateTime))
+	} else if !s.AnnounceAt.IsZero() {
+		fmt.Fprintf(tw, "announcement\tto %s at %s\n", strings.Join(s.Options.Announce.Teams, ", "), s.AnnounceAt.Local().Format(time.DateTime))
+	}
 	if s.Cancel != nil {
 		fmt.Fprintf(tw, "cancelled\tby %s at %s %s\n", s.Cancel.Actor, s.Cancel.At.Local().Format(time.DateTime), s.Cancel.Comment)
 	}

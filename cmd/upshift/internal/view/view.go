@@ -164,6 +164,14 @@ func SagaLine(e events.SagaEvent) string {
 			s += ": " + e.Comment
 		}
 		return s
+	case events.KindConfirmed:
+		s := e.Role + " confirmed by " + e.Actor
+		if e.Comment != "" {
+			s += ": " + e.Comment
+		}
+		return s + " (" + e.Reason + ")"
+	case events.KindAnnouncement:
+		return "announced to " + strings.Join(e.Audience, ", ") + ": " + e.Reason
 	case events.KindIgnored:
 		return "   (" + e.Reason + ")"
 	case events.KindInvalid:
