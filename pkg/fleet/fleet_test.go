@@ -12,7 +12,6 @@ import (
 	"github.com/upshift/upshift/pkg/testlog"
 )
 
-
 // Entries are announced, listed, selected and withdrawn on a graceful stop.
 func TestAnnounceListWithdraw(t *testing.T) {
 	srv, js := natstest.Start(t)
