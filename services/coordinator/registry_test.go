@@ -2,6 +2,7 @@ package coordinator_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/phase"
 	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/services/coordinator/api"
 )
 
 // agent starts the four phase services of one target, as an upshift-agent
@@ -63,6 +65,19 @@ func TestTargetsChosenBySelector(t *testing.T) {
 		}
 		if e := l.Entries[0]; e.Version != "1.0" || e.Host != "web-1" || e.Labels["zone"] != "dmz" || e.Seen.IsZero() {
 			t.Fatalf("entry %+v", e)
+		}
+
+		// The CLI's way: the NATS API.
+		nl, err := api.NewClient(w.nc).Targets(context.Background(), "zone=dmz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := nl.Targets(); !slices.Equal(got, []string{"db-1", "web-1"}) {
+			t.Fatalf("zone=dmz over NATS lists %v", got)
+		}
+		if _, err := api.NewClient(w.nc).Targets(context.Background(), "zone"); !errors.Is(err, api.ErrBadRequest) ||
+			!strings.Contains(err.Error(), "key=value") {
+			t.Fatalf("a bad selector over NATS: %v", err)
 		}
 
 		r := request("test")
