@@ -107,7 +107,7 @@ func rootCmd(out io.Writer) *ffcli.Command {
 		LongHelp: "Commands talk to NATS: --nats (default $UPSHIFT_NATS_URL, else nats://127.0.0.1:4222).\n" +
 			"Start with `upshift dev --demo`, which runs everything in one process.",
 		Subcommands: []*ffcli.Command{
-			submitCmd(out), validateCmd(out), statusCmd(out), watchCmd(out), listCmd(out), historyCmd(out), noticesCmd(out),
+			submitCmd(out), validateCmd(out), statusCmd(out), watchCmd(out), listCmd(out), historyCmd(out), noticesCmd(out), targetsCmd(out),
 			decideCmd(out, "approve", "approve a saga waiting for approval"),
 			decideCmd(out, "reject", "reject a saga waiting for approval"),
 			decideCmd(out, "cancel", "cancel a saga; what it changed is rolled back"),

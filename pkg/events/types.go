@@ -257,6 +257,9 @@ const (
 	ReasonUnsupported = "unsupported" // the service cannot perform that action
 	ReasonUnknown     = "unknown_target"
 	ReasonGaveUp      = "gave_up" // transient errors outlasted every redelivery
+	// ReasonUnserved is the coordinator's: no instance announced the
+	// target for the phase when its command was due, so it was not sent.
+	ReasonUnserved = "unserved"
 )
 
 // StepRef points at a step from a saga event.

@@ -17,7 +17,10 @@
 //   - started, progress and final reports are published to EVENTS with
 //     deterministic ids;
 //   - an executor that keeps returning errors is given up after the last
-//     delivery, and the step reported failed, rather than left to time out.
+//     delivery, and the step reported failed, rather than left to time out;
+//   - each target is announced in the registry of targets (package fleet)
+//     from start-up, refreshed every third of its TTL, and withdrawn when
+//     the instance stops.
 package phase
 
 import (
@@ -25,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +39,7 @@ import (
 	"github.com/upshift/upshift/pkg/bus"
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/fleet"
 	"github.com/upshift/upshift/pkg/streams"
 )
 
@@ -133,6 +138,12 @@ type Config struct {
 	// Scrub removes the instance's secrets from what its executor reports;
 	// nil: nothing to remove.
 	Scrub Scrub
+	// Host names the machine in the registry of targets; default its
+	// host name.
+	Host string
+	// Describe gives a target's labels and installed version for the
+	// registry of targets, read at every heartbeat; nil: neither.
+	Describe func(target string) (labels map[string]string, version string)
 }
 
 // Service runs a phase service.
@@ -152,6 +163,9 @@ type Service struct {
 func New(js jetstream.JetStream, cfg Config, exec Executor, log *slog.Logger, reg prometheus.Registerer) *Service {
 	if cfg.Instance == "" {
 		cfg.Instance = string(cfg.Service)
+	}
+	if cfg.Host == "" {
+		cfg.Host, _ = os.Hostname()
 	}
 	cfg.Scrub = cfg.Scrub.or()
 	s := &Service{js: js, cfg: cfg, exec: exec, log: log.With("service", cfg.Service),
@@ -196,11 +210,24 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		runners = append(runners, r)
 	}
+	// Announced once the consumers exist and before the service says it
+	// is ready, so a request accepted meanwhile finds its commands queued.
+	registry, ttl, err := streams.EnsureTargets(ctx, s.js, s.cfg.Streams)
+	if err != nil {
+		return err
+	}
+	announcer := fleet.NewAnnouncer(registry, ttl, s.entries, s.log)
+	if err := announcer.Announce(ctx); err != nil {
+		return err
+	}
 	s.runners.Store(&runners)
 	defer s.runners.Store(nil)
 	s.log.Info("serving", "targets", s.cfg.Targets)
-	errs := make(chan error, len(runners))
+	errs := make(chan error, len(runners)+1)
 	var wg sync.WaitGroup
+	// Withdrawn as soon as the instance stops, while it drains: a command
+	// sent now would wait for it to come back.
+	wg.Go(func() { errs <- announcer.Run(ctx) })
 	for _, r := range runners {
 		wg.Go(func() { errs <- r.Run(ctx) })
 	}
@@ -211,6 +238,19 @@ func (s *Service) Run(ctx context.Context) error {
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// entries are the instance's announcements, one per target.
+func (s *Service) entries() []fleet.Entry {
+	out := make([]fleet.Entry, 0, len(s.cfg.Targets))
+	for _, t := range s.cfg.Targets {
+		e := fleet.Entry{Target: t, Service: string(s.cfg.Service), Instance: s.cfg.Instance, Host: s.cfg.Host}
+		if s.cfg.Describe != nil {
+			e.Labels, e.Version = s.cfg.Describe(t)
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 func (s *Service) handle(ctx context.Context, d *consumer.Delivery) error {

@@ -47,6 +47,8 @@ type Common struct {
 	LogLevel     string
 	LogFormat    string
 	Replicas     int
+	// TargetsTTL is the life of a registry entry without a heartbeat.
+	TargetsTTL time.Duration
 }
 
 // Register adds the common flags to fs.
@@ -64,10 +66,14 @@ func (c *Common) Register(fs *flag.FlagSet, opsAddr string) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
 	fs.IntVar(&c.Replicas, "replicas", 1, "replicas of the streams and buckets this service creates")
+	fs.DurationVar(&c.TargetsTTL, "targets-ttl", streams.DefaultTargetsTTL,
+		"how long the registry of targets keeps a target whose process stopped announcing it (heartbeat: a third of it); the same in every process")
 }
 
 // Streams is the provisioning configuration the settings imply.
-func (c Common) Streams() streams.Config { return streams.Config{Replicas: c.Replicas} }
+func (c Common) Streams() streams.Config {
+	return streams.Config{Replicas: c.Replicas, TargetsTTL: c.TargetsTTL}
+}
 
 // Parse parses args, then UPSHIFT_* environment variables for flags not given.
 func Parse(fs *flag.FlagSet, args []string) error {

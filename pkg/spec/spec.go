@@ -62,9 +62,14 @@ type Spec struct {
 	To       string   `json:"to,omitempty"`
 	Artifact Artifact `json:"artifact,omitzero"`
 	// Targets are names registered in the config of the service instances
-	// that serve them.
+	// that serve them. A request names them or gives a Selector, not both;
+	// the coordinator records here the targets a selector chose.
 	Targets []string `json:"targets"`
-	Rollout Rollout  `json:"rollout,omitzero"`
+	// Selector chooses the targets by the labels their services announce
+	// in the registry of targets: "role=web,zone!=dmz" (a comma is "and").
+	// The coordinator resolves it once, when it accepts the request.
+	Selector string  `json:"selector,omitempty"`
+	Rollout  Rollout `json:"rollout,omitzero"`
 	// Notify lists the teams told of every state change and every failed
 	// step; the owning team is always among them.
 	Notify      []string     `json:"notify,omitempty"`

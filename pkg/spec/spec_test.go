@@ -308,3 +308,28 @@ spec:
 		}
 	}
 }
+
+// A request names its targets or chooses them by a selector, not both; a
+// bad selector is named with every problem.
+func TestTargetsOrSelector(t *testing.T) {
+	base := strings.Replace(good, "  targets: [web-1, web-2, web-3]\n", "", 1)
+	for _, tc := range []struct {
+		add  string
+		want string // "" valid
+	}{
+		{"  selector: role=web,zone!=dmz\n", ""},
+		{"", "spec.targets: at least one target is required (or spec.selector to choose them by label)"},
+		{"  selector: role=web\n  targets: [web-1]\n", "spec.selector: name the targets in spec.targets or choose them by spec.selector, not both"},
+		{"  selector: \"Role=web,zone\"\n", `spec.selector: "Role=web,zone": term 1 "Role=web": key "Role"`},
+	} {
+		r, err := spec.Parse([]byte(base + tc.add))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q: %v", tc.add, err)
+		case tc.want == "" && r.Spec.Selector != "role=web,zone!=dmz":
+			t.Errorf("selector %q", r.Spec.Selector)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%q: %v, want %s", tc.add, err, tc.want)
+		}
+	}
+}

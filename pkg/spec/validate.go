@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/upshift/upshift/pkg/fleet"
 )
 
 // Limits on a request.
@@ -83,7 +85,7 @@ func (r Request) Validate() error {
 	default:
 		v.add("kind", "%q: must be Upgrade, Install or Maintenance", r.Kind)
 	}
-	v.targets(s.Targets)
+	v.targets(s.Targets, s.Selector)
 	v.rollout(r.Kind, s.Rollout, len(s.Targets))
 	seen := map[string]bool{}
 	for i, team := range s.Notify {
@@ -204,9 +206,18 @@ func CheckDigest(d string) error {
 	return nil
 }
 
-func (v *validator) targets(ts []string) {
+func (v *validator) targets(ts []string, selector string) {
+	if selector != "" {
+		if _, err := fleet.ParseSelector(selector); err != nil {
+			v.add("spec.selector", "%s", strings.TrimPrefix(err.Error(), fleet.ErrSelector.Error()+" "))
+		}
+		if len(ts) > 0 {
+			v.add("spec.selector", "name the targets in spec.targets or choose them by spec.selector, not both")
+		}
+		return
+	}
 	if len(ts) == 0 {
-		v.add("spec.targets", "at least one target is required")
+		v.add("spec.targets", "at least one target is required (or spec.selector to choose them by label)")
 	}
 	if len(ts) > MaxTargets {
 		v.add("spec.targets", "%d targets, limit %d", len(ts), MaxTargets)

@@ -26,6 +26,10 @@ const (
 	// redelivered command is answered without being executed again, and
 	// what notify delivered, per notice and channel.
 	DoneBucket = "upshift_done"
+	// TargetsBucket is the registry of targets (package fleet): one key per
+	// target, service and instance, refreshed by a heartbeat, gone with
+	// its process.
+	TargetsBucket = "upshift_targets"
 )
 
 // DoneTTL is how long DoneBucket remembers. One value for every user of the
@@ -40,11 +44,17 @@ type Config struct {
 	Duplicates time.Duration
 	// Storage is file (default) or memory.
 	Storage jetstream.StorageType
+	// TargetsTTL is how long an entry of TargetsBucket lives without a
+	// heartbeat: a process that died is taken for serving its targets at
+	// most that long. Every process must use one value, or each start-up
+	// would reconfigure the bucket under the others. Default 30s.
+	TargetsTTL time.Duration
 }
 
 // Defaults for Config.
 const (
 	DefaultDuplicates = 10 * time.Minute
+	DefaultTargetsTTL = 30 * time.Second
 	day               = 24 * time.Hour
 )
 
@@ -54,6 +64,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Duplicates <= 0 {
 		c.Duplicates = DefaultDuplicates
+	}
+	if c.TargetsTTL <= 0 {
+		c.TargetsTTL = DefaultTargetsTTL
 	}
 	return c
 }
@@ -207,4 +220,12 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, c Config, bucket 
 		}
 	}
 	return js.UpdateKeyValue(ctx, want)
+}
+
+// EnsureTargets creates or updates the registry of targets, with its TTL;
+// it returns the TTL, whose third is the heartbeat.
+func EnsureTargets(ctx context.Context, js jetstream.JetStream, c Config) (jetstream.KeyValue, time.Duration, error) {
+	c = c.withDefaults()
+	kv, err := EnsureBucket(ctx, js, c, TargetsBucket, c.TargetsTTL)
+	return kv, c.TargetsTTL, err
 }

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/upshift/upshift/pkg/fleet"
 )
 
 // ErrUnknown is returned for a target the registry does not hold.
@@ -36,8 +38,11 @@ type Target struct {
 	Name string `json:"-"`
 	// Root holds releases/<version>, the current link, shared/ and, unless
 	// set elsewhere, backups/.
-	Root  string `json:"root"`
-	Hooks Hooks  `json:"hooks,omitzero"`
+	Root string `json:"root"`
+	// Labels are announced in the registry of targets, where a request's
+	// selector (role=web,zone=dmz) chooses targets by them.
+	Labels map[string]string `json:"labels,omitempty"`
+	Hooks  Hooks             `json:"hooks,omitzero"`
 	// Env is added to every hook's environment. It may hold secrets and is
 	// never logged.
 	Env    map[string]Secret `json:"env,omitempty"`
@@ -152,6 +157,9 @@ func New(ts map[string]Target, base string) (*Registry, error) {
 		if !filepath.IsAbs(t.Root) {
 			t.Root = filepath.Join(base, t.Root)
 		}
+		for _, p := range fleet.CheckLabels(t.Labels) {
+			problems = append(problems, name+": "+p)
+		}
 		for _, h := range []*Hook{t.Hooks.Stop, t.Hooks.Migrate, t.Hooks.Start} {
 			if h != nil && len(h.Command) == 0 {
 				problems = append(problems, name+": a hook needs a command")
@@ -226,6 +234,17 @@ func (r *Registry) Names() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Describe is what the registry of targets says of a target: its labels
+// and the version installed, if the current link says ("" otherwise).
+func (r *Registry) Describe(name string) (labels map[string]string, version string) {
+	t, ok := r.targets[name]
+	if !ok {
+		return nil, ""
+	}
+	v, _ := t.CurrentVersion()
+	return t.Labels, v
 }
 
 // Releases is the directory holding one directory per installed version.

@@ -2,6 +2,8 @@ package targets_test
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +72,8 @@ func TestParseRefuses(t *testing.T) {
 		"targets: {web-1: {root: /a, databases: [{name: a, dsnEnv: A}], migrations: {database: b}}}",
 		"targets: {web-1: {root: /a, databases: [{name: a, dsnEnv: A}, {name: b, dsnEnv: B}], migrations: {dir: sql}}}",
 		"targets: {web-1: {root: /a, databases: [{name: a, dsnEnv: A}], migrations: {dir: ../sql}}}",
+		"targets: {web-1: {root: /a, labels: {Role: web}}}",
+		"targets: {web-1: {root: /a, labels: {role: \"a b\"}}}",
 	} {
 		if _, err := targets.Parse([]byte(doc), "/"); err == nil {
 			t.Errorf("accepted %s", doc)
@@ -95,5 +99,28 @@ func TestMigrationsTarget(t *testing.T) {
 		if ok != (c.db != "") || db.Name != c.db || dir != c.dir {
 			t.Errorf("%s: %q %q %v", c.doc, db.Name, dir, ok)
 		}
+	}
+}
+
+// Labels are what the registry of targets announces; Describe says them
+// with the version the current link points at.
+func TestLabelsAndDescribe(t *testing.T) {
+	root := t.TempDir()
+	r, err := targets.Parse([]byte("targets: {web-1: {root: "+root+", labels: {role: web, zone: dmz}}}"), "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels, version := r.Describe("web-1")
+	if labels["role"] != "web" || labels["zone"] != "dmz" || version != "" {
+		t.Fatalf("labels %v, version %q", labels, version)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "releases", "4.1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(root, "releases", "4.1"), filepath.Join(root, "current")); err != nil {
+		t.Fatal(err)
+	}
+	if _, version := r.Describe("web-1"); version != "4.1" {
+		t.Fatalf("version %q", version)
 	}
 }

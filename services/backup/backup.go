@@ -91,7 +91,7 @@ func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Re
 	return phase.New(js, phase.Config{
 		Service: events.Backup, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
 		Actions: []events.Action{events.ActionArchive, events.ActionRestore, events.ActionCheck}, Consumer: cfg.Consumer, Streams: cfg.Streams,
-		Scrub: cfg.Targets.Scrub,
+		Scrub: cfg.Targets.Scrub, Describe: cfg.Targets.Describe,
 	}, &Executor{Targets: cfg.Targets, Tools: cfg.Tools, Store: cfg.Store, Keep: cfg.Keep, Ended: EndedFromEvents(js)}, log, reg)
 }
 

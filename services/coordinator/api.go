@@ -105,7 +105,7 @@ func (c *Coordinator) Decide(ctx context.Context, req api.ControlRequest) (api.C
 func (c *Coordinator) serveAPI(nc *nats.Conn) (micro.Service, error) {
 	svc, err := micro.AddService(nc, micro.Config{
 		Name: "upshift-coordinator", Version: "1.0.0", QueueGroup: "upshift-coordinator",
-		Description: "saga status, history and operators' decisions",
+		Description: "saga status, history, operators' decisions and the registry of targets",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
@@ -141,6 +141,13 @@ func (c *Coordinator) serveAPI(nc *nats.Conn) (micro.Service, error) {
 				return nil, err
 			}
 			return c.Decide(ctx, r)
+		}},
+		{"targets", api.SubjectTargets, func(ctx context.Context, b []byte) (any, error) {
+			var r api.TargetsRequest
+			if err := decode(b, &r); err != nil {
+				return nil, err
+			}
+			return c.Targets(ctx, r.Selector)
 		}},
 	}
 	for _, ep := range endpoints {

@@ -73,6 +73,8 @@ type Coordinator struct {
 	engine  *engine
 	cmetric *consumer.Metrics
 	now     func() time.Time
+	// registry is the registry of targets, set by Run.
+	registry jetstream.KeyValue
 	// runners are those of a running Run, nil otherwise.
 	runners atomic.Pointer[[]*consumer.Runner]
 }
@@ -135,6 +137,11 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if err := streams.Ensure(ctx, c.js, c.cfg.Streams, streams.All...); err != nil {
 		return err
 	}
+	registry, ttl, err := streams.EnsureTargets(ctx, c.js, c.cfg.Streams)
+	if err != nil {
+		return err
+	}
+	c.registry, c.engine.registry, c.engine.ttl = registry, registry, ttl
 	mk := func(name, stream string, filters []string, h consumer.Handler) *consumer.Runner {
 		cc := c.cfg.Consumer
 		cc.Stream, cc.Name, cc.Filters, cc.Concurrency = stream, name, filters, c.cfg.Concurrency

@@ -31,6 +31,10 @@ type engine struct {
 	source  string
 	now     func() time.Time
 	metrics *Metrics
+	// registry is the registry of targets, set by Run before any input is
+	// handled; ttl its entries' life.
+	registry jetstream.KeyValue
+	ttl      time.Duration
 }
 
 // maxConflicts bounds the reload-and-retry loop on one input.
@@ -181,10 +185,19 @@ func (e *engine) flush(ctx context.Context, id string) error {
 	}
 	ids := make([]string, 0, len(rec.Pending))
 	for _, m := range rec.Pending {
+		ids = append(ids, m.ID)
+		// A command whose target lost its service is answered with its
+		// failure instead; marked sent all the same.
+		refused, err := e.refusal(ctx, e.registry, m)
+		if err != nil {
+			return fmt.Errorf("flush saga %s: %w", id, err)
+		}
+		if refused != nil {
+			m = *refused
+		}
 		if err := bus.Send(ctx, e.js, m); err != nil {
 			return fmt.Errorf("flush saga %s: %w", id, err)
 		}
-		ids = append(ids, m.ID)
 	}
 	if err := e.store.Sent(ctx, id, ids); err != nil {
 		// Sent already; they will be sent again, and dropped as duplicates.

@@ -59,7 +59,7 @@ func (c *Coordinator) submit(ctx context.Context, d *consumer.Delivery) error {
 		return c.refuse(ctx, id, req, fmt.Errorf("%w: the request is team %q's but was published on %s: a team asks on %s only",
 			ErrRefused, req.Metadata.Team, d.Subject(), want))
 	}
-	if missing, err := c.unserved(ctx, req); err != nil {
+	if missing, err := c.served(ctx, &req); err != nil {
 		return err
 	} else if len(missing) > 0 {
 		return c.refuse(ctx, id, req, errors.New(strings.Join(missing, "; ")))

@@ -2,33 +2,54 @@ package coordinator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/upshift/upshift/pkg/bus"
 	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/fleet"
 	"github.com/upshift/upshift/pkg/spec"
+	"github.com/upshift/upshift/services/coordinator/api"
 )
 
-// unserved names the targets of req that some phase service serves on no
-// instance: each instance of a service creates, for every target it serves,
-// a durable consumer on COMMANDS by a name known to both sides, which
-// outlives the instance's restarts. A command for a target without one would
-// sit in the work queue until its phase's deadline; the request is refused
-// at once instead, saying what is missing.
-func (c *Coordinator) unserved(ctx context.Context, req spec.Request) ([]string, error) {
+// served resolves req's selector, if it has one, into its targets, then
+// names the targets of req that some phase service serves on no instance.
+// Every instance announces the targets it serves in the registry of
+// targets while it runs (package fleet); a command for a target none
+// announces would sit in the work queue until its phase's deadline, so the
+// request is refused at once instead, saying what is missing.
+func (c *Coordinator) served(ctx context.Context, req *spec.Request) ([]string, error) {
+	l, err := fleet.List(ctx, c.registry)
+	if err != nil {
+		return nil, err
+	}
+	if req.Spec.Selector != "" {
+		sel, err := fleet.ParseSelector(req.Spec.Selector)
+		if err != nil {
+			return []string{err.Error()}, nil
+		}
+		chosen := l.Select(sel).Targets()
+		switch {
+		case len(chosen) == 0:
+			return []string{fmt.Sprintf("selector %q matches no target in the registry of targets (%d announced): see `upshift targets`",
+				req.Spec.Selector, len(l.Targets()))}, nil
+		case len(chosen) > spec.MaxTargets:
+			return []string{fmt.Sprintf("selector %q matches %d targets, limit %d", req.Spec.Selector, len(chosen), spec.MaxTargets)}, nil
+		}
+		// Recorded in the saga: its batches are cut from this list, and
+		// targets announced later are not added.
+		req.Spec.Targets = chosen
+	}
+	by := l.Services()
 	var problems []string
 	for _, t := range req.Spec.Targets {
 		var missing []string
 		for _, p := range events.Phases {
-			_, err := c.js.Consumer(ctx, events.StreamCommands, events.CommandConsumer(p, t))
-			switch {
-			case errors.Is(err, jetstream.ErrConsumerNotFound):
+			if !by[t][string(p)] {
 				missing = append(missing, string(p))
-			case err != nil:
-				return nil, fmt.Errorf("look up who serves %s: %w", t, err)
 			}
 		}
 		if len(missing) > 0 {
@@ -36,4 +57,62 @@ func (c *Coordinator) unserved(ctx context.Context, req spec.Request) ([]string,
 		}
 	}
 	return problems, nil
+}
+
+// Targets lists the registry of targets, those sel chooses if it is set.
+func (c *Coordinator) Targets(ctx context.Context, selector string) (fleet.Listing, error) {
+	l, err := fleet.List(ctx, c.registry)
+	if err != nil || selector == "" {
+		return l, err
+	}
+	sel, err := fleet.ParseSelector(selector)
+	if err != nil {
+		return fleet.Listing{}, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
+	}
+	return l.Select(sel), nil
+}
+
+// refusal is, for a command to a target that no instance of its service
+// announces, the step's failure, published in the command's stead: the
+// target's agent or service stopped after the saga was accepted (before
+// its batch, say), and the command would otherwise wait for it until the
+// phase's deadline. nil for any other message, or a served target.
+func (e *engine) refusal(ctx context.Context, registry jetstream.KeyValue, m bus.Message) (*bus.Message, error) {
+	if registry == nil || !strings.HasPrefix(m.Subject, strings.TrimSuffix(events.CommandSubjects[0], ">")) {
+		return nil, nil
+	}
+	env, err := events.Decode(m.Data)
+	if err != nil {
+		return nil, nil // not ours to judge: sent as it is
+	}
+	var cmd events.Command
+	if err := events.Open(env, events.TypeCommand, &cmd); err != nil {
+		return nil, nil
+	}
+	if ok, err := fleet.Served(ctx, registry, cmd.Target, string(cmd.Phase)); err != nil || ok {
+		return nil, err
+	}
+	now := e.now()
+	r := events.StepResult{Step: cmd.Step, Saga: cmd.Saga, Phase: cmd.Phase, Action: cmd.Action, Target: cmd.Target,
+		Attempt: cmd.Attempt, Status: events.StatusFailed, Reason: events.ReasonUnserved,
+		Error: fmt.Sprintf("no %s instance serves target %q: none announces it in the registry of targets "+
+			"(its agent or service stopped, or missed its heartbeats for %s); the command was not sent", cmd.Phase, cmd.Target, ttlWord(e.ttl)),
+		StartedAt: now, FinishedAt: now}
+	renv, err := events.New(events.ResultID(cmd.Step, events.StatusFailed, 0), events.TypeStep, e.source, cmd.Saga, cmd.Attempt, now, r)
+	if err != nil {
+		return nil, err
+	}
+	out, err := bus.Encode(events.ResultSubject(cmd.Saga, cmd.Phase, events.StatusFailed), renv)
+	if err != nil {
+		return nil, err
+	}
+	e.log.Warn("command refused: its target is not served", "saga", cmd.Saga, "step", cmd.Step, "target", cmd.Target)
+	return &out, nil
+}
+
+func ttlWord(d time.Duration) string {
+	if d <= 0 {
+		return "the registry's TTL"
+	}
+	return d.String()
 }

@@ -55,7 +55,7 @@ func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Re
 	return phase.New(js, phase.Config{
 		Service: events.Precheck, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
 		Actions: []events.Action{events.ActionCheck}, Consumer: cfg.Consumer, Streams: cfg.Streams,
-		Scrub: cfg.Targets.Scrub,
+		Scrub: cfg.Targets.Scrub, Describe: cfg.Targets.Describe,
 	}, &Executor{Targets: cfg.Targets, Artifacts: cfg.Artifacts, Limits: cfg.Limits, TrustedKeys: cfg.TrustedKeys}, log, reg)
 }
 

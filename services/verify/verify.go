@@ -76,7 +76,7 @@ func New(js jetstream.JetStream, cfg Config, log *slog.Logger, reg prometheus.Re
 	return phase.New(js, phase.Config{
 		Service: events.Verify, Instance: cfg.Instance, Targets: cfg.Targets.Names(),
 		Actions: []events.Action{events.ActionProbe, events.ActionWatch}, Consumer: cfg.Consumer, Streams: cfg.Streams,
-		Scrub: cfg.Targets.Scrub,
+		Scrub: cfg.Targets.Scrub, Describe: cfg.Targets.Describe,
 	}, &Executor{Targets: cfg.Targets, Client: cfg.Client, Prometheus: cfg.Prometheus}, log, reg)
 }
 

@@ -20,7 +20,14 @@ const (
 	SubjectList    = "upshift.api.sagas.list"    // sagastore.Filter -> ListReply
 	SubjectHistory = "upshift.api.sagas.history" // IDRequest -> []sagastore.Entry
 	SubjectControl = "upshift.api.sagas.control" // ControlRequest -> ControlReply
+	SubjectTargets = "upshift.api.targets.list"  // TargetsRequest -> fleet.Listing
 )
+
+// TargetsRequest asks for the registry of targets, those a selector
+// ("role=web,zone!=dmz") chooses if it is set.
+type TargetsRequest struct {
+	Selector string `json:"selector,omitempty"`
+}
 
 // View is a saga as the API shows it.
 type View struct {

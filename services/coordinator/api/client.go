@@ -15,6 +15,7 @@ import (
 
 	"github.com/upshift/upshift/pkg/bus"
 	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/fleet"
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
@@ -69,6 +70,13 @@ func (c *Client) History(ctx context.Context, id string) ([]sagastore.Entry, err
 func (c *Client) Decide(ctx context.Context, req ControlRequest) (ControlReply, error) {
 	var out ControlReply
 	return out, c.call(ctx, SubjectControl, req, &out)
+}
+
+// Targets lists the registry of targets, those selector chooses if it is
+// set.
+func (c *Client) Targets(ctx context.Context, selector string) (fleet.Listing, error) {
+	var out fleet.Listing
+	return out, c.call(ctx, SubjectTargets, TargetsRequest{Selector: selector}, &out)
 }
 
 // call sends a request and decodes the reply into out; an error answered

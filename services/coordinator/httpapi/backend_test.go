@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/upshift/upshift/pkg/fleet"
 	"github.com/upshift/upshift/services/coordinator/api"
 	"github.com/upshift/upshift/services/coordinator/httpapi"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
@@ -112,4 +113,10 @@ func (b *backend) Decide(_ context.Context, req api.ControlRequest) (api.Control
 	}
 	b.decided = append(b.decided, req)
 	return api.ControlReply{Accepted: true, Control: fmt.Sprintf("control-%d", len(b.decided)), State: string(v.Saga.State)}, nil
+}
+
+// Targets: the registry is the coordinator's business; its route is tested
+// on a real one (world_test.go).
+func (b *backend) Targets(context.Context, string) (fleet.Listing, error) {
+	return fleet.Listing{Entries: []fleet.Entry{}}, nil
 }

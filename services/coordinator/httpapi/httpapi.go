@@ -1,6 +1,7 @@
 // Package httpapi serves the coordinator over HTTP with JSON, for
 // dashboards, scripts and other tools: list sagas, show one with its
-// timeline, read its audit log, and approve, reject, cancel or confirm it. It calls
+// timeline, read its audit log, and approve, reject, cancel or confirm it;
+// list the registry of targets. It calls
 // the same coordinator methods as the NATS API the CLI uses, so both answer
 // alike and a decision taken here is durable in the same way.
 //
@@ -30,6 +31,7 @@ import (
 	"time"
 
 	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/fleet"
 	"github.com/upshift/upshift/services/coordinator/api"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
@@ -42,6 +44,7 @@ type Backend interface {
 	List(ctx context.Context, f sagastore.Filter) (api.ListReply, error)
 	History(ctx context.Context, id string) ([]sagastore.Entry, error)
 	Decide(ctx context.Context, req api.ControlRequest) (api.ControlReply, error)
+	Targets(ctx context.Context, selector string) (fleet.Listing, error)
 }
 
 // Config of the API.
@@ -91,6 +94,7 @@ func New(b Backend, cfg Config, log *slog.Logger) http.Handler {
 		{http.MethodGet, "/v1/sagas", s.read(s.list)},
 		{http.MethodGet, "/v1/sagas/{id}", s.read(s.get)},
 		{http.MethodGet, "/v1/sagas/{id}/history", s.read(s.history)},
+		{http.MethodGet, "/v1/targets", s.read(s.targets)},
 		{http.MethodPost, "/v1/sagas/{id}/approve", s.decide(events.OpApprove, RoleApprove)},
 		{http.MethodPost, "/v1/sagas/{id}/reject", s.decide(events.OpReject, RoleApprove)},
 		{http.MethodPost, "/v1/sagas/{id}/cancel", s.decide(events.OpCancel, RoleOperate)},

@@ -206,3 +206,16 @@ func sagaID(r *http.Request) (string, error) {
 	}
 	return id, nil
 }
+
+// targets answers GET /v1/targets?selector=role%3Dweb: the registry of
+// targets, those the selector chooses if it is given.
+func (s *server) targets(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
+	defer cancel()
+	reply, err := s.b.Targets(ctx, r.URL.Query().Get("selector"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, reply)
+}

@@ -1,0 +1,133 @@
+package fleet_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/upshift/upshift/pkg/fleet"
+	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/streams"
+	"github.com/upshift/upshift/pkg/testlog"
+)
+
+// Entries are announced, listed, selected and withdrawn on a graceful stop.
+func TestAnnounceListWithdraw(t *testing.T) {
+	srv, js := natstest.Start(t)
+	_ = srv
+	ctx := context.Background()
+	kv, ttl, err := streams.EnsureTargets(ctx, js, streams.Config{TargetsTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := func() []fleet.Entry {
+		return []fleet.Entry{
+			{Target: "web-2", Service: "deploy", Instance: "agent@h2/deploy", Host: "h2", Labels: map[string]string{"role": "web"}},
+			{Target: "web-1", Service: "deploy", Instance: "agent@h1/deploy", Host: "h1", Labels: map[string]string{"role": "web"}, Version: "1.0"},
+			{Target: "db-1", Service: "deploy", Instance: "agent@h3/deploy", Host: "h3", Labels: map[string]string{"role": "db"}},
+		}
+	}
+	a := fleet.NewAnnouncer(kv, ttl, entries, testlog.New(t))
+	if err := a.Announce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "junk.deploy.x", []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	l, err := fleet.List(ctx, kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Targets(); !slices.Equal(got, []string{"db-1", "web-1", "web-2"}) {
+		t.Fatalf("targets %v", got)
+	}
+	if !slices.Equal(l.Unreadable, []string{"junk.deploy.x"}) {
+		t.Fatalf("unreadable %v", l.Unreadable)
+	}
+	if e := l.Entries[1]; e.Target != "web-1" || e.Version != "1.0" || e.Host != "h1" || e.Seen.IsZero() {
+		t.Fatalf("entry %+v", e)
+	}
+	sel, _ := fleet.ParseSelector("role=web")
+	if got := l.Select(sel).Targets(); !slices.Equal(got, []string{"web-1", "web-2"}) {
+		t.Fatalf("role=web chose %v", got)
+	}
+	for _, tc := range []struct {
+		target, service string
+		want            bool
+	}{{"web-1", "deploy", true}, {"web-1", "verify", false}, {"web-3", "deploy", false}} {
+		if ok, err := fleet.Served(ctx, kv, tc.target, tc.service); err != nil || ok != tc.want {
+			t.Fatalf("served %s %s: %v %v", tc.target, tc.service, ok, err)
+		}
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(runCtx) }()
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := fleet.Served(ctx, kv, "web-1", "deploy"); err != nil || ok {
+		t.Fatalf("after a graceful stop web-1 is still served: %v %v", ok, err)
+	}
+	if l, err := fleet.List(ctx, kv); err != nil || len(l.Entries) != 0 {
+		t.Fatalf("after a graceful stop: %+v %v", l, err)
+	}
+}
+
+// A process that dies leaves its entries to expire; the heartbeat of one
+// that lives keeps them.
+func TestEntriesOfADeadProcessExpire(t *testing.T) {
+	srv, js := natstest.Start(t)
+	ctx := context.Background()
+	const ttl = time.Second
+	kv, _, err := streams.EnsureTargets(ctx, js, streams.Config{TargetsTTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	announce := func(target string) (stop func()) {
+		_, pjs := natstest.Connect(t, srv)
+		pkv, err := pjs.KeyValue(ctx, streams.TargetsBucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := fleet.NewAnnouncer(pkv, ttl, func() []fleet.Entry {
+			return []fleet.Entry{{Target: target, Service: "deploy", Instance: target}}
+		}, testlog.New(t))
+		if err := a.Announce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = a.Run(runCtx) }()
+		return func() { cancel(); <-done }
+	}
+	stopLive := announce("live")
+	defer stopLive()
+	nc, pjs := natstest.Connect(t, srv)
+	pkv, err := pjs.KeyValue(ctx, streams.TargetsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := fleet.NewAnnouncer(pkv, ttl, func() []fleet.Entry {
+		return []fleet.Entry{{Target: "dead", Service: "deploy", Instance: "dead"}}
+	}, testlog.New(t))
+	if err := dead.Announce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nc.Close() // killed: no heartbeat, no withdrawal
+
+	is := func(target string) bool {
+		ok, err := fleet.Served(ctx, kv, target, "deploy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	natstest.Eventually(t, natstest.Patience, "the dead process's entry to expire", func() bool { return !is("dead") })
+	time.Sleep(2 * ttl) // several TTLs since it was first put
+	if !is("live") {
+		t.Fatal("the live process's entry expired despite its heartbeat")
+	}
+}
