@@ -135,8 +135,8 @@ type Rollout struct {
 // Tolerated is how many targets of a batch of n may fail.
 func (r Rollout) Tolerated(n int) int { return n * r.MaxFailedPercent / 100 }
 
-// percentSize is the batch size a BatchPercent gives for n targets.
-func percentSize(n, percent int) int { return max((n*percent+99)/100, 1) }
+// PercentSize is the batch size a BatchPercent gives for n targets.
+func PercentSize(n, percent int) int { return max((n*percent+99)/100, 1) }
 
 // Timeouts bound each phase; a phase that does not finish in time fails.
 type Timeouts struct {
@@ -221,7 +221,7 @@ func (r Request) WithDefaults() Request {
 	if r.Spec.Rollout.BatchSize == 0 {
 		r.Spec.Rollout.BatchSize = 1
 		if p := r.Spec.Rollout.BatchPercent; p > 0 && p <= 100 {
-			r.Spec.Rollout.BatchSize = percentSize(len(r.Spec.Targets), p)
+			r.Spec.Rollout.BatchSize = PercentSize(len(r.Spec.Targets), p)
 		}
 	}
 	t := &r.Spec.Timeouts

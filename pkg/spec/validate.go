@@ -275,7 +275,7 @@ func (v *validator) rollout(kind Kind, ro Rollout, targets int) {
 	switch p := ro.BatchPercent; {
 	case p < 0 || p > 100:
 		v.add("spec.rollout.batchPercent", "must be between 1 and 100, got %d", p)
-	case p > 0 && ro.BatchSize > 0 && ro.BatchSize != percentSize(targets, p):
+	case p > 0 && ro.BatchSize > 0 && ro.BatchSize != PercentSize(targets, p):
 		v.add("spec.rollout.batchPercent", "set batchSize or batchPercent, not both")
 	}
 	switch p := ro.MaxFailedPercent; {

@@ -14,6 +14,7 @@ import (
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/phase"
 	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/services/coordinator/api"
 )
 
@@ -94,6 +95,15 @@ func TestTargetsChosenBySelector(t *testing.T) {
 			if strings.Contains(step, "db-1") || strings.Contains(step, "other") {
 				t.Fatalf("%s executed: not chosen by the selector", step)
 			}
+		}
+
+		// A share of the targets is a share of those chosen.
+		r = request("test")
+		r.Spec.Selector = "role=web"
+		r.Spec.Rollout = spec.Rollout{BatchPercent: 100}
+		s = w.wait(w.submit(r), natstest.Patience, saga.StateSucceeded)
+		if fmt.Sprint(s.Batches) != "[[web-1 web-2]]" {
+			t.Fatalf("batches of 100%%: %v", s.Batches)
 		}
 
 		r = request("test")

@@ -42,6 +42,10 @@ func (c *Coordinator) served(ctx context.Context, req *spec.Request) ([]string, 
 		// Recorded in the saga: its batches are cut from this list, and
 		// targets announced later are not added.
 		req.Spec.Targets = chosen
+		if p := req.Spec.Rollout.BatchPercent; p > 0 {
+			// The share is of the targets chosen, known only now.
+			req.Spec.Rollout.BatchSize = spec.PercentSize(len(chosen), p)
+		}
 	}
 	by := l.Services()
 	var problems []string
