@@ -3,7 +3,7 @@ GO      ?= go
 PKGS    := work
 BIN     := bin
 
-.PHONY: run demo test test-short lint bench fuzz build clean up down
+.PHONY: run demo test test-short lint bench bench-sagas fuzz build clean up down
 
 ## run: everything in one process on an embedded NATS server, with the live demo; Ctrl-C stops
 run:
@@ -32,9 +32,18 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) ./...
 
-## bench: every benchmark
+## bench: every benchmark; the saga benchmarks through bench-sagas, not per b.N iteration
+SAGA_BENCHES := ^Benchmark(Sagas|JetStreamBound)$$
 bench:
-	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
+	$(GO) test -run='^$$' -bench=. -skip='$(SAGA_BENCHES)' -benchmem $(PKGS)
+	$(MAKE) bench-sagas
+
+## bench-sagas: one-target sagas per second at 1, 16 and 256 in flight on each store, report-to-next latency,
+## heap per saga in flight, JetStream writes per saga and the JetStream bound (docs/architecture.md, Performance);
+## BENCHTIME (default 2s) is per case, each runs at least twice as many sagas as it keeps in flight
+BENCHTIME ?= 2s
+bench-sagas:
+	$(GO) test -run='^$$' -bench='$(SAGA_BENCHES)' -benchtime=$(BENCHTIME) -timeout 30m ./services/coordinator/
 
 ## fuzz: each fuzz target for FUZZTIME (default 1m; `make test` runs their seeds); a crasher lands in
 ## the package's testdata/fuzz and becomes a regression test once committed

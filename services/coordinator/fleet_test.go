@@ -90,33 +90,3 @@ func TestThreeCoordinators(t *testing.T) {
 		fleet(t, newWorldOn(t, open, fleetTargets...), n)
 	})
 }
-
-// BenchmarkSagas runs whole one-target sagas through one coordinator and the
-// four phase services (executors that succeed at once): what a saga costs
-// the coordinator, its store and NATS, eleven transitions each.
-func BenchmarkSagas(b *testing.B) {
-	for _, store := range stores {
-		b.Run("store="+store.name, func(b *testing.B) {
-			w := newWorldOn(b, store.open, fleetTargets...)
-			w.coordinator("c0")
-			b.ResetTimer()
-			ids := make([]string, 0, b.N)
-			for i := range b.N {
-				r := request("test", fleetTargets[i%8])
-				long := sec(300)
-				r.Spec.Timeouts = spec.Timeouts{Precheck: long, Backup: long, Deploy: long, Verify: long, Rollback: long}
-				ids = append(ids, w.submit(r))
-			}
-			for _, id := range ids {
-				for {
-					rec, err := w.store.Load(context.Background(), id)
-					if err == nil && rec.Saga.State.Terminal() {
-						break
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sagas/s")
-		})
-	}
-}

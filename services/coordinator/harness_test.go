@@ -152,7 +152,13 @@ func newWorldOn(t testing.TB, open storeOpener, targets ...string) *world {
 	srv, js := natstest.Start(t)
 	nc, _ := natstest.Connect(t, srv)
 	o := open(t, js)
-	w := &world{t: t, log: testlog.New(t), nc: nc, js: js, store: o.store, spoil: o.spoil, reg: prometheus.NewRegistry(),
+	log := testlog.New(t)
+	if _, bench := t.(*testing.B); bench {
+		// A benchmark prints its log, and a line per step would be most of
+		// what it measures (and of the heap it reports): errors only.
+		log = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelError}))
+	}
+	w := &world{t: t, log: log, nc: nc, js: js, store: o.store, spoil: o.spoil, reg: prometheus.NewRegistry(),
 		url: srv.URL(), script: map[string]string{}, executed: map[string]int{}, release: make(chan struct{})}
 	t.Cleanup(func() { close(w.release) })
 	w.services(targets...)
