@@ -155,7 +155,8 @@ func (c *Cluster) Node(name string) int {
 func (c *Cluster) Leader(js jetstream.JetStream, stream string) int {
 	c.t.Helper()
 	var leader int
-	Eventually(c.t, Patience, stream+" to have a leader", func() bool {
+	// Elections after a node's return took over 30 s under load here.
+	Eventually(c.t, 4*Patience, stream+" to have a leader", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		s, err := js.Stream(ctx, stream)
