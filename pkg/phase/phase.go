@@ -320,15 +320,8 @@ func (s *Service) finish(ctx context.Context, cmd events.Command, out Outcome, r
 	if err != nil {
 		return err
 	}
-	if _, err := s.done.Create(ctx, cmd.Step, b); errors.Is(err, jetstream.ErrKeyExists) {
-		// Someone recorded it first; theirs is the answer.
-		prev, err := s.done.Get(ctx, cmd.Step)
-		if err != nil {
-			return fmt.Errorf("load record of %s: %w", cmd.Step, err)
-		}
-		b = prev.Value()
-	} else if err != nil {
-		return fmt.Errorf("record %s: %w", cmd.Step, err)
+	if b, err = s.record(ctx, cmd.Step, b, log); err != nil {
+		return err
 	}
 	result := string(status)
 	if out.Reason == events.ReasonExpired || out.Reason == events.ReasonUnsupported || out.Reason == events.ReasonGaveUp {
@@ -399,4 +392,41 @@ func (s *Service) supports(a events.Action) bool {
 		}
 	}
 	return false
+}
+
+// recordPatience bounds how long an executed step's record is retried.
+const recordPatience = 30 * time.Second
+
+// record stores what an executed step did and returns the record that
+// stands: ours, or another instance's made first. A failure is retried
+// with back-off for a while (the bucket's leader may be moving to another
+// node of a cluster): given up, the redelivered command would execute the
+// step again.
+func (s *Service) record(ctx context.Context, step string, b []byte, log *slog.Logger) ([]byte, error) {
+	delay, deadline := 50*time.Millisecond, time.Now().Add(recordPatience)
+	for {
+		_, err := s.done.Create(ctx, step, b)
+		if err == nil {
+			return b, nil
+		}
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			// Someone recorded it first (or our lost answer's write
+			// landed); the stored record is the answer.
+			prev, err := s.done.Get(ctx, step)
+			if err != nil {
+				return nil, fmt.Errorf("load record of %s: %w", step, err)
+			}
+			return prev.Value(), nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("record %s: %w", step, err)
+		}
+		log.Warn("cannot record the executed step; retrying", "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("record %s: %w", step, err)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
 }

@@ -56,6 +56,9 @@ type world struct {
 	grace  time.Duration    // overdue grace of coordinators; default 30s
 	clock  func() time.Time // of coordinators; default the real one
 	relay  time.Duration    // relay interval of coordinators; default 500 ms
+	// streams is how services and coordinators provision; default one
+	// replica (three on a cluster).
+	streams streams.Config
 	// wrap, if set, wraps the store as coordinators see it (the test
 	// reads the store unwrapped).
 	wrap func(sagastore.Store) sagastore.Store
@@ -98,8 +101,11 @@ func forEachStore(t *testing.T, scenario func(t *testing.T, open storeOpener)) {
 }
 
 // openKV opens the JetStream KV store on the world's server.
-func openKV(t testing.TB, js jetstream.JetStream) opened {
-	store, err := kvstore.Open(context.Background(), js, streamsCfg)
+func openKV(t testing.TB, js jetstream.JetStream) opened { return openKVWith(t, js, streamsCfg) }
+
+// openKVWith opens the JetStream KV store, provisioned as c says.
+func openKVWith(t testing.TB, js jetstream.JetStream, c streams.Config) opened {
+	store, err := kvstore.Open(context.Background(), js, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +193,8 @@ func (w *world) services(targets ...string) {
 		events.Deploy: {events.ActionApply, events.ActionRollback}, events.Verify: {events.ActionProbe},
 	}
 	for _, p := range events.Phases {
-		svc := phase.New(w.js, phase.Config{Service: p, Targets: targets, Actions: actions[p], Consumer: fast},
+		svc := phase.New(w.js, phase.Config{Service: p, Targets: targets, Actions: actions[p], Consumer: fast,
+			Streams: w.streams},
 			phase.ExecutorFunc(w.execute), w.log, prometheus.NewRegistry())
 		w.run(string(p), svc.Run)
 		natstest.Eventually(w.t, natstest.Patience, string(p)+" ready", svc.Ready)
@@ -242,7 +249,8 @@ func (w *world) coordinator(name string) (*coordinator.Coordinator, func()) {
 	if w.lease != nil {
 		lease = w.lease(name)
 	}
-	env := service.Env{Instance: name, Log: w.log, NC: w.nc, JS: w.js, Registry: w.reg}
+	env := service.Env{Common: service.Common{Replicas: w.streams.Replicas}, Instance: name, Log: w.log, NC: w.nc, JS: w.js,
+		Registry: w.reg}
 	p, err := coordinatord.Build(context.Background(), env, coordinatord.Settings{Engine: coordinator.Config{Store: store,
 		Consumer: cons, RelayInterval: relay, OverdueGrace: w.grace, Policy: w.policy, Now: w.clock, Lease: lease}})
 	if err != nil {
