@@ -30,11 +30,6 @@ var uiFiles embed.FS
 const uiCSP = "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self'; " +
 	"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
-// stateConfirmation is the state a saga waits in for its confirmations.
-// HOOK(confirm): pkg/saga gets it with the confirmations; use its constant
-// then.
-const stateConfirmation saga.State = "awaiting_confirmation"
-
 // ui renders the web page's templates.
 type ui struct {
 	pages map[string]*template.Template
@@ -206,11 +201,12 @@ type sagaPage struct {
 	Timeline []TimelineItem
 	// Done is the decision just accepted, from the redirect after it.
 	Done string
-	// Writes: a token is configured; Decide: the caller may approve or
-	// reject, Operate: cancel; NeedActor: the caller's token has no name,
-	// so the form asks for one.
-	Writes, Approve, Operate, NeedActor bool
-	Confirm                             bool
+	// Writes: a token is configured; Approve: the caller may approve or
+	// reject, Operate: cancel, MayConfirm: confirm a role; NeedActor: the
+	// caller's token has no name, so the forms ask for one. Confirm: the
+	// saga waits for confirmations.
+	Writes, Approve, Operate, MayConfirm, NeedActor bool
+	Confirm                                         bool
 }
 
 func (s *server) loadSaga(w http.ResponseWriter, r *http.Request) (sagaPage, bool) {
@@ -235,8 +231,9 @@ func (s *server) loadSaga(w http.ResponseWriter, r *http.Request) (sagaPage, boo
 	sp.Writes = len(s.known.hashes) > 0
 	if who, ok := s.uiCaller(r); ok {
 		sp.Approve, sp.Operate, sp.NeedActor = who.has(RoleApprove), who.has(RoleOperate), who.name == ""
+		sp.MayConfirm = who.has(RoleConfirm)
 	}
-	sp.Confirm = v.Saga.State == stateConfirmation
+	sp.Confirm = v.Saga.State == saga.StateAwaitingConfirmation
 	return sp, true
 }
 

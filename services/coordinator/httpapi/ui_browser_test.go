@@ -11,6 +11,7 @@ import (
 
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/pkg/spec"
 )
 
 // newChromium starts a headless Debian chromium for the test. Without one
@@ -44,13 +45,15 @@ func newChromium(t *testing.T) context.Context {
 }
 
 // What a person does in a browser: sign in, open the list, open a saga
-// waiting for approval, approve it, and watch its page follow it to its
-// end without reloading it by hand.
+// waiting for its DBA's confirmation, confirm, approve it, and watch its
+// page follow it to its end without reloading it by hand.
 func TestUIInABrowser(t *testing.T) {
 	w := newWorld(t, nil)
 	c := &client{t: t, url: "http://" + w.http}
-	id := w.submit(request("dba", "production", "db"))
-	c.waitFor(id, natstest.Patience, saga.StateAwaitingApproval)
+	req := request("dba", "production", "db")
+	req.Spec.Confirm = &spec.Confirm{Roles: []string{"dba"}}
+	id := w.submit(req)
+	c.waitFor(id, natstest.Patience, saga.StateAwaitingConfirmation)
 	ctx := newChromium(t)
 	base := "http://" + w.http
 
@@ -65,13 +68,13 @@ func TestUIInABrowser(t *testing.T) {
 		t.Fatalf("sign in: %v", err)
 	}
 	list := text(ctx, t, `#sagas`)
-	if !strings.Contains(list, id) || !strings.Contains(list, "awaiting_approval") {
-		t.Fatalf("the list does not show %s awaiting approval:\n%s", id, list)
+	if !strings.Contains(list, id) || !strings.Contains(list, "awaiting_confirmation") {
+		t.Fatalf("the list does not show %s awaiting confirmation:\n%s", id, list)
 	}
 
 	err = chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`a[href="/ui/sagas/`+id+`"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`#approve`)),
+		chromedp.WaitVisible(chromedp.CSS(`#confirm`)),
 	)
 	if err != nil {
 		t.Fatalf("open the saga: %v", err)
@@ -79,6 +82,21 @@ func TestUIInABrowser(t *testing.T) {
 	if who := text(ctx, t, `#who`); who != "signed in as api-token" {
 		t.Fatalf("signed in as %q", who)
 	}
+	err = chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS(`#confirm-role`), "dba"),
+		chromedp.SendKeys(chromedp.CSS(`#confirm-by`), "dora"),
+		chromedp.SendKeys(chromedp.CSS(`#confirm-comment`), "on call"),
+		chromedp.Click(chromedp.CSS(`#confirm`)),
+		chromedp.WaitVisible(chromedp.CSS(`#done`)),
+	)
+	if err != nil {
+		t.Fatalf("confirm: %v", err)
+	}
+	// The page follows the saga to its approval by itself.
+	natstest.Eventually(t, natstest.Patience, "the approve button", func() bool {
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#approve").length`))
+		return err == nil && n == 1
+	})
 	err = chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.CSS(`#actor`), "carol"),
 		chromedp.SendKeys(chromedp.CSS(`#comment`), "CAB-42"),
@@ -111,13 +129,17 @@ func TestUIInABrowser(t *testing.T) {
 		t.Fatalf("the page went to %s", location)
 	}
 	timeline := text(ctx, t, `#timeline`)
-	for _, want := range []string{"awaiting_approval", "approved", "carol: CAB-42", "backing_up", "succeeded"} {
+	for _, want := range []string{"awaiting_confirmation", "dora", "awaiting_approval", "approved", "carol: CAB-42", "backing_up", "succeeded"} {
 		if !strings.Contains(timeline, want) {
 			t.Fatalf("the timeline lacks %q:\n%s", want, timeline)
 		}
 	}
-	if got := c.waitFor(id, natstest.Patience, saga.StateSucceeded); got.Saga.Approval == nil || got.Saga.Approval.Actor != "carol" {
+	got := c.waitFor(id, natstest.Patience, saga.StateSucceeded)
+	if got.Saga.Approval == nil || got.Saga.Approval.Actor != "carol" {
 		t.Fatalf("approval %+v", got.Saga.Approval)
+	}
+	if cs := got.Saga.Confirmations; len(cs) != 1 || cs[0].Role != "dba" || cs[0].By != "dora" || cs[0].Comment != "on call" {
+		t.Fatalf("confirmations %+v", cs)
 	}
 
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#report`)), chromedp.WaitVisible(chromedp.CSS(`h1`))); err != nil {

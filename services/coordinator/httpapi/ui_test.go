@@ -301,13 +301,14 @@ func TestUISignIn(t *testing.T) {
 	}
 }
 
-// The confirm form shows only while the saga waits for confirmations, and
-// until the backend takes them its POST says so.
+// The confirm form shows only while the saga waits for confirmations; its
+// POST is the backend's confirmation of that role, by that person.
 func TestUIConfirmForm(t *testing.T) {
 	t.Parallel()
 	c := waiting("c1")
 	c.Saga.State = "awaiting_confirmation"
-	b := newBrowser(t, newBackend(waiting("s1"), c), httpapi.Config{Token: token})
+	be := newBackend(waiting("s1"), c)
+	b := newBrowser(t, be, httpapi.Config{Token: token})
 	b.signIn(token)
 	if _, _, body := b.do(http.MethodGet, "/ui/sagas/s1", nil); strings.Contains(body, "confirm-form") {
 		t.Fatalf("confirm form while awaiting approval:\n%s", body)
@@ -319,9 +320,13 @@ func TestUIConfirmForm(t *testing.T) {
 	if code != http.StatusBadRequest || !strings.Contains(body, "role and by are required") {
 		t.Fatalf("confirm without by: %d\n%s", code, body)
 	}
-	code, _, body = b.do(http.MethodPost, "/ui/sagas/c1/confirm", url.Values{"role": {"dba"}, "by": {"dora"}})
-	if code != http.StatusNotImplemented {
+	code, _, body = b.do(http.MethodPost, "/ui/sagas/c1/confirm", url.Values{"role": {"dba"}, "by": {"dora"}, "comment": {"on call"}})
+	if code != http.StatusSeeOther {
 		t.Fatalf("confirm: %d\n%s", code, body)
+	}
+	d := be.decisions()
+	if len(d) != 1 || d[0].Op != events.OpConfirm || d[0].ID != "c1" || d[0].Role != "dba" || d[0].Actor != "dora" || d[0].Comment != "on call" {
+		t.Fatalf("decisions %+v", d)
 	}
 }
 

@@ -84,25 +84,24 @@ func (s *server) uiDecide(o uiOp) http.HandlerFunc {
 	}
 }
 
-// Confirmer is the backend's confirmation of a role, when it has one.
-//
-// HOOK(confirm): the confirmations add POST /v1/sagas/{id}/confirm and a
-// Backend method; when they land, call that method here (and drop this
-// interface), with the rights its route asks for.
-type Confirmer interface {
-	Confirm(ctx context.Context, id, role, by, comment string) error
-}
-
 // uiConfirm records a role's confirmation from the form the page shows
-// while the saga waits for them. Until the backend serves confirmations
-// it answers 501 and says so.
+// while the saga waits for them, as POST /v1/sagas/{id}/confirm does: the
+// confirm role, the same actor rule (a named token confirms as itself),
+// the same backend call and log line.
 func (s *server) uiConfirm(w http.ResponseWriter, r *http.Request) {
+	var (
+		who   caller
+		actor string
+		code  int
+		cause error
+	)
+	defer func() { s.logWrite(r, who, actor, code, cause) }()
 	if len(s.known.hashes) == 0 {
-		s.message(w, r, http.StatusForbidden, "Forbidden", errNoToken)
+		code = http.StatusForbidden
+		s.message(w, r, code, "Forbidden", errNoToken)
 		return
 	}
-	// HOOK(confirm): the role the confirm route asks for.
-	if _, code := s.uiAuthorize(w, r, RoleApprove); code != 0 {
+	if who, code = s.uiAuthorize(w, r, RoleConfirm); code != 0 {
 		return
 	}
 	id, err := sagaID(r)
@@ -110,24 +109,26 @@ func (s *server) uiConfirm(w http.ResponseWriter, r *http.Request) {
 		err = s.uiForm(w, r)
 	}
 	role, by := strings.TrimSpace(r.PostForm.Get("role")), strings.TrimSpace(r.PostForm.Get("by"))
-	if err == nil && (role == "" || by == "") {
+	if err == nil && (role == "" || who.name == "" && by == "") {
 		err = badRequest("role and by are required: which role confirms, and who")
 	}
 	if err != nil {
-		s.uiFail(w, r, err)
+		code, cause = s.uiFail(w, r, err), err
 		return
 	}
-	c, ok := s.b.(Confirmer)
-	if !ok {
-		s.message(w, r, http.StatusNotImplemented, "Not implemented", "this coordinator does not take confirmations yet")
+	body := DecisionBody{Actor: by, Comment: strings.TrimSpace(r.PostForm.Get("comment"))}
+	if actor, err = who.actor(body); err != nil {
+		code, cause = http.StatusForbidden, err
+		s.message(w, r, code, "Forbidden", err.Error())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
 	defer cancel()
-	if err := c.Confirm(ctx, id, role, by, strings.TrimSpace(r.PostForm.Get("comment"))); err != nil {
-		s.uiFail(w, r, err)
+	if _, err := s.b.Decide(ctx, api.ControlRequest{ID: id, Op: events.OpConfirm, Actor: actor, Comment: body.Comment, Role: role}); err != nil {
+		code, cause = s.uiFail(w, r, err), err
 		return
 	}
+	code = http.StatusAccepted // for the log: the page itself is a redirect
 	http.Redirect(w, r, "/ui/sagas/"+id+"?done=confirm", http.StatusSeeOther)
 }
 
