@@ -16,6 +16,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/upshift/upshift/pkg/fleet"
+	"github.com/upshift/upshift/pkg/labels"
 	"github.com/upshift/upshift/services/coordinator/api"
 )
 
@@ -33,7 +34,7 @@ func targetsCmd(out io.Writer) *ffcli.Command {
 				return fmt.Errorf("%w: upshift targets takes no arguments, got %q", exitInvalid, args)
 			}
 			if selector != "" {
-				if _, err := fleet.ParseSelector(selector); err != nil {
+				if _, err := labels.ParseSelector(selector); err != nil {
 					return fmt.Errorf("%w: %v", exitInvalid, err)
 				}
 			}

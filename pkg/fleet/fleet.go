@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/upshift/upshift/pkg/labels"
 )
 
 // Entry is one process's announcement of one target it serves.
@@ -95,7 +97,7 @@ func List(ctx context.Context, kv jetstream.KeyValue) (Listing, error) {
 // Select keeps the entries of the targets that sel chooses: a target is
 // chosen when one of its entries matches (each process announces the
 // labels of its own targets file).
-func (l Listing) Select(sel Selector) Listing {
+func (l Listing) Select(sel labels.Selector) Listing {
 	chosen := map[string]bool{}
 	for _, e := range l.Entries {
 		if sel.Matches(e.Labels) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/upshift/upshift/pkg/fleet"
+	"github.com/upshift/upshift/pkg/labels"
 	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/streams"
 	"github.com/upshift/upshift/pkg/testlog"
@@ -48,7 +49,7 @@ func TestAnnounceListWithdraw(t *testing.T) {
 	if e := l.Entries[1]; e.Target != "web-1" || e.Version != "1.0" || e.Host != "h1" || e.Seen.IsZero() {
 		t.Fatalf("entry %+v", e)
 	}
-	sel, _ := fleet.ParseSelector("role=web")
+	sel, _ := labels.ParseSelector("role=web")
 	if got := l.Select(sel).Targets(); !slices.Equal(got, []string{"web-1", "web-2"}) {
 		t.Fatalf("role=web chose %v", got)
 	}

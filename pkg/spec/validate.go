@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/upshift/upshift/pkg/fleet"
+	"github.com/upshift/upshift/pkg/labels"
 )
 
 // Limits on a request.
@@ -208,8 +208,8 @@ func CheckDigest(d string) error {
 
 func (v *validator) targets(ts []string, selector string) {
 	if selector != "" {
-		if _, err := fleet.ParseSelector(selector); err != nil {
-			v.add("spec.selector", "%s", strings.TrimPrefix(err.Error(), fleet.ErrSelector.Error()+" "))
+		if _, err := labels.ParseSelector(selector); err != nil {
+			v.add("spec.selector", "%s", strings.TrimPrefix(err.Error(), labels.ErrSelector.Error()+" "))
 		}
 		if len(ts) > 0 {
 			v.add("spec.selector", "name the targets in spec.targets or choose them by spec.selector, not both")

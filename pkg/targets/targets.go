@@ -20,7 +20,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/upshift/upshift/pkg/fleet"
+	"github.com/upshift/upshift/pkg/labels"
 )
 
 // ErrUnknown is returned for a target the registry does not hold.
@@ -157,7 +157,7 @@ func New(ts map[string]Target, base string) (*Registry, error) {
 		if !filepath.IsAbs(t.Root) {
 			t.Root = filepath.Join(base, t.Root)
 		}
-		for _, p := range fleet.CheckLabels(t.Labels) {
+		for _, p := range labels.CheckLabels(t.Labels) {
 			problems = append(problems, name+": "+p)
 		}
 		for _, h := range []*Hook{t.Hooks.Stop, t.Hooks.Migrate, t.Hooks.Start} {

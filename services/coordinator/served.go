@@ -11,6 +11,7 @@ import (
 	"github.com/upshift/upshift/pkg/bus"
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/fleet"
+	"github.com/upshift/upshift/pkg/labels"
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/services/coordinator/api"
 )
@@ -27,7 +28,7 @@ func (c *Coordinator) served(ctx context.Context, req *spec.Request) ([]string, 
 		return nil, err
 	}
 	if req.Spec.Selector != "" {
-		sel, err := fleet.ParseSelector(req.Spec.Selector)
+		sel, err := labels.ParseSelector(req.Spec.Selector)
 		if err != nil {
 			return []string{err.Error()}, nil
 		}
@@ -69,7 +70,7 @@ func (c *Coordinator) Targets(ctx context.Context, selector string) (fleet.Listi
 	if err != nil || selector == "" {
 		return l, err
 	}
-	sel, err := fleet.ParseSelector(selector)
+	sel, err := labels.ParseSelector(selector)
 	if err != nil {
 		return fleet.Listing{}, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
 	}

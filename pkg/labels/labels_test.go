@@ -1,11 +1,11 @@
-package fleet_test
+package labels_test
 
 import (
 	"errors"
 	"strings"
 	"testing"
 
-	"github.com/upshift/upshift/pkg/fleet"
+	"github.com/upshift/upshift/pkg/labels"
 )
 
 func TestSelectorsMatchByEveryRequirement(t *testing.T) {
@@ -23,7 +23,7 @@ func TestSelectorsMatchByEveryRequirement(t *testing.T) {
 		{"role=", []bool{false, false, false}},
 		{"team.example/tier=1", []bool{false, false, false}},
 	} {
-		sel, err := fleet.ParseSelector(tc.sel)
+		sel, err := labels.ParseSelector(tc.sel)
 		if err != nil {
 			t.Fatalf("%q: %v", tc.sel, err)
 		}
@@ -46,8 +46,8 @@ func TestBadSelectorsNameEveryProblem(t *testing.T) {
 		{"role==web", []string{`value "=web"`}},
 		{"role=web,,zone=dmz", []string{`term 2 ""`}},
 	} {
-		_, err := fleet.ParseSelector(tc.sel)
-		if !errors.Is(err, fleet.ErrSelector) {
+		_, err := labels.ParseSelector(tc.sel)
+		if !errors.Is(err, labels.ErrSelector) {
 			t.Fatalf("%q: %v, want ErrSelector", tc.sel, err)
 		}
 		for _, w := range tc.want {
@@ -59,10 +59,10 @@ func TestBadSelectorsNameEveryProblem(t *testing.T) {
 }
 
 func TestCheckLabels(t *testing.T) {
-	if p := fleet.CheckLabels(map[string]string{"role": "web", "example.com/tier": "1", "empty": ""}); p != nil {
+	if p := labels.CheckLabels(map[string]string{"role": "web", "example.com/tier": "1", "empty": ""}); p != nil {
 		t.Fatalf("good labels: %v", p)
 	}
-	p := fleet.CheckLabels(map[string]string{"Role": "web", "zone": "a b"})
+	p := labels.CheckLabels(map[string]string{"Role": "web", "zone": "a b"})
 	if len(p) != 2 || !strings.Contains(p[0], `"Role"`) || !strings.Contains(p[1], `zone="a b"`) {
 		t.Fatalf("problems %q", p)
 	}

@@ -1,4 +1,7 @@
-package fleet
+// Package labels is the labels of a target and the selectors that choose
+// targets by them: pure, shared by the request (pkg/spec), the targets file
+// and the registry of targets (pkg/fleet).
+package labels
 
 import (
 	"errors"
