@@ -289,8 +289,11 @@ func (m *machine) report(r events.StepResult, sent time.Time) {
 		if r.Status == events.StatusStarted && m.rerun(st, r) {
 			return // a run we had not heard of, reported late
 		}
-		if r.Status == events.StatusProgress && r.Run > 0 && r.Run != st.Run && m.runSays(st, r.Run, clip(r.Message)) {
-			return // an earlier run's last word, reported late
+		if r.Status == events.StatusProgress && r.Run > 0 && r.Run != st.Run {
+			m.rerun(st, events.StepResult{Run: r.Run, StartedAt: r.StartedAt})
+			if m.runSays(st, r.Run, clip(r.Message)) {
+				return // an earlier run's last word, reported late
+			}
 		}
 		m.ignore(fmt.Sprintf("step %s is already %s", st.ID, st.Status))
 		return
@@ -310,6 +313,7 @@ func (m *machine) report(r events.StepResult, sent time.Time) {
 		if r.Run > 0 && st.Run > 0 && r.Run < st.Run {
 			// The last word of an earlier run, handled late: kept with
 			// that run only.
+			m.rerun(st, events.StepResult{Run: r.Run, StartedAt: r.StartedAt})
 			if !m.runSays(st, r.Run, msg) {
 				m.ignore(fmt.Sprintf("progress of an unknown run %d of step %s", r.Run, st.ID))
 			}
@@ -322,6 +326,9 @@ func (m *machine) report(r events.StepResult, sent time.Time) {
 		}
 		m.runSays(st, r.Run, msg)
 		st.Status, st.HeartbeatAt, st.Progress = StepRunning, sent, msg
+		if st.Run == 0 {
+			st.Run = r.Run // its start is handled later, or was lost
+		}
 		if st.StartedAt.IsZero() {
 			st.StartedAt = orAt(r.StartedAt, sent)
 		}

@@ -154,6 +154,29 @@ func TestRunsReportedOutOfOrderKeepTheirOwnWords(t *testing.T) {
 	if !reflect.DeepEqual(st.Runs, want) || st.Run != 2 || st.Status != saga.StepSucceeded {
 		t.Fatalf("status %s, run %d, runs %+v; want %+v", st.Status, st.Run, st.Runs, want)
 	}
+
+	// The first run's last word before its start; the second's start.
+	r = start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
+	c = r.last.Commands[0]
+	r.must(report(events.StatusProgress, 1, "run 1 ended in error", t0.Add(2*time.Second)))
+	r.ignored(report(events.StatusStarted, 1, "", t0.Add(time.Second)))
+	r.must(report(events.StatusStarted, 2, "", t0.Add(3*time.Second)))
+	r.must(report(events.StatusSucceeded, 2, "", t0.Add(4*time.Second)))
+	st, _ = r.s.Step(c.Step)
+	if len(st.Runs) != 2 || st.Runs[0].Progress != "run 1 ended in error" || st.Executions() != 2 {
+		t.Fatalf("runs %+v", st.Runs)
+	}
+
+	// The second run's result first, then the first run's last word.
+	r = start(t, request(spec.KindUpgrade, 1, "a"), saga.Options{})
+	c = r.last.Commands[0]
+	r.must(report(events.StatusSucceeded, 2, "", t0.Add(4*time.Second)))
+	r.must(report(events.StatusProgress, 1, "run 1 ended in error", t0.Add(2*time.Second)))
+	r.ignored(report(events.StatusStarted, 1, "", t0.Add(time.Second)))
+	st, _ = r.s.Step(c.Step)
+	if len(st.Runs) != 2 || st.Runs[0].N != 1 || st.Runs[0].Progress != "run 1 ended in error" || st.Run != 2 {
+		t.Fatalf("run %d, runs %+v", st.Run, st.Runs)
+	}
 }
 
 func TestAnOlderProgressReportDoesNotOverwriteANewerOne(t *testing.T) {

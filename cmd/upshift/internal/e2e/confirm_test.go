@@ -69,7 +69,10 @@ func TestANewUserConfirmsApprovesAndReadsTheReport(t *testing.T) {
 	r.reach(id, saga.StateAwaitingApproval)
 	upshift("approve", id, "--by", "alice", "--comment", "CAB-7")
 
-	watched := upshift("watch", id)
+	if progress := upshift("watch", id); !strings.Contains(progress, "awaiting confirmation") || !strings.Contains(progress, "=> SUCCEEDED") {
+		t.Fatalf("watch's progress:\n%s", progress)
+	}
+	watched := upshift("watch", "--events", id)
 	for _, want := range []string{"announced to sales", "dba confirmed by dora: on call", "dev confirmed by dev-1 (every role confirmed)", "approved by alice", "succeeded"} {
 		if !strings.Contains(watched, want) {
 			t.Fatalf("watch lacks %q:\n%s", want, watched)

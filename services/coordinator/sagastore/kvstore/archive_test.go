@@ -120,3 +120,55 @@ func TestAnEndedSagaMovesToTheArchive(t *testing.T) {
 		t.Fatalf("the in-flight count: %v, %v", counts, err)
 	}
 }
+
+// An archived saga still records what comes late: the update goes back to
+// the live bucket with its outbox, at a conflict-checked revision, and the
+// saga moves to the archive again once that is sent.
+func TestAnArchivedSagaTakesALateUpdateAndIsArchivedAgain(t *testing.T) {
+	t.Parallel()
+	h := harness(t)
+	ctx := context.Background()
+	live, err := h.JS.KeyValue(ctx, streams.SagasBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := storetest.Saga("late", "payments", "test", "2.0", time.Now())
+	s.State = saga.StateSucceeded
+	if _, err := h.Store.Create(ctx, s, sagastore.Change{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Store.Unsent(ctx, 10); err != nil { // retires it
+		t.Fatal(err)
+	}
+	if _, err := live.Get(ctx, "saga.late"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("not archived: %v", err)
+	}
+	r, err := h.Store.Load(ctx, "late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Reason, s.Seq = "a late run recorded", s.Seq+1
+	m := bus.Message{ID: "late-1", Subject: "upshift.evt.late.saga.ignored", Data: []byte(`{}`)}
+	if _, err := h.Store.Update(ctx, s, r.Revision+100, sagastore.Change{Outbox: []bus.Message{m}}); !errors.Is(err, sagastore.ErrConflict) {
+		t.Fatalf("update at a stale revision: %v", err)
+	}
+	if _, err := h.Store.Update(ctx, s, r.Revision, sagastore.Change{Outbox: []bus.Message{m}}); err != nil {
+		t.Fatalf("update of an archived saga: %v", err)
+	}
+	got, err := h.Store.Load(ctx, "late")
+	if err != nil || got.Saga.Reason != "a late run recorded" || len(got.Pending) != 1 {
+		t.Fatalf("after the late update: %v, %q, pending %d", err, got.Saga.Reason, len(got.Pending))
+	}
+	if _, err := h.Store.Update(ctx, s, r.Revision, sagastore.Change{}); !errors.Is(err, sagastore.ErrConflict) {
+		t.Fatalf("the same late update again: %v", err)
+	}
+	if err := h.Store.Sent(ctx, "late", []string{"late-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := live.Get(ctx, "saga.late"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("sent, not archived again: %v", err)
+	}
+	if got, err := h.Store.Load(ctx, "late"); err != nil || got.Saga.Reason != "a late run recorded" {
+		t.Fatalf("archived again: %v, %q", err, got.Saga.Reason)
+	}
+}

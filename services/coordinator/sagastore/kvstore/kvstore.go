@@ -167,6 +167,9 @@ func (s *Store) getFrom(ctx context.Context, kv jetstream.KeyValue, id string) (
 // kept ahead of the new ones, so the outbox stays in order.
 func (s *Store) Update(ctx context.Context, sg saga.Saga, rev sagastore.Revision, ch sagastore.Change) (sagastore.Revision, error) {
 	d, cur, err := s.get(ctx, sg.ID)
+	if errors.Is(err, sagastore.ErrNotFound) {
+		return s.revive(ctx, sg, rev, ch)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -174,6 +177,35 @@ func (s *Store) Update(ctx context.Context, sg saga.Saga, rev sagastore.Revision
 		return 0, fmt.Errorf("update saga %s at revision %d (now %d): %w", sg.ID, rev, cur, sagastore.ErrConflict)
 	}
 	return s.put(ctx, document{Saga: sg, Pending: append(d.Pending, outbox(ch)...)}, rev)
+}
+
+// revive updates an archived saga, loaded at rev from the archive: an
+// ended saga still records what comes late (a result after its step timed
+// out, a run reported after the saga ended). The new version goes back to
+// the live bucket, with its outbox, and moves to the archive again once
+// that is sent; the archived copy is deleted at the revision read (if that
+// fails, the leader's next pass finishes the move, as after a crash).
+func (s *Store) revive(ctx context.Context, sg saga.Saga, rev sagastore.Revision, ch sagastore.Change) (sagastore.Revision, error) {
+	d, cur, err := s.getFrom(ctx, s.archive, sg.ID)
+	if err != nil {
+		return 0, err
+	}
+	if cur != rev {
+		return 0, fmt.Errorf("update archived saga %s at revision %d (now %d): %w", sg.ID, rev, cur, sagastore.ErrConflict)
+	}
+	b, err := s.encode(document{Saga: sg, Pending: append(d.Pending, outbox(ch)...)})
+	if err != nil {
+		return 0, err
+	}
+	next, err := s.kv.Create(ctx, key(sg.ID), b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, fmt.Errorf("update archived saga %s: %w (revived by another instance)", sg.ID, sagastore.ErrConflict)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("update archived saga %s: %w", sg.ID, err)
+	}
+	_ = s.archive.Delete(ctx, key(sg.ID), jetstream.LastRevision(uint64(cur)))
+	return sagastore.Revision(next), nil
 }
 
 func (s *Store) put(ctx context.Context, d document, rev sagastore.Revision) (sagastore.Revision, error) {
