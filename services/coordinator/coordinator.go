@@ -145,7 +145,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	mk := func(name, stream string, filters []string, h consumer.Handler) *consumer.Runner {
 		cc := c.cfg.Consumer
 		cc.Stream, cc.Name, cc.Filters, cc.Concurrency = stream, name, filters, c.cfg.Concurrency
-		return consumer.New(c.js, cc, h, c.log, consumer.WithMetrics(c.cmetric))
+		return consumer.New(c.js, cc, c.patient(h), c.log, consumer.WithMetrics(c.cmetric))
 	}
 	var results []string
 	for _, p := range events.Phases {
@@ -188,4 +188,49 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// StoreWait bounds how long a handler that failed because the store does
+// not answer holds its message, waiting for the store, before giving it
+// back to be delivered again.
+var StoreWait = 10 * time.Minute
+
+// patient wraps a handler: when it fails and the store does not answer (a
+// database restarted, its connections cut), the message is held, kept
+// alive by the runner's heartbeats, until the store answers again, and
+// only then given back. An outage so costs each message one delivery, not
+// one per back-off step: without this, a few minutes without PostgreSQL
+// used up the deliveries of the results it held and dead-lettered them,
+// and their sagas waited for their deadlines.
+func (c *Coordinator) patient(h consumer.Handler) consumer.Handler {
+	p, ok := c.store.(interface{ Ping(context.Context) error })
+	if !ok {
+		return h
+	}
+	return func(ctx context.Context, d *consumer.Delivery) error {
+		err := h(ctx, d)
+		if err == nil {
+			return nil
+		}
+		wait := 200 * time.Millisecond
+		deadline := time.Now().Add(StoreWait)
+		for logged := false; time.Now().Before(deadline); logged = true {
+			pctx, cancel := context.WithTimeout(ctx, storeProbe)
+			perr := p.Ping(pctx)
+			cancel()
+			if perr == nil {
+				break
+			}
+			if !logged {
+				c.log.Warn("store unreachable: holding the message until it answers", "err", perr, "handler_err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 5*time.Second)
+		}
+		return err
+	}
 }

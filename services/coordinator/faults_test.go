@@ -272,7 +272,13 @@ func TestPostgresConnectionsTerminated(t *testing.T) {
 	if err := c.Check(); !strings.Contains(err.Error(), "store") {
 		t.Fatalf("why not ready: %v", err)
 	}
-	time.Sleep(2 * time.Second)
+	// Requests come in meanwhile: each must wait for the store, not use
+	// up its deliveries (ten, a few hundred milliseconds apart, in these
+	// tests) and be dead-lettered.
+	for id, outcome := range submitFleet(w, 6) {
+		want[id] = outcome
+	}
+	time.Sleep(4 * time.Second)
 	allow(true)
 	natstest.Eventually(t, natstest.Patience, "ready again", func() bool { return c.Check() == nil })
 
