@@ -42,7 +42,11 @@ func faultSagas(t *testing.T, ci int) int {
 // submitFleet submits n sagas over the fleet's targets, a third of them
 // failing verification and so rolled back; it returns each saga's expected
 // end.
-func submitFleet(w *world, n int) map[string]saga.State {
+func submitFleet(w *world, n int) map[string]saga.State { return submitFleetSpread(w, n, false) }
+
+// submitFleetSpread is submitFleet, pausing after every twentieth saga if
+// spread, to spread the load over a run's faults.
+func submitFleetSpread(w *world, n int, spread bool) map[string]saga.State {
 	w.on("verify.probe.bad0", "fail")
 	w.on("verify.probe.bad1", "fail")
 	want := map[string]saga.State{}
@@ -57,6 +61,9 @@ func submitFleet(w *world, n int) map[string]saga.State {
 		r.Spec.Rollout.BatchSize = 2
 		r.Spec.Timeouts = spec.Timeouts{Precheck: long, Backup: long, Deploy: long, Verify: long, Rollback: long}
 		want[w.submit(r)] = outcome
+		if spread && i%20 == 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 	return want
 }

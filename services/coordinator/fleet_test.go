@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/upshift/upshift/pkg/saga"
-	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
 
@@ -25,21 +23,7 @@ func fleet(t *testing.T, w *world, n int) {
 	for i := range 3 {
 		w.coordinator(fmt.Sprintf("c%d", i))
 	}
-	w.on("verify.probe.bad0", "fail")
-	w.on("verify.probe.bad1", "fail")
-	want := map[string]saga.State{}
-	for i := range n {
-		targets := []string{fleetTargets[i%8], fleetTargets[(i+3)%8]}
-		outcome := saga.StateSucceeded
-		if i%3 == 0 {
-			targets, outcome = []string{fleetTargets[i%8], fleetTargets[8+i%2]}, saga.StateRolledBack
-		}
-		r := request("test", targets...)
-		r.Spec.Rollout.BatchSize = 2
-		long := sec(180)
-		r.Spec.Timeouts = spec.Timeouts{Precheck: long, Backup: long, Deploy: long, Verify: long, Rollback: long}
-		want[w.submit(r)] = outcome
-	}
+	want := submitFleet(w, n)
 	// Listing reads every saga: poll gently, not to be the load measured.
 	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(250 * time.Millisecond) {
 		active, err := w.store.List(context.Background(), sagastore.Filter{Active: true, Limit: n + 1})

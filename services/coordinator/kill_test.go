@@ -13,8 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upshift/upshift/pkg/pgtest"
-	"github.com/upshift/upshift/pkg/saga"
-	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
 
@@ -82,22 +80,7 @@ func TestCoordinatorKilledAtRandomAcrossManySagas(t *testing.T) {
 	})
 
 	const n = 200
-	want := map[string]saga.State{}
-	long := sec(300)
-	for i := range n {
-		targets := []string{fleetTargets[i%8], fleetTargets[(i+3)%8]}
-		outcome := saga.StateSucceeded
-		if i%3 == 0 {
-			targets, outcome = []string{fleetTargets[i%8], fleetTargets[8+i%2]}, saga.StateRolledBack
-		}
-		r := request("test", targets...)
-		r.Spec.Rollout.BatchSize = 2
-		r.Spec.Timeouts = spec.Timeouts{Precheck: long, Backup: long, Deploy: long, Verify: long, Rollback: long}
-		want[w.submit(r)] = outcome
-		if i%20 == 0 {
-			time.Sleep(100 * time.Millisecond) // spread the load over the kills
-		}
-	}
+	want := submitFleetSpread(w, n, true) // spread over the kills
 	deadline := time.Now().Add(4 * time.Minute)
 	for ; ; time.Sleep(500 * time.Millisecond) {
 		active, err := w.store.List(context.Background(), sagastore.Filter{Active: true, Limit: n + 1})

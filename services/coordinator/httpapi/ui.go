@@ -147,7 +147,7 @@ func (s *server) uiRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /ui/sagas/{id}/approve", post(s.uiDecide(opApprove)))
 	mux.Handle("POST /ui/sagas/{id}/reject", post(s.uiDecide(opReject)))
 	mux.Handle("POST /ui/sagas/{id}/cancel", post(s.uiDecide(opCancel)))
-	mux.Handle("POST /ui/sagas/{id}/confirm", post(s.uiConfirm))
+	mux.Handle("POST /ui/sagas/{id}/confirm", post(s.uiDecide(opConfirm)))
 	mux.HandleFunc("GET /ui/login", s.uiLoginPage)
 	mux.Handle("POST /ui/login", post(s.uiLogin))
 	mux.Handle("POST /ui/logout", post(s.uiLogout))

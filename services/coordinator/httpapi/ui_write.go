@@ -25,6 +25,7 @@ var (
 	opApprove = uiOp{events.OpApprove, RoleApprove}
 	opReject  = uiOp{events.OpReject, RoleApprove}
 	opCancel  = uiOp{events.OpCancel, RoleOperate}
+	opConfirm = uiOp{events.OpConfirm, RoleConfirm}
 )
 
 // uiForm reads a decision's form within the size limit.
@@ -37,8 +38,10 @@ func (s *server) uiForm(w http.ResponseWriter, r *http.Request) error {
 }
 
 // uiDecide takes a decision from the saga's page as POST
-// /v1/sagas/{id}/{op} takes it: the same rights, the same actor rule, the
-// same backend call and the same log line; then it goes back to the page.
+// /v1/sagas/{id}/{op} takes it: the same rights, the same actor rule (a
+// named token decides as itself), the same backend call and the same log
+// line; then it goes back to the page. A confirmation's form names its
+// role and calls the actor "by".
 func (s *server) uiDecide(o uiOp) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var (
@@ -60,8 +63,16 @@ func (s *server) uiDecide(o uiOp) http.HandlerFunc {
 		if err == nil {
 			err = s.uiForm(w, r)
 		}
-		body := DecisionBody{Actor: strings.TrimSpace(r.PostForm.Get("actor")), Comment: strings.TrimSpace(r.PostForm.Get("comment"))}
-		if err == nil && who.name == "" && body.Actor == "" {
+		field, role := "actor", ""
+		if o.op == events.OpConfirm {
+			field, role = "by", strings.TrimSpace(r.PostForm.Get("role"))
+		}
+		body := DecisionBody{Actor: strings.TrimSpace(r.PostForm.Get(field)), Comment: strings.TrimSpace(r.PostForm.Get("comment"))}
+		switch {
+		case err != nil:
+		case o.op == events.OpConfirm && (role == "" || who.name == "" && body.Actor == ""):
+			err = badRequest("role and by are required: which role confirms, and who")
+		case who.name == "" && body.Actor == "":
 			err = badRequest("actor is required: say who decides")
 		}
 		if err != nil {
@@ -75,61 +86,13 @@ func (s *server) uiDecide(o uiOp) http.HandlerFunc {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
 		defer cancel()
-		if _, err := s.b.Decide(ctx, api.ControlRequest{ID: id, Op: o.op, Actor: actor, Comment: body.Comment}); err != nil {
+		if _, err := s.b.Decide(ctx, api.ControlRequest{ID: id, Op: o.op, Actor: actor, Comment: body.Comment, Role: role}); err != nil {
 			code, cause = s.uiFail(w, r, err), err
 			return
 		}
 		code = http.StatusAccepted // for the log: the page itself is a redirect
 		http.Redirect(w, r, "/ui/sagas/"+id+"?done="+string(o.op), http.StatusSeeOther)
 	}
-}
-
-// uiConfirm records a role's confirmation from the form the page shows
-// while the saga waits for them, as POST /v1/sagas/{id}/confirm does: the
-// confirm role, the same actor rule (a named token confirms as itself),
-// the same backend call and log line.
-func (s *server) uiConfirm(w http.ResponseWriter, r *http.Request) {
-	var (
-		who   caller
-		actor string
-		code  int
-		cause error
-	)
-	defer func() { s.logWrite(r, who, actor, code, cause) }()
-	if len(s.known.hashes) == 0 {
-		code = http.StatusForbidden
-		s.message(w, r, code, "Forbidden", errNoToken)
-		return
-	}
-	if who, code = s.uiAuthorize(w, r, RoleConfirm); code != 0 {
-		return
-	}
-	id, err := sagaID(r)
-	if err == nil {
-		err = s.uiForm(w, r)
-	}
-	role, by := strings.TrimSpace(r.PostForm.Get("role")), strings.TrimSpace(r.PostForm.Get("by"))
-	if err == nil && (role == "" || who.name == "" && by == "") {
-		err = badRequest("role and by are required: which role confirms, and who")
-	}
-	if err != nil {
-		code, cause = s.uiFail(w, r, err), err
-		return
-	}
-	body := DecisionBody{Actor: by, Comment: strings.TrimSpace(r.PostForm.Get("comment"))}
-	if actor, err = who.actor(body); err != nil {
-		code, cause = http.StatusForbidden, err
-		s.message(w, r, code, "Forbidden", err.Error())
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), callTimeout)
-	defer cancel()
-	if _, err := s.b.Decide(ctx, api.ControlRequest{ID: id, Op: events.OpConfirm, Actor: actor, Comment: body.Comment, Role: role}); err != nil {
-		code, cause = s.uiFail(w, r, err), err
-		return
-	}
-	code = http.StatusAccepted // for the log: the page itself is a redirect
-	http.Redirect(w, r, "/ui/sagas/"+id+"?done=confirm", http.StatusSeeOther)
 }
 
 // paperCSP lets a plan or report use the inline style pkg/paper writes,
