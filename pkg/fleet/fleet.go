@@ -45,6 +45,31 @@ func (e Entry) Key() string {
 
 // Served reports whether some process announces target for service.
 func Served(ctx context.Context, kv jetstream.KeyValue, target, service string) (bool, error) {
+	// A key listing is read through a watcher, and a watcher that starts
+	// while an entry is being refreshed can end its snapshot without that
+	// entry: "not served" is only believed when the registry says so
+	// again, a moment later.
+	for try := 1; ; try++ {
+		ok, err := served(ctx, kv, target, service)
+		if ok || err != nil || try == Retries {
+			return ok, err
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(RetryPause):
+		}
+	}
+}
+
+// Retries is how many times a reading of the registry that lacks a target
+// is made before it is believed, RetryPause apart.
+const (
+	Retries    = 3
+	RetryPause = 250 * time.Millisecond
+)
+
+func served(ctx context.Context, kv jetstream.KeyValue, target, service string) (bool, error) {
 	l, err := kv.ListKeysFiltered(ctx, target+"."+service+".*")
 	if err != nil {
 		return false, fmt.Errorf("who serves %s for %s: %w", target, service, err)

@@ -23,6 +23,27 @@ import (
 // announces would sit in the work queue until its phase's deadline, so the
 // request is refused at once instead, saying what is missing.
 func (c *Coordinator) served(ctx context.Context, req *spec.Request) ([]string, error) {
+	// A listing that starts while an entry is being refreshed can miss
+	// it (fleet.Served): missing targets are only believed when the
+	// registry says so again, a moment later.
+	var problems []string
+	for try := 1; ; try++ {
+		orig := *req
+		var err error
+		problems, err = c.servedOnce(ctx, req)
+		if err != nil || len(problems) == 0 || try == fleet.Retries {
+			return problems, err
+		}
+		*req = orig
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(fleet.RetryPause):
+		}
+	}
+}
+
+func (c *Coordinator) servedOnce(ctx context.Context, req *spec.Request) ([]string, error) {
 	l, err := fleet.List(ctx, c.registry)
 	if err != nil {
 		return nil, err
