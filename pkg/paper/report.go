@@ -207,13 +207,9 @@ func notices(w words, sec *Section, history []sagastore.Entry) {
 	}
 	var rows [][]string
 	for _, e := range history {
-		if e.Direction != sagastore.Out || e.Type != events.TypeSaga {
+		_, ev, ok, err := e.SagaEvent()
+		if !ok {
 			continue
-		}
-		env, err := events.Decode(e.Event)
-		var ev events.SagaEvent
-		if err == nil {
-			err = events.Open(env, events.TypeSaga, &ev)
 		}
 		if err != nil {
 			rows = append(rows, []string{when(e.At), "-", "-", w.t("unreadable: ", "无法解析：") + err.Error()})

@@ -144,3 +144,25 @@ func Exec(t testing.TB, url, sql string) {
 		t.Fatalf("pgtest: %v", err)
 	}
 }
+
+// KillAdvisoryHolder ends, from another connection, the session holding
+// the session-level advisory lock key in the database at url, as the death
+// of its process would; the test fails unless exactly one held it.
+func KillAdvisoryHolder(t testing.TB, url string, key int64) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	// A bigint advisory key is in classid (high half) and objid (low).
+	err = conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND objsubid = 1
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		AND classid::bigint = $1 AND objid::bigint = $2`, key>>32, key&0xffffffff).Scan(&n)
+	if err != nil || n != 1 {
+		t.Fatalf("end the session holding advisory lock %d: %v, %d sessions", key, err, n)
+	}
+}

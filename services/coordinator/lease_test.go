@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upshift/upshift/pkg/bus"
@@ -77,7 +76,7 @@ func TestALeaderKilledIsTakenOverAndNoOutboxIsLeftUnsent(t *testing.T) {
 						t.Fatal(err)
 					}
 					return l
-				}, func() { killLeaseSession(t, url) }
+				}, func() { pgtest.KillAdvisoryHolder(t, url, pgstore.LeaseKey) }
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -148,25 +147,5 @@ func TestALeaderKilledIsTakenOverAndNoOutboxIsLeftUnsent(t *testing.T) {
 				t.Fatalf("upshift_coordinator_leader %v", v)
 			}
 		})
-	}
-}
-
-// killLeaseSession ends, from another connection, the PostgreSQL session
-// holding the coordinators' lease, as its process's death would.
-func killLeaseSession(t testing.TB, url string) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var n int
-	err = conn.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_locks
-		WHERE locktype = 'advisory' AND granted AND objsubid = 1
-		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-		AND classid::bigint = $1 AND objid::bigint = $2`, pgstore.LeaseKey>>32, pgstore.LeaseKey&0xffffffff).Scan(&n)
-	if err != nil || n != 1 {
-		t.Fatalf("kill the lease's session: %v, %d sessions", err, n)
 	}
 }

@@ -178,13 +178,9 @@ func (s *server) history(w http.ResponseWriter, r *http.Request) {
 func (s *server) timeline(ctx context.Context, id string, hist []sagastore.Entry) []TimelineItem {
 	out := []TimelineItem{}
 	for _, e := range hist {
-		if e.Direction != sagastore.Out || e.Type != events.TypeSaga {
+		env, ev, ok, err := e.SagaEvent()
+		if !ok {
 			continue
-		}
-		env, err := events.Decode(e.Event)
-		var ev events.SagaEvent
-		if err == nil {
-			err = events.Open(env, events.TypeSaga, &ev)
 		}
 		if err != nil {
 			s.log.WarnContext(ctx, "audit entry left out of the timeline", "saga", id, "entry", e.ID, "err", err)

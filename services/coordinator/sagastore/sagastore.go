@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/upshift/upshift/pkg/bus"
+	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/saga"
 )
 
@@ -109,6 +110,20 @@ type Entry struct {
 	Subject   string          `json:"subject"`
 	Note      string          `json:"note,omitempty"` // e.g. why an input changed nothing
 	Event     json.RawMessage `json:"event"`          // the CloudEvent
+}
+
+// SagaEvent decodes an entry that is one of the coordinator's own saga
+// events: ok is false for any other entry, err says why one does not
+// decode.
+func (e Entry) SagaEvent() (env events.Envelope, ev events.SagaEvent, ok bool, err error) {
+	if e.Direction != Out || e.Type != events.TypeSaga {
+		return env, ev, false, nil
+	}
+	env, err = events.Decode(e.Event)
+	if err == nil {
+		err = events.Open(env, events.TypeSaga, &ev)
+	}
+	return env, ev, true, err
 }
 
 // Change is what one transition writes together with the saga: all of it,

@@ -26,6 +26,6 @@ func TestLeaseConformance(t *testing.T) {
 				return l
 			},
 			// A dead holder's connection ends: PostgreSQL frees its lock.
-			Kill: func(t testing.TB, _ sagastore.Lease) { pgstore.KillLeaseHolder(t, url) }}
+			Kill: func(t testing.TB, _ sagastore.Lease) { pgtest.KillAdvisoryHolder(t, url, pgstore.LeaseKey) }}
 	})
 }
