@@ -39,8 +39,26 @@ type clusterNode struct {
 }
 
 // StartCluster starts the three nodes, waits for a JetStream meta leader
-// and provisions every upshift stream with three replicas.
+// that sees all three and provisions every upshift stream with three
+// replicas.
 func StartCluster(t testing.TB) *Cluster {
+	t.Helper()
+	c := NewCluster(t)
+	c.StartNodes(0, 1, 2)
+	c.WaitMetaLeader()
+	_, js := c.Connect(t)
+	ctx, cancel := context.WithTimeout(context.Background(), Patience)
+	defer cancel()
+	if err := streams.Ensure(ctx, js, c.Streams(), streams.All...); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// NewCluster configures the three nodes, on free ports and storage of
+// their own, and starts none: a test of a cluster forming starts them with
+// StartNodes.
+func NewCluster(t testing.TB) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t}
 	ports := freePorts(t, 6)
@@ -53,14 +71,6 @@ func StartCluster(t testing.TB) *Cluster {
 		c.nodes[i] = &clusterNode{name: fmt.Sprintf("n%d", i), dir: filepath.Join(dir, fmt.Sprintf("n%d", i)),
 			port: ports[i], clusterPort: ports[3+i], routes: routes}
 	}
-	// The nodes start together: each waits for the others' routes to form
-	// its JetStream cluster.
-	var wg sync.WaitGroup
-	errs := make([]error, len(c.nodes))
-	for i, n := range c.nodes {
-		wg.Go(func() { n.srv, errs[i] = n.start() })
-	}
-	wg.Wait()
 	t.Cleanup(func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -70,19 +80,29 @@ func StartCluster(t testing.TB) *Cluster {
 			}
 		}
 	})
-	for _, err := range errs {
-		if err != nil {
-			t.Fatal(err)
+	return c
+}
+
+// StartNodes starts the nodes given that are not running, together (each
+// waits for the others' routes to form its JetStream cluster); it does not
+// wait for the cluster to form (WaitMetaLeader does).
+func (c *Cluster) StartNodes(idx ...int) {
+	c.t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, len(idx))
+	c.mu.Lock()
+	for k, i := range idx {
+		if n := c.nodes[i]; n.srv == nil {
+			wg.Go(func() { n.srv, errs[k] = n.start() })
 		}
 	}
-	c.waitMetaLeader()
-	_, js := c.Connect(t)
-	ctx, cancel := context.WithTimeout(context.Background(), Patience)
-	defer cancel()
-	if err := streams.Ensure(ctx, js, c.Streams(), streams.All...); err != nil {
-		t.Fatal(err)
+	wg.Wait()
+	c.mu.Unlock()
+	for _, err := range errs {
+		if err != nil {
+			c.t.Fatal(err)
+		}
 	}
-	return c
 }
 
 func (n *clusterNode) start() (*natsembed.Server, error) {
@@ -187,29 +207,32 @@ func (c *Cluster) Stop(i int) {
 // JetStream has caught up with the cluster's.
 func (c *Cluster) Start(i int) {
 	c.t.Helper()
+	c.StartNodes(i)
+	c.WaitMetaLeader()
 	c.mu.Lock()
-	n := c.nodes[i]
-	var err error
-	if n.srv == nil {
-		n.srv, err = n.start()
-	}
-	srv := n.srv
+	srv := c.nodes[i].srv
 	c.mu.Unlock()
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	Eventually(c.t, Patience, n.name+" caught up", srv.JetStreamIsCurrent)
-	c.waitMetaLeader()
+	Eventually(c.t, Patience, c.nodes[i].name+" caught up", srv.JetStreamIsCurrent)
 }
 
-func (c *Cluster) waitMetaLeader() {
+// WaitMetaLeader waits for a JetStream meta leader that counts every
+// running node, and no other, as an online peer: until a node started
+// is counted, no replica is placed on it, and a stream of three replicas
+// is refused ("no suitable peers for placement").
+func (c *Cluster) WaitMetaLeader() {
 	c.t.Helper()
-	Eventually(c.t, Patience, "a JetStream meta leader", func() bool {
+	Eventually(c.t, Patience, "a JetStream meta leader seeing every running node", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		running := 0
+		for _, n := range c.nodes {
+			if n.srv != nil {
+				running++
+			}
+		}
 		for _, n := range c.nodes {
 			if n.srv != nil && n.srv.JetStreamIsLeader() {
-				return true
+				return len(n.srv.JetStreamClusterPeers()) == running
 			}
 		}
 		return false

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upshift/upshift/pkg/events"
@@ -139,7 +140,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config, names ...stri
 		if err != nil {
 			return err
 		}
-		if err := ensureStream(ctx, js, sc); err != nil {
+		if err := whilePlacing(ctx, func(ctx context.Context) error { return ensureStream(ctx, js, sc) }); err != nil {
 			return fmt.Errorf("ensure stream %s: %w", n, err)
 		}
 	}
@@ -167,6 +168,64 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, sc jetstream.Stre
 	return err
 }
 
+// PlacementWait bounds how long Ensure and EnsureBucket try again while a
+// JetStream cluster cannot place replicas yet: its nodes are still finding
+// each other, or its meta leader is being elected (its API does not answer
+// meanwhile). A cluster that stays unable to (fewer nodes than replicas)
+// fails them after it.
+const PlacementWait = 30 * time.Second
+
+// attemptWait bounds one attempt: a request that no meta leader answers
+// is given up and made again.
+const attemptWait = 5 * time.Second
+
+// whilePlacing calls try until it succeeds, fails otherwise than a forming
+// cluster does, PlacementWait has passed or ctx ends; then it returns
+// try's last error.
+func whilePlacing(ctx context.Context, try func(context.Context) error) error {
+	deadline := time.Now().Add(PlacementWait)
+	wait := 50 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, attemptWait)
+		err := try(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !forming(err) || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// The JetStream API's error codes of a cluster not ready to place replicas
+// (nats-server's JSClusterNoPeersErrF, JSClusterNotAvailErr,
+// JSClusterNotLeaderErr).
+const (
+	errNoPeers   jetstream.ErrorCode = 10005
+	errNotAvail  jetstream.ErrorCode = 10008
+	errNotLeader jetstream.ErrorCode = 10009
+)
+
+// forming says whether err is what a cluster still forming answers: one of
+// those codes, or no answer in time.
+func forming(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		switch api.ErrorCode {
+		case errNoPeers, errNotAvail, errNotLeader:
+			return true
+		}
+		return false
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
+}
+
 // Declared reports whether a stream's configuration, as the server reports
 // it with its defaults filled in, has every setting upshift declares in want.
 func Declared(have, want jetstream.StreamConfig) bool {
@@ -186,7 +245,11 @@ func Declared(have, want jetstream.StreamConfig) bool {
 // history, replicas or storage differ; like Ensure, it leaves a bucket as
 // declared alone. ttl bounds how long a key lives (0: forever).
 func EnsureBucket(ctx context.Context, js jetstream.JetStream, c Config, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
-	kv, err := ensureBucket(ctx, js, c, bucket, ttl)
+	var kv jetstream.KeyValue
+	err := whilePlacing(ctx, func(ctx context.Context) (err error) {
+		kv, err = ensureBucket(ctx, js, c, bucket, ttl)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("ensure bucket %s: %w", bucket, err)
 	}

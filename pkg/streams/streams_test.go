@@ -1,6 +1,7 @@
 package streams_test
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"sync"
@@ -174,5 +175,44 @@ func TestStreamUnknownName(t *testing.T) {
 	t.Parallel()
 	if _, err := streams.Stream("NOPE", streams.Config{}); err == nil {
 		t.Fatal("no error for an unknown stream")
+	}
+}
+
+// A cluster forming, whose third node has not joined yet, cannot place a
+// bucket of three replicas: EnsureBucket waits for it rather than failing
+// the service that starts first, and gives up with the server's reason
+// when its context ends.
+func TestEnsureWaitsForTheClusterToPlaceReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	c := natstest.NewCluster(t)
+	c.StartNodes(0, 1)
+	_, js := c.Connect(t)
+
+	short, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err := streams.EnsureBucket(short, js, c.Streams(), "placement_given_up", 0)
+	t.Logf("two nodes of three, a second's patience: %v", err)
+	if err == nil {
+		t.Fatal("two nodes of three, a second's patience: ensured, want the server's reason")
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), natstest.Patience)
+		defer cancel()
+		_, err := streams.EnsureBucket(ctx, js, c.Streams(), "placement_waited", 0)
+		done <- err
+	}()
+	time.Sleep(500 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("ensured before the third node was back: %v", err)
+	default:
+	}
+	c.Start(2)
+	if err := <-done; err != nil {
+		t.Fatalf("third node back: %v", err)
 	}
 }
