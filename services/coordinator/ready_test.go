@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,6 +39,10 @@ func TestNotReadyWhileTheStoreIsUnreachable(t *testing.T) {
 		}
 	}
 	w := newWorldOn(t, func(t testing.TB, _ jetstream.JetStream) opened { return openPostgresAt(t, dbURL) }, "a")
+	// Few deliveries: a request failing on the unreachable store instead of
+	// being held would spend them all during the outage, whatever the load.
+	w.cons = fast
+	w.cons.MaxDeliver = 3
 	c, _ := w.coordinator("c1")
 	if err := c.Check(); err != nil {
 		t.Fatalf("ready: %v", err)
@@ -50,6 +55,7 @@ func TestNotReadyWhileTheStoreIsUnreachable(t *testing.T) {
 		t.Fatalf("why not ready: %v", err)
 	}
 	id := w.submit(request("test", "a"))
+	time.Sleep(3 * time.Second) // time for three deliveries, were it not held
 
 	admin("ALTER DATABASE " + name + " ALLOW_CONNECTIONS true")
 	natstest.Eventually(t, natstest.Patience, "ready again", func() bool { return c.Check() == nil })
