@@ -105,12 +105,14 @@ const MarkerFile = unpack.MarkerFile
 // two processes serve one target.
 const LockFile = ".upshift.lock"
 
-// StoppedFile, in a target's root, names the release an apply stopped and
-// has not started again yet. An apply interrupted between its stop and its
-// start (the service killed, or shut down past its grace) leaves it, and
-// the compensating rollback then starts that release even though current
-// never moved; without it the rollback would find nothing to do and leave
-// the application down.
+// StoppedFile, in a target's root, names the release an apply or a
+// rollback stopped and has not started again yet. An apply or rollback
+// interrupted between its stop and its start (the service killed, or shut
+// down past its grace) leaves it: the service starts the release in
+// service when it starts again (Recover), and the compensating rollback
+// starts it even though current never moved, or already moved back;
+// without it the rollback would find nothing to do and leave the
+// application down.
 const StoppedFile = ".upshift-stopped"
 
 // Config of a deploy instance.

@@ -13,7 +13,7 @@ import (
 // rollback puts cmd.Upgrade.From back in service. It is the compensation
 // of an apply, which may have failed, never run, or run and been undone by
 // its own recovery: so it does nothing, and restarts nothing, when From is
-// already current, unless an interrupted apply left it stopped
+// already current, unless an interrupted apply or rollback left it stopped
 // (StoppedFile), in which case it starts it. A stop that fails leaves current as it was: switching
 // under a process that would not stop is not safe, so that is for a human.
 func (s *step) rollback(ctx context.Context) (phase.Outcome, error) {
@@ -48,11 +48,11 @@ func (s *step) rollbackLocked(ctx context.Context, back string, out map[string]s
 	}
 	if cur == back {
 		out["unchanged"] = "true"
-		if s.stopped() != back {
+		if s.stopped() == "" {
 			s.add("switch", true, "current is already releases/"+back+"; nothing to do")
 			return nil
 		}
-		s.add("switch", true, "current is already releases/"+back+", stopped by an interrupted apply")
+		s.add("switch", true, "current is already releases/"+back+", stopped by an interrupted apply or rollback")
 		out["restarted"] = back
 		if err := s.hook(ctx, "start", s.t.Hooks.Start, s.hookEnv(back, s.cmd.Upgrade.To)); err != nil {
 			return s.hookFailure(ctx, ReasonStartFailed, err)
@@ -67,8 +67,16 @@ func (s *step) rollbackLocked(ctx context.Context, back string, out map[string]s
 	env := s.hookEnv(back, cur)
 	if cur == "" {
 		s.add("stop", true, "nothing installed; nothing to stop")
-	} else if err := s.hook(ctx, "stop", s.t.Hooks.Stop, env); err != nil {
-		return s.hookFailure(ctx, ReasonStopFailed, err)
+	} else {
+		// Marked as an apply marks it: a rollback killed between its stop
+		// and its start leaves the target dark, whether current moved yet
+		// or not, until a restart or the redelivery starts it.
+		if err := s.markStopped(cur); err != nil {
+			return err
+		}
+		if err := s.hook(ctx, "stop", s.t.Hooks.Stop, env); err != nil {
+			return s.hookFailure(ctx, ReasonStopFailed, err)
+		}
 	}
 	if err := s.switchCurrent("switch", back); err != nil {
 		return failed(ReasonSwitchFailed, err)

@@ -119,3 +119,65 @@ func TestApplyLeavesNoStoppedMark(t *testing.T) {
 		t.Fatalf("stopped mark after the apply: %v", err)
 	}
 }
+
+// interruptedRollback runs the rollback from 1.1 to 1.0 and interrupts it
+// in its start hook, after the stop and the switch: the service killed
+// there leaves the application down with current already on 1.0.
+func interruptedRollback(t *testing.T, h *host) {
+	t.Helper()
+	h.installed("1.0", "1.1")
+	h.hang("start", "1.0")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		defer cancel()
+		for deadline := time.Now().Add(natstest.Patience); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(filepath.Join(h.dir, "flags", "hung")); err == nil {
+				return
+			}
+		}
+	}()
+	h.calls()
+	if _, err := h.exec.Execute(ctx, command(events.ActionRollback, "1.0", "1.1", "", ""), func(string) {}); err == nil {
+		t.Fatal("an interrupted rollback reported an outcome")
+	}
+	if got := strings.Join(h.calls(), "; "); got != "stop 1.0 current=releases/1.1; start 1.0 current=releases/1.0" {
+		t.Fatalf("hook calls: %s", got)
+	}
+	must(t, os.Remove(filepath.Join(h.dir, "flags", "hang-start-1.0")))
+}
+
+// A rollback interrupted between its stop and its start (a kill there left
+// the target dark for good: the redelivered rollback found current on the
+// release to go back to and did nothing) leaves the stopped mark, so the rollback delivered again starts the
+// release, and a restarted service starts it at once.
+func TestARollbackInterruptedAfterItsStopIsStartedAgain(t *testing.T) {
+	t.Run("redelivered", func(t *testing.T) {
+		h := newHost(t, 0)
+		interruptedRollback(t, h)
+		out := h.rollback("1.0", "1.1")
+		if out.Failed || out.Output["current"] != "1.0" || out.Output["restarted"] != "1.0" {
+			t.Fatalf("outcome %+v", out)
+		}
+		if got := strings.Join(h.calls(), "; "); got != "start 1.0 current=releases/1.0" {
+			t.Fatalf("hook calls: %s", got)
+		}
+		if _, err := os.Stat(filepath.Join(h.root, deploy.StoppedFile)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("the stopped mark is still there: %v", err)
+		}
+	})
+	t.Run("restarted", func(t *testing.T) {
+		h := newHost(t, 0)
+		interruptedRollback(t, h)
+		if err := h.exec.Recover(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(h.calls(), "; "); got != "start 1.0 current=releases/1.0" {
+			t.Fatalf("hook calls: %s", got)
+		}
+		// Then the redelivered rollback has nothing left to do.
+		if out := h.rollback("1.0", "1.1"); out.Failed || out.Output["restarted"] != "" || h.calls() != nil {
+			t.Fatalf("rollback after the recovery %+v, calls %v", out, h.calls())
+		}
+	})
+}
