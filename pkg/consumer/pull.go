@@ -161,8 +161,8 @@ func (r *Runner) heartbeats(m jetstream.Msg) (stop func()) {
 }
 
 // inOrder runs the pipeline on msg once no earlier message of its key is
-// left in the stream (see Config.OrderBy), then wakes the messages of that
-// key held here.
+// left in the stream (see Config.OrderBy), then wakes the next message of
+// that key held here.
 func (r *Runner) inOrder(ctx, hctx context.Context, sem chan struct{}, msg jetstream.Msg) {
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -171,7 +171,8 @@ func (r *Runner) inOrder(ctx, hctx context.Context, sem chan struct{}, msg jetst
 	}
 	filter := r.cfg.OrderBy(msg.Subject())
 	log := r.log.With("subject", msg.Subject(), "seq", meta.Sequence.Stream)
-	if err := r.fence.wait(ctx, log, filter, meta.Sequence.Stream); err != nil {
+	release, err := r.fence.wait(ctx, log, filter, meta.Sequence.Stream)
+	if err != nil {
 		// Stopping while it is held back: given back at once, to whichever
 		// instance runs next.
 		if err := msg.Nak(); err != nil {
@@ -182,5 +183,5 @@ func (r *Runner) inOrder(ctx, hctx context.Context, sem chan struct{}, msg jetst
 	sem <- struct{}{}
 	defer func() { <-sem }()
 	r.process(hctx, msg)
-	r.fence.passed(filter)
+	release()
 }
