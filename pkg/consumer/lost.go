@@ -41,7 +41,7 @@ func (r *Runner) lost() *Runner {
 		Stream: events.StreamAdvisories, Name: c.Name + LostSuffix,
 		Filters: []string{events.MaxDeliveriesSubject(c.Stream, c.Name)},
 		AckWait: c.AckWait, MaxDeliver: c.MaxDeliver, MaxAckPending: 16, Concurrency: 1,
-		Backoff: c.Backoff, Grace: c.Grace, Heartbeat: c.Heartbeat,
+		Backoff: c.Backoff, Grace: c.Grace, Heartbeat: c.Heartbeat, Replicas: c.Replicas,
 	}.withDefaults()
 	f := &Runner{js: r.js, cfg: cfg, log: r.log.With("follower", "lost"), metrics: r.metrics}
 	f.pipeline = Chain(r.deadLetterLost, r.metrics.Middleware(cfg.Stream, cfg.Name),

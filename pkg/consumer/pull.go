@@ -81,6 +81,17 @@ func (r *Runner) consume(ctx, hctx context.Context, sem chan struct{}, wg *sync.
 		}
 		// Heartbeats from now: the message may wait here for a handler.
 		stop := r.heartbeats(msg)
+		if r.cfg.OrderBy != nil {
+			// Held back, a message must not keep a handler, nor the pull
+			// loop, from the earlier message it waits for.
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer stop() // once settled
+				r.inOrder(ctx, hctx, sem, msg)
+			}()
+			continue
+		}
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
@@ -147,4 +158,30 @@ func (r *Runner) heartbeats(m jetstream.Msg) (stop func()) {
 		}
 	}()
 	return func() { close(done) }
+}
+
+// inOrder runs the pipeline on msg once no earlier message of its key is
+// left in the stream (see Config.OrderBy), then wakes the next message of
+// that key held here.
+func (r *Runner) inOrder(ctx, hctx context.Context, sem chan struct{}, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		r.process(hctx, msg) // which says what is wrong with it
+		return
+	}
+	filter := r.cfg.OrderBy(msg.Subject())
+	log := r.log.With("subject", msg.Subject(), "seq", meta.Sequence.Stream)
+	release, err := r.fence.wait(ctx, log, filter, meta.Sequence.Stream)
+	if err != nil {
+		// Stopping while it is held back: given back at once, to whichever
+		// instance runs next.
+		if err := msg.Nak(); err != nil {
+			log.Warn("nak failed", "err", err)
+		}
+		return
+	}
+	sem <- struct{}{}
+	defer func() { <-sem }()
+	r.process(hctx, msg)
+	release()
 }

@@ -45,6 +45,21 @@ type Config struct {
 	// of that last stretch of time instead of the whole stream. An existing
 	// consumer resumes where it was.
 	Since time.Duration
+	// Replicas of the consumer; 0: as many as its stream has. One replica
+	// on a replicated stream costs the cluster the least, and loses the
+	// consumer's state (where it was, what is pending) with its node.
+	Replicas int
+	// OrderBy, when set, keeps messages in stream order per key: it returns
+	// a message's key, a subject filter matching every message with that key
+	// (e.g. every command for one target). A message is handed to the
+	// handler only once no earlier message matching its key is left in the
+	// stream, here or anywhere: on a work queue an earlier message still
+	// there is one not yet settled, being handled elsewhere or waiting for
+	// its redelivery (nak'ed, or its process killed), and it goes first.
+	// Messages of different keys run at once, up to Concurrency; those held
+	// back take no handler, only a slot of MaxAckPending. The stream must be
+	// a work queue.
+	OrderBy func(subject string) (filter string)
 }
 
 // The server's bounds on a pull's heartbeat, for the client's default 30s
@@ -94,6 +109,7 @@ type Runner struct {
 	log      *slog.Logger
 	metrics  *Metrics
 	ready    atomic.Bool
+	fence    fence
 }
 
 // Option tunes a Runner.
@@ -156,6 +172,7 @@ func (r *Runner) Ensure(ctx context.Context) (jetstream.Consumer, error) {
 		MaxDeliver:    c.MaxDeliver,
 		MaxAckPending: c.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Replicas:      c.Replicas,
 	}
 	if len(c.Filters) == 1 {
 		cc.FilterSubject = c.Filters[0]
@@ -175,6 +192,16 @@ func (r *Runner) Ensure(ctx context.Context) (jetstream.Consumer, error) {
 		default:
 			return nil, fmt.Errorf("look up consumer %s on %s: %w", c.Name, c.Stream, err)
 		}
+	}
+	if c.OrderBy != nil {
+		s, err := r.js.Stream(ctx, c.Stream)
+		if err != nil {
+			return nil, fmt.Errorf("look up stream %s: %w", c.Stream, err)
+		}
+		if p := s.CachedInfo().Config.Retention; p != jetstream.WorkQueuePolicy {
+			return nil, fmt.Errorf("consumer %s keeps order per key, which needs a work queue, and stream %s has retention %s", c.Name, c.Stream, p)
+		}
+		r.fence.use(s)
 	}
 	cons, err := r.js.CreateOrUpdateConsumer(ctx, c.Stream, cc)
 	if err != nil {

@@ -30,7 +30,13 @@ func (r *Runner) settle(ctx context.Context, msg jetstream.Msg, d *Delivery, err
 	var retry *retryVerdict
 	switch {
 	case err == nil:
-		if err := msg.Ack(); err != nil {
+		ack := msg.Ack
+		if r.cfg.OrderBy != nil {
+			// Confirmed, so that the next message of its key, woken once
+			// this one is settled, finds it gone from the stream.
+			ack = func() error { return msg.DoubleAck(ctx) }
+		}
+		if err := ack(); err != nil {
 			log.Warn("ack failed; the message will be redelivered", "err", err)
 			return ResultAckError
 		}

@@ -1,7 +1,10 @@
 package events
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -74,9 +77,29 @@ func CommandFilter(service Phase, target string) string {
 }
 
 // CommandConsumer names the durable consumer on COMMANDS of the instances
-// of a service that serve a target: the coordinator looks it up to know
-// that some instance serves the target.
+// of a service that serve one target alone; and, before one consumer served
+// every target of an instance, the consumer of each target.
 func CommandConsumer(service Phase, target string) string { return string(service) + "-" + target }
+
+// TargetsConsumer names the durable consumer on COMMANDS of the instances
+// of a service that serve a set of targets, whatever their order: for one
+// target, CommandConsumer's name; for several, <service>_ and a digest of
+// the set (a target's name has no '_', so the two kinds never meet). An
+// instance started again resumes its consumer, and instances serving the
+// same set share it, as a work queue.
+func TargetsConsumer(service Phase, targets []string) string {
+	set := slices.Clone(targets)
+	slices.Sort(set)
+	set = slices.Compact(set)
+	if len(set) == 1 {
+		return CommandConsumer(service, set[0])
+	}
+	sum := sha256.Sum256([]byte(strings.Join(set, "\n")))
+	return string(service) + "_" + hex.EncodeToString(sum[:8])
+}
+
+// CommandTarget is the target of a command's subject (its last token).
+func CommandTarget(subject string) string { return subject[strings.LastIndexByte(subject, '.')+1:] }
 
 // ResultSubject is where a phase service reports on a step.
 func ResultSubject(saga string, phase Phase, status Status) string {

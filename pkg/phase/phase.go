@@ -3,9 +3,14 @@
 // each step, so that the service itself is only an Executor.
 //
 // What it guarantees around the executor:
-//   - one durable consumer per target, at most one command in flight per
-//     target and in stream order, so a roll-back never overtakes the apply it
-//     undoes;
+//   - one durable consumer per instance, over its targets' command subjects
+//     (named by events.TargetsConsumer: instances serving the same targets
+//     share it), and one follower of its lost messages; commands of one
+//     target run one at a time in stream order, whichever instance holds
+//     an earlier one and even when it comes back as a redelivery (see
+//     consumer.Config.OrderBy), so a roll-back never overtakes the apply it
+//     undoes; commands of different targets run at once, up to the
+//     consumer's Concurrency;
 //   - a command is executed at least once per step id, and once recorded
 //     not again: the result is recorded in the DoneBucket before it is
 //     published, and a redelivered command is answered from the record
@@ -29,6 +34,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,8 +136,9 @@ type Config struct {
 	Targets []string
 	// Actions the executor supports; any other is reported unsupported.
 	Actions []events.Action
-	// Consumer tunes the per-target consumers (AckWait, MaxDeliver, Backoff,
-	// Grace); stream, name, filters and concurrency are set here.
+	// Consumer tunes the instance's consumer (AckWait, MaxDeliver, Backoff,
+	// Grace, Concurrency, MaxAckPending, Replicas); stream, name, filters
+	// and order are set here. Concurrency defaults to DefaultConcurrency.
 	Consumer consumer.Config
 	// Streams configures provisioning.
 	Streams streams.Config
@@ -155,9 +162,13 @@ type Service struct {
 	metrics  *Metrics
 	consumer *consumer.Metrics
 	done     jetstream.KeyValue
-	// runners are those of a running Run, nil otherwise.
-	runners atomic.Pointer[[]*consumer.Runner]
+	// runner is that of a running Run, nil otherwise.
+	runner atomic.Pointer[consumer.Runner]
 }
+
+// DefaultConcurrency is how many commands an instance runs at once, each
+// for another target, unless its consumer's Concurrency says otherwise.
+const DefaultConcurrency = 16
 
 // New returns a service; Run starts it.
 func New(js jetstream.JetStream, cfg Config, exec Executor, log *slog.Logger, reg prometheus.Registerer) *Service {
@@ -174,8 +185,14 @@ func New(js jetstream.JetStream, cfg Config, exec Executor, log *slog.Logger, re
 	return s
 }
 
-// Ready reports whether every target's consumer is being consumed.
-func (s *Service) Ready() bool { return consumer.AllReady(s.runners.Load()) }
+// Ready reports whether the instance's consumer is being consumed.
+func (s *Service) Ready() bool {
+	r := s.runner.Load()
+	return r != nil && r.Ready()
+}
+
+// ConsumerName is the durable consumer on COMMANDS the service consumes.
+func (s *Service) ConsumerName() string { return events.TargetsConsumer(s.cfg.Service, s.cfg.Targets) }
 
 // Run provisions the streams and buckets the service needs, then consumes
 // the commands of every target until ctx is cancelled.
@@ -196,19 +213,27 @@ func (s *Service) Run(ctx context.Context) error {
 			s.log.Error("recovery at start-up failed; the redelivered commands will finish the job", "err", err)
 		}
 	}
-	runners := make([]*consumer.Runner, 0, len(s.cfg.Targets))
+	cc := s.cfg.Consumer
+	cc.Stream, cc.Name = events.StreamCommands, s.ConsumerName()
+	cc.Filters = make([]string, 0, len(s.cfg.Targets))
 	for _, t := range s.cfg.Targets {
-		cc := s.cfg.Consumer
-		cc.Stream = events.StreamCommands
-		cc.Name = events.CommandConsumer(s.cfg.Service, t)
-		cc.Filters = []string{events.CommandFilter(s.cfg.Service, t)}
-		cc.MaxAckPending, cc.Concurrency = 1, 1
-		r := consumer.New(s.js, cc, s.handle, s.log.With("target", t),
-			consumer.WithGiveUp(s.giveUp), consumer.WithMetrics(s.consumer))
-		if _, err := r.Ensure(ctx); err != nil {
-			return err
+		if f := events.CommandFilter(s.cfg.Service, t); !slices.Contains(cc.Filters, f) {
+			cc.Filters = append(cc.Filters, f)
 		}
-		runners = append(runners, r)
+	}
+	service := s.cfg.Service
+	cc.OrderBy = func(subject string) string { return events.CommandFilter(service, events.CommandTarget(subject)) }
+	if cc.Concurrency <= 0 {
+		cc.Concurrency = DefaultConcurrency
+	}
+	if cc.MaxAckPending > 0 {
+		// Held back behind an earlier command of its target, a command
+		// takes a slot of MaxAckPending but no handler.
+		cc.MaxAckPending = max(cc.MaxAckPending, cc.Concurrency)
+	}
+	runner := consumer.New(s.js, cc, s.handle, s.log, consumer.WithGiveUp(s.giveUp), consumer.WithMetrics(s.consumer))
+	if err := s.ensure(ctx, runner, cc); err != nil {
+		return err
 	}
 	// Announced once the consumers exist and before the service says it
 	// is ready, so a request accepted meanwhile finds its commands queued.
@@ -220,24 +245,17 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := announcer.Announce(ctx); err != nil {
 		return err
 	}
-	s.runners.Store(&runners)
-	defer s.runners.Store(nil)
-	s.log.Info("serving", "targets", s.cfg.Targets)
-	errs := make(chan error, len(runners)+1)
+	s.runner.Store(runner)
+	defer s.runner.Store(nil)
+	s.log.Info("serving", "targets", s.cfg.Targets, "consumer", cc.Name)
 	var wg sync.WaitGroup
+	var aerr error
 	// Withdrawn as soon as the instance stops, while it drains: a command
 	// sent now would wait for it to come back.
-	wg.Go(func() { errs <- announcer.Run(ctx) })
-	for _, r := range runners {
-		wg.Go(func() { errs <- r.Run(ctx) })
-	}
+	wg.Go(func() { aerr = announcer.Run(ctx) })
+	err = runner.Run(ctx)
 	wg.Wait()
-	close(errs)
-	var all []error
-	for err := range errs {
-		all = append(all, err)
-	}
-	return errors.Join(all...)
+	return errors.Join(aerr, err)
 }
 
 // entries are the instance's announcements, one per target.

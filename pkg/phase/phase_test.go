@@ -186,7 +186,7 @@ func TestFailureOutcomeAndGivingUp(t *testing.T) {
 	// The failure is reported before the command is dead-lettered.
 	var dl [][]byte
 	natstest.Eventually(t, natstest.Patience, "the given-up command dead-lettered", func() bool {
-		dl = natstest.Read(t, r.js, events.StreamDeadLetter, "upshift.dlq.COMMANDS.deploy-b")
+		dl = natstest.Read(t, r.js, events.StreamDeadLetter, events.DeadLetterSubject(events.StreamCommands, r.svc.ConsumerName()))
 		return len(dl) >= 1
 	})
 	if len(dl) != 1 {
@@ -211,7 +211,7 @@ func TestMalformedCommandIsDeadLetteredAndTheTargetGoesOn(t *testing.T) {
 	c := cmd("a", events.ActionApply, 2)
 	r.send(c, c.Step)
 	r.final(c.Step)
-	if n := len(natstest.Read(t, r.js, events.StreamDeadLetter, "upshift.dlq.COMMANDS.deploy-a")); n != 2 {
+	if n := len(natstest.Read(t, r.js, events.StreamDeadLetter, events.DeadLetterSubject(events.StreamCommands, r.svc.ConsumerName()))); n != 2 {
 		t.Fatalf("%d dead letters, want 2", n)
 	}
 }

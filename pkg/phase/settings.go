@@ -19,7 +19,8 @@ type Settings struct {
 	// Targets, when set, is served instead of TargetsFile's: `upshift dev`
 	// and tests build it in code.
 	Targets *targets.Registry
-	// Consumer tunes the per-target consumers.
+	// Consumer tunes the instance's consumer: --ack-wait, --max-deliver,
+	// --concurrency and --consumer-replicas.
 	Consumer consumer.Config
 }
 
@@ -30,6 +31,13 @@ func (s *Settings) Register(fs *flag.FlagSet) {
 	}
 	fs.StringVar(&s.TargetsFile, "targets", s.TargetsFile, "the targets this instance serves")
 	s.Consumer.Register(fs)
+	if s.Consumer.Concurrency <= 0 {
+		s.Consumer.Concurrency = DefaultConcurrency
+	}
+	fs.IntVar(&s.Consumer.Concurrency, "concurrency", s.Consumer.Concurrency,
+		"commands run at once, each for another target; one target's run one at a time, in order")
+	fs.IntVar(&s.Consumer.Replicas, "consumer-replicas", s.Consumer.Replicas,
+		"replicas of the instance's consumer on COMMANDS and of its follower of lost messages; 0: as many as the stream (1 spares a cluster the cost of a consumer per host, and loses its state with its node)")
 }
 
 // Registry returns the targets to serve.
