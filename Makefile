@@ -3,7 +3,7 @@ GO      ?= go
 PKGS    := work
 BIN     := bin
 
-.PHONY: run demo test test-short lint bench bench-sagas fuzz build clean up down
+.PHONY: run demo test test-short lint bench bench-sagas fuzz soak build clean up down
 
 ## run: everything in one process on an embedded NATS server, with the live demo; Ctrl-C stops
 run:
@@ -53,6 +53,16 @@ FUZZ := pkg/events:FuzzDecode pkg/spec:FuzzParse pkg/unpack:FuzzInspectAndExtrac
 fuzz:
 	@set -e; for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn ($(FUZZTIME))"; \
 		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME); done
+
+## soak: upshift under a steady load for DURATION (default 10m) on a three-node JetStream cluster on loopback: RATE
+## requests/s (default 1), FAIL_PERCENT (default 10) of them failing verification and rolled back; a line every minute
+## (sagas ended, p50/p99 latency, heap, consumer pending), then whether latency or memory drifted; exit 1 on drift or on
+## a saga stuck, lost or ended otherwise than meant (more flags: go run ./cmd/upshift/internal/soak -h)
+DURATION     ?= 10m
+RATE         ?= 1
+FAIL_PERCENT ?= 10
+soak:
+	$(GO) run ./cmd/upshift/internal/soak -duration $(DURATION) -rate $(RATE) -fail-percent $(FAIL_PERCENT)
 
 ## build: the CLI, the six services and the agent (the four phase services of a host in one process) into ./bin
 build:

@@ -5,6 +5,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -52,16 +53,48 @@ func Schedule(subject, target string, at time.Time, e events.Envelope) (Message,
 
 // Send publishes a message and waits for the stream's acknowledgement. A
 // message the stream has already seen (same id within its duplicate window)
-// counts as sent.
+// counts as sent. A publish refused because another one with the same id is
+// still being stored (JetStream's error 10158, on a replicated stream) is
+// tried again after InProcessBackoff's delays: asked again, the stream stores
+// it or answers that it is a duplicate.
 func Send(ctx context.Context, js jetstream.JetStream, m Message) error {
 	opts := []jetstream.PublishOpt{jetstream.WithMsgID(m.ID)}
 	if !m.At.IsZero() {
 		opts = append(opts, jetstream.WithScheduleAt(m.At), jetstream.WithScheduleTarget(m.Target))
 	}
-	if _, err := js.Publish(ctx, m.Subject, m.Data, opts...); err != nil {
-		return fmt.Errorf("publish %s to %s: %w", m.ID, m.Subject, err)
+	for try := 0; ; try++ {
+		_, err := js.Publish(ctx, m.Subject, m.Data, opts...)
+		if err == nil {
+			return nil
+		}
+		if !InProcess(err) || try >= len(InProcessBackoff) {
+			return fmt.Errorf("publish %s to %s: %w", m.ID, m.Subject, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("publish %s to %s: %w (then %w)", m.ID, m.Subject, err, ctx.Err())
+		case <-time.After(InProcessBackoff[try]):
+		}
 	}
-	return nil
+}
+
+// ErrCodeDuplicateInProcess is JetStream's "duplicate message id is in
+// process": a publish with the id of another that a replicated stream has
+// proposed but not yet stored.
+const ErrCodeDuplicateInProcess jetstream.ErrorCode = 10158
+
+// InProcessBackoff are the delays before each new try of a publish refused
+// with ErrCodeDuplicateInProcess: about 3 s in all, the time a replicated
+// stream takes to store a proposal on a loaded machine, and bounded so that
+// a caller's own retry (a redelivery) takes over after that.
+var InProcessBackoff = []time.Duration{5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond,
+	50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond,
+	800 * time.Millisecond, 1600 * time.Millisecond}
+
+// InProcess reports whether err is JetStream's ErrCodeDuplicateInProcess.
+func InProcess(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == ErrCodeDuplicateInProcess
 }
 
 // Publish encodes and sends an envelope.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -69,10 +70,25 @@ type Options struct {
 	Connect func(name string) []nats.Option
 	// NATSLog, when set, receives the embedded server's log.
 	NATSLog server.Logger
+	// URLs, when set, are the servers (comma separated: a cluster's
+	// nodes) the stack connects to instead of starting its own; Dir then
+	// holds the artifact store alone.
+	URLs string
+	// Replicas of every stream and bucket, as each service's --replicas;
+	// 0: one.
+	Replicas int
+	// Phases, when set, run instead of the precheck, backup, deploy and
+	// verify services (the soak runs the phase runtime with executors of
+	// its own); each is built as its own process builds it.
+	Phases []service.Program
+	// JetStream are the options of every part's JetStream context (the
+	// soak's loaded cluster needs more than the 5 s default time-out).
+	JetStream []jetstream.JetStreamOpt
 }
 
 // Stack is a running all-in-one upshift.
 type Stack struct {
+	// Server is the embedded server; nil when Options.URLs are used.
 	Server   *natsembed.Server
 	NC       *nats.Conn
 	JS       jetstream.JetStream
@@ -82,6 +98,7 @@ type Stack struct {
 	// HTTP API, if any.
 	Ops, HTTP string
 
+	url    string
 	conns  []*nats.Conn // the stack's own first
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -96,12 +113,17 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	srv, err := natsembed.Start(natsembed.Options{Dir: filepath.Join(o.Dir, "jetstream"), Port: o.Port,
-		ConfigFile: o.NATSConfig, Logger: o.NATSLog})
-	if err != nil {
-		return nil, err
+	s := &Stack{url: o.URLs, Registry: service.NewRegistry(), done: make(chan struct{})}
+	if o.URLs == "" {
+		srv, err := natsembed.Start(natsembed.Options{Dir: filepath.Join(o.Dir, "jetstream"), Port: o.Port,
+			ConfigFile: o.NATSConfig, Logger: o.NATSLog})
+		if err != nil {
+			return nil, err
+		}
+		s.Server, s.url = srv, srv.URL()
 	}
-	s := &Stack{Server: srv, Registry: service.NewRegistry(), done: make(chan struct{})}
+	common := service.Common{Replicas: o.Replicas}
+	var err error
 	fail := func(err error) (*Stack, error) {
 		s.Stop()
 		return nil, err
@@ -110,11 +132,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if err := streams.Ensure(ctx, s.JS, streams.Config{}, streams.All...); err != nil {
+	if err := streams.Ensure(ctx, s.JS, common.Streams(), streams.All...); err != nil {
 		return fail(err)
 	}
 	env := func(name string) (service.Env, error) {
-		e := service.Env{Instance: name + "@dev", Log: o.Log, NC: s.NC, JS: s.JS, Registry: s.Registry}
+		e := service.Env{Common: common, Instance: name + "@dev", Log: o.Log, NC: s.NC, JS: s.JS, Registry: s.Registry}
 		if o.Connect != nil {
 			var err error
 			if e.NC, e.JS, err = s.connect(o, name); err != nil {
@@ -151,13 +173,16 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	ps := phase.Settings{Targets: o.Targets, Consumer: o.Consumer}
 	arts := artifact.Settings{Dir: filepath.Join(o.Dir, "artifacts"), Sources: o.ArtifactSources}
-	for _, p := range []service.Program{
-		precheck.Program(&precheck.Settings{Settings: ps, Artifacts: arts, TrustedKeys: o.TrustedKeys}),
-		backup.Program(&backup.Settings{Settings: ps}),
-		deploy.Program(&deploy.Settings{Settings: ps, Artifacts: arts}),
-		verify.Program(&verify.Settings{Settings: ps, PrometheusURL: o.PrometheusURL}),
-		notify.Program(&notify.Settings{Consumer: o.Consumer}),
-	} {
+	programs := o.Phases
+	if programs == nil {
+		programs = []service.Program{
+			precheck.Program(&precheck.Settings{Settings: ps, Artifacts: arts, TrustedKeys: o.TrustedKeys}),
+			backup.Program(&backup.Settings{Settings: ps}),
+			deploy.Program(&deploy.Settings{Settings: ps, Artifacts: arts}),
+			verify.Program(&verify.Settings{Settings: ps, PrometheusURL: o.PrometheusURL}),
+		}
+	}
+	for _, p := range slices.Concat(programs, []service.Program{notify.Program(&notify.Settings{Consumer: o.Consumer})}) {
 		penv, err := env(p.Name)
 		if err != nil {
 			return fail(err)
@@ -221,8 +246,9 @@ func (s *Stack) Err() error {
 	}
 }
 
-// URL is the NATS URL of the stack.
-func (s *Stack) URL() string { return s.Server.URL() }
+// URL is the NATS URL of the stack: its server's, or the URLs it was
+// given.
+func (s *Stack) URL() string { return s.url }
 
 // Stop drains every service, then stops the server.
 func (s *Stack) Stop() {
@@ -233,7 +259,9 @@ func (s *Stack) Stop() {
 	for _, nc := range s.conns {
 		nc.Close()
 	}
-	s.Server.Stop()
+	if s.Server != nil {
+		s.Server.Stop()
+	}
 }
 
 // connect opens the connection of the part called name.
@@ -242,12 +270,12 @@ func (s *Stack) connect(o Options, name string) (*nats.Conn, jetstream.JetStream
 	if o.Connect != nil {
 		opts = append(opts, o.Connect(name)...)
 	}
-	nc, err := nats.Connect(s.Server.URL(), opts...)
+	nc, err := nats.Connect(s.url, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect %s: %w", name, err)
 	}
 	s.conns = append(s.conns, nc)
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, o.JetStream...)
 	if err != nil {
 		return nil, nil, err
 	}
