@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upshift/upshift/pkg/events"
@@ -95,6 +96,36 @@ var InProcessBackoff = []time.Duration{5 * time.Millisecond, 10 * time.Milliseco
 func InProcess(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == ErrCodeDuplicateInProcess
+}
+
+// Codes of JetStream errors that say it cannot answer for now.
+const (
+	errCodeClusterNotAvailable jetstream.ErrorCode = 10008 // "JetStream system temporarily unavailable"
+	errCodeNotReady            jetstream.ErrorCode = 10163 // "expected last sequence per subject temporarily unavailable"
+)
+
+// Unanswered reports whether err says that JetStream did not answer, or
+// answered that it cannot for now: no response from the stream (no leader,
+// no stream bound to the subject), no responders, a timeout, JetStream not
+// available (a server restarting, a cluster without a meta leader), or a
+// publish still in process (ErrCodeDuplicateInProcess, after Send's own
+// tries). The same call may succeed later, unchanged. A refusal (a bad
+// request, a wrong sequence, a message too big) is not one: asking again
+// gets the same answer.
+func Unanswered(err error) bool {
+	if err == nil {
+		return false
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case errCodeClusterNotAvailable, errCodeNotReady, ErrCodeDuplicateInProcess, jetstream.JSErrCodeJetStreamNotEnabled:
+			return true
+		}
+	}
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, context.DeadlineExceeded)
 }
 
 // Publish encodes and sends an envelope.

@@ -277,7 +277,13 @@ func (s *Service) handle(ctx context.Context, d *consumer.Delivery) error {
 		return err
 	}
 	log := s.log.With("saga", cmd.Saga, "step", cmd.Step)
-	if prev, err := s.done.Get(ctx, cmd.Step); err == nil {
+	var prev jetstream.KeyValueEntry
+	err := s.hold(ctx, log, "look up the step's record", func() error {
+		var err error
+		prev, err = s.done.Get(ctx, cmd.Step)
+		return err
+	})
+	if err == nil {
 		// Done before: answer again from the record, do not execute again.
 		s.metrics.command(s.cfg.Service, s.action(cmd), "duplicate")
 		log.Info("command already executed; re-publishing its result")
@@ -296,7 +302,9 @@ func (s *Service) handle(ctx context.Context, d *consumer.Delivery) error {
 		out = Failure(events.ReasonExpired, fmt.Errorf("arrived %s after its deadline; not executed",
 			started.Sub(cmd.NotAfter).Round(time.Millisecond)))
 	default:
-		if err := s.report(ctx, cmd, events.StatusStarted, run, 0, "", started); err != nil {
+		if err := s.hold(ctx, log, "report the step started", func() error {
+			return s.report(ctx, cmd, events.StatusStarted, run, 0, "", started)
+		}); err != nil {
 			return err
 		}
 		var n atomic.Int32
@@ -361,7 +369,56 @@ func (s *Service) publishRecord(ctx context.Context, b []byte) error {
 	if err := events.Open(env, events.TypeStep, &r); err != nil {
 		return fmt.Errorf("recorded result: %w", err)
 	}
-	return bus.Send(ctx, s.js, bus.Message{ID: env.ID, Subject: events.ResultSubject(r.Saga, r.Phase, r.Status), Data: b})
+	m := bus.Message{ID: env.ID, Subject: events.ResultSubject(r.Saga, r.Phase, r.Status), Data: b}
+	return s.hold(ctx, s.log.With("saga", r.Saga, "step", r.Step), "publish the step's result", func() error {
+		return bus.Send(ctx, s.js, m)
+	})
+}
+
+// Hold bounds how long one JetStream call of a command (its record's
+// look-up, its started report, its result's publish) is tried again while
+// JetStream does not answer (bus.Unanswered), before the error is returned
+// and the message given back to be delivered again.
+var Hold = 5 * time.Minute
+
+// holdBackoff is the first delay of a hold's tries, doubled up to
+// holdBackoffMax.
+const (
+	holdBackoff    = 50 * time.Millisecond
+	holdBackoffMax = 2 * time.Second
+)
+
+// hold calls op until it succeeds, fails otherwise than by JetStream not
+// answering, ctx ends, or Hold has passed. The message is kept meanwhile,
+// alive by the runner's heartbeats: without this, an EVENTS stream without
+// a leader for a while (a cluster node stopped) failed each delivery's
+// started report in turn, used up MaxDeliver in seconds and dead-lettered
+// commands that never ran. An outage so costs a message at most one
+// delivery. Every op is one that may be repeated: a look-up, or a publish
+// whose message id makes a repeat a duplicate.
+func (s *Service) hold(ctx context.Context, log *slog.Logger, what string, op func() error) error {
+	delay, deadline := holdBackoff, time.Now().Add(Hold)
+	for tries := 1; ; tries++ {
+		err := op()
+		if err == nil {
+			if tries > 1 {
+				log.Info("JetStream answers again", "op", what, "tries", tries)
+			}
+			return nil
+		}
+		if !bus.Unanswered(err) || ctx.Err() != nil || time.Now().Add(delay).After(deadline) {
+			return err
+		}
+		if tries == 1 {
+			log.Warn("JetStream does not answer: holding the command and trying again", "op", what, "err", err, "for_at_most", Hold)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, holdBackoffMax)
+	}
 }
 
 func (s *Service) report(ctx context.Context, cmd events.Command, status events.Status, run, n int, msg string, started time.Time) error {
