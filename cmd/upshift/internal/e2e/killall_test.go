@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -244,17 +243,7 @@ func TestEveryProcessKilledAtRandom(t *testing.T) {
 	recv := httptest.NewServer(hook)
 	t.Cleanup(recv.Close)
 	dir := t.TempDir()
-	routes := filepath.Join(dir, "notify.yaml")
-	if err := os.WriteFile(routes, fmt.Appendf(nil, `channels:
-  hook:
-    webhook: {url: %q, secret: {env: UPSHIFT_TEST_HOOK_SECRET}, timeout: 5s}
-routes:
-  - teams: ["*"]
-    channels: [hook]
-`, recv.URL), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("a key of the test hook, 32 bytes"))
+	routes, secret := hookRoutes(t, dir, recv.URL)
 
 	c := &cluster{t: t, srv: srv, js: js, client: api.NewClient(nc), d: demos[0], dir: dir,
 		procs: map[string]*exec.Cmd{}, ops: map[string]string{}}

@@ -87,17 +87,7 @@ func TestNotifyKilledMidDeliveryLosesNoNotice(t *testing.T) {
 	t.Cleanup(recv.Close)
 
 	dir := t.TempDir()
-	routes := filepath.Join(dir, "notify.yaml")
-	if err := os.WriteFile(routes, fmt.Appendf(nil, `channels:
-  hook:
-    webhook: {url: %q, secret: {env: UPSHIFT_TEST_HOOK_SECRET}, timeout: 5s}
-routes:
-  - teams: ["*"]
-    channels: [hook]
-`, recv.URL), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("a key of the test hook, 32 bytes"))
+	routes, secret := hookRoutes(t, dir, recv.URL)
 	bin := filepath.Join(binaries(t), "upshift-notify")
 	start := func(n int) *exec.Cmd {
 		port, err := demo.FreePort()
@@ -202,4 +192,22 @@ routes:
 	if repeated == 0 {
 		t.Errorf("no notice delivered twice: was notify killed mid-delivery? requests %v", requests)
 	}
+}
+
+// hookRoutes writes, in dir, notify routes sending every team's notices to
+// one signed webhook at url, and returns the file and the webhook's secret,
+// which notify reads from UPSHIFT_TEST_HOOK_SECRET.
+func hookRoutes(t *testing.T, dir, url string) (routes, secret string) {
+	t.Helper()
+	routes = filepath.Join(dir, "notify.yaml")
+	if err := os.WriteFile(routes, fmt.Appendf(nil, `channels:
+  hook:
+    webhook: {url: %q, secret: {env: UPSHIFT_TEST_HOOK_SECRET}, timeout: 5s}
+routes:
+  - teams: ["*"]
+    channels: [hook]
+`, url), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return routes, "whsec_" + base64.StdEncoding.EncodeToString([]byte("a key of the test hook, 32 bytes"))
 }
