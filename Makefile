@@ -46,13 +46,14 @@ bench-sagas:
 	$(GO) test -run='^$$' -bench='$(SAGA_BENCHES)' -benchtime=$(BENCHTIME) -timeout 30m ./services/coordinator/
 
 ## fuzz: each fuzz target for FUZZTIME (default 1m; `make test` runs their seeds); a crasher lands in
-## the package's testdata/fuzz and becomes a regression test once committed
+## the package's testdata/fuzz and becomes a regression test once committed; FUZZFLAGS adds flags (e.g. -parallel 1)
 FUZZTIME ?= 1m
+FUZZFLAGS ?=
 FUZZ := pkg/events:FuzzDecode pkg/spec:FuzzParse pkg/unpack:FuzzInspectAndExtract pkg/targets:FuzzParse \
 	services/coordinator:FuzzLoadPolicy services/backup:FuzzManifest
 fuzz:
 	@set -e; for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn ($(FUZZTIME))"; \
-		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME); done
+		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS); done
 
 ## soak: upshift under a steady load for DURATION (default 10m) on a three-node JetStream cluster on loopback: RATE
 ## requests/s (default 1), FAIL_PERCENT (default 10) of them failing verification and rolled back; a line every minute
