@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -331,6 +332,46 @@ waiting:
 	return res, nil
 }
 
+// slowest describes the n sagas that took longest from request to end
+// (s.mu held): each one's time, end, and the longest wait between two
+// entries of its audit log, named by what came before and after it.
+func (s *soak) slowest(ctx context.Context, n int) []string {
+	type took struct {
+		id  string
+		lat time.Duration
+	}
+	var all []took
+	for id, r := range s.sagas {
+		if !r.submitted.IsZero() && !r.ended.IsZero() {
+			all = append(all, took{id, r.ended.Sub(r.submitted)})
+		}
+	}
+	slices.SortFunc(all, func(a, b took) int { return cmp.Compare(b.lat, a.lat) })
+	var out []string
+	for _, t := range all[:min(n, len(all))] {
+		line := fmt.Sprintf("%s %s %s", t.id, t.lat.Round(time.Millisecond), s.sagas[t.id].state)
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		entries, err := s.stack.Client.History(hctx, t.id)
+		cancel()
+		switch {
+		case err != nil:
+			line += fmt.Sprintf(" (history: %v)", err)
+		case len(entries) > 1:
+			at := 1
+			for i := 2; i < len(entries); i++ {
+				if entries[i].At.Sub(entries[i-1].At) > entries[at].At.Sub(entries[at-1].At) {
+					at = i
+				}
+			}
+			before, after := entries[at-1], entries[at]
+			line += fmt.Sprintf("; longest wait %s, at +%s, from %s %s to %s %s", after.At.Sub(before.At).Round(time.Millisecond),
+				before.At.Sub(s.sagas[t.id].submitted).Round(time.Millisecond), before.Direction, before.Subject, after.Direction, after.Subject)
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
 // observe records a saga's end.
 func (s *soak) observe(m jetstream.Msg) {
 	env, err := events.Decode(m.Data())
@@ -512,6 +553,7 @@ func (s *soak) result(ctx context.Context, loadEnd time.Time) Result {
 		}
 	}
 	res.Drift = judge(s.cfg.Limits, first, last, hFirst, hLast)
+	res.Slowest = s.slowest(ctx, 5)
 	for _, id := range res.Stuck {
 		r, err := s.stack.Client.Get(ctx, id)
 		switch {

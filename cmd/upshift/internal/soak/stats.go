@@ -183,6 +183,9 @@ type Result struct {
 	Duplicates, DeadLetters     int
 	Drift                       []Drift
 	SubmitErr                   error
+	// Slowest are the sagas that took longest, each with the longest wait
+	// between two entries of its audit log: where its time went.
+	Slowest []string
 }
 
 // Drifted reports whether any figure drifted.
@@ -217,6 +220,9 @@ func (r Result) print(w io.Writer) {
 	show("unknown", r.Unknown)
 	for _, n := range r.Notes[:min(len(r.Notes), 20)] {
 		fmt.Fprintln(w, "  "+n)
+	}
+	for _, l := range r.Slowest {
+		fmt.Fprintln(w, "slowest: "+l)
 	}
 	for _, d := range r.Drift {
 		fmt.Fprintln(w, "drift: "+d.String())
