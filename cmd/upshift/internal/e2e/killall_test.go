@@ -24,10 +24,12 @@ import (
 	"github.com/upshift/upshift/pkg/artifact"
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natstest"
+	"github.com/upshift/upshift/pkg/pgtest"
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/targets"
 	"github.com/upshift/upshift/services/coordinator/api"
+	"github.com/upshift/upshift/services/coordinator/coordinatord"
 	"github.com/upshift/upshift/services/deploy"
 )
 
@@ -206,11 +208,24 @@ type killSaga struct {
 //     or another and was never dark for longer than killMaxDark: a deploy
 //     killed between a stop and a start starts the release again when it
 //     restarts, not an ack wait later.
+//
+// It runs on each store: the coordinator keeps its sagas in JetStream KV,
+// then in PostgreSQL (a database of its own for the test).
 func TestEveryProcessKilledAtRandom(t *testing.T) {
 	endToEnd(t)
+	for _, store := range []string{coordinatord.StoreKV, coordinatord.StorePostgres} {
+		t.Run(store, func(t *testing.T) { everyProcessKilled(t, store) })
+	}
+}
+
+func everyProcessKilled(t *testing.T, store string) {
 	seed := killSeed(t)
 	n := killSagas(t)
-	t.Logf("seed %d (replay with UPSHIFT_KILL_SEED=%d), %d sagas", seed, seed, n)
+	t.Logf("seed %d (replay with UPSHIFT_KILL_SEED=%d), %d sagas on the %s store", seed, seed, n, store)
+	var storeEnv []string
+	if store == coordinatord.StorePostgres {
+		storeEnv = []string{"UPSHIFT_STORE=postgres", "UPSHIFT_DATABASE_URL=" + pgtest.Database(t)}
+	}
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 
 	nTargets := min(max(n/2, 1), 12)
@@ -258,7 +273,7 @@ func TestEveryProcessKilledAtRandom(t *testing.T) {
 	c.auth = func(name string) ([]string, []string) {
 		switch name {
 		case "coordinator":
-			return []string{"--ack-wait", "3s", "--max-deliver", "100"}, nil
+			return []string{"--ack-wait", "3s", "--max-deliver", "100"}, storeEnv
 		case "notify":
 			return []string{"--routes", routes, "--ack-wait", "2s", "--max-deliver", "100",
 				"--retry-base", "100ms", "--retry-max", "1s"}, []string{"UPSHIFT_TEST_HOOK_SECRET=" + secret}
