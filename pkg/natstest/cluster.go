@@ -203,8 +203,12 @@ func (c *Cluster) Stop(i int) {
 	}
 }
 
-// Start starts node i again on its ports and storage, and waits until its
-// JetStream has caught up with the cluster's.
+// Start starts node i again on its ports and storage, and waits until it is
+// healthy as an operator's rolling restart waits for it (the server's
+// /healthz): its meta layer current, and every stream and consumer replica
+// it holds caught up with its leader. A node stopped before that leaves a
+// replica group with one current member and no quorum, which is losing two
+// nodes, not one.
 func (c *Cluster) Start(i int) {
 	c.t.Helper()
 	c.StartNodes(i)
@@ -212,7 +216,17 @@ func (c *Cluster) Start(i int) {
 	c.mu.Lock()
 	srv := c.nodes[i].srv
 	c.mu.Unlock()
-	Eventually(c.t, Patience, c.nodes[i].name+" caught up", srv.JetStreamIsCurrent)
+	// Catching up the replicas of every stream and consumer takes longer
+	// than the meta layer under load.
+	for deadline := time.Now().Add(4 * Patience); ; time.Sleep(100 * time.Millisecond) {
+		h := srv.Healthz(nil)
+		if h.Status == "ok" && h.Error == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s not healthy %s after its start: %s", c.nodes[i].name, 4*Patience, h.Error)
+		}
+	}
 }
 
 // WaitMetaLeader waits for a JetStream meta leader that counts every
