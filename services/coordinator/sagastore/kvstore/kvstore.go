@@ -408,6 +408,9 @@ func (s *Store) CountActive(ctx context.Context) (map[saga.State]int, error) {
 	}
 }
 
+// emptyPulls bounds the pulls in a row that bring nothing in History.
+const emptyPulls = 10
+
 // History implements sagastore.Store.
 func (s *Store) History(ctx context.Context, id string) ([]sagastore.Entry, error) {
 	d, _, err := s.find(ctx, id)
@@ -446,6 +449,10 @@ func (s *Store) History(ctx context.Context, id string) ([]sagastore.Entry, erro
 	if err != nil {
 		return nil, fmt.Errorf("read audit of %s: %w", id, err)
 	}
+	// On a cluster, a consumer just made may not take its first pull yet
+	// (no responders): a pull that brings nothing is tried again, a few
+	// times, before the reading fails (one History in a hundred failed so).
+	empty := 0
 	for left := info.NumPending; left > 0; {
 		batch, err := c.Fetch(int(min(left, 500)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
@@ -462,8 +469,13 @@ func (s *Store) History(ctx context.Context, id string) ([]sagastore.Entry, erro
 			n++
 		}
 		if n == 0 {
-			return nil, fmt.Errorf("read audit of %s: %d entries pending, none delivered", id, left)
+			if empty++; empty < emptyPulls {
+				time.Sleep(time.Duration(empty) * 20 * time.Millisecond)
+				continue
+			}
+			return nil, fmt.Errorf("read audit of %s: %d entries pending, none delivered (%v)", id, left, batch.Error())
 		}
+		empty = 0
 		left -= uint64(n)
 	}
 	for _, m := range d.Pending {
