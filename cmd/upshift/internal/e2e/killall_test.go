@@ -209,19 +209,35 @@ type killSaga struct {
 //     killed between a stop and a start starts the release again when it
 //     restarts, not an ack wait later.
 //
-// It runs on each store: the coordinator keeps its sagas in JetStream KV,
-// then in PostgreSQL (a database of its own for the test).
+// It runs twice: the six services as processes, the coordinator keeping its
+// sagas in JetStream KV; then production's host layout, the four phases in
+// one upshift-agent process (killed as one) beside the coordinator and
+// notify, the coordinator keeping its sagas in PostgreSQL (a database of
+// the test's own).
 func TestEveryProcessKilledAtRandom(t *testing.T) {
 	endToEnd(t)
-	for _, store := range []string{coordinatord.StoreKV, coordinatord.StorePostgres} {
-		t.Run(store, func(t *testing.T) { everyProcessKilled(t, store) })
-	}
+	t.Run("services on kv", func(t *testing.T) { everyProcessKilled(t, coordinatord.StoreKV, services) })
+	t.Run("agent on postgres", func(t *testing.T) {
+		everyProcessKilled(t, coordinatord.StorePostgres, []string{"coordinator", "agent", "notify"})
+	})
 }
 
-func everyProcessKilled(t *testing.T, store string) {
+func everyProcessKilled(t *testing.T, store string, services []string) {
 	seed := killSeed(t)
 	n := killSagas(t)
-	t.Logf("seed %d (replay with UPSHIFT_KILL_SEED=%d), %d sagas on the %s store", seed, seed, n, store)
+	t.Logf("seed %d (replay with UPSHIFT_KILL_SEED=%d), %d sagas on the %s store, processes %v", seed, seed, n, store, services)
+	// deployer is the process deploying, whose kill may leave a target
+	// dark; host names the process of each phase.
+	deployer := "deploy"
+	if slices.Contains(services, "agent") {
+		deployer = "agent"
+	}
+	host := func(p events.Phase) string {
+		if deployer == "agent" {
+			return "agent"
+		}
+		return string(p)
+	}
 	var storeEnv []string
 	if store == coordinatord.StorePostgres {
 		storeEnv = []string{"UPSHIFT_STORE=postgres", "UPSHIFT_DATABASE_URL=" + pgtest.Database(t)}
@@ -277,7 +293,7 @@ func everyProcessKilled(t *testing.T, store string) {
 		case "notify":
 			return []string{"--routes", routes, "--ack-wait", "2s", "--max-deliver", "100",
 				"--retry-base", "100ms", "--retry-max", "1s"}, []string{"UPSHIFT_TEST_HOOK_SECRET=" + secret}
-		case "deploy":
+		case "deploy", "agent": // the agent's phases share one --ack-wait
 			return []string{"--ack-wait", killDeployAckWait.String(), "--max-deliver", "20"}, nil
 		default:
 			return []string{"--ack-wait", "3s", "--max-deliver", "20"}, nil
@@ -368,14 +384,14 @@ killing:
 			if !wait(time.Duration(1000+rng.IntN(3000)) * time.Millisecond) {
 				break killing
 			}
-			if name == "deploy" && (len(kills[name]) == 0 || rng.IntN(2) == 0) {
+			if name == deployer && (len(kills[name]) == 0 || rng.IntN(2) == 0) {
 				for until := time.Now().Add(10 * time.Second); !dark() && time.Now().Before(until); {
 					if !wait(10 * time.Millisecond) {
 						break killing
 					}
 				}
 			}
-			if name == "deploy" && dark() {
+			if name == deployer && dark() {
 				darkKills++
 			}
 			c.kill(name)
@@ -438,7 +454,7 @@ killing:
 		}
 	}
 	killedBetween := func(phase events.Phase, from, to time.Time) bool {
-		return slices.ContainsFunc(kills[string(phase)], func(k time.Time) bool {
+		return slices.ContainsFunc(kills[host(phase)], func(k time.Time) bool {
 			return !k.Before(from.Add(-time.Second)) && !k.After(to)
 		})
 	}
@@ -551,7 +567,7 @@ killing:
 		darkest = max(darkest, longest)
 		if longest > killMaxDark {
 			t.Errorf("%s answered nothing for %s from %s (deploy killed at %v)", p.d.Target.Name, longest.Round(time.Millisecond),
-				at.Format(time.StampMilli), stamps(kills["deploy"]))
+				at.Format(time.StampMilli), stamps(kills[deployer]))
 		}
 		if len(p.bad) > 0 {
 			t.Errorf("%s answered with versions %v", p.d.Target.Name, p.bad)
@@ -567,12 +583,12 @@ killing:
 	hook.mu.Lock()
 	delivered, requests := len(hook.notices), hook.requests
 	hook.mu.Unlock()
-	t.Logf("%d sagas on %d targets in %s; %d kills (%s; deploy %d times while a target was dark); %d steps (%d compensations), %d runs again after a kill; "+
+	t.Logf("%d sagas on %d targets in %s; %d kills (%s; %s %d times while a target was dark); %d steps (%d compensations), %d runs again after a kill; "+
 		"%d notices delivered (%d requests); longest dark time %s",
-		len(sagas), nTargets, took.Round(time.Second), total, strings.Join(counts, ", "), darkKills, steps, compensations, reruns,
+		len(sagas), nTargets, took.Round(time.Second), total, strings.Join(counts, ", "), deployer, darkKills, steps, compensations, reruns,
 		delivered, requests, darkest.Round(time.Millisecond))
 	if darkKills == 0 {
-		t.Errorf("deploy was never killed while a target was dark: the run was too short (seed %d)", seed)
+		t.Errorf("%s was never killed while a target was dark: the run was too short (seed %d)", deployer, seed)
 	}
 }
 
