@@ -174,20 +174,39 @@ func TestClusterLosesANode(t *testing.T) {
 	// Each step is a few; the faults come once a fifth of them have run.
 	mid := n * 8 / 5
 
+	// One step runs past its ack wait in each run: heartbeats keep its
+	// message through the faults, and it runs once.
+	slow := func(w *world) {
+		w.on("deploy.apply.t2", "slow-once")
+		w.on("verify.probe.t5", "slow-once")
+	}
+	slowDone := func(t *testing.T, w *world) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, k := range []string{"deploy.apply.t2", "verify.probe.t5"} {
+			if w.script[k] != "slow-done" {
+				t.Errorf("%s never ran slow", k)
+			}
+		}
+	}
+
 	t.Run("any node", func(t *testing.T) {
 		c := natstest.StartCluster(t)
 		w := newClusterWorld(t, c)
+		slow(w)
 		want := submitFleet(w, n)
 		w.executedAtLeast(mid)
 		c.Stop(1)
 		w.executedAtLeast(mid + n) // work goes on without it
 		c.Start(1)
 		settled(t, w, want, 3*time.Minute)
+		slowDone(t, w)
 	})
 
 	t.Run("leaders", func(t *testing.T) {
 		c := natstest.StartCluster(t)
 		w := newClusterWorld(t, c)
+		slow(w)
 		want := submitFleet(w, n)
 		w.executedAtLeast(mid)
 		// The commands' leader, then the saga bucket's, found anew: the
@@ -202,6 +221,7 @@ func TestClusterLosesANode(t *testing.T) {
 			c.Start(leader)
 		}
 		settled(t, w, want, 3*time.Minute)
+		slowDone(t, w)
 	})
 }
 

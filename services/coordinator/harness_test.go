@@ -66,7 +66,7 @@ type world struct {
 	lease func(name string) sagastore.Lease
 
 	mu       sync.Mutex
-	script   map[string]string // "phase.action.target" -> "fail" | "hang"
+	script   map[string]string // "phase.action.target" -> "fail" | "hang" | "error-once" | "slow-once" (then "slow-done")
 	executed map[string]int    // step id -> executions
 	release  chan struct{}     // closing it ends every hang
 }
@@ -208,6 +208,15 @@ func (w *world) execute(ctx context.Context, c events.Command, _ phase.Progress)
 	what := w.script[fmt.Sprintf("%s.%s.%s", c.Phase, c.Action, c.Target)]
 	w.mu.Unlock()
 	switch what {
+	case "slow-once":
+		// Past its ack wait, more than twice: the phase runtime's
+		// heartbeats must keep the message from being delivered again.
+		w.on(fmt.Sprintf("%s.%s.%s", c.Phase, c.Action, c.Target), "slow-done")
+		select {
+		case <-time.After(3 * fast.AckWait):
+		case <-ctx.Done():
+			return phase.Outcome{}, ctx.Err()
+		}
 	case "error-once":
 		if n == 1 {
 			return phase.Outcome{}, errors.New("disk busy")
