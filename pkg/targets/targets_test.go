@@ -124,3 +124,18 @@ func TestLabelsAndDescribe(t *testing.T) {
 		t.Fatalf("version %q", version)
 	}
 }
+
+// A target's name is a DNS label: 1 to 63 of a-z, 0-9 and '-', starting
+// and ending with a letter or digit. Its boundaries, which the rule's
+// counts and anchors decide: one off either way passes every other test.
+func TestTargetNameBoundaries(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"web": true, "w": true, "9": true, "web-1": true, strings.Repeat("a", 63): true,
+		"web-": false, "-web": false, strings.Repeat("a", 64): false, "Web": false, "web_1": false, "web.1": false,
+	} {
+		_, err := targets.Parse([]byte(`{"targets": {"`+name+`": {"root": "/srv/x"}}}`), "/")
+		if (err == nil) != ok {
+			t.Errorf("target %q (%d characters): accepted %v, want %v (%v)", name, len(name), err == nil, ok, err)
+		}
+	}
+}
