@@ -343,3 +343,52 @@ func TestPostgresRestarted(t *testing.T) {
 	natstest.Eventually(t, natstest.Patience, "ready again", func() bool { return c.Check() == nil })
 	settled(t, w, want, 3*time.Minute)
 }
+
+// Poison: a command whose executor always fails with an error (retried,
+// never a failure outcome) and one whose executor panics each end, once
+// their deliveries are used up, as a failed step (gave up) and a roll-back
+// of the saga, with exactly one dead letter each; the other sagas go on.
+func TestPoisonCommandsEndAsAFailedStepAndARollBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long: each poison command uses every delivery")
+	}
+	t.Parallel()
+	w := newWorldOn(t, openKV, "ok", "err", "boom")
+	w.coordinator("c1")
+	w.on("deploy.apply.err", "error")
+	w.on("verify.probe.boom", "panic")
+	bad := map[string]string{w.submit(request("test", "err")): "deploy", w.submit(request("test", "boom")): "verify"}
+	good := w.submit(request("test", "ok"))
+	for id, phase := range bad {
+		s := w.wait(id, 2*time.Minute, saga.StateRolledBack)
+		var failed []string
+		for _, st := range s.Steps {
+			if st.Status == saga.StepFailed {
+				failed = append(failed, string(st.Phase)+" "+string(st.Action)+" "+st.Reason)
+			}
+		}
+		if len(failed) != 1 || !strings.HasPrefix(failed[0], phase+" ") || !strings.HasSuffix(failed[0], " "+events.ReasonGaveUp) {
+			t.Errorf("saga %s: failed steps %v, want one %s step given up", id, failed, phase)
+		}
+		w.drained(id)
+	}
+	if s := w.wait(good, natstest.Patience); s.State != saga.StateSucceeded {
+		t.Errorf("the healthy saga ended %s: %s", s.State, s.Reason)
+	}
+	// One dead letter per poison command, naming its step.
+	var letters []events.DeadLetter
+	natstest.Eventually(t, natstest.Patience, "two dead letters", func() bool {
+		letters = natstest.ReadEvents[events.DeadLetter](t, w.js, events.StreamDeadLetter, "upshift.dlq.>", events.TypeDeadLetter)
+		return len(letters) >= 2
+	})
+	time.Sleep(time.Second) // and no more come
+	letters = natstest.ReadEvents[events.DeadLetter](t, w.js, events.StreamDeadLetter, "upshift.dlq.>", events.TypeDeadLetter)
+	var subjects []string
+	for _, dl := range letters {
+		subjects = append(subjects, dl.Subject)
+	}
+	slices.Sort(subjects)
+	if want := []string{"upshift.cmd.deploy.apply.err", "upshift.cmd.verify.probe.boom"}; !slices.Equal(subjects, want) {
+		t.Fatalf("dead letters of %v, want one each of %v", subjects, want)
+	}
+}

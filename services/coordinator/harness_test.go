@@ -66,7 +66,7 @@ type world struct {
 	lease func(name string) sagastore.Lease
 
 	mu       sync.Mutex
-	script   map[string]string // "phase.action.target" -> "fail" | "hang" | "error-once" | "slow-once" (then "slow-done")
+	script   map[string]string // "phase.action.target" -> "fail" | "hang" | "error" | "panic" | "error-once" | "slow-once" (then "slow-done")
 	executed map[string]int    // step id -> executions
 	release  chan struct{}     // closing it ends every hang
 }
@@ -217,6 +217,10 @@ func (w *world) execute(ctx context.Context, c events.Command, _ phase.Progress)
 		case <-ctx.Done():
 			return phase.Outcome{}, ctx.Err()
 		}
+	case "error":
+		return phase.Outcome{}, errors.New("disk on fire, every time")
+	case "panic":
+		panic("a bug in the executor")
 	case "error-once":
 		if n == 1 {
 			return phase.Outcome{}, errors.New("disk busy")
