@@ -21,6 +21,7 @@ import (
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/testlog"
+	"github.com/upshift/upshift/services/coordinator"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
 
@@ -288,21 +289,7 @@ func TestPostgresConnectionsTerminated(t *testing.T) {
 		}
 	}
 	// Then an outage: the database refuses connections until allowed again.
-	allow(false)
-	cut += terminate()
-	natstest.Eventually(t, natstest.Patience, "not ready while the database is refused", func() bool { return c.Check() != nil })
-	if err := c.Check(); !strings.Contains(err.Error(), "store") {
-		t.Fatalf("why not ready: %v", err)
-	}
-	// Requests come in meanwhile: each must wait for the store, not use
-	// up its deliveries (ten, a few hundred milliseconds apart, in these
-	// tests) and be dead-lettered.
-	for id, outcome := range submitFleet(w, 6) {
-		want[id] = outcome
-	}
-	time.Sleep(4 * time.Second)
-	allow(true)
-	natstest.Eventually(t, natstest.Patience, "ready again", func() bool { return c.Check() == nil })
+	storeOutage(t, w, c, want, 4*time.Second, func() { allow(false); cut += terminate() }, func() { allow(true) })
 
 	settled(t, w, want, 3*time.Minute)
 	if cut < 5 {
@@ -330,18 +317,30 @@ func TestPostgresRestarted(t *testing.T) {
 	want := submitFleet(w, n)
 	w.executedAtLeast(n) // under way
 
-	pg.Stop()
-	natstest.Eventually(t, natstest.Patience, "not ready while the server is down", func() bool { return c.Check() != nil })
+	storeOutage(t, w, c, want, 3*time.Second, pg.Stop, pg.Start)
+	settled(t, w, want, 3*time.Minute)
+}
+
+// storeOutage takes the coordinator's store away (down), checks that the
+// coordinator is not ready and says it is for the store, submits more
+// sagas meanwhile (added to want), brings the store back (up) after pause
+// and waits until the coordinator is ready again. Each request submitted
+// during the outage must wait for the store, not use up its deliveries
+// (ten, a few hundred milliseconds apart, in these tests) and be
+// dead-lettered.
+func storeOutage(t *testing.T, w *world, c *coordinator.Coordinator, want map[string]saga.State, pause time.Duration, down, up func()) {
+	t.Helper()
+	down()
+	natstest.Eventually(t, natstest.Patience, "not ready while the store is down", func() bool { return c.Check() != nil })
 	if err := c.Check(); !strings.Contains(err.Error(), "store") {
 		t.Fatalf("why not ready: %v", err)
 	}
 	for id, outcome := range submitFleet(w, 6) {
 		want[id] = outcome
 	}
-	time.Sleep(3 * time.Second)
-	pg.Start()
+	time.Sleep(pause)
+	up()
 	natstest.Eventually(t, natstest.Patience, "ready again", func() bool { return c.Check() == nil })
-	settled(t, w, want, 3*time.Minute)
 }
 
 // Poison: a command whose executor always fails with an error (retried,
