@@ -193,6 +193,14 @@ func (c *Cluster) Leader(js jetstream.JetStream, stream string) int {
 	return leader
 }
 
+// Server returns node i's running server (nil while it is stopped), for a
+// client that must talk to that node alone (natstest.Connect).
+func (c *Cluster) Server(i int) *natsembed.Server {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[i].srv
+}
+
 // Stop stops node i; its storage stays.
 func (c *Cluster) Stop(i int) {
 	c.mu.Lock()

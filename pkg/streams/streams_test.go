@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -243,16 +242,8 @@ func TestAReplicatedBucketIsReadThroughItsLeader(t *testing.T) {
 	// One client per node, so that each writes through a node of its own
 	// and reads on it.
 	var kvs []jetstream.KeyValue
-	for _, url := range strings.Split(c.URLs(), ",") {
-		nc, err := nats.Connect(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for i := range 3 {
+		_, js := natstest.Connect(t, c.Server(i))
 		kv, err := streams.EnsureBucket(ctx, js, c.Streams(), "read_your_writes", 0)
 		if err != nil {
 			t.Fatal(err)
