@@ -243,7 +243,8 @@ func Declared(have, want jetstream.StreamConfig) bool {
 
 // EnsureBucket creates a key-value bucket, or updates one whose TTL,
 // history, replicas or storage differ; like Ensure, it leaves a bucket as
-// declared alone. ttl bounds how long a key lives (0: forever).
+// declared alone. ttl bounds how long a key lives (0: forever). A bucket
+// of more than one replica is read through its leader (readFromLeader).
 func EnsureBucket(ctx context.Context, js jetstream.JetStream, c Config, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
 	var kv jetstream.KeyValue
 	err := whilePlacing(ctx, func(ctx context.Context) (err error) {
