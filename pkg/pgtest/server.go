@@ -25,8 +25,10 @@ type Server struct {
 	t    testing.TB
 	dir  string // the cluster's data directory, also its socket directory
 	port int
-	bin  string   // the directory of initdb and pg_ctl
-	as   []string // the command prefix running a program as the postgres user, when we are root
+	bin  string // the directory of initdb and pg_ctl
+	// asPostgres runs the programs as the postgres user: we are root,
+	// whom initdb refuses.
+	asPostgres bool
 }
 
 // StartServer makes and starts a server for t, stopped and removed when t
@@ -52,7 +54,7 @@ func StartServer(t testing.TB) *Server {
 		if err := os.Chown(base, uid, gid); err != nil {
 			t.Fatal(err)
 		}
-		s.as = []string{"runuser", "-u", "postgres", "--"}
+		s.asPostgres = true
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -120,10 +122,10 @@ func (s *Server) run(program string, args ...string) {
 // are root.
 func (s *Server) command(program string, args ...string) *exec.Cmd {
 	path := filepath.Join(s.bin, program)
-	if len(s.as) == 0 {
+	if !s.asPostgres {
 		return exec.Command(path, args...)
 	}
-	return exec.Command(s.as[0], append(append(append([]string(nil), s.as[1:]...), path), args...)...)
+	return exec.Command("runuser", append([]string{"-u", "postgres", "--", path}, args...)...)
 }
 
 // binDir finds the directory holding initdb and pg_ctl.

@@ -224,9 +224,9 @@ func TestEnsureWaitsForTheClusterToPlaceReplicas(t *testing.T) {
 // created and read again at once, a step's record written and looked up by
 // its redelivered command. Any replica answers a direct get, a follower
 // from what it has applied so far: in the soak on three nodes, the
-// coordinator found one saga in a dozen missing right after creating it,
-// and lost updates to conflicts, each costing a back-off (a p99 of 10 to
-// 25 s). EnsureBucket turns direct gets off on a replicated bucket, one
+// coordinator found 13 sagas of 180 missing right after creating them,
+// and lost updates to conflicts, each costing a back-off (a p99 of 11 to
+// 30 s). EnsureBucket turns direct gets off on a replicated bucket, one
 // made before included; reads go through the leader.
 func TestAReplicatedBucketIsReadThroughItsLeader(t *testing.T) {
 	if testing.Short() {

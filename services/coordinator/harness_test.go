@@ -205,13 +205,14 @@ func (w *world) execute(ctx context.Context, c events.Command, _ phase.Progress)
 	w.mu.Lock()
 	w.executed[c.Step]++
 	n := w.executed[c.Step]
-	what := w.script[fmt.Sprintf("%s.%s.%s", c.Phase, c.Action, c.Target)]
+	key := fmt.Sprintf("%s.%s.%s", c.Phase, c.Action, c.Target)
+	what := w.script[key]
 	w.mu.Unlock()
 	switch what {
 	case "slow-once":
 		// Past its ack wait, more than twice: the phase runtime's
 		// heartbeats must keep the message from being delivered again.
-		w.on(fmt.Sprintf("%s.%s.%s", c.Phase, c.Action, c.Target), "slow-done")
+		w.on(key, "slow-done")
 		select {
 		case <-time.After(3 * fast.AckWait):
 		case <-ctx.Done():

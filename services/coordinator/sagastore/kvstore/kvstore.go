@@ -470,7 +470,11 @@ func (s *Store) History(ctx context.Context, id string) ([]sagastore.Entry, erro
 		}
 		if n == 0 {
 			if empty++; empty < emptyPulls {
-				time.Sleep(time.Duration(empty) * 20 * time.Millisecond)
+				select {
+				case <-ctx.Done():
+					return nil, fmt.Errorf("read audit of %s: %w", id, ctx.Err())
+				case <-time.After(time.Duration(empty) * 20 * time.Millisecond):
+				}
 				continue
 			}
 			return nil, fmt.Errorf("read audit of %s: %d entries pending, none delivered (%v)", id, left, batch.Error())
