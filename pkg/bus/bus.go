@@ -79,6 +79,47 @@ func Send(ctx context.Context, js jetstream.JetStream, m Message) error {
 	}
 }
 
+// SendAll publishes messages in order and waits for every acknowledgement,
+// as Send does each, but without a round trip per message: every publish
+// goes out before the first ack is awaited. One connection keeps the order
+// of its publishes, so the streams store them in order. A message whose
+// publish fails (or cannot be queued) is sent again with Send, so on an
+// error the later ones of the same stream may already be stored before it;
+// every message has its id, and sending the whole list again after an error
+// stores only what is missing.
+func SendAll(ctx context.Context, js jetstream.JetStream, msgs []Message) error {
+	if len(msgs) == 1 {
+		return Send(ctx, js, msgs[0])
+	}
+	acks := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		opts := []jetstream.PublishOpt{jetstream.WithMsgID(m.ID)}
+		if !m.At.IsZero() {
+			opts = append(opts, jetstream.WithScheduleAt(m.At), jetstream.WithScheduleTarget(m.Target))
+		}
+		ack, err := js.PublishMsgAsync(&nats.Msg{Subject: m.Subject, Data: m.Data, Header: nats.Header{}}, opts...)
+		if err != nil {
+			break // too many publishes pending, or no connection: the rest one by one
+		}
+		acks[i] = ack
+	}
+	for i, ack := range acks {
+		if ack != nil {
+			select {
+			case <-ack.Ok():
+				continue
+			case <-ack.Err():
+			case <-ctx.Done():
+				return fmt.Errorf("publish %s to %s: %w", msgs[i].ID, msgs[i].Subject, ctx.Err())
+			}
+		}
+		if err := Send(ctx, js, msgs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ErrCodeDuplicateInProcess is JetStream's "duplicate message id is in
 // process": a publish with the id of another that a replicated stream has
 // proposed but not yet stored.

@@ -64,18 +64,18 @@ func (e *engine) create(ctx context.Context, s saga.Saga, in saga.Input, from se
 		return err
 	}
 	entries = append([]sagastore.Entry{from.entry(s.ID, next.Seq, in.At, "")}, entries...)
-	_, err = e.store.Create(ctx, next, sagastore.Change{Outbox: msgs, Audit: entries})
+	rec, err := e.store.Create(ctx, next, sagastore.Change{Outbox: msgs, Audit: entries})
 	if errors.Is(err, sagastore.ErrExists) {
 		// A redelivered request: the saga exists; publish what it may still
 		// have pending.
 		e.log.Info("request already accepted", "saga", s.ID)
-		return e.flush(ctx, s.ID)
+		return e.flushStored(ctx, s.ID)
 	}
 	if err != nil {
 		return err
 	}
 	e.metrics.transition(saga.Saga{}, next, eff)
-	return e.flush(ctx, s.ID)
+	return e.flush(ctx, rec)
 }
 
 // handle applies an input to an existing saga.
@@ -96,17 +96,14 @@ func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen
 					return err
 				}
 			}
-			if len(rec.Pending) > 0 {
-				return e.flush(ctx, id)
-			}
-			return nil
+			return e.flush(ctx, rec)
 		}
 		msgs, entries, err := e.effects(next, eff)
 		if err != nil {
 			return err
 		}
 		entries = append([]sagastore.Entry{from.entry(id, next.Seq, in.At, "")}, entries...)
-		_, err = e.store.Update(ctx, next, rec.Revision, sagastore.Change{Outbox: msgs, Audit: entries})
+		stored, err := e.store.Update(ctx, rec, next, sagastore.Change{Outbox: msgs, Audit: entries})
 		if errors.Is(err, sagastore.ErrConflict) && attempt < maxConflicts {
 			e.metrics.conflicts.Inc()
 			time.Sleep(time.Duration(rand.IntN(5*attempt)+1) * time.Millisecond)
@@ -119,7 +116,7 @@ func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen
 		if next.State != rec.Saga.State {
 			e.log.Info("saga "+string(next.State), "saga", id, "from", rec.Saga.State, "reason", next.Reason, "batch", next.Batch)
 		}
-		return e.flush(ctx, id)
+		return e.flush(ctx, stored)
 	}
 }
 
@@ -173,17 +170,27 @@ func (e *engine) effects(s saga.Saga, eff saga.Effects) ([]bus.Message, []sagast
 	return msgs, entries, nil
 }
 
-// flush publishes everything the saga has pending, in order, and marks it
-// sent. Publishing twice is harmless: every message has its id.
-func (e *engine) flush(ctx context.Context, id string) error {
+// flushStored publishes what a saga has pending as the store has it now.
+func (e *engine) flushStored(ctx context.Context, id string) error {
 	rec, err := e.store.Load(ctx, id)
 	if err != nil {
 		return err
 	}
+	return e.flush(ctx, rec)
+}
+
+// flush publishes everything rec has pending, in order, and marks it sent.
+// rec is the saga as just loaded or stored, so nothing is read again.
+// Publishing twice is harmless: every message has its id. The messages go
+// out together (bus.SendAll), each with its ack awaited after the last is
+// sent, not one round trip each.
+func (e *engine) flush(ctx context.Context, rec sagastore.Record) error {
 	if len(rec.Pending) == 0 {
 		return nil
 	}
+	id := rec.Saga.ID
 	ids := make([]string, 0, len(rec.Pending))
+	msgs := make([]bus.Message, 0, len(rec.Pending))
 	for _, m := range rec.Pending {
 		ids = append(ids, m.ID)
 		// A command whose target lost its service is answered with its
@@ -195,11 +202,12 @@ func (e *engine) flush(ctx context.Context, id string) error {
 		if refused != nil {
 			m = *refused
 		}
-		if err := bus.Send(ctx, e.js, m); err != nil {
-			return fmt.Errorf("flush saga %s: %w", id, err)
-		}
+		msgs = append(msgs, m)
 	}
-	if err := e.store.Sent(ctx, id, ids); err != nil {
+	if err := bus.SendAll(ctx, e.js, msgs); err != nil {
+		return fmt.Errorf("flush saga %s: %w", id, err)
+	}
+	if err := e.store.Sent(ctx, rec, ids); err != nil {
 		// Sent already; they will be sent again, and dropped as duplicates.
 		e.log.Warn("cannot mark outbox sent", "saga", id, "err", err)
 	}
@@ -231,7 +239,7 @@ func (e *engine) relay(ctx context.Context, interval, grace time.Duration) error
 			continue
 		}
 		for _, r := range recs {
-			if err := e.flush(ctx, r.Saga.ID); err != nil {
+			if err := e.flush(ctx, r); err != nil {
 				e.log.Warn("relay: cannot flush", "saga", r.Saga.ID, "err", err)
 			}
 		}

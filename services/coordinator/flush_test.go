@@ -12,43 +12,47 @@ import (
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
 
-// errFlaky is the store read a flakyStore fails.
-var errFlaky = errors.New("store read failed on purpose")
+// errFlaky is the store answer a flakyStore loses.
+var errFlaky = errors.New("store answer lost on purpose")
 
-// flakyStore is a real store that fails reads: the Loads that follow the
-// first stored transition of the kind armed ("create"; or "end", the update
-// that ends the saga, after which no input but a redelivered one comes)
-// return the errors listed, in turn. The first such Load is the flush's, so
-// the input that caused the transition is redelivered after its transition
-// was stored but before its messages were published.
+// flakyStore is a real store that loses answers: the first stored
+// transition of the kind armed ("create"; or "end", the update that ends
+// the saga, after which no input but a redelivered one comes) is written,
+// but its caller gets the first error listed instead of the record, as when
+// the store's reply is lost; the Loads that follow return the other errors
+// listed, in turn. The input that caused the transition is then redelivered
+// after its transition was stored but before its messages were published.
 type flakyStore struct {
 	sagastore.Store
 	mu    sync.Mutex
 	after string  // "create" or "end"; "" once fired
-	fails []error // what the Loads after it return
+	fails []error // the write's error, then what the Loads after it return
 	armed []error
 }
 
-func (f *flakyStore) Create(ctx context.Context, s saga.Saga, ch sagastore.Change) (sagastore.Revision, error) {
-	rev, err := f.Store.Create(ctx, s, ch)
-	f.arm("create", err)
-	return rev, err
+func (f *flakyStore) Create(ctx context.Context, s saga.Saga, ch sagastore.Change) (sagastore.Record, error) {
+	rec, err := f.Store.Create(ctx, s, ch)
+	return rec, f.arm("create", err)
 }
 
-func (f *flakyStore) Update(ctx context.Context, s saga.Saga, rev sagastore.Revision, ch sagastore.Change) (sagastore.Revision, error) {
-	next, err := f.Store.Update(ctx, s, rev, ch)
+func (f *flakyStore) Update(ctx context.Context, from sagastore.Record, s saga.Saga, ch sagastore.Change) (sagastore.Record, error) {
+	rec, err := f.Store.Update(ctx, from, s, ch)
 	if s.State.Terminal() {
-		f.arm("end", err)
+		err = f.arm("end", err)
 	}
-	return next, err
+	return rec, err
 }
 
-func (f *flakyStore) arm(kind string, err error) {
+// arm returns the error the caller of a write of kind gets: the first one
+// listed once the write succeeded, the armed Loads' after it.
+func (f *flakyStore) arm(kind string, err error) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err == nil && f.after == kind {
-		f.armed, f.after = f.fails, ""
+		f.armed, f.after = f.fails[1:], ""
+		return f.fails[0]
 	}
+	return err
 }
 
 func (f *flakyStore) Load(ctx context.Context, id string) (sagastore.Record, error) {
@@ -73,8 +77,8 @@ func TestSagasProgressWithTheRelayOff(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name      string
-		failAfter string  // the stored transition after which reads fail
-		fails     []error // the reads' errors, in turn
+		failAfter string  // the stored transition whose answer is lost
+		fails     []error // the error its caller gets, then the next reads', in turn
 	}{
 		{"flush after each stored transition", "", nil},
 		{"flush a redelivered request that exists", "create", []error{errFlaky}},
@@ -104,7 +108,7 @@ func TestSagasProgressWithTheRelayOff(t *testing.T) {
 				fired := flaky.after == "" && len(flaky.armed) == 0
 				flaky.mu.Unlock()
 				if !fired {
-					t.Fatal("the store read never failed: the redelivery was not tested")
+					t.Fatal("the store's answer was never lost: the redelivery was not tested")
 				}
 			})
 		})

@@ -39,9 +39,9 @@ func (c *Coordinator) submit(ctx context.Context, d *consumer.Delivery) error {
 	// A redelivered request whose saga exists: publish what it may still
 	// have pending, before any check that could now answer otherwise (a
 	// policy changed, a rehearsal grown old).
-	if _, err := c.store.Load(ctx, id); err == nil {
+	if rec, err := c.store.Load(ctx, id); err == nil {
 		c.log.Info("request already accepted", "saga", id)
-		return c.engine.flush(ctx, id)
+		return c.engine.flush(ctx, rec)
 	} else if !errors.Is(err, sagastore.ErrNotFound) {
 		return err
 	}

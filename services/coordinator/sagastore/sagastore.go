@@ -139,6 +139,10 @@ type Record struct {
 	Saga     saga.Saga
 	Revision Revision
 	Pending  []bus.Message
+	// Archived says the saga was read from where a store keeps sagas that
+	// ended (the KV store's archive bucket), whose revisions are not the
+	// live ones.
+	Archived bool
 }
 
 // Filter selects sagas to list. Zero fields select everything.
@@ -217,17 +221,25 @@ const DefaultLimit = 100
 // Store keeps sagas. Every implementation passes storetest.Run.
 type Store interface {
 	// Create stores a new saga with its first change; ErrExists if the id
-	// is taken.
-	Create(ctx context.Context, s saga.Saga, ch Change) (Revision, error)
+	// is taken. It returns the saga as stored: its revision, and what it
+	// has pending (the change's outbox), so that the caller publishes that
+	// without reading the saga again.
+	Create(ctx context.Context, s saga.Saga, ch Change) (Record, error)
 	// Load returns a saga; ErrNotFound if there is none.
 	Load(ctx context.Context, id string) (Record, error)
-	// Update stores the saga and its change if it is still at rev;
-	// ErrConflict otherwise, and nothing is written.
-	Update(ctx context.Context, s saga.Saga, rev Revision, ch Change) (Revision, error)
+	// Update stores s and its change if the saga is still at the revision
+	// of from, the record s was made from (as Load, Create or Update
+	// returned it); ErrConflict otherwise, and nothing is written. It
+	// returns the saga as stored, with what it has pending: from's pending
+	// messages, then the change's.
+	Update(ctx context.Context, from Record, s saga.Saga, ch Change) (Record, error)
 	// Record appends audit entries that change no saga (an ignored input).
 	Record(ctx context.Context, entries []Entry) error
-	// Sent marks outbox messages of a saga as published.
-	Sent(ctx context.Context, id string, msgIDs []string) error
+	// Sent marks outbox messages of rec's saga as published. rec is the
+	// saga as last loaded or stored: a store may write at its revision
+	// without reading the saga again, and must read it again if the saga
+	// moved on since.
+	Sent(ctx context.Context, rec Record, msgIDs []string) error
 	// Unsent returns up to limit sagas' unsent outbox messages, oldest
 	// first, for the relay.
 	Unsent(ctx context.Context, limit int) ([]Record, error)

@@ -48,14 +48,15 @@ func TestAnEndedSagaMovesToTheArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.State, s.Seq = saga.StateSucceeded, s.Seq+1
-	if _, err := h.Store.Update(ctx, s, rev, sagastore.Change{Outbox: []bus.Message{msg("m2")}}); err != nil {
+	updated, err := h.Store.Update(ctx, rev, s, sagastore.Change{Outbox: []bus.Message{msg("m2")}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	// Ended, with its last messages not yet sent: still live, for the relay.
 	if _, err := live.Get(ctx, "saga.done"); err != nil {
 		t.Fatalf("ended with messages pending, not live: %v", err)
 	}
-	if err := h.Store.Sent(ctx, "done", []string{"m1", "m2"}); err != nil {
+	if err := h.Store.Sent(ctx, updated, []string{"m1", "m2"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := live.Get(ctx, "saga.done"); !errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -149,20 +150,23 @@ func TestAnArchivedSagaTakesALateUpdateAndIsArchivedAgain(t *testing.T) {
 	}
 	s.Reason, s.Seq = "a late run recorded", s.Seq+1
 	m := bus.Message{ID: "late-1", Subject: "upshift.evt.late.saga.ignored", Data: []byte(`{}`)}
-	if _, err := h.Store.Update(ctx, s, r.Revision+100, sagastore.Change{Outbox: []bus.Message{m}}); !errors.Is(err, sagastore.ErrConflict) {
+	stale := r
+	stale.Revision += 100
+	if _, err := h.Store.Update(ctx, stale, s, sagastore.Change{Outbox: []bus.Message{m}}); !errors.Is(err, sagastore.ErrConflict) {
 		t.Fatalf("update at a stale revision: %v", err)
 	}
-	if _, err := h.Store.Update(ctx, s, r.Revision, sagastore.Change{Outbox: []bus.Message{m}}); err != nil {
+	revived, err := h.Store.Update(ctx, r, s, sagastore.Change{Outbox: []bus.Message{m}})
+	if err != nil {
 		t.Fatalf("update of an archived saga: %v", err)
 	}
 	got, err := h.Store.Load(ctx, "late")
 	if err != nil || got.Saga.Reason != "a late run recorded" || len(got.Pending) != 1 {
 		t.Fatalf("after the late update: %v, %q, pending %d", err, got.Saga.Reason, len(got.Pending))
 	}
-	if _, err := h.Store.Update(ctx, s, r.Revision, sagastore.Change{}); !errors.Is(err, sagastore.ErrConflict) {
+	if _, err := h.Store.Update(ctx, r, s, sagastore.Change{}); !errors.Is(err, sagastore.ErrConflict) {
 		t.Fatalf("the same late update again: %v", err)
 	}
-	if err := h.Store.Sent(ctx, "late", []string{"late-1"}); err != nil {
+	if err := h.Store.Sent(ctx, revived, []string{"late-1"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := live.Get(ctx, "saga.late"); !errors.Is(err, jetstream.ErrKeyNotFound) {

@@ -103,44 +103,41 @@ func Open(ctx context.Context, js jetstream.JetStream, c streams.Config, opts ..
 }
 
 // Create implements sagastore.Store.
-func (s *Store) Create(ctx context.Context, sg saga.Saga, ch sagastore.Change) (sagastore.Revision, error) {
-	b, err := s.encode(document{Saga: sg, Pending: outbox(ch)})
+func (s *Store) Create(ctx context.Context, sg saga.Saga, ch sagastore.Change) (sagastore.Record, error) {
+	d := document{Saga: sg, Pending: outbox(ch)}
+	b, err := s.encode(d)
 	if err != nil {
-		return 0, err
+		return sagastore.Record{}, err
 	}
 	// A request redelivered after its saga ended must not start it again.
 	if _, err := s.archive.Get(ctx, key(sg.ID)); err == nil {
-		return 0, fmt.Errorf("create saga %s: %w (ended, archived)", sg.ID, sagastore.ErrExists)
+		return sagastore.Record{}, fmt.Errorf("create saga %s: %w (ended, archived)", sg.ID, sagastore.ErrExists)
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, fmt.Errorf("create saga %s: %w", sg.ID, err)
+		return sagastore.Record{}, fmt.Errorf("create saga %s: %w", sg.ID, err)
 	}
 	rev, err := s.kv.Create(ctx, key(sg.ID), b)
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		return 0, fmt.Errorf("create saga %s: %w", sg.ID, sagastore.ErrExists)
+		return sagastore.Record{}, fmt.Errorf("create saga %s: %w", sg.ID, sagastore.ErrExists)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("create saga %s: %w", sg.ID, err)
+		return sagastore.Record{}, fmt.Errorf("create saga %s: %w", sg.ID, err)
 	}
-	return sagastore.Revision(rev), nil
+	return record(d, sagastore.Revision(rev), false), nil
+}
+
+func record(d document, rev sagastore.Revision, archived bool) sagastore.Record {
+	return sagastore.Record{Saga: d.Saga, Revision: rev, Pending: d.Pending, Archived: archived}
 }
 
 // Load implements sagastore.Store: a saga not in flight is looked for in
 // the archive.
 func (s *Store) Load(ctx context.Context, id string) (sagastore.Record, error) {
-	d, rev, err := s.find(ctx, id)
-	if err != nil {
-		return sagastore.Record{}, err
-	}
-	return sagastore.Record{Saga: d.Saga, Revision: rev, Pending: d.Pending}, nil
-}
-
-// find reads a saga in flight, or else an archived one.
-func (s *Store) find(ctx context.Context, id string) (document, sagastore.Revision, error) {
 	d, rev, err := s.get(ctx, id)
 	if errors.Is(err, sagastore.ErrNotFound) {
 		d, rev, err = s.getFrom(ctx, s.archive, id)
+		return record(d, rev, true), err
 	}
-	return d, rev, err
+	return record(d, rev, false), err
 }
 
 // get reads a saga in flight.
@@ -163,49 +160,55 @@ func (s *Store) getFrom(ctx context.Context, kv jetstream.KeyValue, id string) (
 	return d, sagastore.Revision(e.Revision()), nil
 }
 
-// Update implements sagastore.Store. The messages still pending at rev are
-// kept ahead of the new ones, so the outbox stays in order.
-func (s *Store) Update(ctx context.Context, sg saga.Saga, rev sagastore.Revision, ch sagastore.Change) (sagastore.Revision, error) {
-	d, cur, err := s.get(ctx, sg.ID)
-	if errors.Is(err, sagastore.ErrNotFound) {
-		return s.revive(ctx, sg, rev, ch)
+// Update implements sagastore.Store. The messages from had pending are
+// kept ahead of the new ones, so the outbox stays in order: the write is
+// made at from's revision, so they are what the saga had pending then.
+func (s *Store) Update(ctx context.Context, from sagastore.Record, sg saga.Saga, ch sagastore.Change) (sagastore.Record, error) {
+	if from.Archived {
+		return s.revive(ctx, from, sg, ch)
 	}
+	d := document{Saga: sg, Pending: append(slices.Clip(from.Pending), outbox(ch)...)}
+	rev, err := s.put(ctx, d, from.Revision)
 	if err != nil {
-		return 0, err
+		return sagastore.Record{}, err
 	}
-	if cur != rev {
-		return 0, fmt.Errorf("update saga %s at revision %d (now %d): %w", sg.ID, rev, cur, sagastore.ErrConflict)
-	}
-	return s.put(ctx, document{Saga: sg, Pending: append(d.Pending, outbox(ch)...)}, rev)
+	return record(d, rev, false), nil
 }
 
-// revive updates an archived saga, loaded at rev from the archive: an
-// ended saga still records what comes late (a result after its step timed
-// out, a run reported after the saga ended). The new version goes back to
-// the live bucket, with its outbox, and moves to the archive again once
-// that is sent; the archived copy is deleted at the revision read (if that
-// fails, the leader's next pass finishes the move, as after a crash).
-func (s *Store) revive(ctx context.Context, sg saga.Saga, rev sagastore.Revision, ch sagastore.Change) (sagastore.Revision, error) {
+// revive updates an archived saga, loaded at from's revision from the
+// archive: an ended saga still records what comes late (a result after its
+// step timed out, a run reported after the saga ended). The new version
+// goes back to the live bucket, with its outbox, and moves to the archive
+// again once that is sent; the archived copy is deleted at the revision
+// read (if that fails, the leader's next pass finishes the move, as after
+// a crash).
+func (s *Store) revive(ctx context.Context, from sagastore.Record, sg saga.Saga, ch sagastore.Change) (sagastore.Record, error) {
 	d, cur, err := s.getFrom(ctx, s.archive, sg.ID)
-	if err != nil {
-		return 0, err
+	if errors.Is(err, sagastore.ErrNotFound) {
+		// Gone from the archive since it was read: revived by another
+		// update, which a reload finds live.
+		return sagastore.Record{}, fmt.Errorf("update archived saga %s: %w (no longer archived)", sg.ID, sagastore.ErrConflict)
 	}
-	if cur != rev {
-		return 0, fmt.Errorf("update archived saga %s at revision %d (now %d): %w", sg.ID, rev, cur, sagastore.ErrConflict)
-	}
-	b, err := s.encode(document{Saga: sg, Pending: append(d.Pending, outbox(ch)...)})
 	if err != nil {
-		return 0, err
+		return sagastore.Record{}, err
+	}
+	if cur != from.Revision {
+		return sagastore.Record{}, fmt.Errorf("update archived saga %s at revision %d (now %d): %w", sg.ID, from.Revision, cur, sagastore.ErrConflict)
+	}
+	d = document{Saga: sg, Pending: append(d.Pending, outbox(ch)...)}
+	b, err := s.encode(d)
+	if err != nil {
+		return sagastore.Record{}, err
 	}
 	next, err := s.kv.Create(ctx, key(sg.ID), b)
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		return 0, fmt.Errorf("update archived saga %s: %w (revived by another instance)", sg.ID, sagastore.ErrConflict)
+		return sagastore.Record{}, fmt.Errorf("update archived saga %s: %w (revived by another instance)", sg.ID, sagastore.ErrConflict)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("update archived saga %s: %w", sg.ID, err)
+		return sagastore.Record{}, fmt.Errorf("update archived saga %s: %w", sg.ID, err)
 	}
 	_ = s.archive.Delete(ctx, key(sg.ID), jetstream.LastRevision(uint64(cur)))
-	return sagastore.Revision(next), nil
+	return record(d, sagastore.Revision(next), false), nil
 }
 
 func (s *Store) put(ctx context.Context, d document, rev sagastore.Revision) (sagastore.Revision, error) {
@@ -235,23 +238,32 @@ func (s *Store) Record(ctx context.Context, entries []sagastore.Entry) error {
 }
 
 // Sent implements sagastore.Store. A saga that ended and has nothing left
-// to send moves to the archive.
-func (s *Store) Sent(ctx context.Context, id string, msgIDs []string) error {
+// to send moves to the archive. The first try writes at rec's revision
+// without reading the saga; if it moved on, it is read again.
+func (s *Store) Sent(ctx context.Context, rec sagastore.Record, msgIDs []string) error {
+	if rec.Archived {
+		return nil // an archived saga has nothing pending
+	}
+	d, rev := document{Saga: rec.Saga, Pending: rec.Pending}, rec.Revision
 	for attempt := 0; ; attempt++ {
-		d, rev, err := s.get(ctx, id)
-		if errors.Is(err, sagastore.ErrNotFound) {
-			if _, _, aerr := s.getFrom(ctx, s.archive, id); aerr == nil {
-				return nil // archived by another flush: nothing was pending
+		if attempt > 0 {
+			var err error
+			d, rev, err = s.get(ctx, rec.Saga.ID)
+			if errors.Is(err, sagastore.ErrNotFound) {
+				if _, _, aerr := s.getFrom(ctx, s.archive, rec.Saga.ID); aerr == nil {
+					return nil // archived by another flush: nothing was pending
+				}
 			}
-		}
-		if err != nil {
-			return err
+			if err != nil {
+				return err
+			}
 		}
 		kept := slices.DeleteFunc(slices.Clone(d.Pending), func(m bus.Message) bool { return slices.Contains(msgIDs, m.ID) })
 		if len(kept) == len(d.Pending) {
 			return nil
 		}
 		d.Pending = kept
+		var err error
 		if len(kept) == 0 && d.Saga.State.Terminal() {
 			err = s.retire(ctx, d, rev)
 		} else {
@@ -292,7 +304,7 @@ func (s *Store) Unsent(ctx context.Context, limit int) ([]sagastore.Record, erro
 	var out []sagastore.Record
 	err := s.each(ctx, s.kv, func(d document, rev sagastore.Revision) bool {
 		if len(d.Pending) > 0 {
-			out = append(out, sagastore.Record{Saga: d.Saga, Revision: rev, Pending: d.Pending})
+			out = append(out, record(d, rev, false))
 		} else if d.Saga.State.Terminal() {
 			_ = s.retire(ctx, d, rev) // a conflict: the next pass
 		}
@@ -413,7 +425,7 @@ const emptyPulls = 10
 
 // History implements sagastore.Store.
 func (s *Store) History(ctx context.Context, id string) ([]sagastore.Entry, error) {
-	d, _, err := s.find(ctx, id)
+	d, err := s.Load(ctx, id)
 	if err != nil {
 		return nil, err
 	}

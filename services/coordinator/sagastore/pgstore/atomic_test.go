@@ -96,13 +96,13 @@ func TestFailedUpdateWritesNothing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Sent(ctx, "s1", []string{"m1"}); err != nil {
+			if err := s.Sent(ctx, rev, []string{"m1"}); err != nil {
 				t.Fatal(err)
 			}
 			next := report(t, sg, 0, events.StatusSucceeded, t0.Add(time.Minute), map[string]string{"free": "10G"})
 			before := snapshot(t, conn)
 
-			_, err = s.Update(ctx, next, rev, tc.change)
+			_, err = s.Update(ctx, rev, next, tc.change)
 			if err == nil || errors.Is(err, sagastore.ErrConflict) || (tc.is != nil && !errors.Is(err, tc.is)) {
 				t.Fatalf("update: %v, want a failure (%v)", err, tc.is)
 			}
@@ -110,7 +110,7 @@ func TestFailedUpdateWritesNothing(t *testing.T) {
 			if after := snapshot(t, conn); !slices.Equal(after, before) {
 				t.Fatalf("a failed update changed the tables:\n%s", diff(before, after))
 			}
-			if _, err := s.Update(ctx, next, rev, sagastore.Change{Outbox: []bus.Message{message("m2", `{}`)}}); err != nil {
+			if _, err := s.Update(ctx, rev, next, sagastore.Change{Outbox: []bus.Message{message("m2", `{}`)}}); err != nil {
 				t.Fatalf("update from the same revision afterwards: %v", err)
 			}
 		})
@@ -149,7 +149,7 @@ func TestSameMessageTwiceIsKeptOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Update(ctx, sg, rev, sagastore.Change{Outbox: []bus.Message{due}}); err != nil {
+	if _, err := s.Update(ctx, rev, sg, sagastore.Change{Outbox: []bus.Message{due}}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := s.Load(ctx, "s1")
@@ -160,7 +160,7 @@ func TestSameMessageTwiceIsKeptOnce(t *testing.T) {
 		t.Fatalf("pending %+v", r.Pending)
 	}
 	due.Target = "elsewhere"
-	if _, err := s.Update(ctx, sg, r.Revision, sagastore.Change{Outbox: []bus.Message{due}}); !errors.Is(err, pgstore.ErrDuplicateMessage) {
+	if _, err := s.Update(ctx, r, sg, sagastore.Change{Outbox: []bus.Message{due}}); !errors.Is(err, pgstore.ErrDuplicateMessage) {
 		t.Fatalf("same id, another target: %v", err)
 	}
 }

@@ -101,7 +101,7 @@ func TestStepsTableMirrorsTheSaga(t *testing.T) {
 	// The first precheck succeeds: one row changes, the other is left
 	// alone rather than rewritten.
 	sg = report(t, sg, 0, events.StatusSucceeded, t0.Add(time.Minute), map[string]string{"free": "10G"})
-	if rev, err = s.Update(ctx, sg, rev, sagastore.Change{}); err != nil {
+	if rev, err = s.Update(ctx, rev, sg, sagastore.Change{}); err != nil {
 		t.Fatal(err)
 	}
 	rows := checkMirror(t, conn, sg)
@@ -115,7 +115,7 @@ func TestStepsTableMirrorsTheSaga(t *testing.T) {
 	if sg.State != saga.StateFailed {
 		t.Fatalf("state %s after a failed precheck", sg.State)
 	}
-	if rev, err = s.Update(ctx, sg, rev, sagastore.Change{}); err != nil {
+	if rev, err = s.Update(ctx, rev, sg, sagastore.Change{}); err != nil {
 		t.Fatal(err)
 	}
 	rows = checkMirror(t, conn, sg)
@@ -125,7 +125,7 @@ func TestStepsTableMirrorsTheSaga(t *testing.T) {
 
 	// A step gone from the saga is gone from the table.
 	sg.Steps = sg.Steps[1:]
-	if _, err = s.Update(ctx, sg, rev, sagastore.Change{}); err != nil {
+	if _, err = s.Update(ctx, rev, sg, sagastore.Change{}); err != nil {
 		t.Fatal(err)
 	}
 	checkMirror(t, conn, sg)

@@ -20,7 +20,7 @@ func TestUnsentServesTheLongestWaitFirst(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := open(t, pgtest.Database(t))
-	revs := map[string]sagastore.Revision{}
+	revs := map[string]sagastore.Record{}
 	for i, id := range []string{"s0", "s1", "s2"} {
 		sg, _ := storetest.Saga(id, "payments", "test", "2.0", t0.Add(time.Duration(i)*time.Minute))
 		rev, err := s.Create(ctx, sg, sagastore.Change{Outbox: []bus.Message{message(id+"-a", `{}`)}})
@@ -36,11 +36,11 @@ func TestUnsentServesTheLongestWaitFirst(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Update(ctx, r.Saga, r.Revision, sagastore.Change{Outbox: []bus.Message{message(id+"-b", `{}`)}}); err != nil {
+		if _, err := s.Update(ctx, r, r.Saga, sagastore.Change{Outbox: []bus.Message{message(id+"-b", `{}`)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Sent(ctx, "s0", []string{"s0-a"}); err != nil {
+	if err := s.Sent(ctx, revs["s0"], []string{"s0-a"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -62,7 +62,7 @@ func TestUnsentServesTheLongestWaitFirst(t *testing.T) {
 				ids = append(ids, m.ID)
 			}
 			got = append(got, fmt.Sprintf("%s: %v", r.Saga.ID, ids))
-			if r.Revision == revs[r.Saga.ID] && r.Saga.ID != "s2" {
+			if r.Revision == revs[r.Saga.ID].Revision && r.Saga.ID != "s2" {
 				t.Errorf("%s at its creation revision %d", r.Saga.ID, r.Revision)
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,12 +31,13 @@ func sagaValues(s saga.Saga) ([]any, error) {
 }
 
 // Create implements sagastore.Store.
-func (s *Store) Create(ctx context.Context, sg saga.Saga, ch sagastore.Change) (sagastore.Revision, error) {
+func (s *Store) Create(ctx context.Context, sg saga.Saga, ch sagastore.Change) (sagastore.Record, error) {
 	vals, err := sagaValues(sg)
 	if err != nil {
-		return 0, err
+		return sagastore.Record{}, err
 	}
 	var rev int64
+	var added []bus.Message
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `INSERT INTO sagas (id, revision, `+sagaColumns+`)
 			VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
@@ -46,27 +48,29 @@ func (s *Store) Create(ctx context.Context, sg saga.Saga, ch sagastore.Change) (
 		if err != nil {
 			return wrap(err, "create saga %s", sg.ID)
 		}
-		return writeChange(ctx, tx, sg, ch)
+		added, err = writeChange(ctx, tx, sg, ch)
+		return err
 	})
 	if err != nil {
-		return 0, err
+		return sagastore.Record{}, err
 	}
-	return sagastore.Revision(rev), nil
+	return sagastore.Record{Saga: sg, Revision: sagastore.Revision(rev), Pending: added}, nil
 }
 
 // Update implements sagastore.Store. The row lock the UPDATE takes makes a
 // concurrent updater wait, then find the revision moved and match nothing.
-func (s *Store) Update(ctx context.Context, sg saga.Saga, rev sagastore.Revision, ch sagastore.Change) (sagastore.Revision, error) {
+func (s *Store) Update(ctx context.Context, from sagastore.Record, sg saga.Saga, ch sagastore.Change) (sagastore.Record, error) {
 	vals, err := sagaValues(sg)
 	if err != nil {
-		return 0, err
+		return sagastore.Record{}, err
 	}
 	var next int64
+	var added []bus.Message
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `UPDATE sagas SET revision = revision + 1, (`+sagaColumns+`) =
 			ROW($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 			WHERE id = $1 AND revision = $2 RETURNING revision`,
-			append([]any{sg.ID, int64(rev)}, vals...)...).Scan(&next)
+			append([]any{sg.ID, int64(from.Revision)}, vals...)...).Scan(&next)
 		if errors.Is(err, pgx.ErrNoRows) {
 			var exists bool
 			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sagas WHERE id = $1)`, sg.ID).Scan(&exists); err != nil {
@@ -75,42 +79,49 @@ func (s *Store) Update(ctx context.Context, sg saga.Saga, rev sagastore.Revision
 			if !exists {
 				return fmt.Errorf("update saga %s: %w", sg.ID, sagastore.ErrNotFound)
 			}
-			return fmt.Errorf("update saga %s at revision %d: %w", sg.ID, rev, sagastore.ErrConflict)
+			return fmt.Errorf("update saga %s at revision %d: %w", sg.ID, from.Revision, sagastore.ErrConflict)
 		}
 		if err != nil {
 			return wrap(err, "update saga %s", sg.ID)
 		}
-		return writeChange(ctx, tx, sg, ch)
+		added, err = writeChange(ctx, tx, sg, ch)
+		return err
 	})
 	if err != nil {
-		return 0, err
+		return sagastore.Record{}, err
 	}
-	return sagastore.Revision(next), nil
+	// The row was at from's revision, so from's pending messages were the
+	// unsent ones then (a flush may have sent some since: sent again, they
+	// are dropped as duplicates).
+	return sagastore.Record{Saga: sg, Revision: sagastore.Revision(next),
+		Pending: append(slices.Clip(from.Pending), added...)}, nil
 }
 
 // writeChange writes what goes with a saga row, in one round trip: its
 // steps, the change's audit entries and outbox messages. An outbox id
 // already taken is fine if the stored message is the same one, and refused
-// otherwise.
-func writeChange(ctx context.Context, tx pgx.Tx, sg saga.Saga, ch sagastore.Change) error {
+// otherwise. It returns the outbox messages it added: not those taken.
+func writeChange(ctx context.Context, tx pgx.Tx, sg saga.Saga, ch sagastore.Change) ([]bus.Message, error) {
 	b := &pgx.Batch{}
 	if err := queueSteps(b, sg); err != nil {
-		return err
+		return nil, err
 	}
 	queueAudit(b, ch.Audit)
-	var taken []bus.Message
+	var added, taken []bus.Message
 	for _, m := range ch.Outbox {
 		b.Queue(`INSERT INTO saga_outbox (id, saga_id, subject, data, schedule_at, schedule_target)
 			VALUES ($1, $2, $3, $4, $5, NULLIF($6, '')) ON CONFLICT (id) DO NOTHING`,
 			m.ID, sg.ID, m.Subject, data(m), at(m.At), m.Target).Exec(func(ct pgconn.CommandTag) error {
 			if ct.RowsAffected() == 0 {
 				taken = append(taken, m)
+			} else {
+				added = append(added, m)
 			}
 			return nil
 		})
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return wrap(err, "write saga %s", sg.ID)
+		return nil, wrap(err, "write saga %s", sg.ID)
 	}
 	for _, m := range taken {
 		var same bool
@@ -118,13 +129,13 @@ func writeChange(ctx context.Context, tx pgx.Tx, sg saga.Saga, ch sagastore.Chan
 			AND schedule_at IS NOT DISTINCT FROM $5 AND schedule_target IS NOT DISTINCT FROM NULLIF($6, '')
 			FROM saga_outbox WHERE id = $1`, m.ID, sg.ID, m.Subject, data(m), at(m.At), m.Target).Scan(&same)
 		if err != nil {
-			return wrap(err, "write saga %s: message %s", sg.ID, m.ID)
+			return nil, wrap(err, "write saga %s: message %s", sg.ID, m.ID)
 		}
 		if !same {
-			return fmt.Errorf("write saga %s: message %s: %w", sg.ID, m.ID, ErrDuplicateMessage)
+			return nil, fmt.Errorf("write saga %s: message %s: %w", sg.ID, m.ID, ErrDuplicateMessage)
 		}
 	}
-	return nil
+	return added, nil
 }
 
 // queueSteps mirrors the saga's steps: a step row is rewritten only when it
@@ -191,10 +202,11 @@ func (s *Store) Record(ctx context.Context, entries []sagastore.Entry) error {
 
 // Sent implements sagastore.Store. Marking a message twice keeps the first
 // time it was marked.
-func (s *Store) Sent(ctx context.Context, id string, msgIDs []string) error {
+func (s *Store) Sent(ctx context.Context, rec sagastore.Record, msgIDs []string) error {
 	if len(msgIDs) == 0 {
 		return nil
 	}
+	id := rec.Saga.ID
 	_, err := s.pool.Exec(ctx, `UPDATE saga_outbox SET sent_at = now()
 		WHERE saga_id = $1 AND id = ANY($2) AND sent_at IS NULL`, id, msgIDs)
 	if err != nil {

@@ -98,7 +98,7 @@ func outboxIDs(r sagastore.Record) []string {
 func testCreateAndLoad(t *testing.T, h Harness) {
 	ctx := context.Background()
 	s, _ := Saga("s1", "payments", "test", "2.0", t0)
-	rev, err := h.Store.Create(ctx, s, sagastore.Change{Outbox: []bus.Message{msg("m1"), msg("m2")},
+	created, err := h.Store.Create(ctx, s, sagastore.Change{Outbox: []bus.Message{msg("m1"), msg("m2")},
 		Audit: []sagastore.Entry{entry("s1", "e1", sagastore.In, 1)}})
 	if err != nil {
 		t.Fatal(err)
@@ -107,8 +107,13 @@ func testCreateAndLoad(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Revision != rev {
-		t.Fatalf("revision %d, created at %d", r.Revision, rev)
+	if r.Revision != created.Revision {
+		t.Fatalf("revision %d, created at %d", r.Revision, created.Revision)
+	}
+	// What Create returns is what a Load then finds pending: the caller
+	// publishes it without reading the saga again.
+	if !slices.Equal(outboxIDs(created), outboxIDs(r)) {
+		t.Fatalf("created with %v pending, loaded with %v", outboxIDs(created), outboxIDs(r))
 	}
 	want, _ := json.Marshal(s)
 	got, _ := json.Marshal(r.Saga)
@@ -154,20 +159,20 @@ func testUpdateCAS(t *testing.T, h Harness) {
 		t.Fatal(err)
 	}
 	s.Reason = "first"
-	rev1, err := h.Store.Update(ctx, s, rev0, sagastore.Change{Outbox: []bus.Message{msg("m1")}})
+	rev1, err := h.Store.Update(ctx, rev0, s, sagastore.Change{Outbox: []bus.Message{msg("m1")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rev1 == rev0 {
+	if rev1.Revision == rev0.Revision {
 		t.Fatal("revision did not change")
 	}
 	s.Reason = "stale"
-	if _, err := h.Store.Update(ctx, s, rev0, sagastore.Change{Outbox: []bus.Message{msg("m2")},
+	if _, err := h.Store.Update(ctx, rev0, s, sagastore.Change{Outbox: []bus.Message{msg("m2")},
 		Audit: []sagastore.Entry{entry("s1", "stale", sagastore.In, 2)}}); !errors.Is(err, sagastore.ErrConflict) {
 		t.Fatalf("stale update: %v", err)
 	}
 	r, _ := h.Store.Load(ctx, "s1")
-	if r.Saga.Reason != "first" || r.Revision != rev1 || !slices.Equal(outboxIDs(r), []string{"m1"}) {
+	if r.Saga.Reason != "first" || r.Revision != rev1.Revision || !slices.Equal(outboxIDs(r), []string{"m1"}) {
 		t.Fatalf("after refused update: reason %q rev %d pending %v", r.Saga.Reason, r.Revision, outboxIDs(r))
 	}
 	hist, _ := h.Store.History(ctx, "s1")
@@ -177,7 +182,7 @@ func testUpdateCAS(t *testing.T, h Harness) {
 		}
 	}
 	missing, _ := Saga("s2", "payments", "test", "2.0", t0)
-	if _, err := h.Store.Update(ctx, missing, 1, sagastore.Change{}); !errors.Is(err, sagastore.ErrNotFound) && !errors.Is(err, sagastore.ErrConflict) {
+	if _, err := h.Store.Update(ctx, sagastore.Record{Saga: missing, Revision: 1}, missing, sagastore.Change{}); !errors.Is(err, sagastore.ErrNotFound) && !errors.Is(err, sagastore.ErrConflict) {
 		t.Fatalf("update of a missing saga: %v", err)
 	}
 }
@@ -203,7 +208,7 @@ func testConcurrent(t *testing.T, h Harness) {
 					}
 					r.Saga.Seq++
 					id := fmt.Sprintf("w%d-%d", w, i)
-					_, err = h.Store.Update(ctx, r.Saga, r.Revision, sagastore.Change{Outbox: []bus.Message{msg(id)}})
+					_, err = h.Store.Update(ctx, r, r.Saga, sagastore.Change{Outbox: []bus.Message{msg(id)}})
 					if errors.Is(err, sagastore.ErrConflict) {
 						mu.Lock()
 						conflicts++
@@ -232,23 +237,37 @@ func testConcurrent(t *testing.T, h Harness) {
 func testOutbox(t *testing.T, h Harness) {
 	ctx := context.Background()
 	s, _ := Saga("s1", "payments", "test", "2.0", t0)
-	rev, _ := h.Store.Create(ctx, s, sagastore.Change{Outbox: []bus.Message{msg("a"), msg("b")}})
-	if _, err := h.Store.Update(ctx, s, rev, sagastore.Change{Outbox: []bus.Message{msg("c")}}); err != nil {
+	created, _ := h.Store.Create(ctx, s, sagastore.Change{Outbox: []bus.Message{msg("a"), msg("b")}})
+	updated, err := h.Store.Update(ctx, created, s, sagastore.Change{Outbox: []bus.Message{msg("c")}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	r, _ := h.Store.Load(ctx, "s1")
-	if !slices.Equal(outboxIDs(r), []string{"a", "b", "c"}) {
-		t.Fatalf("pending %v", outboxIDs(r))
+	if !slices.Equal(outboxIDs(r), []string{"a", "b", "c"}) || !slices.Equal(outboxIDs(updated), outboxIDs(r)) {
+		t.Fatalf("pending %v, Update said %v", outboxIDs(r), outboxIDs(updated))
 	}
-	if err := h.Store.Sent(ctx, "s1", []string{"a", "c", "unknown"}); err != nil {
+	if err := h.Store.Sent(ctx, updated, []string{"a", "c", "unknown"}); err != nil {
 		t.Fatal(err)
 	}
 	r, _ = h.Store.Load(ctx, "s1")
 	if !slices.Equal(outboxIDs(r), []string{"b"}) {
 		t.Fatalf("pending after sent %v", outboxIDs(r))
 	}
-	if err := h.Store.Sent(ctx, "s1", []string{"a"}); err != nil {
+	if err := h.Store.Sent(ctx, r, []string{"a"}); err != nil {
 		t.Fatalf("marking twice: %v", err)
+	}
+	// Marked through a record the saga has moved on from: the store reads
+	// it again, and keeps what was added since.
+	s.Reason = "moved on"
+	if _, err := h.Store.Update(ctx, r, s, sagastore.Change{Outbox: []bus.Message{msg("d")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Store.Sent(ctx, r, []string{"b"}); err != nil {
+		t.Fatal(err)
+	}
+	r, _ = h.Store.Load(ctx, "s1")
+	if r.Saga.Reason != "moved on" || !slices.Equal(outboxIDs(r), []string{"d"}) {
+		t.Fatalf("after marking through a stale record: reason %q, pending %v", r.Saga.Reason, outboxIDs(r))
 	}
 }
 
@@ -305,7 +324,7 @@ func flush(t *testing.T, h Harness, id string) {
 		}
 		ids = append(ids, m.ID)
 	}
-	if err := h.Store.Sent(ctx, id, ids); err != nil {
+	if err := h.Store.Sent(ctx, r, ids); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -425,7 +444,7 @@ func testHistory(t *testing.T, h Harness) {
 	}
 	flush(t, h, "s1") // part of the log published, part still pending
 	r, _ := h.Store.Load(ctx, "s1")
-	if _, err := h.Store.Update(ctx, s, r.Revision, sagastore.Change{Audit: []sagastore.Entry{entry("s1", "res-a", sagastore.In, 2)}}); err != nil {
+	if _, err := h.Store.Update(ctx, r, s, sagastore.Change{Audit: []sagastore.Entry{entry("s1", "res-a", sagastore.In, 2)}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.Store.Record(ctx, []sagastore.Entry{entry("s1", "dup", sagastore.In, 0), entry("s1", "dup", sagastore.In, 0)}); err != nil {
@@ -486,14 +505,14 @@ func BenchTransition(b *testing.B, targets int, open func(testing.TB) Harness) {
 			s.Steps = append(s.Steps, st)
 		}
 	}
-	if _, err := h.Store.Create(ctx, s, sagastore.Change{}); err != nil {
+	r, err := h.Store.Create(ctx, s, sagastore.Change{})
+	if err != nil {
 		b.Fatal(err)
 	}
 	i := 0
 	for b.Loop() {
 		i++
-		r, err := h.Store.Load(ctx, "bench")
-		if err != nil {
+		if r, err = h.Store.Load(ctx, "bench"); err != nil {
 			b.Fatal(err)
 		}
 		next := r.Saga
@@ -503,21 +522,18 @@ func BenchTransition(b *testing.B, targets int, open func(testing.TB) Harness) {
 		ch := sagastore.Change{Outbox: []bus.Message{msg(id + "-cmd"), msg(id + "-evt")}, Audit: []sagastore.Entry{
 			entry("bench", id+"-in", sagastore.In, next.Seq), entry("bench", id+"-cmd", sagastore.Out, next.Seq),
 			entry("bench", id+"-evt", sagastore.Out, next.Seq)}}
-		if _, err := h.Store.Update(ctx, next, r.Revision, ch); err != nil {
-			b.Fatal(err)
-		}
-		flushed, err := h.Store.Load(ctx, "bench")
+		flushed, err := h.Store.Update(ctx, r, next, ch)
 		if err != nil {
 			b.Fatal(err)
 		}
 		var ids []string
 		for _, m := range flushed.Pending {
-			if err := bus.Send(ctx, h.JS, m); err != nil {
-				b.Fatal(err)
-			}
 			ids = append(ids, m.ID)
 		}
-		if err := h.Store.Sent(ctx, "bench", ids); err != nil {
+		if err := bus.SendAll(ctx, h.JS, flushed.Pending); err != nil {
+			b.Fatal(err)
+		}
+		if err := h.Store.Sent(ctx, flushed, ids); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -543,7 +559,7 @@ func testCountActive(t *testing.T, h Harness) {
 	if got := count(); len(got) != 0 {
 		t.Fatalf("an empty store counts %v", got)
 	}
-	revs := map[string]sagastore.Revision{}
+	revs := map[string]sagastore.Record{}
 	sagas := map[string]saga.Saga{}
 	for i, st := range []saga.State{saga.StatePrechecking, saga.StatePrechecking, saga.StateDeploying,
 		saga.StateSucceeded, saga.StateRolledBack, saga.StateAwaitingApproval} {
@@ -564,7 +580,7 @@ func testCountActive(t *testing.T, h Harness) {
 	for id, st := range map[string]saga.State{"s0": saga.StateBackingUp, "s2": saga.StateFailed} {
 		s := sagas[id]
 		s.State = st
-		if _, err := h.Store.Update(ctx, s, revs[id], sagastore.Change{}); err != nil {
+		if _, err := h.Store.Update(ctx, revs[id], s, sagastore.Change{}); err != nil {
 			t.Fatal(err)
 		}
 	}
