@@ -2,6 +2,8 @@ package bus_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,5 +79,61 @@ func TestScheduleIsNeverEarly(t *testing.T) {
 	got, err := events.Decode(msg.Data())
 	if err != nil || got.ID != "s1/timer/1" {
 		t.Fatalf("delivered %s: %v", msg.Data(), err)
+	}
+}
+
+// SendAll stores a burst in order, drops what a stream already has, keeps
+// a schedule a schedule, and says which message it could not send.
+func TestSendAllKeepsOrderAndIDs(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Start(t)
+	ctx := context.Background()
+	var msgs []bus.Message
+	for i := range 50 {
+		env, _ := events.New(fmt.Sprintf("e%d", i), events.TypeSaga, "test", "s1", 1, time.Now(), events.SagaEvent{Saga: "s1", Kind: "k", State: "s"})
+		m, err := bus.Encode(events.SagaSubject("s1", fmt.Sprintf("k%02d", i)), env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m)
+	}
+	due := time.Now().Add(time.Hour)
+	tenv, _ := events.New("s1/timer/1", events.TypeTimer, "test", "s1", 0, time.Now(), events.Timer{Saga: "s1", Due: due, N: 1})
+	timer, err := bus.Schedule(events.TimerScheduleSubject("s1", 1), events.TimerFireSubject("s1"), due, tenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sent twice, the second time with the first half again in front: the
+	// stream keeps one copy of each, in the first burst's order.
+	if err := bus.SendAll(ctx, js, append(msgs[:25:25], timer)); err != nil {
+		t.Fatal(err)
+	}
+	if err := bus.SendAll(ctx, js, msgs); err != nil {
+		t.Fatal(err)
+	}
+	got := natstest.ReadMsgs(t, js, events.StreamEvents, "upshift.evt.>")
+	if len(got) != len(msgs) {
+		t.Fatalf("%d messages stored, want %d", len(got), len(msgs))
+	}
+	for i, m := range got {
+		if m.Subject != msgs[i].Subject {
+			t.Fatalf("message %d on %s, want %s", i, m.Subject, msgs[i].Subject)
+		}
+	}
+	s, err := js.Stream(ctx, events.StreamTimers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := s.GetLastMsgForSubject(ctx, timer.Subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw.Header.Get(jetstream.ScheduleHeader) == "" || raw.Header.Get(jetstream.ScheduleTargetHeader) != timer.Target {
+		t.Fatalf("the timer lost its schedule: %v", raw.Header)
+	}
+	// A subject no stream takes: the error names the message.
+	bad := bus.Message{ID: "lost", Subject: "nowhere.at.all", Data: []byte(`{}`)}
+	if err := bus.SendAll(ctx, js, []bus.Message{msgs[0], bad, msgs[1]}); err == nil || !strings.Contains(err.Error(), "lost") {
+		t.Fatalf("a message no stream takes: %v", err)
 	}
 }
