@@ -61,7 +61,8 @@ var ErrDuplicateMessage = errors.New("outbox message id taken by another message
 
 // Store is a sagastore.Store over PostgreSQL.
 type Store struct {
-	pool *pgxpool.Pool
+	pool   *pgxpool.Pool
+	marker *marker
 }
 
 var _ sagastore.Store = (*Store)(nil)
@@ -108,11 +109,14 @@ func Open(ctx context.Context, databaseURL string, opts ...Option) (*Store, erro
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool}, nil
+	return &Store{pool: pool, marker: newMarker(pool)}, nil
 }
 
 // Close closes the connections.
-func (s *Store) Close() { s.pool.Close() }
+func (s *Store) Close() {
+	s.marker.close()
+	s.pool.Close()
+}
 
 // migrate applies the embedded migrations. The session lock is an advisory
 // lock held on the migrating connection: a coordinator that starts while

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"time"
 
@@ -48,7 +49,7 @@ func (s *Store) Create(ctx context.Context, sg saga.Saga, ch sagastore.Change) (
 		if err != nil {
 			return wrap(err, "create saga %s", sg.ID)
 		}
-		added, err = writeChange(ctx, tx, sg, ch)
+		added, err = writeChange(ctx, tx, nil, sg, ch)
 		return err
 	})
 	if err != nil {
@@ -84,7 +85,7 @@ func (s *Store) Update(ctx context.Context, from sagastore.Record, sg saga.Saga,
 		if err != nil {
 			return wrap(err, "update saga %s", sg.ID)
 		}
-		added, err = writeChange(ctx, tx, sg, ch)
+		added, err = writeChange(ctx, tx, from.Saga.Steps, sg, ch)
 		return err
 	})
 	if err != nil {
@@ -98,12 +99,14 @@ func (s *Store) Update(ctx context.Context, from sagastore.Record, sg saga.Saga,
 }
 
 // writeChange writes what goes with a saga row, in one round trip: its
-// steps, the change's audit entries and outbox messages. An outbox id
+// steps that are not as they were (the saga's row was at the revision
+// they are from, so its step rows are those), the change's audit entries
+// and outbox messages. An outbox id
 // already taken is fine if the stored message is the same one, and refused
 // otherwise. It returns the outbox messages it added: not those taken.
-func writeChange(ctx context.Context, tx pgx.Tx, sg saga.Saga, ch sagastore.Change) ([]bus.Message, error) {
+func writeChange(ctx context.Context, tx pgx.Tx, was []saga.Step, sg saga.Saga, ch sagastore.Change) ([]bus.Message, error) {
 	b := &pgx.Batch{}
-	if err := queueSteps(b, sg); err != nil {
+	if err := queueSteps(b, was, sg); err != nil {
 		return nil, err
 	}
 	queueAudit(b, ch.Audit)
@@ -138,12 +141,23 @@ func writeChange(ctx context.Context, tx pgx.Tx, sg saga.Saga, ch sagastore.Chan
 	return added, nil
 }
 
-// queueSteps mirrors the saga's steps: a step row is rewritten only when it
-// changed, and a step no longer in the saga is removed.
-func queueSteps(b *pgx.Batch, sg saga.Saga) error {
-	ids := make([]string, 0, len(sg.Steps))
+// queueSteps mirrors the saga's steps: only a step that is new or not as
+// it was is written (a transition changes one or a few; the statement's
+// own comparison leaves a row that is the same alone all the same), and a
+// step no longer in the saga is removed.
+func queueSteps(b *pgx.Batch, was []saga.Step, sg saga.Saga) error {
+	before := make(map[string]int, len(was))
+	for i, st := range was {
+		before[st.ID] = i
+	}
+	kept := 0
 	for i, st := range sg.Steps {
-		ids = append(ids, st.ID)
+		if j, ok := before[st.ID]; ok {
+			kept++
+			if j == i && reflect.DeepEqual(was[j], st) {
+				continue
+			}
+		}
 		output, err := optionalJSON(len(st.Output) > 0, st.Output)
 		if err != nil {
 			return fmt.Errorf("encode step %s: %w", st.ID, err)
@@ -157,7 +171,13 @@ func queueSteps(b *pgx.Batch, sg saga.Saga) error {
 			at(st.HeartbeatAt), at(st.FinishedAt), st.Done, string(st.Late), st.Progress, st.Reason, st.Error,
 			output, report)
 	}
-	b.Queue(`DELETE FROM saga_steps WHERE saga_id = $1 AND step_id <> ALL($2::text[])`, sg.ID, ids)
+	if kept < len(was) {
+		ids := make([]string, 0, len(sg.Steps))
+		for _, st := range sg.Steps {
+			ids = append(ids, st.ID)
+		}
+		b.Queue(`DELETE FROM saga_steps WHERE saga_id = $1 AND step_id <> ALL($2::text[])`, sg.ID, ids)
+	}
 	return nil
 }
 
@@ -196,21 +216,6 @@ func (s *Store) Record(ctx context.Context, entries []sagastore.Entry) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() })
 	if err != nil {
 		return wrap(err, "record audit of %s", entries[0].Saga)
-	}
-	return nil
-}
-
-// Sent implements sagastore.Store. Marking a message twice keeps the first
-// time it was marked.
-func (s *Store) Sent(ctx context.Context, rec sagastore.Record, msgIDs []string) error {
-	if len(msgIDs) == 0 {
-		return nil
-	}
-	id := rec.Saga.ID
-	_, err := s.pool.Exec(ctx, `UPDATE saga_outbox SET sent_at = now()
-		WHERE saga_id = $1 AND id = ANY($2) AND sent_at IS NULL`, id, msgIDs)
-	if err != nil {
-		return wrap(err, "mark outbox of %s sent", id)
 	}
 	return nil
 }
