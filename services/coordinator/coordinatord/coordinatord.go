@@ -69,7 +69,7 @@ func (s *Settings) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&e.Policy.ApprovalTimeout, "approval-timeout", orDuration(e.Policy.ApprovalTimeout, 24*time.Hour),
 		"how long a saga waits for an approval, unless its environment says")
 	if e.Concurrency == 0 {
-		e.Concurrency = 8
+		e.Concurrency = coordinator.DefaultConcurrency
 	}
 	fs.IntVar(&e.Concurrency, "concurrency", e.Concurrency, "inputs handled at once")
 	fs.DurationVar(&e.RelayInterval, "relay-interval", orDuration(e.RelayInterval, 15*time.Second),
