@@ -26,6 +26,7 @@
 package kvstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -434,14 +435,16 @@ func (s *Store) History(ctx context.Context, id string) ([]sagastore.Entry, erro
 	// anyone may publish on the subject, and one bad message must not hide
 	// the rest of the log.
 	add := func(data []byte, seq uint64, at time.Time) {
-		var e sagastore.Entry
-		if err := json.Unmarshal(data, &e); err != nil {
-			e = sagastore.Entry{ID: fmt.Sprintf("unreadable/%d", seq), Saga: id, At: at, Direction: sagastore.Unreadable,
-				Note: fmt.Sprintf("audit message %d cannot be decoded: %v", seq, err)}
+		entries, err := decodeAudit(data)
+		if err != nil {
+			entries = []sagastore.Entry{{ID: fmt.Sprintf("unreadable/%d", seq), Saga: id, At: at, Direction: sagastore.Unreadable,
+				Note: fmt.Sprintf("audit message %d cannot be decoded: %v", seq, err)}}
 		}
-		if !seen[e.ID] {
-			seen[e.ID] = true
-			out = append(out, e)
+		for _, e := range entries {
+			if !seen[e.ID] {
+				seen[e.ID] = true
+				out = append(out, e)
+			}
 		}
 	}
 	// An ephemeral consumer per call, removed once read: a dashboard polling
@@ -503,14 +506,60 @@ func (s *Store) History(ctx context.Context, id string) ([]sagastore.Entry, erro
 }
 
 // outbox turns a change into the messages the document keeps: the outbox,
-// then the audit entries bound for the AUDIT stream.
+// then the audit entries bound for the AUDIT stream, together in one
+// message (or a few, auditMessageBytes each at most): a transition's
+// entries are written and read together, and a message each would double
+// what a saga writes to JetStream. A message's id is its first entry's, so
+// an input recorded alone later (ignored as a duplicate) is dropped as a
+// duplicate of the message that recorded it first.
 func outbox(ch sagastore.Change) []bus.Message {
 	out := slices.Clone(ch.Outbox)
+	var batch []json.RawMessage
+	var first sagastore.Entry
+	size := 0
+	cut := func() {
+		if len(batch) == 0 {
+			return
+		}
+		b, _ := json.Marshal(batch) // raw entries always marshal
+		out = append(out, bus.Message{ID: "audit/" + first.ID, Subject: events.AuditSubject(first.Saga), Data: b})
+		batch, size = nil, 0
+	}
 	for _, e := range ch.Audit {
 		b, _ := json.Marshal(e) // an Entry always marshals
-		out = append(out, bus.Message{ID: "audit/" + e.ID, Subject: events.AuditSubject(e.Saga), Data: b})
+		if len(batch) > 0 && (size+len(b) > auditMessageBytes || e.Saga != first.Saga) {
+			cut()
+		}
+		if len(batch) == 0 {
+			first = e
+		}
+		batch, size = append(batch, b), size+len(b)
 	}
+	cut()
 	return out
+}
+
+// auditMessageBytes is the size past which a transition's audit entries
+// take another message: a transition that dispatches a batch of hundreds of
+// commands has an entry for each.
+const auditMessageBytes = 256 << 10
+
+// decodeAudit reads an audit message: the entries of one transition (a
+// JSON array), or one entry (as earlier versions wrote them, one a
+// message).
+func decodeAudit(data []byte) ([]sagastore.Entry, error) {
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] == '[' {
+		var entries []sagastore.Entry
+		if err := json.Unmarshal(data, &entries); err != nil {
+			return nil, err
+		}
+		return entries, nil
+	}
+	var e sagastore.Entry
+	if err := json.Unmarshal(data, &e); err != nil {
+		return nil, err
+	}
+	return []sagastore.Entry{e}, nil
 }
 
 // encode marshals a document that fits in a message, dropping the steps'

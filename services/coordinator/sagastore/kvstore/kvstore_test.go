@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upshift/upshift/pkg/bus"
 	"github.com/upshift/upshift/pkg/events"
 	"github.com/upshift/upshift/pkg/natsembed"
 	"github.com/upshift/upshift/pkg/natstest"
@@ -143,5 +144,88 @@ func TestJunkInTheAuditLogIsShownNotFatal(t *testing.T) {
 	if len(hist) != 3 || hist[0].ID != "in/before" || hist[1].Direction != sagastore.Unreadable || hist[2].ID != "in/after" ||
 		!strings.Contains(hist[1].Note, "cannot be decoded") {
 		t.Fatalf("history %q (%+v)", got, hist)
+	}
+}
+
+// A transition's audit entries travel as one message (a few when they are
+// many and large), and History reads them back one by one, with the
+// entries earlier versions wrote one a message.
+func TestATransitionsAuditEntriesAreOneMessage(t *testing.T) {
+	t.Parallel()
+	h := harness(t)
+	ctx := context.Background()
+	s, _ := storetest.Saga("s1", "payments", "test", "2.0", time.Now())
+	entry := func(id string, size int) sagastore.Entry {
+		return sagastore.Entry{ID: id, Saga: "s1", Seq: 1, Direction: sagastore.Out, Type: events.TypeCommand,
+			Event: json.RawMessage(`{"pad":"` + strings.Repeat("x", size) + `"}`)}
+	}
+	// An entry as an earlier version wrote it, alone in its message.
+	old, _ := json.Marshal(entry("in/old", 10))
+	if _, err := h.JS.Publish(ctx, events.AuditSubject("s1"), old); err != nil {
+		t.Fatal(err)
+	}
+	small := []sagastore.Entry{entry("in/req", 10), entry("out/a", 10), entry("out/b", 10)}
+	rec, err := h.Store.Create(ctx, s, sagastore.Change{Audit: small})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Pending) != 1 {
+		t.Fatalf("3 small entries pending as %d messages, want 1", len(rec.Pending))
+	}
+	// Ten entries of 100 KiB: over the message size, cut in several.
+	var big []sagastore.Entry
+	for i := range 10 {
+		big = append(big, entry(fmt.Sprintf("out/big%d", i), 100<<10))
+	}
+	s.Seq++
+	rec, err = h.Store.Update(ctx, rec, s, sagastore.Change{Audit: big})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rec.Pending); n < 1+4 || n > 1+6 {
+		t.Fatalf("1 + 10 entries of 100 KiB pending as %d messages", n)
+	}
+	var ids []string
+	for _, m := range rec.Pending {
+		ids = append(ids, m.ID)
+		if len(m.Data) > 512<<10 {
+			t.Fatalf("message %s of %d bytes", m.ID, len(m.Data))
+		}
+		if err := bus.Send(ctx, h.JS, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.Store.Sent(ctx, rec, ids); err != nil {
+		t.Fatal(err)
+	}
+	// Recorded again alone (an input ignored as a duplicate): dropped.
+	if err := h.Store.Record(ctx, []sagastore.Entry{entry("in/req", 10)}); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := h.JS.Stream(ctx, events.StreamAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := int(info.State.Msgs); got != 1+len(rec.Pending) {
+		t.Fatalf("%d messages in AUDIT, want %d", got, 1+len(rec.Pending))
+	}
+	hist, err := h.Store.History(ctx, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range hist {
+		got = append(got, e.ID)
+	}
+	want := []string{"in/old", "in/req", "out/a", "out/b"}
+	for i := range 10 {
+		want = append(want, fmt.Sprintf("out/big%d", i))
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("history %v, want %v", got, want)
 	}
 }
