@@ -132,3 +132,89 @@ func TestEntriesOfADeadProcessExpire(t *testing.T) {
 		t.Fatal("the live process's entry expired despite its heartbeat")
 	}
 }
+
+// A view follows announcements and withdrawals as they come, counts an
+// entry only while it is younger than the TTL, lists what List lists, and
+// says nothing once it stops following.
+func TestViewFollowsTheRegistry(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Start(t)
+	ctx := context.Background()
+	kv, ttl, err := streams.EnsureTargets(ctx, js, streams.Config{TargetsTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "before.deploy.x", []byte(`{"target":"before","service":"deploy","instance":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	viewCtx, stopView := context.WithCancel(ctx)
+	defer stopView()
+	v, err := fleet.Follow(viewCtx, kv, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := fleet.NewAnnouncer(kv, ttl, func() []fleet.Entry {
+		return []fleet.Entry{{Target: "web-1", Service: "deploy", Instance: "a", Labels: map[string]string{"role": "web"}},
+			{Target: "web-1", Service: "verify", Instance: "a"}}
+	}, testlog.New(t))
+	if err := a.Announce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "junk.deploy.x", []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, natstest.Patience, "the view to see web-1", func() bool {
+		return v.Served("web-1", "deploy", time.Now())
+	})
+	for _, tc := range []struct {
+		target, service string
+		at              time.Time
+		want            bool
+	}{
+		{"before", "deploy", time.Now(), true}, // there before the view began
+		{"web-1", "verify", time.Now(), true},
+		{"web-1", "backup", time.Now(), false},
+		{"junk", "deploy", time.Now(), false},
+		{"web-1", "deploy", time.Now().Add(ttl), false}, // expired by then
+	} {
+		if got := v.Served(tc.target, tc.service, tc.at); got != tc.want {
+			t.Errorf("served %s %s at %s: %v, want %v", tc.target, tc.service, tc.at.Format(time.TimeOnly), got, tc.want)
+		}
+	}
+	listed, err := fleet.List(ctx, kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	viewed, ok := v.Listing(time.Now())
+	if !ok {
+		t.Fatal("a following view has no listing")
+	}
+	key := func(l fleet.Listing) (out []string) {
+		for _, e := range l.Entries {
+			out = append(out, e.Key())
+		}
+		return out
+	}
+	if !slices.Equal(key(viewed), key(listed)) {
+		t.Fatalf("view lists %v, the registry %v", key(viewed), key(listed))
+	}
+	if l, _ := v.Listing(time.Now().Add(ttl)); len(l.Entries) != 0 {
+		t.Fatalf("a TTL later the view lists %v", key(l))
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(runCtx) }()
+	stop() // a graceful stop withdraws web-1
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, natstest.Patience, "the view to see web-1 withdrawn", func() bool {
+		return !v.Served("web-1", "deploy", time.Now())
+	})
+	stopView()
+	natstest.Eventually(t, natstest.Patience, "the view to stop following", func() bool {
+		_, ok := v.Listing(time.Now())
+		return !ok && !v.Served("before", "deploy", time.Now())
+	})
+}

@@ -31,6 +31,7 @@ import (
 
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/fleet"
 	"github.com/upshift/upshift/pkg/streams"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
@@ -152,6 +153,14 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		return err
 	}
 	c.registry, c.engine.registry, c.engine.ttl = registry, registry, ttl
+	// A view of the registry spares most requests and commands a listing
+	// of it (a consumer made and removed on the server each). Without one,
+	// every check asks the registry.
+	if view, err := fleet.Follow(ctx, registry, ttl); err != nil {
+		c.log.Warn("the registry of targets will be listed at every check", "err", err)
+	} else {
+		c.engine.view = view
+	}
 	mk := func(name, stream string, filters []string, h consumer.Handler) *consumer.Runner {
 		cc := c.cfg.Consumer
 		cc.Stream, cc.Name, cc.Filters, cc.Concurrency = stream, name, filters, c.cfg.Concurrency

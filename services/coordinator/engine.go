@@ -14,6 +14,7 @@ import (
 	"github.com/upshift/upshift/pkg/bus"
 	"github.com/upshift/upshift/pkg/consumer"
 	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/fleet"
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
@@ -35,6 +36,9 @@ type engine struct {
 	// handled; ttl its entries' life.
 	registry jetstream.KeyValue
 	ttl      time.Duration
+	// view follows the registry in memory, if it could be started: a
+	// target it has as served is, without asking the registry.
+	view *fleet.View
 }
 
 // maxConflicts bounds the reload-and-retry loop on one input.

@@ -23,6 +23,15 @@ import (
 // announces would sit in the work queue until its phase's deadline, so the
 // request is refused at once instead, saying what is missing.
 func (c *Coordinator) served(ctx context.Context, req *spec.Request) ([]string, error) {
+	// The view of the registry is believed when every target is served;
+	// anything missing is asked of the registry itself.
+	if l, ok := c.engine.view.Listing(c.engine.now()); ok {
+		orig := *req
+		if len(check(l, req)) == 0 {
+			return nil, nil
+		}
+		*req = orig
+	}
 	// A listing that starts while an entry is being refreshed can miss
 	// it (fleet.Served): missing targets are only believed when the
 	// registry says so again, a moment later.
@@ -48,18 +57,25 @@ func (c *Coordinator) servedOnce(ctx context.Context, req *spec.Request) ([]stri
 	if err != nil {
 		return nil, err
 	}
+	return check(l, req), nil
+}
+
+// check resolves req's selector, if it has one, against the listing l,
+// and names the targets of req that no instance of some phase serves in
+// it.
+func check(l fleet.Listing, req *spec.Request) []string {
 	if req.Spec.Selector != "" {
 		sel, err := labels.ParseSelector(req.Spec.Selector)
 		if err != nil {
-			return []string{err.Error()}, nil
+			return []string{err.Error()}
 		}
 		chosen := l.Select(sel).Targets()
 		switch {
 		case len(chosen) == 0:
 			return []string{fmt.Sprintf("selector %q matches no target in the registry of targets (%d announced): see `upshift targets`",
-				req.Spec.Selector, len(l.Targets()))}, nil
+				req.Spec.Selector, len(l.Targets()))}
 		case len(chosen) > spec.MaxTargets:
-			return []string{fmt.Sprintf("selector %q matches %d targets, limit %d", req.Spec.Selector, len(chosen), spec.MaxTargets)}, nil
+			return []string{fmt.Sprintf("selector %q matches %d targets, limit %d", req.Spec.Selector, len(chosen), spec.MaxTargets)}
 		}
 		// Recorded in the saga: its batches are cut from this list, and
 		// targets announced later are not added.
@@ -82,7 +98,7 @@ func (c *Coordinator) servedOnce(ctx context.Context, req *spec.Request) ([]stri
 			problems = append(problems, fmt.Sprintf("no service serves target %q: %s", t, strings.Join(missing, ", ")))
 		}
 	}
-	return problems, nil
+	return problems
 }
 
 // Targets lists the registry of targets, those sel chooses if it is set.
@@ -113,6 +129,9 @@ func (e *engine) refusal(ctx context.Context, registry jetstream.KeyValue, m bus
 	}
 	var cmd events.Command
 	if err := events.Open(env, events.TypeCommand, &cmd); err != nil {
+		return nil, nil
+	}
+	if e.view.Served(cmd.Target, string(cmd.Phase), e.now()) {
 		return nil, nil
 	}
 	if ok, err := fleet.Served(ctx, registry, cmd.Target, string(cmd.Phase)); err != nil || ok {
