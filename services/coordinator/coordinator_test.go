@@ -300,6 +300,10 @@ func TestCoordinatorRestartedMidSagaFinishesIt(t *testing.T) {
 	t.Parallel()
 	forEachStore(t, func(t *testing.T, open storeOpener) {
 		w := newWorldOn(t, open, "a", "b")
+		// A deploy that lasts seconds: the saga is seen deploying, not
+		// only already past it (a fast coordinator went through every
+		// state between two polls).
+		w.on("deploy.apply.a", "slow-once")
 		_, stop := w.coordinator("c1")
 		id := w.submit(request("test", "a", "b"))
 		w.wait(id, natstest.Patience, saga.StateDeploying)
