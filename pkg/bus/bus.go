@@ -103,14 +103,30 @@ func SendAll(ctx context.Context, js jetstream.JetStream, msgs []Message) error 
 		}
 		acks[i] = ack
 	}
+	// An ack that does not come (a publish lost while a stream changes its
+	// leader) would hold the caller for ever: after AckWait, what is not
+	// acknowledged yet is sent again, one at a time.
+	late := time.NewTimer(AckWait)
+	defer late.Stop()
+	waiting := true
 	for i, ack := range acks {
-		if ack != nil {
+		switch {
+		case ack == nil:
+		case waiting:
 			select {
 			case <-ack.Ok():
 				continue
 			case <-ack.Err():
+			case <-late.C:
+				waiting = false
 			case <-ctx.Done():
 				return fmt.Errorf("publish %s to %s: %w", msgs[i].ID, msgs[i].Subject, ctx.Err())
+			}
+		default:
+			select {
+			case <-ack.Ok():
+				continue
+			default:
 			}
 		}
 		if err := Send(ctx, js, msgs[i]); err != nil {
@@ -119,6 +135,10 @@ func SendAll(ctx context.Context, js jetstream.JetStream, msgs []Message) error 
 	}
 	return nil
 }
+
+// AckWait bounds how long SendAll waits for the acks of a burst, as the
+// client bounds a single publish by default.
+var AckWait = 5 * time.Second
 
 // ErrCodeDuplicateInProcess is JetStream's "duplicate message id is in
 // process": a publish with the id of another that a replicated stream has

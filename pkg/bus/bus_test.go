@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/upshift/upshift/pkg/bus"
@@ -135,5 +136,38 @@ func TestSendAllKeepsOrderAndIDs(t *testing.T) {
 	bad := bus.Message{ID: "lost", Subject: "nowhere.at.all", Data: []byte(`{}`)}
 	if err := bus.SendAll(ctx, js, []bus.Message{msgs[0], bad, msgs[1]}); err == nil || !strings.Contains(err.Error(), "lost") {
 		t.Fatalf("a message no stream takes: %v", err)
+	}
+}
+
+// An ack that never comes does not hold SendAll: past bus.AckWait the
+// message is sent again alone, and that publish fails in its own time.
+// Not parallel: it sets bus.AckWait.
+func TestSendAllDoesNotWaitForeverForAnAck(t *testing.T) {
+	srv, js := natstest.Start(t)
+	nc, _ := natstest.Connect(t, srv)
+	// Something answers the subject, so no "no responders", but never acks.
+	if _, err := nc.Subscribe("silent.>", func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	defer func(d time.Duration) { bus.AckWait = d }(bus.AckWait)
+	bus.AckWait = 300 * time.Millisecond
+	// A caller without a deadline, as a handler is: SendAll must give up by
+	// itself (AckWait, then the client's own 5 s for the publish sent again).
+	ctx := context.Background()
+	m := func(id, subject string) bus.Message { return bus.Message{ID: id, Subject: subject, Data: []byte(`{}`)} }
+	start := time.Now()
+	err := bus.SendAll(ctx, js, []bus.Message{m("a", events.SagaSubject("s1", "a")), m("b", "silent.b"), m("c", events.SagaSubject("s1", "c"))})
+	if err == nil || !strings.Contains(err.Error(), "silent.b") {
+		t.Fatalf("a publish never acknowledged: %v", err)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Fatalf("SendAll took %s", took)
+	}
+	// Published together, the message after it is stored too.
+	if n := len(natstest.Read(t, js, events.StreamEvents, "upshift.evt.>")); n != 2 {
+		t.Fatalf("%d messages stored around the one not acknowledged, want 2", n)
 	}
 }
