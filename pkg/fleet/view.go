@@ -4,7 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,8 +32,9 @@ type View struct {
 }
 
 type viewed struct {
-	e  Entry
-	at time.Time
+	key string
+	e   Entry
+	at  time.Time
 }
 
 // Follow starts a view of kv, whose keys live ttl; it follows until ctx
@@ -86,7 +88,7 @@ func (v *View) apply(kve jetstream.KeyValueEntry) {
 	if err := json.Unmarshal(kve.Value(), &e); err != nil || e.Target == "" || e.Service == "" {
 		return // unreadable: only a listing of the registry names those
 	}
-	v.entries[key] = viewed{e: e, at: kve.Created()}
+	v.entries[key] = viewed{key: key, e: e, at: kve.Created()}
 	ts := e.Target + "." + e.Service
 	if v.byService[ts] == nil {
 		v.byService[ts] = map[string]time.Time{}
@@ -125,12 +127,18 @@ func (v *View) Listing(now time.Time) (Listing, bool) {
 	if !v.following {
 		return Listing{}, false
 	}
-	out := Listing{Entries: make([]Entry, 0, len(v.entries))}
+	live := make([]viewed, 0, len(v.entries))
 	for _, x := range v.entries {
 		if now.Sub(x.at) < v.ttl {
-			out.Entries = append(out.Entries, x.e)
+			live = append(live, x)
 		}
 	}
-	sort.Slice(out.Entries, func(i, j int) bool { return out.Entries[i].Key() < out.Entries[j].Key() })
+	// By the key it is stored under, which is its Key (cheaper to sort by
+	// than to make again at each comparison).
+	slices.SortFunc(live, func(a, b viewed) int { return strings.Compare(a.key, b.key) })
+	out := Listing{Entries: make([]Entry, 0, len(live))}
+	for _, x := range live {
+		out.Entries = append(out.Entries, x.e)
+	}
 	return out, true
 }

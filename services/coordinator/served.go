@@ -25,12 +25,8 @@ import (
 func (c *Coordinator) served(ctx context.Context, req *spec.Request) ([]string, error) {
 	// The view of the registry is believed when every target is served;
 	// anything missing is asked of the registry itself.
-	if l, ok := c.engine.view.Listing(c.engine.now()); ok {
-		orig := *req
-		if len(check(l, req)) == 0 {
-			return nil, nil
-		}
-		*req = orig
+	if c.viewServes(req) {
+		return nil, nil
 	}
 	// A listing that starts while an entry is being refreshed can miss
 	// it (fleet.Served): missing targets are only believed when the
@@ -50,6 +46,32 @@ func (c *Coordinator) served(ctx context.Context, req *spec.Request) ([]string, 
 		case <-time.After(fleet.RetryPause):
 		}
 	}
+}
+
+// viewServes reports whether the view of the registry has every target of
+// req served for every phase, the selector's targets resolved in it first.
+func (c *Coordinator) viewServes(req *spec.Request) bool {
+	view, now := c.engine.view, c.engine.now()
+	if req.Spec.Selector == "" {
+		for _, t := range req.Spec.Targets {
+			for _, p := range events.Phases {
+				if !view.Served(t, string(p), now) {
+					return false
+				}
+			}
+		}
+		return len(req.Spec.Targets) > 0
+	}
+	l, ok := view.Listing(now)
+	if !ok {
+		return false
+	}
+	orig := *req
+	if len(check(l, req)) > 0 {
+		*req = orig
+		return false
+	}
+	return true
 }
 
 func (c *Coordinator) servedOnce(ctx context.Context, req *spec.Request) ([]string, error) {
