@@ -33,14 +33,15 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 ## bench: every benchmark; the saga benchmarks through bench-sagas, not per b.N iteration
-SAGA_BENCHES := ^Benchmark(Sagas|JetStreamBound)$$
+SAGA_BENCHES := ^Benchmark(Sagas|SagasInFlight|JetStreamBound)$$
 bench:
 	$(GO) test -run='^$$' -bench=. -skip='$(SAGA_BENCHES)' -benchmem $(PKGS)
 	$(MAKE) bench-sagas
 
 ## bench-sagas: one-target sagas per second at 1, 16 and 256 in flight on each store, report-to-next latency,
 ## heap per saga in flight, JetStream writes per saga and the JetStream bound (docs/architecture.md, Performance);
-## BENCHTIME (default 2s) is per case, each runs at least twice as many sagas as it keeps in flight
+## BENCHTIME (default 2s) is per case, each runs at least twice as many sagas as it keeps in flight; then the heap per
+## saga held in flight, 2,000 of them (UPSHIFT_BENCH_IN_FLIGHT=10000 for more, UPSHIFT_BENCH_HEAP_DIR for a heap profile)
 BENCHTIME ?= 2s
 bench-sagas:
 	$(GO) test -run='^$$' -bench='$(SAGA_BENCHES)' -benchtime=$(BENCHTIME) -timeout 30m ./services/coordinator/

@@ -3,8 +3,12 @@ package coordinator_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -373,6 +377,68 @@ func BenchmarkJetStreamBound(b *testing.B) {
 			}
 			wg.Wait()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "acks/s")
+		})
+	}
+}
+
+// BenchmarkSagasInFlight holds many one-target sagas in flight at once
+// (every precheck hangs, so each saga waits in prechecking), on each store,
+// and reports the heap grown per saga held: heap in use after a GC once
+// every saga is stored in prechecking, less the heap before the first
+// submit, divided by the sagas. The coordinator keeps nothing of a saga
+// between its inputs (it loads the saga from the store for each), so what
+// grows is mostly the embedded server's (buckets, streams, the commands
+// waiting in COMMANDS), the phase services' and the benchmark's own: an
+// upper bound of the coordinator's share. UPSHIFT_BENCH_IN_FLIGHT sets how
+// many sagas (default 2,000; 10,000 for the issue's figure);
+// UPSHIFT_BENCH_HEAP_DIR, a folder for a heap profile taken then. Run once
+// whatever b.N; nothing is asserted.
+func BenchmarkSagasInFlight(b *testing.B) {
+	n := 2000
+	if v := os.Getenv("UPSHIFT_BENCH_IN_FLIGHT"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
+			b.Fatalf("UPSHIFT_BENCH_IN_FLIGHT=%q: want a positive number of sagas", v)
+		}
+	}
+	for _, store := range stores {
+		b.Run("store="+store.name, func(b *testing.B) {
+			w := newWorldOn(b, store.open, benchTargets...)
+			for _, t := range benchTargets {
+				w.on("precheck.check."+t, "hang")
+			}
+			w.coordinator("c0")
+			ctx := context.Background()
+			idle := heapInUse()
+			b.ResetTimer()
+			start := time.Now()
+			for i := range n {
+				r := request("test", benchTargets[i%len(benchTargets)])
+				long := sec(3600)
+				r.Spec.Timeouts = spec.Timeouts{Precheck: long, Backup: long, Deploy: long, Verify: long, Rollback: long}
+				w.submit(r)
+			}
+			natstest.Eventually(b, 10*time.Minute, fmt.Sprintf("%d sagas prechecking", n), func() bool {
+				counts, err := w.store.CountActive(ctx)
+				return err == nil && counts[saga.StatePrechecking] >= n
+			})
+			elapsed := time.Since(start)
+			b.StopTimer()
+			held := heapInUse()
+			b.ReportMetric(float64(held-idle)/float64(n), "heap-B/saga-in-flight")
+			b.ReportMetric(float64(n)/elapsed.Seconds(), "accepted/s")
+			b.Logf("%d sagas in flight: heap %.1f MiB over idle", n, float64(held-idle)/(1<<20))
+			// Where that heap is, for `go tool pprof -sample_index=inuse_space`.
+			if dir := os.Getenv("UPSHIFT_BENCH_HEAP_DIR"); dir != "" {
+				f, err := os.Create(filepath.Join(dir, "in-flight-"+store.name+".heap"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer f.Close()
+				if err := pprof.WriteHeapProfile(f); err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 	}
 }
