@@ -38,13 +38,15 @@ import (
 
 // DefaultConcurrency is how many inputs an instance handles at once by
 // default. A transition mostly waits (for the store, then for the acks of
-// its outbox), so more of them at once is more sagas per second until the
-// CPU is busy: on the 2-core development machine, one-target sagas on KV
-// went from about 100 to 120 per second at 16 in flight and from 100 to
-// 155 at 256 when this went from 8 to 64 (make bench-sagas, one run each).
-// Two inputs of one saga handled at once still make one transition after
-// the other: the second's compare-and-set fails, and it reloads.
-const DefaultConcurrency = 64
+// its outbox), so more at once is more sagas per second until the CPU is
+// busy: at 64, one-target sagas on KV ran about 1.25 to 1.5 times faster on
+// the 2-core development machine (make bench-sagas). But with 64, on that
+// machine with its CPU starved (the race detector and three busy loops
+// beside), TestClusterLosesANode and TestThreeCoordinators saw a step
+// executed twice (two deliveries of one command handled at the same
+// moment), which they never did at 8 under the same load; not yet
+// understood, so the default stays 8. --concurrency raises it.
+const DefaultConcurrency = 8
 
 // Config of a coordinator instance.
 type Config struct {
