@@ -41,7 +41,9 @@ func (f *fence) use(s jetstream.Stream) {
 	f.stream = s
 }
 
-// hold registers a message of key; release must be called once.
+// hold registers a message of key, behind every message of key held here
+// before it in the stream and every earlier copy of it; release must be
+// called once.
 func (f *fence) hold(key string, seq uint64) *holder {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -50,7 +52,16 @@ func (f *fence) hold(key string, seq uint64) *holder {
 	}
 	h := &holder{seq: seq, wake: make(chan struct{}, 1)}
 	hs := f.held[key]
-	i, _ := slices.BinarySearchFunc(hs, seq, func(x *holder, s uint64) int { return cmp.Compare(x.seq, s) })
+	// After any holder of the same message: a redelivery of a message
+	// running here (its ack wait passed while a leader changed, say) waits
+	// for that copy to be settled, then finds it done. Before it, the two
+	// would run at once.
+	i, _ := slices.BinarySearchFunc(hs, seq, func(x *holder, s uint64) int {
+		if x.seq == s {
+			return -1
+		}
+		return cmp.Compare(x.seq, s)
+	})
 	f.held[key] = slices.Insert(hs, i, h)
 	return h
 }
