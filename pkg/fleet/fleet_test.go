@@ -212,6 +212,18 @@ func TestViewFollowsTheRegistry(t *testing.T) {
 	natstest.Eventually(t, natstest.Patience, "the view to see web-1 withdrawn", func() bool {
 		return !v.Served("web-1", "deploy", time.Now())
 	})
+	// Long expired, an entry is forgotten (the server says nothing of an
+	// expired key), and written again it comes back.
+	v.Listing(time.Now().Add(3 * ttl))
+	if v.Served("before", "deploy", time.Now()) {
+		t.Fatal("an entry long expired is still in the view")
+	}
+	if _, err := kv.Put(ctx, "before.deploy.x", []byte(`{"target":"before","service":"deploy","instance":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, natstest.Patience, "the view to see before written again", func() bool {
+		return v.Served("before", "deploy", time.Now())
+	})
 	stopView()
 	natstest.Eventually(t, natstest.Patience, "the view to stop following", func() bool {
 		_, ok := v.Listing(time.Now())

@@ -26,9 +26,9 @@ type View struct {
 	ttl time.Duration
 
 	mu        sync.Mutex
-	following bool                            // caught up, and the watcher still runs
-	entries   map[string]viewed               // by key
-	byService map[string]map[string]time.Time // target.service -> key -> when written
+	following bool                           // caught up, and the watcher still runs
+	entries   map[string]viewed              // by key
+	byService map[string]map[string]struct{} // target.service -> its keys
 }
 
 type viewed struct {
@@ -44,7 +44,7 @@ func Follow(ctx context.Context, kv jetstream.KeyValue, ttl time.Duration) (*Vie
 	if err != nil {
 		return nil, fmt.Errorf("follow the registry of targets: %w", err)
 	}
-	v := &View{ttl: ttl, entries: map[string]viewed{}, byService: map[string]map[string]time.Time{}}
+	v := &View{ttl: ttl, entries: map[string]viewed{}, byService: map[string]map[string]struct{}{}}
 	go v.follow(ctx, w)
 	return v, nil
 }
@@ -77,10 +77,7 @@ func (v *View) apply(kve jetstream.KeyValueEntry) {
 		return
 	}
 	key := kve.Key()
-	if old, ok := v.entries[key]; ok {
-		delete(v.entries, key)
-		delete(v.byService[old.e.Target+"."+old.e.Service], key)
-	}
+	v.forget(key)
 	if kve.Operation() != jetstream.KeyValuePut {
 		return
 	}
@@ -91,9 +88,23 @@ func (v *View) apply(kve jetstream.KeyValueEntry) {
 	v.entries[key] = viewed{key: key, e: e, at: kve.Created()}
 	ts := e.Target + "." + e.Service
 	if v.byService[ts] == nil {
-		v.byService[ts] = map[string]time.Time{}
+		v.byService[ts] = map[string]struct{}{}
 	}
-	v.byService[ts][key] = kve.Created()
+	v.byService[ts][key] = struct{}{}
+}
+
+// forget drops the entry under key, if any. v.mu is held.
+func (v *View) forget(key string) {
+	old, ok := v.entries[key]
+	if !ok {
+		return
+	}
+	delete(v.entries, key)
+	ts := old.e.Target + "." + old.e.Service
+	delete(v.byService[ts], key)
+	if len(v.byService[ts]) == 0 {
+		delete(v.byService, ts)
+	}
 }
 
 // Served reports whether the view, at now, has a live entry of target for
@@ -107,8 +118,8 @@ func (v *View) Served(target, service string, now time.Time) bool {
 	if !v.following {
 		return false
 	}
-	for _, at := range v.byService[target+"."+service] {
-		if now.Sub(at) < v.ttl {
+	for key := range v.byService[target+"."+service] {
+		if now.Sub(v.entries[key].at) < v.ttl {
 			return true
 		}
 	}
@@ -128,9 +139,15 @@ func (v *View) Listing(now time.Time) (Listing, bool) {
 		return Listing{}, false
 	}
 	live := make([]viewed, 0, len(v.entries))
-	for _, x := range v.entries {
-		if now.Sub(x.at) < v.ttl {
+	for key, x := range v.entries {
+		switch {
+		case now.Sub(x.at) < v.ttl:
 			live = append(live, x)
+		case now.Sub(x.at) > 2*v.ttl:
+			// Long expired, and the server said nothing: forgotten, or
+			// the view of a fleet whose targets come and go would only
+			// grow. Written again, it comes back through the watcher.
+			v.forget(key)
 		}
 	}
 	// By the key it is stored under, which is its Key (cheaper to sort by
