@@ -142,11 +142,24 @@ func TestUIInABrowser(t *testing.T) {
 		t.Fatalf("confirmations %+v", cs)
 	}
 
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#report`)), chromedp.WaitVisible(chromedp.CSS(`h1`))); err != nil {
+	// The saga's page has an h1 too: wait for the report's address, then
+	// read its heading in one evaluation (a node found on the page being
+	// left is gone by the time its text is asked for).
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#report`))); err != nil {
 		t.Fatalf("open the report: %v", err)
 	}
-	if h := text(ctx, t, `h1`); !strings.Contains(strings.ToLower(h), "report") {
-		t.Fatalf("the report's heading: %q", h)
+	var heading string
+	natstest.Eventually(t, natstest.Patience, "the report's heading", func() bool {
+		loc, err := chromedp.Run(ctx, chromedp.Location())
+		if err != nil || loc != base+"/ui/sagas/"+id+"/report" {
+			return false
+		}
+		h, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector("h1") || {}).textContent || ""`))
+		heading = h
+		return err == nil && h != ""
+	})
+	if !strings.Contains(strings.ToLower(heading), "report") {
+		t.Fatalf("the report's heading: %q", heading)
 	}
 }
 
