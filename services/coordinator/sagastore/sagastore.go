@@ -131,6 +131,11 @@ func (e Entry) SagaEvent() (env events.Envelope, ev events.SagaEvent, ok bool, e
 type Change struct {
 	Outbox []bus.Message
 	Audit  []Entry
+	// Sent are ids of the saga's pending messages already published: an
+	// Update marks them sent with the change, as Sent would, so that a
+	// flush's mark costs no write of its own when the saga's next input
+	// comes soon. Ids not pending are no error.
+	Sent []string
 }
 
 // Record is a stored saga, its revision and its outbox messages not yet
@@ -231,7 +236,7 @@ type Store interface {
 	// of from, the record s was made from (as Load, Create or Update
 	// returned it); ErrConflict otherwise, and nothing is written. It
 	// returns the saga as stored, with what it has pending: from's pending
-	// messages, then the change's.
+	// messages less the change's Sent, then the change's outbox.
 	Update(ctx context.Context, from Record, s saga.Saga, ch Change) (Record, error)
 	// Record appends audit entries that change no saga (an ignored input).
 	Record(ctx context.Context, entries []Entry) error

@@ -168,12 +168,20 @@ func (s *Store) Update(ctx context.Context, from sagastore.Record, sg saga.Saga,
 	if from.Archived {
 		return s.revive(ctx, from, sg, ch)
 	}
-	d := document{Saga: sg, Pending: append(slices.Clip(from.Pending), outbox(ch)...)}
+	d := document{Saga: sg, Pending: append(unsent(from.Pending, ch.Sent), outbox(ch)...)}
 	rev, err := s.put(ctx, d, from.Revision)
 	if err != nil {
 		return sagastore.Record{}, err
 	}
 	return record(d, rev, false), nil
+}
+
+// unsent is pending less the messages named sent, in a slice of its own.
+func unsent(pending []bus.Message, sent []string) []bus.Message {
+	if len(sent) == 0 {
+		return slices.Clip(pending)
+	}
+	return slices.DeleteFunc(slices.Clone(pending), func(m bus.Message) bool { return slices.Contains(sent, m.ID) })
 }
 
 // revive updates an archived saga, loaded at from's revision from the
@@ -196,7 +204,7 @@ func (s *Store) revive(ctx context.Context, from sagastore.Record, sg saga.Saga,
 	if cur != from.Revision {
 		return sagastore.Record{}, fmt.Errorf("update archived saga %s at revision %d (now %d): %w", sg.ID, from.Revision, cur, sagastore.ErrConflict)
 	}
-	d = document{Saga: sg, Pending: append(d.Pending, outbox(ch)...)}
+	d = document{Saga: sg, Pending: append(unsent(d.Pending, ch.Sent), outbox(ch)...)}
 	b, err := s.encode(d)
 	if err != nil {
 		return sagastore.Record{}, err

@@ -94,8 +94,12 @@ func (s *Store) Update(ctx context.Context, from sagastore.Record, sg saga.Saga,
 	// The row was at from's revision, so from's pending messages were the
 	// unsent ones then (a flush may have sent some since: sent again, they
 	// are dropped as duplicates).
+	pending := slices.Clip(from.Pending)
+	if len(ch.Sent) > 0 {
+		pending = slices.DeleteFunc(slices.Clone(pending), func(m bus.Message) bool { return slices.Contains(ch.Sent, m.ID) })
+	}
 	return sagastore.Record{Saga: sg, Revision: sagastore.Revision(next),
-		Pending: append(slices.Clip(from.Pending), added...)}, nil
+		Pending: append(pending, added...)}, nil
 }
 
 // writeChange writes what goes with a saga row, in one round trip: its
@@ -110,6 +114,12 @@ func writeChange(ctx context.Context, tx pgx.Tx, was []saga.Step, sg saga.Saga, 
 		return nil, err
 	}
 	queueAudit(b, ch.Audit)
+	if len(ch.Sent) > 0 {
+		// Ids are the outbox's key; sorted, so rows are locked in the
+		// order the marker's statements lock them.
+		ids := slices.Sorted(slices.Values(ch.Sent))
+		b.Queue(`UPDATE saga_outbox SET sent_at = now() WHERE id = ANY($1) AND saga_id = $2 AND sent_at IS NULL`, ids, sg.ID)
+	}
 	var added, taken []bus.Message
 	for _, m := range ch.Outbox {
 		b.Queue(`INSERT INTO saga_outbox (id, saga_id, subject, data, schedule_at, schedule_target)

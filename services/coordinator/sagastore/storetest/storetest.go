@@ -269,6 +269,35 @@ func testOutbox(t *testing.T, h Harness) {
 	if r.Saga.Reason != "moved on" || !slices.Equal(outboxIDs(r), []string{"d"}) {
 		t.Fatalf("after marking through a stale record: reason %q, pending %v", r.Saga.Reason, outboxIDs(r))
 	}
+	// Marked with the next change: gone from what it returns, what a load
+	// finds and what the relay lists; the others kept, in order.
+	if _, err := h.Store.Update(ctx, r, s, sagastore.Change{Outbox: []bus.Message{msg("e"), msg("f")}}); err != nil {
+		t.Fatal(err)
+	}
+	r, _ = h.Store.Load(ctx, "s1")
+	s.Reason = "marked with a change"
+	updated, err = h.Store.Update(ctx, r, s, sagastore.Change{Outbox: []bus.Message{msg("g")}, Sent: []string{"e", "d", "unknown"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ = h.Store.Load(ctx, "s1")
+	if !slices.Equal(outboxIDs(r), []string{"f", "g"}) || !slices.Equal(outboxIDs(updated), outboxIDs(r)) {
+		t.Fatalf("pending %v after a change that marked d and e, Update said %v", outboxIDs(r), outboxIDs(updated))
+	}
+	unsent, err := h.Store.Unsent(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(unsent) != 1 || !slices.Equal(outboxIDs(unsent[0]), []string{"f", "g"}) {
+		t.Fatalf("the relay lists %d sagas, the first with %v", len(unsent), outboxIDs(unsent[0]))
+	}
+	// A change that conflicts marks nothing.
+	if _, err := h.Store.Update(ctx, created, s, sagastore.Change{Sent: []string{"f"}}); !errors.Is(err, sagastore.ErrConflict) {
+		t.Fatalf("a stale update: %v", err)
+	}
+	if r, _ = h.Store.Load(ctx, "s1"); !slices.Equal(outboxIDs(r), []string{"f", "g"}) {
+		t.Fatalf("pending %v after a conflicting change", outboxIDs(r))
+	}
 }
 
 func testUnsent(t *testing.T, h Harness) {
