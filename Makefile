@@ -41,7 +41,8 @@ bench:
 ## bench-sagas: one-target sagas per second at 1, 16 and 256 in flight on each store, report-to-next latency,
 ## heap per saga in flight, JetStream writes per saga and the JetStream bound (docs/architecture.md, Performance);
 ## BENCHTIME (default 2s) is per case, each runs at least twice as many sagas as it keeps in flight; then the heap per
-## saga held in flight, 2,000 of them (UPSHIFT_BENCH_IN_FLIGHT=10000 for more, UPSHIFT_BENCH_HEAP_DIR for a heap profile)
+## saga held in flight, 2,000 of them (UPSHIFT_BENCH_IN_FLIGHT=10000 for more, UPSHIFT_BENCH_HEAP_DIR for a heap profile);
+## UPSHIFT_BENCH_CONCURRENCY and UPSHIFT_BENCH_MARK_DELAY set the coordinator's instead of its defaults
 BENCHTIME ?= 2s
 bench-sagas:
 	$(GO) test -run='^$$' -bench='$(SAGA_BENCHES)' -benchtime=$(BENCHTIME) -timeout 30m ./services/coordinator/

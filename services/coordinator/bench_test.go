@@ -85,6 +85,30 @@ const boundFor = time.Second
 //
 // `make bench-sagas` runs it with a short -benchtime; nothing here is
 // asserted.
+// benchEngine is the coordinator's concurrency and mark delay in the saga
+// benchmarks: the defaults, or UPSHIFT_BENCH_CONCURRENCY and
+// UPSHIFT_BENCH_MARK_DELAY (a duration; negative: marks written at once),
+// to compare settings with one binary.
+func benchEngine(b *testing.B) (int, time.Duration) {
+	var conc int
+	var delay time.Duration
+	if v := os.Getenv("UPSHIFT_BENCH_CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("UPSHIFT_BENCH_CONCURRENCY=%q: a positive number", v)
+		}
+		conc = n
+	}
+	if v := os.Getenv("UPSHIFT_BENCH_MARK_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d == 0 {
+			b.Fatalf("UPSHIFT_BENCH_MARK_DELAY=%q: a duration, not zero", v)
+		}
+		delay = d
+	}
+	return conc, delay
+}
+
 func BenchmarkSagas(b *testing.B) {
 	for _, store := range stores {
 		for _, conc := range benchConcurrency {
@@ -97,6 +121,7 @@ func BenchmarkSagas(b *testing.B) {
 
 func benchSagas(b *testing.B, open storeOpener, conc int) {
 	w := newWorldOn(b, open, benchTargets...)
+	w.concurrency, w.marks = benchEngine(b)
 	w.coordinator("c0")
 	n := max(b.N, 2*conc)
 
@@ -407,6 +432,7 @@ func BenchmarkSagasInFlight(b *testing.B) {
 			for _, t := range benchTargets {
 				w.on("precheck.check."+t, "hang")
 			}
+			w.concurrency, w.marks = benchEngine(b)
 			w.coordinator("c0")
 			ctx := context.Background()
 			idle := heapInUse()

@@ -67,6 +67,10 @@ type Config struct {
 	// OverdueGrace is how long past its deadline a saga may go unhandled
 	// before the sweep ticks it. Default 30s.
 	OverdueGrace time.Duration
+	// MarkDelay is how long the mark of published messages as sent waits
+	// to go with the saga's next change. Default DefaultMarkDelay;
+	// negative: marked at once, in a write of its own.
+	MarkDelay time.Duration
 	// Lease, if set, elects the one instance that does the background
 	// work: the relay, the overdue sweep, the in-flight gauge's count. Nil:
 	// this instance does it, alone or beside others that do too.
@@ -106,6 +110,9 @@ func New(nc *nats.Conn, js jetstream.JetStream, cfg Config, log *slog.Logger, re
 	if cfg.OverdueGrace <= 0 {
 		cfg.OverdueGrace = 30 * time.Second
 	}
+	if cfg.MarkDelay == 0 {
+		cfg.MarkDelay = DefaultMarkDelay
+	}
 	now := cfg.Now
 	if now == nil {
 		now = func() time.Time { return time.Now().UTC() }
@@ -115,6 +122,7 @@ func New(nc *nats.Conn, js jetstream.JetStream, cfg Config, log *slog.Logger, re
 		cmetric: consumer.NewMetrics(reg)}
 	c.engine = &engine{store: cfg.Store, js: js, log: log, source: "upshift/" + cfg.Instance, now: now,
 		metrics: NewMetrics(reg, cfg.Store, log)}
+	c.engine.marks = marks{delay: cfg.MarkDelay, mark: c.engine.markSent}
 	return c
 }
 
@@ -190,6 +198,10 @@ func (c *Coordinator) Run(ctx context.Context) error {
 
 	c.runners.Store(&runners)
 	defer c.runners.Store(nil)
+	// Deferred marks are written after the handlers stop, before Run
+	// returns and its caller closes the store.
+	c.engine.marks.start(context.WithoutCancel(ctx))
+	defer c.engine.marks.stop()
 	c.log.Info("coordinating", "instance", c.cfg.Instance)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(runners)+2)

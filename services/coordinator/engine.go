@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +40,22 @@ type engine struct {
 	// view follows the registry in memory, if it could be started: a
 	// target it has as served is, without asking the registry.
 	view *fleet.View
+	// marks are the messages published whose mark as sent waits for the
+	// saga's next change.
+	marks marks
+}
+
+// markTimeout bounds the writing of one mark as sent.
+const markTimeout = 10 * time.Second
+
+// markSent marks rec's messages ids sent; a failure is logged: they will
+// be sent again, and dropped as duplicates.
+func (e *engine) markSent(ctx context.Context, rec sagastore.Record, ids []string) {
+	ctx, cancel := context.WithTimeout(ctx, markTimeout)
+	defer cancel()
+	if err := e.store.Sent(ctx, rec, ids); err != nil {
+		e.log.Warn("cannot mark outbox sent", "saga", rec.Saga.ID, "err", err)
+	}
 }
 
 // maxConflicts bounds the reload-and-retry loop on one input.
@@ -79,11 +96,19 @@ func (e *engine) create(ctx context.Context, s saga.Saga, in saga.Input, from se
 		return err
 	}
 	e.metrics.transition(saga.Saga{}, next, eff)
-	return e.flush(ctx, rec)
+	return e.flush(ctx, rec, nil, true)
 }
 
 // handle applies an input to an existing saga.
-func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen) error {
+func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen) (err error) {
+	// What the saga's last flush here published and has not marked yet
+	// goes with this change; given back if the change fails.
+	sentRec, sent := e.marks.take(id)
+	defer func() {
+		if err != nil {
+			e.marks.later(ctx, sentRec, sent)
+		}
+	}()
 	for attempt := 1; ; attempt++ {
 		rec, err := e.store.Load(ctx, id)
 		if err != nil {
@@ -100,14 +125,14 @@ func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen
 					return err
 				}
 			}
-			return e.flush(ctx, rec)
+			return e.flush(ctx, rec, sent, true)
 		}
 		msgs, entries, err := e.effects(next, eff)
 		if err != nil {
 			return err
 		}
 		entries = append([]sagastore.Entry{from.entry(id, next.Seq, in.At, "")}, entries...)
-		stored, err := e.store.Update(ctx, rec, next, sagastore.Change{Outbox: msgs, Audit: entries})
+		stored, err := e.store.Update(ctx, rec, next, sagastore.Change{Outbox: msgs, Audit: entries, Sent: sent})
 		if errors.Is(err, sagastore.ErrConflict) && attempt < maxConflicts {
 			e.metrics.conflicts.Inc()
 			time.Sleep(time.Duration(rand.IntN(5*attempt)+1) * time.Millisecond)
@@ -120,7 +145,8 @@ func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen
 		if next.State != rec.Saga.State {
 			e.log.Info("saga "+string(next.State), "saga", id, "from", rec.Saga.State, "reason", next.Reason, "batch", next.Batch)
 		}
-		return e.flush(ctx, stored)
+		sent = nil // marked
+		return e.flush(ctx, stored, nil, true)
 	}
 }
 
@@ -180,27 +206,42 @@ func (e *engine) flushStored(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	return e.flush(ctx, rec)
+	return e.flush(ctx, rec, nil, true)
 }
 
-// flush publishes everything rec has pending, in order, and marks it sent.
-// rec is the saga as just loaded or stored, so nothing is read again.
-// Publishing twice is harmless: every message has its id. The messages go
-// out together (bus.SendAll), each with its ack awaited after the last is
+// flush publishes everything rec has pending, in order, and marks it sent:
+// at once, or (later) with the saga's next change if that comes soon
+// (marks). rec is the saga as just loaded or stored, so nothing is read
+// again. Messages known to be published already (sent, or a mark deferred
+// here) are not published again, only marked. Publishing twice is
+// harmless all the same: every message has its id. The messages go out
+// together (bus.SendAll), each with its ack awaited after the last is
 // sent, not one round trip each.
-func (e *engine) flush(ctx context.Context, rec sagastore.Record) error {
+func (e *engine) flush(ctx context.Context, rec sagastore.Record, sent []string, later bool) error {
+	id := rec.Saga.ID
+	_, deferred := e.marks.take(id)
+	sent = union(sent, deferred)
 	if len(rec.Pending) == 0 {
 		return nil
 	}
-	id := rec.Saga.ID
 	ids := make([]string, 0, len(rec.Pending))
 	msgs := make([]bus.Message, 0, len(rec.Pending))
+	var published []string // of those pending
+	for _, m := range rec.Pending {
+		if slices.Contains(sent, m.ID) {
+			published = append(published, m.ID)
+		}
+	}
 	for _, m := range rec.Pending {
 		ids = append(ids, m.ID)
+		if slices.Contains(published, m.ID) {
+			continue
+		}
 		// A command whose target lost its service is answered with its
 		// failure instead; marked sent all the same.
 		refused, err := e.refusal(ctx, e.registry, m)
 		if err != nil {
+			e.marks.later(ctx, rec, published)
 			return fmt.Errorf("flush saga %s: %w", id, err)
 		}
 		if refused != nil {
@@ -209,11 +250,13 @@ func (e *engine) flush(ctx context.Context, rec sagastore.Record) error {
 		msgs = append(msgs, m)
 	}
 	if err := bus.SendAll(ctx, e.js, msgs); err != nil {
+		e.marks.later(ctx, rec, published)
 		return fmt.Errorf("flush saga %s: %w", id, err)
 	}
-	if err := e.store.Sent(ctx, rec, ids); err != nil {
-		// Sent already; they will be sent again, and dropped as duplicates.
-		e.log.Warn("cannot mark outbox sent", "saga", id, "err", err)
+	if later {
+		e.marks.later(ctx, rec, ids)
+	} else {
+		e.markSent(ctx, rec, ids)
 	}
 	return nil
 }
@@ -243,7 +286,7 @@ func (e *engine) relay(ctx context.Context, interval, grace time.Duration) error
 			continue
 		}
 		for _, r := range recs {
-			if err := e.flush(ctx, r); err != nil {
+			if err := e.flush(ctx, r, nil, false); err != nil {
 				e.log.Warn("relay: cannot flush", "saga", r.Saga.ID, "err", err)
 			}
 		}

@@ -3,6 +3,7 @@ package coordinator_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -113,4 +114,42 @@ func TestSagasProgressWithTheRelayOff(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A flush's mark of its messages as sent waits for the saga's next change
+// and goes with it, rather than costing a write of its own. With the relay
+// off and marks never due, every command a saga sent is marked by the
+// change that followed it, and what the last change published is marked
+// when the coordinator stops.
+func TestMarksGoWithTheNextChange(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		w := newWorldOn(t, open, "t1")
+		w.relay, w.marks = time.Hour, time.Hour
+		_, stop := w.coordinator("c0")
+		id := w.submit(request("test", "t1"))
+		if s := w.wait(id, natstest.Patience); s.State != saga.StateSucceeded {
+			t.Fatalf("saga %s: %s (%s)", id, s.State, s.Reason)
+		}
+		r, err := w.store.Load(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Pending) == 0 {
+			t.Fatal("nothing pending: the last change's messages were marked at once")
+		}
+		for _, m := range r.Pending {
+			if strings.HasPrefix(m.Subject, "upshift.cmd.") {
+				t.Errorf("command %s still pending after the saga ended: its mark went with no change", m.ID)
+			}
+		}
+		stop()
+		r, err = w.store.Load(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Pending) != 0 {
+			t.Fatalf("%d messages still pending after the coordinator stopped", len(r.Pending))
+		}
+	})
 }

@@ -41,7 +41,7 @@ func (c *Coordinator) submit(ctx context.Context, d *consumer.Delivery) error {
 	// policy changed, a rehearsal grown old).
 	if rec, err := c.store.Load(ctx, id); err == nil {
 		c.log.Info("request already accepted", "saga", id)
-		return c.engine.flush(ctx, rec)
+		return c.engine.flush(ctx, rec, nil, true)
 	} else if !errors.Is(err, sagastore.ErrNotFound) {
 		return err
 	}

@@ -56,6 +56,9 @@ type world struct {
 	grace  time.Duration    // overdue grace of coordinators; default 30s
 	clock  func() time.Time // of coordinators; default the real one
 	relay  time.Duration    // relay interval of coordinators; default 500 ms
+	marks  time.Duration    // mark delay of coordinators; default the default
+	// concurrency of coordinators; default the default
+	concurrency int
 	// streams is how services and coordinators provision; default one
 	// replica (three on a cluster).
 	streams streams.Config
@@ -266,7 +269,8 @@ func (w *world) coordinator(name string) (*coordinator.Coordinator, func()) {
 	env := service.Env{Common: service.Common{Replicas: w.streams.Replicas}, Instance: name, Log: w.log, NC: w.nc, JS: w.js,
 		Registry: w.reg}
 	p, err := coordinatord.Build(context.Background(), env, coordinatord.Settings{Engine: coordinator.Config{Store: store,
-		Consumer: cons, RelayInterval: relay, OverdueGrace: w.grace, Policy: w.policy, Now: w.clock, Lease: lease}})
+		Consumer: cons, RelayInterval: relay, OverdueGrace: w.grace, Policy: w.policy, Now: w.clock, Lease: lease,
+		MarkDelay: w.marks, Concurrency: w.concurrency}})
 	if err != nil {
 		w.t.Fatal(err)
 	}
