@@ -38,14 +38,15 @@ import (
 
 // DefaultConcurrency is how many inputs an instance handles at once by
 // default. A transition mostly waits (for the store, then for the acks of
-// its outbox), so more at once is more sagas per second until the CPU is
-// busy: at 64, one-target sagas on KV ran about 1.25 to 1.5 times faster on
-// the 2-core development machine (make bench-sagas). But with 64, on that
-// machine with its CPU starved (the race detector and three busy loops
-// beside), TestClusterLosesANode and TestThreeCoordinators saw a step
-// executed twice (two deliveries of one command handled at the same
-// moment), which they never did at 8 under the same load; not yet
-// understood, so the default stays 8. --concurrency raises it.
+// its outbox), so more at once is more sagas per second until the CPU or
+// the store is busy. Measured on the 2-core development machine (make
+// bench-sagas, medians of three alternated runs): at 64, one-target
+// sagas ran 1.26 to 1.29 times as fast on KV, and 0.95 to 0.96 times as
+// fast on PostgreSQL, whose database is then the limit. 8 suits both;
+// --concurrency raises it where the store keeps up. (At 64 with a starved CPU two fault tests
+// once saw steps executed twice: that was a phase service running a
+// redelivered command beside its first copy, fixed in package consumer's
+// fence, not a limit of the coordinator.)
 const DefaultConcurrency = 8
 
 // Config of a coordinator instance.
