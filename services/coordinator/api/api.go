@@ -33,7 +33,11 @@ type TargetsRequest struct {
 type View struct {
 	Saga     saga.Saga          `json:"saga"`
 	Revision sagastore.Revision `json:"revision"`
-	Pending  int                `json:"pendingMessages"`
+	// Pending counts the outbox messages not yet marked sent: those
+	// published are marked with the saga's next change, or alone half a
+	// second later (coordinator.DefaultMarkDelay), so a saga just moved
+	// shows some for that long.
+	Pending int `json:"pendingMessages"`
 }
 
 // IDRequest names a saga.
