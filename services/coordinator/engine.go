@@ -125,7 +125,9 @@ func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen
 					return err
 				}
 			}
-			return e.flush(ctx, rec, sent, true)
+			published := sent
+			sent = nil // flush marks them, or gives them back
+			return e.flush(ctx, rec, published, true)
 		}
 		msgs, entries, err := e.effects(next, eff)
 		if err != nil {

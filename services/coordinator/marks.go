@@ -120,8 +120,10 @@ func (m *marks) stop() {
 	}
 	m.ctx = nil
 	m.mu.Unlock()
+	// Together, as their timers would have: one after another, a store
+	// that does not answer would hold Run for markTimeout a saga.
 	for _, d := range now {
-		m.mark(d.ctx, d.rec, d.ids)
+		m.running.Go(func() { m.mark(d.ctx, d.rec, d.ids) })
 	}
 	m.running.Wait()
 }

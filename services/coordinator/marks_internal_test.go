@@ -1,0 +1,114 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/services/coordinator/sagastore"
+)
+
+// Every id given to later is, once stop returns, either taken or marked,
+// exactly once, whatever the timers, takers and stop do meanwhile.
+func TestMarksEveryIDOnce(t *testing.T) {
+	var mu sync.Mutex
+	var given atomic.Int64
+	got := map[string]int{}
+	note := func(ids []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, id := range ids {
+			got[id]++
+		}
+	}
+	m := &marks{delay: 200 * time.Microsecond, mark: func(_ context.Context, _ sagastore.Record, ids []string) { note(ids) }}
+	m.start(context.Background())
+	const sagas, rounds = 8, 2000
+	var wg sync.WaitGroup
+	for s := range sagas {
+		for w := range 3 {
+			wg.Go(func() {
+				id := fmt.Sprintf("s%d", s)
+				rec := sagastore.Record{Saga: saga.Saga{ID: id}}
+				for i := range rounds {
+					rec.Revision = sagastore.Revision(i)
+					switch rand.IntN(3) {
+					case 0, 1:
+						given.Add(1)
+						m.later(context.Background(), rec, []string{fmt.Sprintf("%s/%d/%d", id, w, i)})
+					default:
+						_, ids := m.take(id)
+						note(ids)
+					}
+					if rand.IntN(50) == 0 {
+						time.Sleep(time.Duration(rand.IntN(400)) * time.Microsecond)
+					}
+				}
+			})
+		}
+	}
+	// Stopped while the others still give and take: later marks at once.
+	stopped := make(chan struct{})
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		m.stop()
+		close(stopped)
+	}()
+	wg.Wait()
+	<-stopped
+	mu.Lock()
+	defer mu.Unlock()
+	n := 0
+	for id, c := range got {
+		if c != 1 {
+			t.Errorf("%s marked or taken %d times", id, c)
+		}
+		n++
+	}
+	if n != int(given.Load()) {
+		t.Fatalf("%d ids taken or marked, %d given: some lost", n, given.Load())
+	}
+}
+
+// stop writes what is still deferred together: one saga's mark does not
+// wait for another's, or a store that does not answer would hold Run for
+// markTimeout (10 s) a saga. Every mark here waits until all are being
+// written (or a second): written one after another, at most one ever is.
+func TestMarksStopWritesDeferredMarksTogether(t *testing.T) {
+	const sagas = 20
+	var (
+		mu       sync.Mutex
+		writing  int
+		most     int
+		together = make(chan struct{})
+	)
+	m := &marks{delay: time.Hour, mark: func(ctx context.Context, _ sagastore.Record, _ []string) {
+		mu.Lock()
+		writing++
+		most = max(most, writing)
+		if writing == sagas {
+			close(together)
+		}
+		mu.Unlock()
+		select {
+		case <-together:
+		case <-time.After(time.Second):
+		}
+		mu.Lock()
+		writing--
+		mu.Unlock()
+	}}
+	m.start(context.Background())
+	for i := range sagas {
+		m.later(context.Background(), sagastore.Record{Saga: saga.Saga{ID: fmt.Sprint(i)}}, []string{fmt.Sprint(i)})
+	}
+	m.stop()
+	if most != sagas {
+		t.Fatalf("at most %d of %d deferred marks written at once by stop", most, sagas)
+	}
+}
