@@ -176,3 +176,27 @@ func TestAnArchivedSagaTakesALateUpdateAndIsArchivedAgain(t *testing.T) {
 		t.Fatalf("archived again: %v, %q", err, got.Saga.Reason)
 	}
 }
+
+// An ended saga whose last pending message is marked by an update (its
+// Change.Sent) rather than by Sent moves to the archive all the same.
+func TestEndedSagaMarkedByChangeSentIsArchived(t *testing.T) {
+	h := harness(t)
+	ctx := context.Background()
+	live, _ := h.JS.KeyValue(ctx, streams.SagasBucket)
+	s, _ := storetest.Saga("done", "payments", "test", "2.0", time.Now())
+	s.State = saga.StateSucceeded
+	rec, err := h.Store.Create(ctx, s, sagastore.Change{Outbox: []bus.Message{{ID: "m1", Subject: "upshift.evt.x.saga.test", Data: []byte(`{}`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Seq++ // a late result recorded on the ended saga
+	if _, err := h.Store.Update(ctx, rec, s, sagastore.Change{Sent: []string{"m1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := live.Get(ctx, "saga.done"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("ended, nothing pending, still live (until the relay's next Unsent): %v", err)
+	}
+	if r, err := h.Store.Load(ctx, "done"); err != nil || !r.Archived || r.Saga.Seq != s.Seq {
+		t.Fatalf("load after: archived %v, seq %d (want %d), err %v", r.Archived, r.Saga.Seq, s.Seq, err)
+	}
+}

@@ -173,7 +173,19 @@ func (s *Store) Update(ctx context.Context, from sagastore.Record, sg saga.Saga,
 	if err != nil {
 		return sagastore.Record{}, err
 	}
+	s.retireIfDone(ctx, d, rev)
 	return record(d, rev, false), nil
+}
+
+// retireIfDone moves an ended saga left with nothing pending to the
+// archive, as Sent does when it marks the last message (a change may mark
+// it too, Change.Sent). If that fails, the relay's next Unsent does it;
+// the record its caller holds then finds the saga moved (a conflict) and
+// reloads it.
+func (s *Store) retireIfDone(ctx context.Context, d document, rev sagastore.Revision) {
+	if len(d.Pending) == 0 && d.Saga.State.Terminal() {
+		_ = s.retire(ctx, d, rev)
+	}
 }
 
 // unsent is pending less the messages named sent, in a slice of its own.
@@ -217,6 +229,7 @@ func (s *Store) revive(ctx context.Context, from sagastore.Record, sg saga.Saga,
 		return sagastore.Record{}, fmt.Errorf("update archived saga %s: %w", sg.ID, err)
 	}
 	_ = s.archive.Delete(ctx, key(sg.ID), jetstream.LastRevision(uint64(cur)))
+	s.retireIfDone(ctx, d, sagastore.Revision(next))
 	return record(d, sagastore.Revision(next), false), nil
 }
 
