@@ -99,12 +99,14 @@ func (m *marker) write(batch []mark) {
 	for _, mk := range batch {
 		ids = append(ids, mk.ids...)
 	}
-	slices.Sort(ids) // rows locked in one order by every statement
+	slices.Sort(ids)
 	ids = slices.Compact(ids)
 	ctx, cancel := context.WithTimeout(context.Background(), markTimeout)
 	defer cancel()
-	_, err := m.pool.Exec(ctx, `UPDATE saga_outbox SET sent_at = now()
-		WHERE id = ANY($1) AND sent_at IS NULL`, ids)
+	// Rows locked in id order (ORDER BY comes before FOR UPDATE), as a
+	// transition that marks with its change locks them.
+	_, err := m.pool.Exec(ctx, `UPDATE saga_outbox SET sent_at = now() WHERE id IN (SELECT id FROM saga_outbox
+		WHERE id = ANY($1) AND sent_at IS NULL ORDER BY id FOR UPDATE)`, ids)
 	for _, mk := range batch {
 		if err != nil {
 			mk.done <- wrap(err, "mark outbox of %s sent", mk.saga)

@@ -115,10 +115,12 @@ func writeChange(ctx context.Context, tx pgx.Tx, was []saga.Step, sg saga.Saga, 
 	}
 	queueAudit(b, ch.Audit)
 	if len(ch.Sent) > 0 {
-		// Ids are the outbox's key; sorted, so rows are locked in the
-		// order the marker's statements lock them.
-		ids := slices.Sorted(slices.Values(ch.Sent))
-		b.Queue(`UPDATE saga_outbox SET sent_at = now() WHERE id = ANY($1) AND saga_id = $2 AND sent_at IS NULL`, ids, sg.ID)
+		// Rows locked in id order, as the marker locks them (a plain
+		// UPDATE locks in whatever order its plan reads them): the two
+		// may mark the same rows at once (the relay's flush), and must
+		// not deadlock.
+		b.Queue(`UPDATE saga_outbox SET sent_at = now() WHERE id IN (SELECT id FROM saga_outbox
+			WHERE id = ANY($1) AND saga_id = $2 AND sent_at IS NULL ORDER BY id FOR UPDATE)`, ch.Sent, sg.ID)
 	}
 	var added, taken []bus.Message
 	for _, m := range ch.Outbox {
