@@ -59,3 +59,63 @@ func TestARedeliveryWaitsForTheCopyRunningHere(t *testing.T) {
 		t.Fatalf("held after both settled: %v", f.held)
 	}
 }
+
+// Two copies of one message held behind an earlier one; the first copy
+// given up (its context cancelled): the second still goes once the earlier
+// message is settled.
+func TestACopyGivenUpLeavesTheOtherFree(t *testing.T) {
+	_, js := natstest.Start(t)
+	ctx := context.Background()
+	s, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "F", Subjects: []string{"f.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1, _ := js.Publish(ctx, "f.a", []byte("1"))
+	a2, err := js.Publish(ctx, "f.a", []byte("2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f fence
+	f.use(s)
+	log := testlog.New(t)
+	rel1, err := f.wait(ctx, log, "f.a", a1.Sequence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	first, second := make(chan error, 1), make(chan error, 1)
+	go func() { _, err := f.wait(cctx, log, "f.a", a2.Sequence); first <- err }()
+	time.Sleep(50 * time.Millisecond)
+	go func() {
+		rel, err := f.wait(ctx, log, "f.a", a2.Sequence)
+		if err == nil {
+			rel()
+		}
+		second <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	if err := <-first; err == nil {
+		t.Fatal("the cancelled copy went ahead")
+	}
+	select {
+	case err := <-second:
+		t.Fatalf("second copy went ahead of the earlier message: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := s.DeleteMsg(ctx, a1.Sequence); err != nil {
+		t.Fatal(err)
+	}
+	rel1()
+	select {
+	case err := <-second:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second copy still held: deadlock")
+	}
+	if len(f.held) != 0 {
+		t.Fatalf("held: %v", f.held)
+	}
+}
