@@ -40,13 +40,13 @@ import (
 // default. A transition mostly waits (for the store, then for the acks of
 // its outbox), so more at once is more sagas per second until the CPU or
 // the store is busy. Measured on the 2-core development machine (make
-// bench-sagas, medians of three alternated runs): at 64, one-target
-// sagas ran 1.26 to 1.29 times as fast on KV, and 0.95 to 0.96 times as
-// fast on PostgreSQL, whose database is then the limit. 8 suits both;
-// --concurrency raises it where the store keeps up. (At 64 with a starved CPU two fault tests
-// once saw steps executed twice: that was a phase service running a
-// redelivered command beside its first copy, fixed in package consumer's
-// fence, not a limit of the coordinator.)
+// bench-sagas, medians of three alternated runs): at 64, one-target sagas
+// ran 1.26 to 1.29 times as fast on KV, and 0.95 to 0.96 times as fast on
+// PostgreSQL, whose database is then the limit. 8 suits both;
+// --concurrency raises it where the store keeps up. (At 64 with a starved
+// CPU two fault tests once saw steps executed twice: that was a phase
+// service running a redelivered command beside its first copy, fixed in
+// package consumer's fence, not a limit of the coordinator.)
 const DefaultConcurrency = 8
 
 // Config of a coordinator instance.

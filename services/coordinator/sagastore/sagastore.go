@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -136,6 +137,15 @@ type Change struct {
 	// flush's mark costs no write of its own when the saga's next input
 	// comes soon. Ids not pending are no error.
 	Sent []string
+}
+
+// Unsent returns pending less the messages the change marks sent, in a
+// slice of its own (pending itself is left as it was).
+func (ch Change) Unsent(pending []bus.Message) []bus.Message {
+	if len(ch.Sent) == 0 {
+		return slices.Clip(pending)
+	}
+	return slices.DeleteFunc(slices.Clone(pending), func(m bus.Message) bool { return slices.Contains(ch.Sent, m.ID) })
 }
 
 // Record is a stored saga, its revision and its outbox messages not yet

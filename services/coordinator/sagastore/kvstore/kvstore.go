@@ -168,7 +168,7 @@ func (s *Store) Update(ctx context.Context, from sagastore.Record, sg saga.Saga,
 	if from.Archived {
 		return s.revive(ctx, from, sg, ch)
 	}
-	d := document{Saga: sg, Pending: append(unsent(from.Pending, ch.Sent), outbox(ch)...)}
+	d := document{Saga: sg, Pending: append(ch.Unsent(from.Pending), outbox(ch)...)}
 	rev, err := s.put(ctx, d, from.Revision)
 	if err != nil {
 		return sagastore.Record{}, err
@@ -186,14 +186,6 @@ func (s *Store) retireIfDone(ctx context.Context, d document, rev sagastore.Revi
 	if len(d.Pending) == 0 && d.Saga.State.Terminal() {
 		_ = s.retire(ctx, d, rev)
 	}
-}
-
-// unsent is pending less the messages named sent, in a slice of its own.
-func unsent(pending []bus.Message, sent []string) []bus.Message {
-	if len(sent) == 0 {
-		return slices.Clip(pending)
-	}
-	return slices.DeleteFunc(slices.Clone(pending), func(m bus.Message) bool { return slices.Contains(sent, m.ID) })
 }
 
 // revive updates an archived saga, loaded at from's revision from the
@@ -216,7 +208,7 @@ func (s *Store) revive(ctx context.Context, from sagastore.Record, sg saga.Saga,
 	if cur != from.Revision {
 		return sagastore.Record{}, fmt.Errorf("update archived saga %s at revision %d (now %d): %w", sg.ID, from.Revision, cur, sagastore.ErrConflict)
 	}
-	d = document{Saga: sg, Pending: append(unsent(d.Pending, ch.Sent), outbox(ch)...)}
+	d = document{Saga: sg, Pending: append(ch.Unsent(d.Pending), outbox(ch)...)}
 	b, err := s.encode(d)
 	if err != nil {
 		return sagastore.Record{}, err

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -94,12 +93,8 @@ func (s *Store) Update(ctx context.Context, from sagastore.Record, sg saga.Saga,
 	// The row was at from's revision, so from's pending messages were the
 	// unsent ones then (a flush may have sent some since: sent again, they
 	// are dropped as duplicates).
-	pending := slices.Clip(from.Pending)
-	if len(ch.Sent) > 0 {
-		pending = slices.DeleteFunc(slices.Clone(pending), func(m bus.Message) bool { return slices.Contains(ch.Sent, m.ID) })
-	}
 	return sagastore.Record{Saga: sg, Revision: sagastore.Revision(next),
-		Pending: append(pending, added...)}, nil
+		Pending: append(ch.Unsent(from.Pending), added...)}, nil
 }
 
 // writeChange writes what goes with a saga row, in one round trip: its
