@@ -103,7 +103,7 @@ func (e *engine) create(ctx context.Context, s saga.Saga, in saga.Input, from se
 func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen) (err error) {
 	// What the saga's last flush here published and has not marked yet
 	// goes with this change; given back if the change fails.
-	sentRec, sent := e.marks.take(id)
+	sentRec, sent := e.marks.take(ctx, id)
 	defer func() {
 		if err != nil {
 			e.marks.later(ctx, sentRec, sent)
@@ -212,8 +212,10 @@ func (e *engine) flushStored(ctx context.Context, id string) error {
 }
 
 // flush publishes everything rec has pending, in order, and marks it sent:
-// at once, or (later) with the saga's next change if that comes soon
-// (marks). rec is the saga as just loaded or stored, so nothing is read
+// at once, or (later, unless the saga has ended) with the saga's next
+// change if that comes soon (marks). While it publishes, the saga's next
+// input waits to take the mark (marks.take). rec is the saga as just
+// loaded or stored, so nothing is read
 // again. Messages known to be published already (sent, or a mark deferred
 // here) are not published again, only marked. Publishing twice is
 // harmless all the same: every message has its id. The messages go out
@@ -221,7 +223,9 @@ func (e *engine) flushStored(ctx context.Context, id string) error {
 // sent, not one round trip each.
 func (e *engine) flush(ctx context.Context, rec sagastore.Record, sent []string, later bool) error {
 	id := rec.Saga.ID
-	_, deferred := e.marks.take(id)
+	deferred, done := e.marks.publishing(ctx, id)
+	var marked []string // published, to be marked later
+	defer func() { done(ctx, rec, marked) }()
 	sent = union(sent, deferred)
 	if len(rec.Pending) == 0 {
 		return nil
@@ -243,7 +247,7 @@ func (e *engine) flush(ctx context.Context, rec sagastore.Record, sent []string,
 		// failure instead; marked sent all the same.
 		refused, err := e.refusal(ctx, e.registry, m)
 		if err != nil {
-			e.marks.later(ctx, rec, published)
+			marked = published
 			return fmt.Errorf("flush saga %s: %w", id, err)
 		}
 		if refused != nil {
@@ -252,11 +256,13 @@ func (e *engine) flush(ctx context.Context, rec sagastore.Record, sent []string,
 		msgs = append(msgs, m)
 	}
 	if err := bus.SendAll(ctx, e.js, msgs); err != nil {
-		e.marks.later(ctx, rec, published)
+		marked = published
 		return fmt.Errorf("flush saga %s: %w", id, err)
 	}
-	if later {
-		e.marks.later(ctx, rec, ids)
+	// An ended saga's next input is rare (a late or redelivered report):
+	// its mark would only wait for the timer.
+	if later && !rec.Saga.State.Terminal() {
+		marked = ids
 	} else {
 		e.markSent(ctx, rec, ids)
 	}

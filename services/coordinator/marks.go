@@ -29,6 +29,11 @@ type marks struct {
 	ctx     context.Context // where deferred marks are written; nil: at once
 	bySaga  map[string]*deferredMark
 	running sync.WaitGroup // deferred marks being written
+	// busy holds, per saga, a channel closed when the flush publishing its
+	// messages is done: a take waits for it, so the report of a command
+	// that came back before its flush had the last ack (the phase services
+	// are fast) still finds the command's mark to carry.
+	busy map[string]chan struct{}
 }
 
 type deferredMark struct {
@@ -93,17 +98,61 @@ func (m *marks) later(ctx context.Context, rec sagastore.Record, ids []string) {
 // take returns the ids of saga id's messages published and not yet marked,
 // and forgets them, with the record they were published from: the caller
 // marks them, or gives them back (later). A mark already being written is
-// not taken.
-func (m *marks) take(id string) (sagastore.Record, []string) {
+// not taken. If a flush of the saga is publishing, take waits until it is
+// done (or ctx is: then it takes nothing).
+func (m *marks) take(ctx context.Context, id string) (sagastore.Record, []string) {
+	rec, ids, _ := m.claim(ctx, id, false)
+	return rec, ids
+}
+
+// publishing is take for a flush of saga id: it returns, besides, the
+// function to call when the flush is done, with what it published to be
+// marked later (nil if it marked or failed). Until then the saga's other
+// takes and flushes wait.
+func (m *marks) publishing(ctx context.Context, id string) ([]string, func(ctx context.Context, rec sagastore.Record, ids []string)) {
+	_, ids, busy := m.claim(ctx, id, true)
+	return ids, func(ctx context.Context, rec sagastore.Record, published []string) {
+		m.later(ctx, rec, published)
+		if busy != nil {
+			m.mu.Lock()
+			delete(m.busy, id)
+			m.mu.Unlock()
+			close(busy)
+		}
+	}
+}
+
+// claim waits until no flush of saga id is publishing, takes what is
+// deferred, and, if flushing, marks the saga busy (returning its channel;
+// nil if ctx was done first: the flush goes on unmarked).
+func (m *marks) claim(ctx context.Context, id string, flushing bool) (sagastore.Record, []string, chan struct{}) {
 	m.mu.Lock()
+	for m.busy[id] != nil {
+		wait := m.busy[id]
+		m.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return sagastore.Record{}, nil, nil
+		}
+		m.mu.Lock()
+	}
 	defer m.mu.Unlock()
+	var busy chan struct{}
+	if flushing {
+		if m.busy == nil {
+			m.busy = map[string]chan struct{}{}
+		}
+		busy = make(chan struct{})
+		m.busy[id] = busy
+	}
 	d := m.bySaga[id]
 	if d == nil || !d.timer.Stop() {
-		return sagastore.Record{}, nil
+		return sagastore.Record{}, nil, busy
 	}
 	m.running.Done()
 	delete(m.bySaga, id)
-	return d.rec, d.ids
+	return d.rec, d.ids, busy
 }
 
 // stop writes every mark still deferred, waits for those being written,

@@ -37,12 +37,17 @@ func TestMarksEveryIDOnce(t *testing.T) {
 				rec := sagastore.Record{Saga: saga.Saga{ID: id}}
 				for i := range rounds {
 					rec.Revision = sagastore.Revision(i)
-					switch rand.IntN(3) {
+					switch rand.IntN(4) {
 					case 0, 1:
 						given.Add(1)
 						m.later(context.Background(), rec, []string{fmt.Sprintf("%s/%d/%d", id, w, i)})
+					case 2: // a flush: takes, publishes, gives
+						ids, done := m.publishing(context.Background(), id)
+						note(ids)
+						given.Add(1)
+						done(context.Background(), rec, []string{fmt.Sprintf("%s/%d/%d", id, w, i)})
 					default:
-						_, ids := m.take(id)
+						_, ids := m.take(context.Background(), id)
 						note(ids)
 					}
 					if rand.IntN(50) == 0 {
@@ -72,6 +77,39 @@ func TestMarksEveryIDOnce(t *testing.T) {
 	}
 	if n != int(given.Load()) {
 		t.Fatalf("%d ids taken or marked, %d given: some lost", n, given.Load())
+	}
+}
+
+// The report of a command can be handled before the flush that published
+// the command is done (its other messages' acks still awaited): the take
+// of the report's change waits for that flush, and carries its mark.
+func TestMarksTakeWaitsForTheFlushPublishing(t *testing.T) {
+	m := &marks{delay: time.Hour, mark: func(context.Context, sagastore.Record, []string) {}}
+	m.start(context.Background())
+	defer m.stop()
+	rec := sagastore.Record{Saga: saga.Saga{ID: "s"}}
+	_, done := m.publishing(context.Background(), "s")
+	took := make(chan []string)
+	go func() {
+		_, ids := m.take(context.Background(), "s")
+		took <- ids
+	}()
+	select {
+	case ids := <-took:
+		t.Fatalf("take went ahead of the flush publishing, with %v", ids)
+	case <-time.After(50 * time.Millisecond):
+	}
+	done(context.Background(), rec, []string{"command"})
+	if ids := <-took; len(ids) != 1 || ids[0] != "command" {
+		t.Fatalf("take got %v, want the flush's [command]", ids)
+	}
+	// Given up with its context, a take waits no longer, and takes nothing.
+	_, done = m.publishing(context.Background(), "s")
+	defer done(context.Background(), rec, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, ids := m.take(ctx, "s"); ids != nil {
+		t.Fatalf("took %v while a flush was publishing", ids)
 	}
 }
 
