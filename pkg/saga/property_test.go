@@ -1,6 +1,8 @@
 package saga_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -40,7 +42,17 @@ type world struct {
 func (w *world) apply(in saga.Input) {
 	in.At = w.now
 	before := w.s
+	// The coordinator keeps the saga it stored and applies the next
+	// input to it (services/coordinator's recent records): Apply must
+	// leave its argument as it was, down to the steps' runs and outputs.
+	was, err := json.Marshal(w.s)
+	if err != nil {
+		w.t.Fatal(err)
+	}
 	next, eff := saga.Apply(w.s, in)
+	if is, _ := json.Marshal(w.s); !bytes.Equal(is, was) {
+		w.t.Fatalf("applying %s changed the saga it was given:\n%s\n%s", in.Kind, was, is)
+	}
 	if eff.Ignored != "" {
 		if !reflect.DeepEqual(next, before) || len(eff.Commands)+len(eff.Events)+len(eff.Wake) != 0 {
 			w.t.Fatalf("ignored %s (%s) but changed the saga", in.Kind, eff.Ignored)
