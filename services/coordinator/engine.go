@@ -43,6 +43,9 @@ type engine struct {
 	// marks are the messages published whose mark as sent waits for the
 	// saga's next change.
 	marks marks
+	// recent are the records last stored here, each saga's next input
+	// applied to them without reading the saga again.
+	recent recent
 }
 
 // markTimeout bounds the writing of one mark as sent.
@@ -53,6 +56,10 @@ const markTimeout = 10 * time.Second
 func (e *engine) markSent(ctx context.Context, rec sagastore.Record, ids []string) {
 	ctx, cancel := context.WithTimeout(ctx, markTimeout)
 	defer cancel()
+	// The saga's pending messages change, and in KV its revision: a record
+	// kept (recent) would be stale, before and after.
+	e.recent.forget(rec.Saga.ID)
+	defer e.recent.forget(rec.Saga.ID)
 	if err := e.store.Sent(ctx, rec, ids); err != nil {
 		e.log.Warn("cannot mark outbox sent", "saga", rec.Saga.ID, "err", err)
 	}
@@ -96,6 +103,7 @@ func (e *engine) create(ctx context.Context, s saga.Saga, in saga.Input, from se
 		return err
 	}
 	e.metrics.transition(saga.Saga{}, next, eff)
+	e.recent.put(rec)
 	return e.flush(ctx, rec, nil, true)
 }
 
@@ -110,14 +118,23 @@ func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen
 		}
 	}()
 	for attempt := 1; ; attempt++ {
-		rec, err := e.store.Load(ctx, id)
-		if err != nil {
-			// Not found is retried too: in a cluster a replica may lag a
-			// saga just created. An input for a saga that never existed is
-			// dead-lettered after its last delivery.
-			return err
+		// The saga as this instance stored it last, if kept (recent), the
+		// first time round; else as the store has it.
+		rec, kept := e.recent.get(id)
+		if attempt > 1 || !kept {
+			kept = false
+			var err error
+			if rec, err = e.store.Load(ctx, id); err != nil {
+				// Not found is retried too: in a cluster a replica may lag
+				// a saga just created. An input for a saga that never
+				// existed is dead-lettered after its last delivery.
+				return err
+			}
 		}
 		next, eff := saga.Apply(rec.Saga, in)
+		if eff.Ignored != "" && kept {
+			continue // perhaps only stale: asked again of the store
+		}
 		if eff.Ignored != "" {
 			e.log.Debug("input ignored", "saga", id, "input", in.Kind, "why", eff.Ignored)
 			if in.Kind != saga.InputTick { // stale deadlines are routine, not news
@@ -135,6 +152,12 @@ func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen
 		}
 		entries = append([]sagastore.Entry{from.entry(id, next.Seq, in.At, "")}, entries...)
 		stored, err := e.store.Update(ctx, rec, next, sagastore.Change{Outbox: msgs, Audit: entries, Sent: sent})
+		if err != nil {
+			e.recent.forget(id)
+		}
+		if errors.Is(err, sagastore.ErrConflict) && kept {
+			continue // the record kept was stale: read the store
+		}
 		if errors.Is(err, sagastore.ErrConflict) && attempt < maxConflicts {
 			e.metrics.conflicts.Inc()
 			time.Sleep(time.Duration(rand.IntN(5*attempt)+1) * time.Millisecond)
@@ -143,6 +166,7 @@ func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen
 		if err != nil {
 			return err
 		}
+		e.recent.put(stored)
 		e.metrics.transition(rec.Saga, next, eff)
 		if next.State != rec.Saga.State {
 			e.log.Info("saga "+string(next.State), "saga", id, "from", rec.Saga.State, "reason", next.Reason, "batch", next.Batch)
