@@ -151,7 +151,20 @@ type Config struct {
 	// Describe gives a target's labels and installed version for the
 	// registry of targets, read at every heartbeat; nil: neither.
 	Describe func(target string) (labels map[string]string, version string)
+	// StartedAfter is how long a step runs before its started report is
+	// sent; default DefaultStartedAfter, negative at once.
+	StartedAfter time.Duration
 }
+
+// DefaultStartedAfter is how long a step runs before it is reported
+// started. A step done sooner is reported once, by its result, which
+// carries its start and run as the started report would have: a report,
+// a store write of the saga and an event fewer for each quick step (most
+// prechecks and verifications), and none a person watching would miss.
+// A step's progress, or its run ending in error, sends the started report
+// first if it was not sent yet, so that a step is never seen to progress
+// before it started.
+const DefaultStartedAfter = 200 * time.Millisecond
 
 // Service runs a phase service.
 type Service struct {
@@ -179,6 +192,9 @@ func New(js jetstream.JetStream, cfg Config, exec Executor, log *slog.Logger, re
 		cfg.Host, _ = os.Hostname()
 	}
 	cfg.Scrub = cfg.Scrub.or()
+	if cfg.StartedAfter == 0 {
+		cfg.StartedAfter = DefaultStartedAfter
+	}
 	s := &Service{js: js, cfg: cfg, exec: exec, log: log.With("service", cfg.Service),
 		metrics: NewMetrics(reg), consumer: consumer.NewMetrics(reg)}
 	s.metrics.serve(cfg.Service, cfg.Actions)
@@ -302,20 +318,21 @@ func (s *Service) handle(ctx context.Context, d *consumer.Delivery) error {
 		out = Failure(events.ReasonExpired, fmt.Errorf("arrived %s after its deadline; not executed",
 			started.Sub(cmd.NotAfter).Round(time.Millisecond)))
 	default:
-		if err := s.hold(ctx, log, "report the step started", func() error {
-			return s.report(ctx, cmd, events.StatusStarted, run, 0, "", started)
-		}); err != nil {
+		start, err := s.startReport(ctx, cmd, run, started, log)
+		if err != nil {
 			return err
 		}
 		var n atomic.Int32
 		progress := func(msg string) {
+			start.now()
 			if err := s.report(ctx, cmd, events.StatusProgress, run, int(n.Add(1)), s.cfg.Scrub(msg), started); err != nil {
 				log.Warn("progress report failed", "err", err)
 			}
 		}
-		var err error
+		defer start.stop() // and if the executor panics
 		out, err = s.exec.Execute(ctx, cmd, progress)
 		if err != nil {
+			// Reported started, then its last word (progress, below).
 			s.metrics.command(s.cfg.Service, s.action(cmd), "error")
 			// Logged, retried, maybe dead-lettered and reported: scrubbed.
 			err = s.cfg.Scrub.error(err)
@@ -326,8 +343,65 @@ func (s *Service) handle(ctx context.Context, d *consumer.Delivery) error {
 			}
 			return err
 		}
+		start.stop() // done: its result says when it started
 	}
 	return s.finish(ctx, cmd, out, run, started, log)
+}
+
+// startReport is a step's started report, sent once: by its timer
+// (Config.StartedAfter), or by the step's first progress, whichever comes
+// first; never once the step is done (stop).
+type startReport struct {
+	mu    sync.Mutex
+	done  bool // sent, or no longer to be
+	timer *time.Timer
+	send  func()
+}
+
+// startReport arms the started report of a run of cmd; with StartedAfter
+// negative it is sent before this returns, and its error returned.
+func (s *Service) startReport(ctx context.Context, cmd events.Command, run int, started time.Time, log *slog.Logger) (*startReport, error) {
+	send := func() error {
+		return s.hold(ctx, log, "report the step started", func() error {
+			return s.report(ctx, cmd, events.StatusStarted, run, 0, "", started)
+		})
+	}
+	if s.cfg.StartedAfter < 0 {
+		return &startReport{done: true}, send()
+	}
+	r := &startReport{send: func() {
+		if err := send(); err != nil {
+			// Its progress or result says it started all the same.
+			log.Warn("started report failed", "err", err)
+		}
+	}}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.timer = time.AfterFunc(s.cfg.StartedAfter, r.now)
+	return r, nil
+}
+
+// now sends the report unless it was sent or stopped.
+func (r *startReport) now() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done {
+		return
+	}
+	r.done = true
+	r.timer.Stop()
+	r.send()
+}
+
+// stop keeps the report from being sent from now on; a send under way is
+// waited for, so that it goes before the step's result.
+func (r *startReport) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.done = true
+	if r.timer != nil {
+		r.timer.Stop()
+	}
 }
 
 // finish records the outcome, then publishes it. Recording first means a

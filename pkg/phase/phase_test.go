@@ -112,6 +112,63 @@ func TestExecutesAndReportsStartedThenResult(t *testing.T) {
 	}
 }
 
+// A step done before phase.DefaultStartedAfter is reported once, by its
+// result, which carries its start and run; one that runs longer is
+// reported started first, with the same start; one whose run ends in
+// error quickly is reported started, then its last word.
+func TestStartedReportedOnlyOnceAStepRunsAWhile(t *testing.T) {
+	t.Parallel()
+	r := serve(t, phase.ExecutorFunc(func(ctx context.Context, c events.Command, p phase.Progress) (phase.Outcome, error) {
+		switch {
+		case c.Target == "b":
+			time.Sleep(2 * phase.DefaultStartedAfter)
+		case c.Action == events.ActionRollback:
+			return phase.Outcome{}, errors.New("disk busy")
+		}
+		return phase.Success(nil), nil
+	}))
+	quick, slow := cmd("a", events.ActionApply, 1), cmd("b", events.ActionApply, 2)
+	erring := cmd("a", events.ActionRollback, 3)
+	for _, c := range []events.Command{quick, slow, erring} {
+		r.send(c, c.Step)
+	}
+	got := map[string][]events.StepResult{}
+	for _, c := range []events.Command{quick, slow} {
+		r.final(c.Step)
+	}
+	natstest.Eventually(t, natstest.Patience, "the erring step's last word", func() bool {
+		for _, res := range r.results() {
+			if res.Step == erring.Step && res.Status == events.StatusProgress {
+				return true
+			}
+		}
+		return false
+	})
+	for _, res := range r.results() {
+		got[res.Step] = append(got[res.Step], res)
+	}
+	statuses := func(step string) string {
+		var out []string
+		for _, res := range got[step] {
+			out = append(out, string(res.Status))
+		}
+		return strings.Join(out, " ")
+	}
+	if s := statuses(quick.Step); s != "succeeded" {
+		t.Errorf("quick step reported %q, want its result alone", s)
+	} else if res := got[quick.Step][0]; res.StartedAt.IsZero() || res.Run != 1 {
+		t.Errorf("quick step's result has start %v, run %d", res.StartedAt, res.Run)
+	}
+	if s := statuses(slow.Step); s != "started succeeded" {
+		t.Errorf("slow step reported %q, want started, then its result", s)
+	} else if a, b := got[slow.Step][0].StartedAt, got[slow.Step][1].StartedAt; !a.Equal(b) {
+		t.Errorf("slow step started at %v, its result says %v", a, b)
+	}
+	if s := statuses(erring.Step); !strings.HasPrefix(s, "started progress") {
+		t.Errorf("erring step reported %q, want started, then its last word", s)
+	}
+}
+
 func TestRedeliveredCommandExecutesOnce(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32

@@ -55,10 +55,19 @@ func TestSuccessRunsEveryPhaseAndBatchOnce(t *testing.T) {
 		if n := len(w.executions()); n != 8 {
 			t.Fatalf("%d steps executed, want 8", n)
 		}
-		// In: the request and 8 steps' started + succeeded reports. Out: 8
-		// commands and 8 saga events. The results consumer handles 8 inputs at
-		// once, so a step's started report may lose the race to its result and
-		// be recorded as ignored after the saga has ended: wait for it.
+		// In: the request and 8 steps' results, and the started report of
+		// each step that ran long enough to send one
+		// (phase.DefaultStartedAfter: these are instant, but a loaded
+		// machine may pause one). Out: 8 commands and 8 saga events. The
+		// results consumer handles 8 inputs at once, so a step's started
+		// report may lose the race to its result and be recorded as
+		// ignored after the saga has ended: wait for it.
+		started := 0
+		for _, p := range events.Phases {
+			subject := events.ResultSubject(id, p, events.StatusStarted)
+			started += len(natstest.ReadEvents[events.StepResult](t, w.js, events.StreamEvents, subject, events.TypeStep))
+		}
+		wantIn := 1 + 8 + started
 		var in, out int
 		natstest.Eventually(t, natstest.Patience, "every input in the audit log", func() bool {
 			hist, err := w.store.History(context.Background(), id)
@@ -73,10 +82,10 @@ func TestSuccessRunsEveryPhaseAndBatchOnce(t *testing.T) {
 					out++
 				}
 			}
-			return in >= 17
+			return in >= wantIn
 		})
-		if in != 17 || out != 16 {
-			t.Fatalf("audit has %d in, %d out", in, out)
+		if in != wantIn || out != 16 {
+			t.Fatalf("audit has %d in, %d out; want %d in (%d steps reported started), 16 out", in, out, wantIn, started)
 		}
 		if got := w.metric("upshift_sagas_total", "outcome", "succeeded"); got != 1 {
 			t.Fatalf("upshift_sagas_total{succeeded} = %v", got)

@@ -43,11 +43,11 @@ func faultSagas(t *testing.T, ci int) int {
 // submitFleet submits n sagas over the fleet's targets, a third of them
 // failing verification and so rolled back; it returns each saga's expected
 // end.
-func submitFleet(w *world, n int) map[string]saga.State { return submitFleetSpread(w, n, false) }
+func submitFleet(w *world, n int) map[string]saga.State { return submitFleetSpread(w, n, nil) }
 
-// submitFleetSpread is submitFleet, pausing after every twentieth saga if
-// spread, to spread the load over a run's faults.
-func submitFleetSpread(w *world, n int, spread bool) map[string]saga.State {
+// submitFleetSpread is submitFleet, calling between (if not nil) after
+// every twentieth saga, to spread the load over a run's faults.
+func submitFleetSpread(w *world, n int, between func()) map[string]saga.State {
 	w.on("verify.probe.bad0", "fail")
 	w.on("verify.probe.bad1", "fail")
 	want := map[string]saga.State{}
@@ -62,8 +62,8 @@ func submitFleetSpread(w *world, n int, spread bool) map[string]saga.State {
 		r.Spec.Rollout.BatchSize = 2
 		r.Spec.Timeouts = spec.Timeouts{Precheck: long, Backup: long, Deploy: long, Verify: long, Rollback: long}
 		want[w.submit(r)] = outcome
-		if spread && i%20 == 0 {
-			time.Sleep(100 * time.Millisecond)
+		if between != nil && i%20 == 19 && i < n-1 {
+			between()
 		}
 	}
 	return want

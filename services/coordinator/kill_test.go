@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/pgtest"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
@@ -80,7 +81,17 @@ func TestCoordinatorKilledAtRandomAcrossManySagas(t *testing.T) {
 	})
 
 	const n = 200
-	want := submitFleetSpread(w, n, true) // spread over the kills
+	// Spread over the kills: after every twentieth saga, the next kill
+	// (the sagas outran the kills when submitted 100 ms a score apart).
+	kills := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return killed
+	}
+	want := submitFleetSpread(w, n, func() {
+		before := kills()
+		natstest.Eventually(t, natstest.Patience, "the next kill", func() bool { return kills() > before })
+	})
 	deadline := time.Now().Add(4 * time.Minute)
 	for ; ; time.Sleep(500 * time.Millisecond) {
 		active, err := w.store.List(context.Background(), sagastore.Filter{Active: true, Limit: n + 1})

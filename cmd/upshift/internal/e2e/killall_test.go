@@ -471,10 +471,12 @@ killing:
 				sr = &stepRuns{phase: ph, starts: map[int]time.Time{}}
 				runs[r.Step] = sr
 			}
-			switch {
-			case r.Status == events.StatusStarted:
+			// A run is known by any of its reports: one done quickly
+			// is reported by its result alone (phase.DefaultStartedAfter).
+			if _, ok := sr.starts[r.Run]; !ok && r.Run > 0 {
 				sr.starts[r.Run] = r.StartedAt
-			case r.Status.Final() && sr.final == 0:
+			}
+			if r.Status.Final() && sr.final == 0 {
 				sr.final = r.Run
 			}
 		}
