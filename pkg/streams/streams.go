@@ -215,6 +215,10 @@ const (
 // forming says whether err is what a cluster still forming answers: one of
 // those codes, or no answer in time.
 func forming(err error) bool {
+	var later stillPlacing
+	if errors.As(err, &later) {
+		return true
+	}
 	var api *jetstream.APIError
 	if errors.As(err, &api) {
 		switch api.ErrorCode {
@@ -257,10 +261,25 @@ func EnsureBucket(ctx context.Context, js jetstream.JetStream, c Config, bucket 
 	return kv, nil
 }
 
-func ensureBucket(ctx context.Context, js jetstream.JetStream, c Config, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
+// stillPlacing is a bucket's stream not found right after the bucket was
+// found or created: a three-node cluster starting answered so once (a soak
+// test's start), the stream not yet known to the server asked.
+type stillPlacing struct{ error }
+
+func (e stillPlacing) Unwrap() error { return e.error }
+
+func notFoundYet(err error) error {
+	var api *jetstream.APIError
+	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamNotFound {
+		return stillPlacing{err}
+	}
+	return err
+}
+
+func ensureBucket(ctx context.Context, js jetstream.JetStream, c Config, bucket string, ttl time.Duration) (kv jetstream.KeyValue, err error) {
 	c = c.withDefaults()
 	want := jetstream.KeyValueConfig{Bucket: bucket, Replicas: c.Replicas, Storage: c.Storage, TTL: ttl, History: 1}
-	kv, err := js.KeyValue(ctx, bucket)
+	kv, err = js.KeyValue(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		kv, err = js.CreateKeyValue(ctx, want)
 		if errors.Is(err, jetstream.ErrBucketExists) {
@@ -271,6 +290,9 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, c Config, bucket 
 	if err != nil {
 		return nil, err
 	}
+	// Found or created: from here, its stream not found is a cluster
+	// still placing it.
+	defer func() { err = notFoundYet(err) }()
 	st, err := kv.Status(ctx)
 	if err != nil {
 		return nil, err
