@@ -163,8 +163,10 @@ func TestViewFollowsTheRegistry(t *testing.T) {
 	if _, err := kv.Put(ctx, "junk.deploy.x", []byte("not json")); err != nil {
 		t.Fatal(err)
 	}
+	// Both of web-1's entries: the view sees them one by one (CI once
+	// saw deploy's, not yet verify's).
 	natstest.Eventually(t, natstest.Patience, "the view to see web-1", func() bool {
-		return v.Served("web-1", "deploy", time.Now())
+		return v.Served("web-1", "deploy", time.Now()) && v.Served("web-1", "verify", time.Now())
 	})
 	for _, tc := range []struct {
 		target, service string
