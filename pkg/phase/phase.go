@@ -162,8 +162,10 @@ type Config struct {
 // a store write of the saga and an event fewer for each quick step (most
 // prechecks and verifications), and none a person watching would miss.
 // A step's progress, or its run ending in error, sends the started report
-// first if it was not sent yet, so that a step is never seen to progress
-// before it started.
+// first if it was not sent yet, so that a step is not seen to progress
+// before it started (unless the started report is being sent, held while
+// JetStream does not answer: progress does not wait for it; the result
+// does).
 const DefaultStartedAfter = 200 * time.Millisecond
 
 // Service runs a phase service.
@@ -352,10 +354,11 @@ func (s *Service) handle(ctx context.Context, d *consumer.Delivery) error {
 // (Config.StartedAfter), or by the step's first progress, whichever comes
 // first; never once the step is done (stop).
 type startReport struct {
-	mu    sync.Mutex
-	done  bool // sent, or no longer to be
-	timer *time.Timer
-	send  func()
+	mu      sync.Mutex
+	done    bool          // sent or being sent, or no longer to be
+	sending chan struct{} // closed when the send is over
+	timer   *time.Timer
+	send    func()
 }
 
 // startReport arms the started report of a run of cmd; with StartedAfter
@@ -381,15 +384,20 @@ func (s *Service) startReport(ctx context.Context, cmd events.Command, run int, 
 	return r, nil
 }
 
-// now sends the report unless it was sent or stopped.
+// now sends the report unless it was sent, is being sent, or was stopped.
+// It does not wait for a send under way (JetStream not answering holds
+// one for up to Hold): a progress report may then go first.
 func (r *startReport) now() {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.done {
+		r.mu.Unlock()
 		return
 	}
 	r.done = true
 	r.timer.Stop()
+	r.sending = make(chan struct{})
+	r.mu.Unlock()
+	defer close(r.sending)
 	r.send()
 }
 
@@ -397,10 +405,14 @@ func (r *startReport) now() {
 // waited for, so that it goes before the step's result.
 func (r *startReport) stop() {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.done = true
 	if r.timer != nil {
 		r.timer.Stop()
+	}
+	sending := r.sending
+	r.mu.Unlock()
+	if sending != nil {
+		<-sending
 	}
 }
 

@@ -28,14 +28,19 @@ type rig struct {
 	svc *phase.Service
 }
 
-// serve runs a deploy service for targets a and b with exec.
-func serve(t *testing.T, exec phase.Executor) *rig {
+// serve runs a deploy service for targets a and b with exec; tune, if
+// given, changes its configuration.
+func serve(t *testing.T, exec phase.Executor, tune ...func(*phase.Config)) *rig {
 	_, js := natstest.Start(t)
-	svc := phase.New(js, phase.Config{
+	cfg := phase.Config{
 		Service: events.Deploy, Instance: "deploy@test", Targets: []string{"a", "b"},
 		Actions:  []events.Action{events.ActionApply, events.ActionRollback},
 		Consumer: consumer.Config{AckWait: time.Second, MaxDeliver: 3, Backoff: []time.Duration{10 * time.Millisecond}},
-	}, exec, testlog.New(t), prometheus.NewRegistry())
+	}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	svc := phase.New(js, cfg, exec, testlog.New(t), prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- svc.Run(ctx) }()
@@ -112,21 +117,24 @@ func TestExecutesAndReportsStartedThenResult(t *testing.T) {
 	}
 }
 
-// A step done before phase.DefaultStartedAfter is reported once, by its
-// result, which carries its start and run; one that runs longer is
-// reported started first, with the same start; one whose run ends in
-// error quickly is reported started, then its last word.
+// A step done before StartedAfter is reported once, by its result, which
+// carries its start and run; one that runs longer is reported started
+// first, with the same start; one whose run ends in error quickly is
+// reported started, then its last word. (StartedAfter is a second here,
+// not the default 200 ms: an instant step paused that long by a loaded
+// machine would be reported started, rightly.)
 func TestStartedReportedOnlyOnceAStepRunsAWhile(t *testing.T) {
 	t.Parallel()
+	const after = time.Second
 	r := serve(t, phase.ExecutorFunc(func(ctx context.Context, c events.Command, p phase.Progress) (phase.Outcome, error) {
 		switch {
 		case c.Target == "b":
-			time.Sleep(2 * phase.DefaultStartedAfter)
+			time.Sleep(after + after/4)
 		case c.Action == events.ActionRollback:
 			return phase.Outcome{}, errors.New("disk busy")
 		}
 		return phase.Success(nil), nil
-	}))
+	}), func(c *phase.Config) { c.StartedAfter = after })
 	quick, slow := cmd("a", events.ActionApply, 1), cmd("b", events.ActionApply, 2)
 	erring := cmd("a", events.ActionRollback, 3)
 	for _, c := range []events.Command{quick, slow, erring} {

@@ -115,25 +115,39 @@ func (m *marks) publishing(ctx context.Context, id string) ([]string, func(ctx c
 		m.later(ctx, rec, published)
 		if busy != nil {
 			m.mu.Lock()
-			delete(m.busy, id)
+			if m.busy[id] == busy { // else a flush that gave up waiting took over
+				delete(m.busy, id)
+			}
 			m.mu.Unlock()
 			close(busy)
 		}
 	}
 }
 
-// claim waits until no flush of saga id is publishing, takes what is
-// deferred, and, if flushing, marks the saga busy (returning its channel;
-// nil if ctx was done first: the flush goes on unmarked).
+// claim waits until no flush of saga id is publishing (for at most the
+// mark delay: a slow flush does not hold the saga's next inputs longer
+// than its mark would have waited for them), takes what is deferred, and,
+// if flushing, marks the saga busy (returning its channel; nil if ctx was
+// done first: the flush goes on unmarked).
 func (m *marks) claim(ctx context.Context, id string, flushing bool) (sagastore.Record, []string, chan struct{}) {
+	patience := m.delay
+	if patience <= 0 {
+		patience = DefaultMarkDelay
+	}
+	giveUp := time.NewTimer(patience)
+	defer giveUp.Stop()
 	m.mu.Lock()
+wait:
 	for m.busy[id] != nil {
-		wait := m.busy[id]
+		busy := m.busy[id]
 		m.mu.Unlock()
 		select {
-		case <-wait:
+		case <-busy:
 		case <-ctx.Done():
 			return sagastore.Record{}, nil, nil
+		case <-giveUp.C:
+			m.mu.Lock()
+			break wait // that flush's mark goes later, or with a later change
 		}
 		m.mu.Lock()
 	}

@@ -113,6 +113,45 @@ func TestMarksTakeWaitsForTheFlushPublishing(t *testing.T) {
 	}
 }
 
+// A flush slow to publish holds its saga's next input, and next flush, no
+// longer than the mark delay: they go on without its mark, and the flush
+// that took over stays the one waited for when the slow one ends.
+func TestMarksWaitForASlowFlushNoLongerThanTheDelay(t *testing.T) {
+	m := &marks{delay: 50 * time.Millisecond, mark: func(context.Context, sagastore.Record, []string) {}}
+	m.start(context.Background())
+	defer m.stop()
+	rec := sagastore.Record{Saga: saga.Saga{ID: "s"}}
+	within := func(what string, f func()) {
+		t.Helper()
+		done := make(chan struct{})
+		go func() { f(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s still waiting for the slow flush after 5 s", what)
+		}
+	}
+	_, slowDone := m.publishing(context.Background(), "s") // never done until the end
+	within("a take", func() {
+		if _, ids := m.take(context.Background(), "s"); ids != nil {
+			t.Errorf("took %v", ids)
+		}
+	})
+	var nextDone func(context.Context, sagastore.Record, []string)
+	within("the next flush", func() { _, nextDone = m.publishing(context.Background(), "s") })
+	slowDone(context.Background(), rec, []string{"slow"})
+	// The next flush still publishes: a take waits for it, not the slow one.
+	took := make(chan []string)
+	go func() {
+		_, ids := m.take(context.Background(), "s")
+		took <- ids
+	}()
+	nextDone(context.Background(), rec, []string{"next"})
+	if ids := <-took; len(ids) != 2 {
+		t.Fatalf("take got %v, want both flushes' ids", ids)
+	}
+}
+
 // stop writes what is still deferred together: one saga's mark does not
 // wait for another's, or a store that does not answer would hold Run for
 // markTimeout (10 s) a saga. Every mark here waits until all are being
