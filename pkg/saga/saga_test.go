@@ -1,6 +1,8 @@
 package saga_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -57,7 +59,16 @@ func (r *run) apply(in saga.Input) saga.Effects {
 	if in.At.IsZero() {
 		in.At = r.now
 	}
+	// Apply leaves the saga it is given as it was: the coordinator applies
+	// the next input to the saga it kept.
+	was, err := json.Marshal(r.s)
+	if err != nil {
+		r.t.Fatal(err)
+	}
 	next, eff := saga.Apply(r.s, in)
+	if is, _ := json.Marshal(r.s); !bytes.Equal(is, was) {
+		r.t.Fatalf("applying %s changed the saga it was given", in.Kind)
+	}
 	if eff.Ignored == "" && next.Seq != r.s.Seq+1 {
 		r.t.Fatalf("seq %d -> %d after %s", r.s.Seq, next.Seq, in.Kind)
 	}
