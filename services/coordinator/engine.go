@@ -238,10 +238,10 @@ func (e *engine) flushStored(ctx context.Context, id string) error {
 // flush publishes everything rec has pending, in order, and marks it sent:
 // at once, or (later, unless the saga has ended) with the saga's next
 // change if that comes soon (marks). While it publishes, the saga's next
-// input waits to take the mark (marks.take). rec is the saga as just
-// loaded or stored, so nothing is read
-// again. Messages known to be published already (sent, or a mark deferred
-// here) are not published again, only marked. Publishing twice is
+// input waits (up to the mark delay) to take the mark (marks.take). rec is
+// the saga as just loaded or stored, so nothing is read again. Messages
+// known to be published already (sent, or a mark deferred here) are not
+// published again, only marked. Publishing twice is
 // harmless all the same: every message has its id. The messages go out
 // together (bus.SendAll), each with its ack awaited after the last is
 // sent, not one round trip each.

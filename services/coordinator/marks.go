@@ -99,7 +99,8 @@ func (m *marks) later(ctx context.Context, rec sagastore.Record, ids []string) {
 // and forgets them, with the record they were published from: the caller
 // marks them, or gives them back (later). A mark already being written is
 // not taken. If a flush of the saga is publishing, take waits until it is
-// done (or ctx is: then it takes nothing).
+// done, for at most the mark delay (then takes what is deferred without
+// it), or until ctx is done (then takes nothing).
 func (m *marks) take(ctx context.Context, id string) (sagastore.Record, []string) {
 	rec, ids, _ := m.claim(ctx, id, false)
 	return rec, ids
@@ -130,22 +131,26 @@ func (m *marks) publishing(ctx context.Context, id string) ([]string, func(ctx c
 // if flushing, marks the saga busy (returning its channel; nil if ctx was
 // done first: the flush goes on unmarked).
 func (m *marks) claim(ctx context.Context, id string, flushing bool) (sagastore.Record, []string, chan struct{}) {
-	patience := m.delay
-	if patience <= 0 {
-		patience = DefaultMarkDelay
-	}
-	giveUp := time.NewTimer(patience)
-	defer giveUp.Stop()
+	var giveUp <-chan time.Time // armed on the first wait: most claims wait for nothing
 	m.mu.Lock()
 wait:
 	for m.busy[id] != nil {
 		busy := m.busy[id]
 		m.mu.Unlock()
+		if giveUp == nil {
+			patience := m.delay
+			if patience <= 0 {
+				patience = DefaultMarkDelay
+			}
+			t := time.NewTimer(patience)
+			defer t.Stop()
+			giveUp = t.C
+		}
 		select {
 		case <-busy:
 		case <-ctx.Done():
 			return sagastore.Record{}, nil, nil
-		case <-giveUp.C:
+		case <-giveUp:
 			m.mu.Lock()
 			break wait // that flush's mark goes later, or with a later change
 		}

@@ -140,6 +140,12 @@ func TestMarksWaitForASlowFlushNoLongerThanTheDelay(t *testing.T) {
 	var nextDone func(context.Context, sagastore.Record, []string)
 	within("the next flush", func() { _, nextDone = m.publishing(context.Background(), "s") })
 	slowDone(context.Background(), rec, []string{"slow"})
+	m.mu.Lock()
+	stillBusy := m.busy["s"] != nil
+	m.mu.Unlock()
+	if !stillBusy {
+		t.Fatal("the slow flush's end freed the saga while the next flush publishes")
+	}
 	// The next flush still publishes: a take waits for it, not the slow one.
 	took := make(chan []string)
 	go func() {

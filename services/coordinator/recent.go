@@ -45,10 +45,11 @@ func (r *recent) put(rec sagastore.Record) {
 	if r.recs == nil {
 		r.recs = map[string]sagastore.Record{}
 	}
-	if kept, ok := r.recs[id]; ok && kept.Revision > rec.Revision {
-		return // two inputs' changes, put in the other order
-	}
-	if _, ok := r.recs[id]; !ok && len(r.recs) >= recentSize {
+	if kept, ok := r.recs[id]; ok {
+		if kept.Revision > rec.Revision {
+			return // two inputs' changes, put in the other order
+		}
+	} else if len(r.recs) >= recentSize {
 		for other := range r.recs { // any one: a saga kept long waits long
 			delete(r.recs, other)
 			break

@@ -35,8 +35,8 @@ type View struct {
 	Revision sagastore.Revision `json:"revision"`
 	// Pending counts the outbox messages not yet marked sent: those
 	// published are marked with the saga's next change, or alone half a
-	// second later (coordinator.DefaultMarkDelay), so a saga just moved
-	// shows some for that long.
+	// second later (coordinator.DefaultMarkDelay; at once if the saga
+	// ended), so a saga just moved shows some for that long.
 	Pending int `json:"pendingMessages"`
 }
 
