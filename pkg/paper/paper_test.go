@@ -74,8 +74,8 @@ func recorded(t *testing.T, rolledBack bool) saga.Saga {
 	add := func(st saga.Step) *saga.Step {
 		n++
 		st.Done = n
-		s.Steps = append(s.Steps, st)
-		return &s.Steps[len(s.Steps)-1]
+		s.Steps = append(s.Steps, &st)
+		return &st
 	}
 	for i, tg := range r.Spec.Targets {
 		st := add(step("pre-"+tg, events.Precheck, events.ActionCheck, tg, 0, 1, 20*time.Second, saga.StepSucceeded, 0))
@@ -151,7 +151,7 @@ func dryRun(t *testing.T) *saga.Saga {
 	for i, tg := range r.Spec.Targets {
 		st := step("pre-"+tg, events.Precheck, events.ActionCheck, tg, 0, 1, 20*time.Second, saga.StepSucceeded, i+1)
 		st.Report = precheckLines(fmt.Sprintf("%d GiB", 10+i))
-		s.Steps = append(s.Steps, st)
+		s.Steps = append(s.Steps, &st)
 	}
 	s.State, s.UpdatedAt = saga.StateChecked, t0.Add(2*time.Minute)
 	return &s

@@ -250,9 +250,9 @@ func (b *planner) signOff() {
 
 // lastAttempts are the last attempt of each target's steps of a phase
 // (compensations left out), in the order the targets first appear.
-func lastAttempts(steps []saga.Step, p events.Phase) []saga.Step {
+func lastAttempts(steps []*saga.Step, p events.Phase) []*saga.Step {
 	idx := map[string]int{}
-	var out []saga.Step
+	var out []*saga.Step
 	for _, st := range steps {
 		if st.Phase != p || st.Compensates != "" {
 			continue
@@ -286,7 +286,7 @@ func result(w words, l events.ReportLine) string {
 	return st
 }
 
-func stepText(w words, st saga.Step) string {
+func stepText(w words, st *saga.Step) string {
 	out := string(st.Status)
 	if st.Reason != "" {
 		out += ": " + st.Reason

@@ -111,7 +111,7 @@ func timeline(w words, s saga.Saga) [][]string {
 	type span struct {
 		phase       string
 		batch       int
-		first, last saga.Step
+		first, last *saga.Step
 		failed      []string
 		n           int
 	}
@@ -157,14 +157,14 @@ func timeline(w words, s saga.Saga) [][]string {
 	return rows
 }
 
-func start(st saga.Step) time.Time {
+func start(st *saga.Step) time.Time {
 	if !st.StartedAt.IsZero() {
 		return st.StartedAt
 	}
 	return st.DispatchedAt
 }
 
-func lines(w words, sec *Section, steps []saga.Step, p events.Phase, none string) {
+func lines(w words, sec *Section, steps []*saga.Step, p events.Phase, none string) {
 	var rows [][]string
 	for _, st := range lastAttempts(steps, p) {
 		for _, l := range st.Report {
@@ -180,7 +180,7 @@ func lines(w words, sec *Section, steps []saga.Step, p events.Phase, none string
 	sec.table([]string{w.t("Target", "目标"), w.t("Check", "检查项"), w.t("Threshold", "阈值"), w.t("Measured", "实测值"), w.t("Result", "结果")}, rows)
 }
 
-func verifiedLine(st saga.Step) string {
+func verifiedLine(st *saga.Step) string {
 	for _, l := range st.Report {
 		if l.Name == "verification" {
 			return result(words{}, l) + ": " + l.Detail

@@ -148,6 +148,57 @@ type machine struct {
 	at      time.Time
 	eff     Effects
 	ignored string
+	// owned says the saga's step list is the machine's own (copied, or
+	// grown by an append, in this transition); mine are the steps it
+	// copied or made. The rest are shared with the saga given to Apply.
+	owned bool
+	mine  map[*Step]bool
+}
+
+// edit returns the step at index i for the machine to change: the list and
+// the step are copied the first time, so that the saga given to Apply stays
+// as it was. Copying the list copies pointers only.
+func (m *machine) edit(i int) *Step {
+	if !m.owned {
+		m.s.Steps, m.owned = slices.Clone(m.s.Steps), true
+	}
+	st := m.s.Steps[i]
+	if !m.mine[st] {
+		c := *st
+		st = &c
+		m.s.Steps[i] = st
+		m.own(st)
+	}
+	return st
+}
+
+// own records a step as the machine's to change.
+func (m *machine) own(st *Step) {
+	if m.mine == nil {
+		m.mine = map[*Step]bool{}
+	}
+	m.mine[st] = true
+}
+
+// editing returns st, one of the saga's steps, for the machine to change.
+func (m *machine) editing(st *Step) *Step {
+	if m.mine[st] {
+		return st
+	}
+	for i := len(m.s.Steps) - 1; i >= 0; i-- {
+		if m.s.Steps[i] == st {
+			return m.edit(i)
+		}
+	}
+	panic("saga: editing a step not in the saga")
+}
+
+// from is where the steps the saga may wait for begin (Saga.Since).
+func (m *machine) from() int {
+	if m.s.State == StateRollingBack && m.s.Next >= len(m.s.Plan) {
+		return 0 // the end waits for the targets rolled back alone, in any batch
+	}
+	return min(m.s.Since, len(m.s.Steps))
 }
 
 func (m *machine) ignore(why string) { m.ignored = why }
@@ -185,6 +236,7 @@ func (m *machine) start() {
 	raw, _ := json.Marshal(m.s.Request)
 	m.note(events.SagaEvent{Kind: string(StateRequested), Reason: m.s.Request.Title(), Request: raw})
 	m.enter(StatePrechecking, "")
+	m.s.Since = len(m.s.Steps)
 	deadline := m.at.Add(m.s.Request.Spec.Timeouts.Precheck.Duration)
 	m.send(events.Precheck, events.ActionCheck, m.targets(), 0, deadline, deadline, "")
 	if m.s.Request.Restores() {
@@ -215,24 +267,30 @@ func (m *machine) dispatch(phase events.Phase, action events.Action, targets []s
 // time) and reported by deadline, the phase's deadline; the caller waits
 // for the deadline.
 func (m *machine) send(phase events.Phase, action events.Action, targets []string, batch int, notAfter, deadline time.Time, compensates string) {
-	for _, t := range targets {
-		attempt := 1
-		for _, st := range m.s.Steps {
-			if st.Phase == phase && st.Action == action && st.Target == t {
-				attempt++
-			}
+	// Attempts are counted once per call, not once per target: a batch
+	// of n targets costs one pass over the steps, not n.
+	up := upgrade(*m.s)
+	sent := map[string]int{}
+	for _, st := range m.s.Steps {
+		if st.Phase == phase && st.Action == action {
+			sent[st.Target]++
 		}
-		st := Step{
+	}
+	for _, t := range targets {
+		attempt := sent[t] + 1
+		sent[t] = attempt
+		st := &Step{
 			ID:    events.StepID(m.s.ID, phase, action, t, attempt),
 			Phase: phase, Action: action, Target: t, Batch: batch, Attempt: attempt,
 			Status: StepDispatched, Compensates: compensates,
 			DispatchedAt: m.at, Deadline: deadline,
 		}
-		m.s.Steps = append(m.s.Steps, st)
+		m.s.Steps, m.owned = append(m.s.Steps, st), true // clipped: a new list
+		m.own(st)
 		cmd := events.Command{
 			Step: st.ID, Saga: m.s.ID, Phase: phase, Action: action, Target: t,
 			Batch: batch, Attempt: attempt, Deadline: deadline, NotAfter: notAfter, Compensates: compensates,
-			Upgrade: upgrade(*m.s),
+			Upgrade: up,
 		}
 		if compensates != "" {
 			// A compensation restores the saga's own backup, whatever
@@ -273,11 +331,12 @@ func purges(r spec.Request) []string {
 
 // report applies a phase service's report, made at sent by its clock.
 func (m *machine) report(r events.StepResult, sent time.Time) {
-	st, ok := m.s.Step(r.Step)
-	if !ok || r.Saga != m.s.ID {
+	i := m.s.find(r.Step)
+	if i < 0 || r.Saga != m.s.ID {
 		m.ignore(fmt.Sprintf("report on unknown step %q", r.Step))
 		return
 	}
+	st := m.edit(i)
 	if st.Status.Final() {
 		if st.Status == StepTimedOut && r.Status.Final() && st.Late == "" {
 			// Recorded for the record; the saga moved on when it timed out.
@@ -463,7 +522,7 @@ func (m *machine) tick() {
 		switch {
 		case st.Status.Final():
 		case !m.at.Before(st.Deadline):
-			m.finish(st, StepTimedOut, "timeout", fmt.Sprintf("no result within %s", st.Deadline.Sub(st.DispatchedAt)))
+			m.finish(m.editing(st), StepTimedOut, "timeout", fmt.Sprintf("no result within %s", st.Deadline.Sub(st.DispatchedAt)))
 		case next.IsZero() || st.Deadline.Before(next):
 			next = st.Deadline
 		}
@@ -477,8 +536,7 @@ func (m *machine) tick() {
 // current returns the steps the saga is waiting for.
 func (m *machine) current() []*Step {
 	var out []*Step
-	for i := range m.s.Steps {
-		st := &m.s.Steps[i]
+	for _, st := range m.s.Steps[m.from():] {
 		switch m.s.State {
 		case StatePrechecking:
 			if st.Phase == events.Precheck || st.Phase == events.Backup && st.Action == events.ActionCheck {
@@ -610,8 +668,7 @@ func (m *machine) absorb(steps []*Step, done *bool) bool {
 	}
 	for _, bad := range fresh {
 		m.s.SetAside = append(m.s.SetAside, bad.Target)
-		for i := range m.s.Steps {
-			st := &m.s.Steps[i]
+		for _, st := range m.s.Steps[m.from():] {
 			if !m.forward(st) || st.Target != bad.Target || st.Batch != m.s.Batch {
 				continue
 			}
@@ -742,8 +799,8 @@ func (m *machine) resume() {
 // deployed reports whether a deploy (or maintenance, or restore) step was
 // dispatched.
 func (m *machine) deployed() bool {
-	for i := range m.s.Steps {
-		if m.forward(&m.s.Steps[i]) {
+	for _, st := range m.s.Steps {
+		if m.forward(st) {
 			return true
 		}
 	}
@@ -796,6 +853,7 @@ func (m *machine) backup() {
 		return
 	}
 	m.enter(StateBackingUp, "")
+	m.s.Since = len(m.s.Steps)
 	m.dispatch(events.Backup, events.ActionArchive, m.targets(), 0, m.s.Request.Spec.Timeouts.Backup.Duration, "")
 }
 
@@ -803,6 +861,7 @@ func (m *machine) deploy(batch int) {
 	phase, action := m.work()
 	m.s.Batch = batch
 	m.enter(StateDeploying, "")
+	m.s.Since = len(m.s.Steps) // the verification waits for this batch's lone roll-backs too: it keeps this
 	m.dispatch(phase, action, m.s.Batches[batch], batch, m.s.Request.Spec.Timeouts.Deploy.Duration, "")
 }
 
@@ -842,6 +901,7 @@ func (m *machine) watch() {
 	}
 	end := m.at.Add(w)
 	m.enter(StateWatching, fmt.Sprintf("every target watched for %s, until %s", w, end.Format(time.RFC3339)))
+	m.s.Since = len(m.s.Steps)
 	m.send(events.Verify, events.ActionWatch, m.without(m.targets()), m.s.Batch, end, end.Add(WatchGrace), "")
 	m.wait(end.Add(WatchGrace))
 }
@@ -865,8 +925,7 @@ var compensation = map[events.Action]events.Action{
 func (m *machine) rollBack(cause Cause, reason string) {
 	var running, finished, backups []*Step
 	touched := map[string]bool{}
-	for i := range m.s.Steps {
-		st := &m.s.Steps[i]
+	for _, st := range m.s.Steps {
 		if !m.forward(st) {
 			continue
 		}
@@ -880,8 +939,7 @@ func (m *machine) rollBack(cause Cause, reason string) {
 			running = append(running, st)
 		}
 	}
-	for i := range m.s.Steps {
-		st := &m.s.Steps[i]
+	for _, st := range m.s.Steps {
 		if st.Phase == events.Backup && st.Action == events.ActionArchive && st.Status == StepSucceeded && touched[st.Target] {
 			backups = append(backups, st)
 		}
@@ -904,13 +962,14 @@ func (m *machine) rollBack(cause Cause, reason string) {
 func (m *machine) compensateNext() {
 	if m.s.Next < len(m.s.Plan) {
 		orig, _ := m.s.Step(m.s.Plan[m.s.Next])
+		m.s.Since = len(m.s.Steps)
 		m.dispatch(orig.Phase, compensation[orig.Action], []string{orig.Target}, orig.Batch,
 			m.s.Request.Spec.Timeouts.Rollback.Duration, orig.ID)
 		return
 	}
 	var wait time.Time
-	for i := range m.s.Steps {
-		if st := &m.s.Steps[i]; m.lone(st) && !st.Status.Final() && st.Deadline.After(wait) {
+	for _, st := range m.s.Steps {
+		if m.lone(st) && !st.Status.Final() && st.Deadline.After(wait) {
 			wait = st.Deadline
 		}
 	}

@@ -69,13 +69,13 @@ func (w *world) apply(in saga.Input) {
 		w.t.Fatalf("terminal saga sent %v", names(eff.Commands))
 	}
 	// Steps that became final, in order of their Done number.
-	var done []saga.Step
+	var done []*saga.Step
 	for _, st := range next.Steps {
 		if prev, ok := before.Step(st.ID); st.Status.Final() && (!ok || !prev.Status.Final()) {
 			done = append(done, st)
 		}
 	}
-	slices.SortFunc(done, func(a, b saga.Step) int { return a.Done - b.Done })
+	slices.SortFunc(done, func(a, b *saga.Step) int { return a.Done - b.Done })
 	for _, st := range done {
 		w.finished = append(w.finished, st.ID)
 	}

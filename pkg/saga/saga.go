@@ -192,8 +192,16 @@ type Saga struct {
 	Reason    string       `json:"reason,omitempty"`
 	Batches   [][]string   `json:"batches"`
 	Batch     int          `json:"batch"`
-	Steps     []Step       `json:"steps"`
-	Deadline  time.Time    `json:"deadline,omitzero"`
+	// Steps in the order they were dispatched. A saga returned by Apply
+	// shares the steps it did not change with the saga it was given:
+	// read them, never change them in place.
+	Steps []*Step `json:"steps"`
+	// Since is the index in Steps of the first step the saga may be
+	// waiting for: those before it belong to phases or batches done.
+	// The machine reads only from there, so a transition does not grow
+	// with the steps of the batches before it (zero: from the start).
+	Since    int       `json:"since,omitempty"`
+	Deadline time.Time `json:"deadline,omitzero"`
 	// SetAside are the targets that failed within their batch's tolerance
 	// (spec.Rollout.MaxFailedPercent), rolled back alone and left out of
 	// the rest of the saga.
@@ -282,14 +290,24 @@ func (s Saga) Confirmed(role string) (Confirmation, bool) {
 	return Confirmation{}, false
 }
 
-// Step returns the step with the given id.
+// Step returns the step with the given id, to read: it may be shared with
+// other sagas. It looks from the newest step back, as the steps a saga
+// hears of are mostly the newest.
 func (s *Saga) Step(id string) (*Step, bool) {
-	for i := range s.Steps {
-		if s.Steps[i].ID == id {
-			return &s.Steps[i], true
-		}
+	if i := s.find(id); i >= 0 {
+		return s.Steps[i], true
 	}
 	return nil, false
+}
+
+// find returns the index of the step with the given id, or -1.
+func (s *Saga) find(id string) int {
+	for i := len(s.Steps) - 1; i >= 0; i-- {
+		if s.Steps[i].ID == id {
+			return i
+		}
+	}
+	return -1
 }
 
 // Watch is the watch period after the last batch: the longer of the
@@ -333,8 +351,11 @@ func (s Saga) Analyses() []events.AnalysisRef {
 	return out
 }
 
+// clone returns a saga the machine may change without changing s: lists
+// copied, except the steps, shared and clipped, so that appending one
+// copies the list and changing one goes through machine.edit.
 func (s Saga) clone() Saga {
-	s.Steps = append([]Step(nil), s.Steps...)
+	s.Steps = slices.Clip(s.Steps)
 	s.Plan = append([]string(nil), s.Plan...)
 	s.SetAside = slices.Clone(s.SetAside)
 	s.Confirmations = append([]Confirmation(nil), s.Confirmations...)

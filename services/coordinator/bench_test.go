@@ -296,7 +296,7 @@ func readTimings(b *testing.B, w *world, ids []string) timings {
 			b.Fatalf("saga %s ended %s (%s)", id, r.Saga.State, r.Saga.Reason)
 		}
 		steps := slices.Clone(r.Saga.Steps)
-		slices.SortFunc(steps, func(a, b saga.Step) int { return a.DispatchedAt.Compare(b.DispatchedAt) })
+		slices.SortFunc(steps, func(a, b *saga.Step) int { return a.DispatchedAt.Compare(b.DispatchedAt) })
 		for i, st := range steps {
 			t.trip = append(t.trip, st.FinishedAt.Sub(st.DispatchedAt))
 			if i > 0 {

@@ -170,7 +170,7 @@ func TestATargetWhoseAgentStoppedIsRefusedBeforeItsBatch(t *testing.T) {
 func step(s saga.Saga, p events.Phase, a events.Action, target string) (saga.Step, bool) {
 	for _, st := range s.Steps {
 		if st.Phase == p && st.Action == a && st.Target == target {
-			return st, true
+			return *st, true
 		}
 	}
 	return saga.Step{}, false

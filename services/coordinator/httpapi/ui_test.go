@@ -337,7 +337,7 @@ func TestUIFinishedSaga(t *testing.T) {
 	v := waiting("s1")
 	v.Saga.State = saga.StateRejected
 	v.Saga.Rejection = &saga.Decision{Actor: "carol", Comment: "not <now>"}
-	v.Saga.Steps = []saga.Step{{ID: "p1", Phase: events.Precheck, Action: events.ActionCheck, Target: "a", Status: saga.StepSucceeded,
+	v.Saga.Steps = []*saga.Step{{ID: "p1", Phase: events.Precheck, Action: events.ActionCheck, Target: "a", Status: saga.StepSucceeded,
 		Report: []events.ReportLine{{Name: "disk", OK: true, Value: "12 GiB", Threshold: ">= 1 GiB"}}}}
 	b := newBrowser(t, newBackend(v), httpapi.Config{Token: token})
 	b.signIn(token)

@@ -50,7 +50,7 @@ func (r *rig) maintained(req spec.Request, want saga.State) saga.Saga {
 func step(s saga.Saga, phase events.Phase, action events.Action) (saga.Step, bool) {
 	for _, st := range s.Steps {
 		if st.Phase == phase && st.Action == action {
-			return st, true
+			return *st, true
 		}
 	}
 	return saga.Step{}, false

@@ -78,7 +78,7 @@ func TestAFailingAnalysisInTheWatchPeriodRollsBack(t *testing.T) {
 	var probe *saga.Step
 	for i := range s.Steps {
 		if s.Steps[i].Action == events.ActionProbe {
-			probe = &s.Steps[i]
+			probe = s.Steps[i]
 		}
 	}
 	if probe == nil || probe.Status != saga.StepSucceeded || !reportHas(probe.Report, "analysis error-rate", events.CheckPass, "< 0.05") ||
@@ -102,7 +102,7 @@ func TestAFailingAnalysisInTheWatchPeriodRollsBack(t *testing.T) {
 	var watch *saga.Step
 	for i := range v.Saga.Steps {
 		if v.Saga.Steps[i].Action == events.ActionWatch {
-			watch = &v.Saga.Steps[i]
+			watch = v.Saga.Steps[i]
 		}
 	}
 	if watch == nil || watch.Status != saga.StepFailed || watch.Reason != "analysis_failed" ||

@@ -22,7 +22,7 @@ var checks = []events.ReportLine{
 // column for each part of a line, in the order of the report.
 func TestStatusShowsAReportTablePerTarget(t *testing.T) {
 	t.Parallel()
-	s := saga.Saga{ID: "s1", State: saga.StateFailed, Steps: []saga.Step{
+	s := saga.Saga{ID: "s1", State: saga.StateFailed, Steps: []*saga.Step{
 		{Phase: events.Precheck, Action: events.ActionCheck, Target: "web-1", Attempt: 1, Status: saga.StepFailed, Error: "1 check failed: tcp db: connection refused", Report: checks},
 		{Phase: events.Precheck, Action: events.ActionCheck, Target: "web-2", Attempt: 1, Status: saga.StepSucceeded, Report: checks[:1]},
 	}}

@@ -120,7 +120,7 @@ func TestJunkOnASagaSubjectIsShownAndTheWatchGoesOn(t *testing.T) {
 // last word; a step that ran once shows no runs.
 func TestStatusShowsEachRunOfAStepThatRanAgain(t *testing.T) {
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	s := saga.Saga{ID: "s1", State: saga.StateSucceeded, Batches: [][]string{{"web"}}, Steps: []saga.Step{
+	s := saga.Saga{ID: "s1", State: saga.StateSucceeded, Batches: [][]string{{"web"}}, Steps: []*saga.Step{
 		{ID: "s1.deploy.apply.web.1", Phase: events.Deploy, Action: events.ActionApply, Target: "web", Attempt: 1,
 			Status: saga.StepSucceeded, StartedAt: at, FinishedAt: at.Add(time.Minute), Run: 3, Runs: []saga.Run{
 				{N: 1, StartedAt: at, Progress: "run 1 ended in error, to be tried again: disk busy"},

@@ -585,10 +585,13 @@ func (s *Store) encode(d document) ([]byte, error) {
 	if len(b) <= s.limit {
 		return b, nil
 	}
-	d.Saga.Steps = slices.Clone(d.Saga.Steps)
-	for i := range d.Saga.Steps {
-		d.Saga.Steps[i].Report, d.Saga.Steps[i].Output = nil, nil
+	steps := make([]*saga.Step, len(d.Saga.Steps)) // copies: the steps are shared
+	for i, st := range d.Saga.Steps {
+		c := *st
+		c.Report, c.Output = nil, nil
+		steps[i] = &c
 	}
+	d.Saga.Steps = steps
 	if b, err = json.Marshal(d); err != nil {
 		return nil, fmt.Errorf("encode saga %s: %w", d.Saga.ID, err)
 	}

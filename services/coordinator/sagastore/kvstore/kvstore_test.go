@@ -90,12 +90,15 @@ func TestDocumentsFitTheServersMessages(t *testing.T) {
 	ctx := context.Background()
 	s, _ := storetest.Saga("big", "payments", "test", "2.0", time.Now())
 	for i := range 20 {
-		s.Steps = append(s.Steps, saga.Step{ID: fmt.Sprintf("big.deploy.apply.t%d.1", i), Phase: events.Deploy, Action: events.ActionApply,
+		s.Steps = append(s.Steps, &saga.Step{ID: fmt.Sprintf("big.deploy.apply.t%d.1", i), Phase: events.Deploy, Action: events.ActionApply,
 			Target: fmt.Sprintf("t%d", i), Status: saga.StepSucceeded, Error: "fine",
 			Report: []events.ReportLine{{Name: "start", OK: true, Detail: strings.Repeat("x", 4000)}}})
 	}
 	if _, err := store.Create(ctx, s, sagastore.Change{}); err != nil {
 		t.Fatal(err)
+	}
+	if s.Steps[5].Report == nil {
+		t.Fatal("storing a saga too large with its reports dropped the reports of the saga it was given")
 	}
 	r, err := store.Load(ctx, "big")
 	if err != nil {
@@ -106,7 +109,7 @@ func TestDocumentsFitTheServersMessages(t *testing.T) {
 	}
 	huge, _ := storetest.Saga("huge", "payments", "test", "2.0", time.Now())
 	for i := range 400 {
-		huge.Steps = append(huge.Steps, saga.Step{ID: fmt.Sprintf("huge.deploy.apply.target-%d.1", i), Error: strings.Repeat("e", 200)})
+		huge.Steps = append(huge.Steps, &saga.Step{ID: fmt.Sprintf("huge.deploy.apply.target-%d.1", i), Error: strings.Repeat("e", 200)})
 	}
 	if _, err := store.Create(ctx, huge, sagastore.Change{}); !errors.Is(err, sagastore.ErrTooLarge) || !strings.Contains(err.Error(), "use the postgres store") {
 		t.Fatalf("huge saga: %v", err)

@@ -103,7 +103,7 @@ func (s *Store) Update(ctx context.Context, from sagastore.Record, sg saga.Saga,
 // and outbox messages. An outbox id
 // already taken is fine if the stored message is the same one, and refused
 // otherwise. It returns the outbox messages it added: not those taken.
-func writeChange(ctx context.Context, tx pgx.Tx, was []saga.Step, sg saga.Saga, ch sagastore.Change) ([]bus.Message, error) {
+func writeChange(ctx context.Context, tx pgx.Tx, was []*saga.Step, sg saga.Saga, ch sagastore.Change) ([]bus.Message, error) {
 	b := &pgx.Batch{}
 	if err := queueSteps(b, was, sg); err != nil {
 		return nil, err
@@ -151,17 +151,30 @@ func writeChange(ctx context.Context, tx pgx.Tx, was []saga.Step, sg saga.Saga, 
 // queueSteps mirrors the saga's steps: only a step that is new or not as
 // it was is written (a transition changes one or a few; the statement's
 // own comparison leaves a row that is the same alone all the same), and a
-// step no longer in the saga is removed.
-func queueSteps(b *pgx.Batch, was []saga.Step, sg saga.Saga) error {
-	before := make(map[string]int, len(was))
-	for i, st := range was {
-		before[st.ID] = i
+// step no longer in the saga is removed. The machine appends steps and
+// shares those it did not change with the saga before, so a step at the
+// same place and the same pointer is the same; anything else is compared.
+func queueSteps(b *pgx.Batch, was []*saga.Step, sg saga.Saga) error {
+	appended := len(was) <= len(sg.Steps)
+	for i := 0; appended && i < len(was); i++ {
+		appended = was[i] == sg.Steps[i] || was[i].ID == sg.Steps[i].ID
+	}
+	var before map[string]int
+	if !appended {
+		before = make(map[string]int, len(was))
+		for i, st := range was {
+			before[st.ID] = i
+		}
 	}
 	kept := 0
 	for i, st := range sg.Steps {
-		if j, ok := before[st.ID]; ok {
+		j, ok := i, i < len(was)
+		if !appended {
+			j, ok = before[st.ID]
+		}
+		if ok {
 			kept++
-			if j == i && reflect.DeepEqual(was[j], st) {
+			if j == i && (was[j] == st || reflect.DeepEqual(*was[j], *st)) {
 				continue
 			}
 		}

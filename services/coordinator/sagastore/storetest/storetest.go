@@ -531,7 +531,7 @@ func BenchTransition(b *testing.B, targets int, open func(testing.TB) Harness) {
 		s.Steps = s.Steps[:0]
 		for _, t := range ts {
 			st := saga.Step{ID: "bench.precheck.check." + t + ".1", Phase: c.Phase, Action: c.Action, Target: t, Status: saga.StepDispatched}
-			s.Steps = append(s.Steps, st)
+			s.Steps = append(s.Steps, &st)
 		}
 	}
 	r, err := h.Store.Create(ctx, s, sagastore.Change{})
@@ -546,7 +546,10 @@ func BenchTransition(b *testing.B, targets int, open func(testing.TB) Harness) {
 		}
 		next := r.Saga
 		next.Seq++
-		next.Steps[i%len(next.Steps)].Status = saga.StepRunning
+		st := *next.Steps[i%len(next.Steps)] // the loaded record's steps are not to change
+		st.Status = saga.StepRunning
+		next.Steps = slices.Clone(next.Steps)
+		next.Steps[i%len(next.Steps)] = &st
 		id := fmt.Sprintf("m%d", i)
 		ch := sagastore.Change{Outbox: []bus.Message{msg(id + "-cmd"), msg(id + "-evt")}, Audit: []sagastore.Entry{
 			entry("bench", id+"-in", sagastore.In, next.Seq), entry("bench", id+"-cmd", sagastore.Out, next.Seq),
