@@ -353,10 +353,12 @@ func (s Saga) Analyses() []events.AnalysisRef {
 
 // clone returns a saga the machine may change without changing s: lists
 // copied, except the steps, shared and clipped, so that appending one
-// copies the list and changing one goes through machine.edit.
+// copies the list and changing one goes through machine.edit, and the
+// roll-back plan, shared: the machine only ever replaces it whole (a store
+// then sees an unchanged plan as the same list).
 func (s Saga) clone() Saga {
 	s.Steps = slices.Clip(s.Steps)
-	s.Plan = append([]string(nil), s.Plan...)
+	s.Plan = slices.Clip(s.Plan)
 	s.SetAside = slices.Clone(s.SetAside)
 	s.Confirmations = append([]Confirmation(nil), s.Confirmations...)
 	return s

@@ -34,7 +34,7 @@ func harness(t testing.TB) storetest.Harness {
 }
 
 func BenchmarkTransition(b *testing.B) {
-	for _, n := range []int{1, 20} {
+	for _, n := range []int{1, 20, 1000} {
 		b.Run(fmt.Sprintf("targets=%d", n), func(b *testing.B) { storetest.BenchTransition(b, n, harness) })
 	}
 }

@@ -15,12 +15,15 @@ import (
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
 
-// A record is read in one statement, so the saga and its unsent outbox come
-// from one snapshot; the messages come as parallel arrays, oldest first,
-// rather than one row each repeating the saga.
+// A record is read in one statement, so the saga, its parts kept apart
+// (see core) and its unsent outbox come from one snapshot; the steps come
+// as one array, the messages as parallel arrays, oldest first, rather than
+// one row each repeating the saga.
 const (
-	recordColumns = `s.id, s.doc, s.revision, p.ids, p.subjects, p.data, p.ats, p.targets`
+	recordColumns = `s.id, s.doc, s.spread, s.plan, k.steps, s.revision, p.ids, p.subjects, p.data, p.ats, p.targets`
 	pendingJoin   = `CROSS JOIN LATERAL (
+		SELECT jsonb_agg(st.doc ORDER BY st.position) AS steps FROM saga_steps st WHERE st.saga_id = s.id) k
+		CROSS JOIN LATERAL (
 		SELECT array_agg(o.id ORDER BY o.position) AS ids,
 			array_agg(o.subject ORDER BY o.position) AS subjects,
 			array_agg(o.data ORDER BY o.position) AS data,
@@ -33,17 +36,18 @@ func scanRecord(row pgx.Row) (sagastore.Record, error) {
 	var (
 		r             sagastore.Record
 		id            string
-		doc           []byte
+		doc, sp, plan []byte
+		steps         []byte
 		rev           int64
 		ids, subjects []string
 		data          [][]byte
 		ats           []*time.Time
 		targets       []*string
 	)
-	if err := row.Scan(&id, &doc, &rev, &ids, &subjects, &data, &ats, &targets); err != nil {
+	if err := row.Scan(&id, &doc, &sp, &plan, &steps, &rev, &ids, &subjects, &data, &ats, &targets); err != nil {
 		return r, err
 	}
-	if err := json.Unmarshal(doc, &r.Saga); err != nil {
+	if err := assemble(&r.Saga, doc, sp, plan, steps); err != nil {
 		return r, &sagastore.UnreadableError{IDs: []string{id}, Err: err}
 	}
 	r.Revision = sagastore.Revision(rev)
@@ -58,6 +62,37 @@ func scanRecord(row pgx.Row) (sagastore.Record, error) {
 		r.Pending = append(r.Pending, m)
 	}
 	return r, nil
+}
+
+// assemble decodes a saga from its document and the parts kept apart.
+func assemble(sg *saga.Saga, doc, sp, plan, steps []byte) error {
+	if err := json.Unmarshal(doc, sg); err != nil {
+		return err
+	}
+	var parts spread
+	if sp == nil {
+		return errors.New("no targets and batches")
+	}
+	if err := json.Unmarshal(sp, &parts); err != nil {
+		return fmt.Errorf("targets and batches: %w", err)
+	}
+	sg.Request.Spec.Targets, sg.Batches = parts.Targets, parts.Batches
+	if plan != nil {
+		if err := json.Unmarshal(plan, &sg.Plan); err != nil {
+			return fmt.Errorf("roll-back plan: %w", err)
+		}
+	}
+	if steps != nil {
+		if err := json.Unmarshal(steps, &sg.Steps); err != nil {
+			return fmt.Errorf("steps: %w", err)
+		}
+	}
+	for i, st := range sg.Steps {
+		if st == nil {
+			return fmt.Errorf("step %d has no document", i)
+		}
+	}
+	return nil
 }
 
 // Load implements sagastore.Store.
@@ -113,8 +148,9 @@ func collect(rows pgx.Rows, bad *sagastore.UnreadableError, scan func(pgx.Row) e
 	return rows.Err()
 }
 
-// List implements sagastore.Store. It decodes the saga without its steps,
-// which are most of its size and none of its summary.
+// List implements sagastore.Store. It decodes the saga's document alone:
+// its steps, targets and batches are kept apart (the batches' number is a
+// column).
 func (s *Store) List(ctx context.Context, f sagastore.Filter) ([]sagastore.Summary, error) {
 	var where []string
 	var args []any
@@ -140,7 +176,7 @@ func (s *Store) List(ctx context.Context, f sagastore.Filter) ([]sagastore.Summa
 			add(c[0]+" = $%d", c[1])
 		}
 	}
-	q := `SELECT id, doc - 'steps' FROM sagas`
+	q := `SELECT id, batches, doc FROM sagas`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -158,15 +194,18 @@ func (s *Store) List(ctx context.Context, f sagastore.Filter) ([]sagastore.Summa
 	var bad sagastore.UnreadableError
 	err = collect(rows, &bad, func(row pgx.Row) error {
 		var id string
+		var batches int
 		var doc []byte
 		var sg saga.Saga
-		if err := row.Scan(&id, &doc); err != nil {
+		if err := row.Scan(&id, &batches, &doc); err != nil {
 			return err
 		}
 		if err := json.Unmarshal(doc, &sg); err != nil {
 			return &sagastore.UnreadableError{IDs: []string{id}, Err: err}
 		}
-		out = append(out, sagastore.Summarize(sg))
+		sum := sagastore.Summarize(sg)
+		sum.Batches = batches
+		out = append(out, sum)
 		return nil
 	})
 	if err != nil {

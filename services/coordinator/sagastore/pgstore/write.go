@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,9 +20,10 @@ import (
 const sagaColumns = `state, kind, team, environment, software, from_version, to_version, digest, name,
 	reason, batch, batches, created_at, updated_at, deadline, doc`
 
-// sagaValues returns the values of sagaColumns, in order.
+// sagaValues returns the values of sagaColumns, in order: the document
+// without the parts kept apart (see core).
 func sagaValues(s saga.Saga) ([]any, error) {
-	doc, err := json.Marshal(s)
+	doc, err := json.Marshal(core(s))
 	if err != nil {
 		return nil, fmt.Errorf("encode saga %s: %w", s.ID, err)
 	}
@@ -30,18 +32,42 @@ func sagaValues(s saga.Saga) ([]any, error) {
 		sum.Digest, sum.Name, sum.Reason, sum.Batch, sum.Batches, s.CreatedAt, s.UpdatedAt, at(s.Deadline), doc}, nil
 }
 
+// core is the saga less what grows with its targets, kept apart: its steps
+// (rows of saga_steps), its targets and batches (spread, written once) and
+// its roll-back plan (plan, written when it changes). A transition then
+// writes what it changed, whatever the size of the fleet.
+func core(s saga.Saga) saga.Saga {
+	s.Steps, s.Batches, s.Plan = nil, nil, nil
+	s.Request.Spec.Targets = nil
+	return s
+}
+
+// spread is a saga's targets and batches, fixed at its creation.
+type spread struct {
+	Targets []string   `json:"targets"`
+	Batches [][]string `json:"batches"`
+}
+
 // Create implements sagastore.Store.
 func (s *Store) Create(ctx context.Context, sg saga.Saga, ch sagastore.Change) (sagastore.Record, error) {
 	vals, err := sagaValues(sg)
 	if err != nil {
 		return sagastore.Record{}, err
 	}
+	sp, err := json.Marshal(spread{Targets: sg.Request.Spec.Targets, Batches: sg.Batches})
+	if err != nil {
+		return sagastore.Record{}, fmt.Errorf("encode saga %s: %w", sg.ID, err)
+	}
+	plan, err := optionalJSON(sg.Plan != nil, sg.Plan)
+	if err != nil {
+		return sagastore.Record{}, fmt.Errorf("encode saga %s: %w", sg.ID, err)
+	}
 	var rev int64
 	var added []bus.Message
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `INSERT INTO sagas (id, revision, `+sagaColumns+`)
-			VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-			ON CONFLICT (id) DO NOTHING RETURNING revision`, append([]any{sg.ID}, vals...)...).Scan(&rev)
+		err := tx.QueryRow(ctx, `INSERT INTO sagas (id, revision, spread, plan, `+sagaColumns+`)
+			VALUES ($1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+			ON CONFLICT (id) DO NOTHING RETURNING revision`, append([]any{sg.ID, sp, plan}, vals...)...).Scan(&rev)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("create saga %s: %w", sg.ID, sagastore.ErrExists)
 		}
@@ -64,13 +90,21 @@ func (s *Store) Update(ctx context.Context, from sagastore.Record, sg saga.Saga,
 	if err != nil {
 		return sagastore.Record{}, err
 	}
+	args := append([]any{sg.ID, int64(from.Revision)}, vals...)
+	setPlan := ""
+	if !samePlan(from.Saga.Plan, sg.Plan) {
+		plan, err := optionalJSON(sg.Plan != nil, sg.Plan)
+		if err != nil {
+			return sagastore.Record{}, fmt.Errorf("encode saga %s: %w", sg.ID, err)
+		}
+		args, setPlan = append(args, plan), ", plan = $19"
+	}
 	var next int64
 	var added []bus.Message
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `UPDATE sagas SET revision = revision + 1, (`+sagaColumns+`) =
-			ROW($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-			WHERE id = $1 AND revision = $2 RETURNING revision`,
-			append([]any{sg.ID, int64(from.Revision)}, vals...)...).Scan(&next)
+			ROW($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`+setPlan+`
+			WHERE id = $1 AND revision = $2 RETURNING revision`, args...).Scan(&next)
 		if errors.Is(err, pgx.ErrNoRows) {
 			var exists bool
 			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sagas WHERE id = $1)`, sg.ID).Scan(&exists); err != nil {
@@ -95,6 +129,16 @@ func (s *Store) Update(ctx context.Context, from sagastore.Record, sg saga.Saga,
 	// are dropped as duplicates).
 	return sagastore.Record{Saga: sg, Revision: sagastore.Revision(next),
 		Pending: append(ch.Unsent(from.Pending), added...)}, nil
+}
+
+// samePlan reports whether a roll-back plan is as it was: the machine
+// shares an unchanged plan with the saga before, so most are the same
+// list, and a new one is compared.
+func samePlan(was, now []string) bool {
+	if len(was) != len(now) {
+		return false
+	}
+	return len(now) == 0 || &was[0] == &now[0] || slices.Equal(was, now)
 }
 
 // writeChange writes what goes with a saga row, in one round trip: its
@@ -186,7 +230,11 @@ func queueSteps(b *pgx.Batch, was []*saga.Step, sg saga.Saga) error {
 		if err != nil {
 			return fmt.Errorf("encode step %s: %w", st.ID, err)
 		}
-		b.Queue(upsertStep, sg.ID, st.ID, i, string(st.Phase), string(st.Action), st.Target, st.Batch, st.Attempt,
+		doc, err := json.Marshal(st)
+		if err != nil {
+			return fmt.Errorf("encode step %s: %w", st.ID, err)
+		}
+		b.Queue(upsertStep, sg.ID, st.ID, doc, i, string(st.Phase), string(st.Action), st.Target, st.Batch, st.Attempt,
 			string(st.Status), st.Compensates, at(st.DispatchedAt), at(st.Deadline), at(st.StartedAt),
 			at(st.HeartbeatAt), at(st.FinishedAt), st.Done, string(st.Late), st.Progress, st.Reason, st.Error,
 			output, report)
@@ -204,10 +252,10 @@ func queueSteps(b *pgx.Batch, was []*saga.Step, sg saga.Saga) error {
 const stepColumns = `position, phase, action, target, batch, attempt, status, compensates, dispatched_at,
 	deadline, started_at, heartbeat_at, finished_at, done, late, progress, reason, error, output, report`
 
-const upsertStep = `INSERT INTO saga_steps (saga_id, step_id, ` + stepColumns + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULLIF($10, ''), $11, $12, $13, $14, $15, NULLIF($16, 0),
-		NULLIF($17, ''), NULLIF($18, ''), NULLIF($19, ''), NULLIF($20, ''), $21, $22)
-	ON CONFLICT (saga_id, step_id) DO UPDATE SET (` + stepColumns + `) = ROW(EXCLUDED.position,
+const upsertStep = `INSERT INTO saga_steps (saga_id, step_id, doc, ` + stepColumns + `)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''), $12, $13, $14, $15, $16, NULLIF($17, 0),
+		NULLIF($18, ''), NULLIF($19, ''), NULLIF($20, ''), NULLIF($21, ''), $22, $23)
+	ON CONFLICT (saga_id, step_id) DO UPDATE SET (doc, ` + stepColumns + `) = ROW(EXCLUDED.doc, EXCLUDED.position,
 		EXCLUDED.phase, EXCLUDED.action, EXCLUDED.target, EXCLUDED.batch, EXCLUDED.attempt, EXCLUDED.status,
 		EXCLUDED.compensates, EXCLUDED.dispatched_at, EXCLUDED.deadline, EXCLUDED.started_at,
 		EXCLUDED.heartbeat_at, EXCLUDED.finished_at, EXCLUDED.done, EXCLUDED.late, EXCLUDED.progress,
