@@ -293,7 +293,10 @@ type SagaEvent struct {
 	Team        string   `json:"team"`
 	Teams       []string `json:"teams"`
 	Environment string   `json:"environment,omitempty"`
+	// Targets are the saga's targets, the first MaxNamedTargets of a
+	// fleet; TargetCount is then how many there are (0: Targets names all).
 	Targets     []string `json:"targets,omitempty"`
+	TargetCount int      `json:"targetCount,omitempty"`
 	Software    string   `json:"software"`
 	From        string   `json:"from,omitempty"`
 	To          string   `json:"to,omitempty"`
@@ -368,6 +371,11 @@ func (t Timer) Check() error {
 	}
 	return missing([2]string{"saga", t.Saga})
 }
+
+// MaxNamedTargets is how many targets a saga event names: a fleet's
+// events name the first so many and say how many there are, so that an
+// event's size does not grow with the fleet, and a notice stays readable.
+const MaxNamedTargets = 50
 
 // Notice is what a team receives.
 type Notice struct {

@@ -188,3 +188,26 @@ func b2i(b bool) int {
 	}
 	return 0
 }
+
+// A fleet's events name its first events.MaxNamedTargets targets and say
+// how many there are, so that an event does not grow with the fleet; a
+// saga of fewer names them all.
+func TestAFleetsEventsNameTheFirstTargets(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{3, events.MaxNamedTargets, events.MaxNamedTargets + 1, 2000} {
+		targets := make([]string, n)
+		for i := range targets {
+			targets[i] = fmt.Sprintf("host-%05d", i)
+		}
+		_, eff := saga.Apply(saga.New("s", request(spec.KindUpgrade, 10, targets...), saga.Options{}, t0), saga.Input{Kind: saga.InputStart, At: t0})
+		wantNamed, wantCount := n, 0
+		if n > events.MaxNamedTargets {
+			wantNamed, wantCount = events.MaxNamedTargets, n
+		}
+		for _, e := range eff.Events {
+			if len(e.Targets) != wantNamed || e.TargetCount != wantCount || e.Targets[0] != "host-00000" {
+				t.Fatalf("%d targets: %s event names %d, count %d; want %d, %d", n, e.Kind, len(e.Targets), e.TargetCount, wantNamed, wantCount)
+			}
+		}
+	}
+}

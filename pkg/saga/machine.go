@@ -225,6 +225,9 @@ func (m *machine) stamp(e *events.SagaEvent) {
 	e.DryRun = r.Spec.DryRun
 	e.Environment, e.Software, e.From, e.To = r.Metadata.Environment, r.Spec.Software, r.Spec.From, r.Spec.To
 	e.Targets = r.Spec.Targets
+	if n := len(e.Targets); n > events.MaxNamedTargets {
+		e.Targets, e.TargetCount = e.Targets[:events.MaxNamedTargets:events.MaxNamedTargets], n
+	}
 	e.Batch, e.Batches = m.s.Batch, len(m.s.Batches)
 }
 

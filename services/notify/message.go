@@ -49,6 +49,9 @@ func Compose(n events.Notice) Message {
 		targets = []string{ev.Step.Target}
 	}
 	m.Targets = strings.Join(targets, ", ")
+	if more := ev.TargetCount - len(targets); more > 0 && len(targets) > 0 {
+		m.Targets += fmt.Sprintf(" and %d more", more)
+	}
 	if m.Why == "" && ev.Step != nil && ev.Step.Error != "" {
 		m.Why = fmt.Sprintf("%s %s on %s: %s", ev.Step.Phase, ev.Step.Action, ev.Step.Target, ev.Step.Error)
 	}
