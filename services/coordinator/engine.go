@@ -46,6 +46,8 @@ type engine struct {
 	// recent are the records last stored here, each saga's next input
 	// applied to them without reading the saga again.
 	recent recent
+	// turns apply one input of a saga at a time.
+	turns turns
 }
 
 // markTimeout bounds the writing of one mark as sent.
@@ -107,8 +109,13 @@ func (e *engine) create(ctx context.Context, s saga.Saga, in saga.Input, from se
 	return e.flush(ctx, rec, nil, true)
 }
 
-// handle applies an input to an existing saga.
+// handle applies an input to an existing saga, in its turn.
 func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen) (err error) {
+	release, err := e.turns.take(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer release()
 	// What the saga's last flush here published and has not marked yet
 	// goes with this change; given back if the change fails.
 	sentRec, sent := e.marks.take(ctx, id)
