@@ -10,9 +10,10 @@ import (
 	"github.com/upshift/upshift/pkg/labels"
 )
 
-// Limits on a request.
+// Limits on a request. A coordinator's store may take fewer targets (the
+// KV store keeps a saga in one message: 200).
 const (
-	MaxTargets    = 200
+	MaxTargets    = 10000
 	MaxPhaseLimit = 24 * time.Hour
 )
 

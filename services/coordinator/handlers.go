@@ -64,6 +64,10 @@ func (c *Coordinator) submit(ctx context.Context, d *consumer.Delivery) error {
 	} else if len(missing) > 0 {
 		return c.refuse(ctx, id, req, errors.New(strings.Join(missing, "; ")))
 	}
+	if sz, ok := c.store.(sagastore.Sized); ok && len(req.Spec.Targets) > sz.MaxTargets() {
+		return c.refuse(ctx, id, req, fmt.Errorf("%w: %d targets: this coordinator's store takes sagas of at most %d; "+
+			"a coordinator on the PostgreSQL store takes %d", ErrRefused, len(req.Spec.Targets), sz.MaxTargets(), spec.MaxTargets))
+	}
 	// Only the policy refuses; a store that fails to answer the gate is
 	// an error like any other, and the request is tried again.
 	if err := c.policy.admit(ctx, c.store, req, c.now()); errors.Is(err, ErrRefused) {

@@ -233,6 +233,14 @@ func (f Filter) Match(s Summary) bool {
 // DefaultLimit bounds a listing when the filter sets no limit.
 const DefaultLimit = 100
 
+// Sized is a store that takes sagas of up to so many targets: one that
+// keeps a saga in a message of bounded size (kvstore). The coordinator
+// refuses a request for more at once, saying why, rather than fail to
+// store its saga. A store that is not Sized takes spec.MaxTargets.
+type Sized interface {
+	MaxTargets() int
+}
+
 // Store keeps sagas. Every implementation passes storetest.Run.
 type Store interface {
 	// Create stores a new saga with its first change; ErrExists if the id

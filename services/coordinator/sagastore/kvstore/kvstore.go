@@ -22,7 +22,9 @@
 // A document must fit in one NATS message (the server's max_payload, 1 MiB
 // unless configured). A document that would not keeps its steps without
 // their reports and outputs (those stay in EVENTS and in the audit log); one
-// that still would not is refused with sagastore.ErrTooLarge.
+// that still would not is refused with sagastore.ErrTooLarge. The store
+// takes sagas of up to MaxTargets targets (sagastore.Sized): a document
+// holds every step of every target.
 package kvstore
 
 import (
@@ -310,6 +312,13 @@ func (s *Store) retire(ctx context.Context, d document, rev sagastore.Revision) 
 	}
 	return nil
 }
+
+// MaxTargets is the most targets a saga kept in this store may have: a
+// 200-target saga is some 400 KB, and grows with retries and roll-backs.
+const MaxTargets = 200
+
+// MaxTargets implements sagastore.Sized.
+func (s *Store) MaxTargets() int { return MaxTargets }
 
 // Unsent implements sagastore.Store by reading every saga in flight. An
 // ended saga with nothing pending found there (its move to the archive

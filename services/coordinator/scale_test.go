@@ -1,0 +1,71 @@
+package coordinator_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/saga"
+	"github.com/upshift/upshift/pkg/spec"
+	"github.com/upshift/upshift/services/coordinator/sagastore/kvstore"
+)
+
+// A fleet larger than the KV store keeps in one message. On KV the request
+// is refused at once, saying why. On PostgreSQL, which keeps a saga's steps
+// in rows of their own, it runs: 300 targets in batches of 25%, 2% of a
+// batch tolerated (one target of 75); two verifications of the third batch
+// fail, the first set aside, the second rolling back the three batches
+// deployed, and the fourth is never touched. Every step ran once. The
+// saga hears from many targets at once, and its one coordinator applies
+// their reports in turn: none loses a compare-and-set to another.
+func TestAFleetLargerThanTheKVStoreTakes(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, open storeOpener) {
+		n := kvstore.MaxTargets + 100
+		targets := make([]string, n)
+		for i := range targets {
+			targets[i] = fmt.Sprintf("host-%03d", i)
+		}
+		w := newWorldOn(t, open, targets...)
+		w.coordinator("c1")
+		r := request("test", targets...)
+		r.Spec.Rollout = spec.Rollout{BatchPercent: 25, MaxFailedPercent: 2}
+		size := spec.PercentSize(n, 25)
+		bad := []string{targets[2*size], targets[2*size+1]}
+		for _, tg := range bad {
+			w.on("verify.probe."+tg, "fail")
+		}
+		id := w.submit(r)
+		if strings.HasSuffix(t.Name(), "/kv") {
+			e := w.refusal(id)
+			if want := fmt.Sprintf("%d targets: this coordinator's store takes sagas of at most %d", n, kvstore.MaxTargets); !strings.Contains(e.Reason, want) {
+				t.Fatalf("reason %q, want it to say %q", e.Reason, want)
+			}
+			return
+		}
+		s := w.wait(id, 3*time.Minute, saga.StateRolledBack)
+		if len(s.SetAside) != 1 || s.SetAside[0] != bad[0] {
+			t.Fatalf("set aside %v, want [%s]", s.SetAside, bad[0])
+		}
+		if n := w.metric("upshift_coordinator_conflicts_total"); n != 0 {
+			t.Errorf("%v conflicts: one coordinator's inputs of a saga lost compare-and-sets to each other", n)
+		}
+		ran := w.executions()
+		for step, times := range ran {
+			if times != 1 {
+				t.Errorf("step %s ran %d times", step, times)
+			}
+		}
+		for i, tg := range targets {
+			deployed := i < 3*size
+			for _, a := range []string{"deploy.apply", "deploy.rollback", "backup.restore"} {
+				_, did := ran[events.StepID(id, events.Phase(strings.Split(a, ".")[0]), events.Action(strings.Split(a, ".")[1]), tg, 1)]
+				if did != deployed {
+					t.Fatalf("%s: %s ran: %v, want %v", tg, a, did, deployed)
+				}
+			}
+		}
+	})
+}
