@@ -2,6 +2,7 @@ package coordinator_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ import (
 // is refused at once, saying why. On PostgreSQL, which keeps a saga's steps
 // in rows of their own, it runs: 300 targets in batches of 25%, 2% of a
 // batch tolerated (one target of 75); two verifications of the third batch
-// fail, the first set aside, the second rolling back the three batches
+// fail, the first heard set aside, the second rolling back the three batches
 // deployed, and the fourth is never touched. Every step ran once. The
 // saga hears from many targets at once, and its one coordinator applies
 // their reports in turn: none loses a compare-and-set to another.
@@ -46,8 +47,10 @@ func TestAFleetLargerThanTheKVStoreTakes(t *testing.T) {
 			return
 		}
 		s := w.wait(id, 3*time.Minute, saga.StateRolledBack)
-		if len(s.SetAside) != 1 || s.SetAside[0] != bad[0] {
-			t.Fatalf("set aside %v, want [%s]", s.SetAside, bad[0])
+		// The two failures are heard in either order: the first is set
+		// aside, the second rolls back.
+		if len(s.SetAside) != 1 || !slices.Contains(bad, s.SetAside[0]) {
+			t.Fatalf("set aside %v, want one of %v", s.SetAside, bad)
 		}
 		if n := w.metric("upshift_coordinator_conflicts_total"); n != 0 {
 			t.Errorf("%v conflicts: one coordinator's inputs of a saga lost compare-and-sets to each other", n)
