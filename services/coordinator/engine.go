@@ -109,13 +109,37 @@ func (e *engine) create(ctx context.Context, s saga.Saga, in saga.Input, from se
 	return e.flush(ctx, rec, nil, true)
 }
 
-// handle applies an input to an existing saga, in its turn.
-func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen) (err error) {
-	release, err := e.turns.take(ctx, id)
-	if err != nil {
+// handle applies an input to an existing saga, in its turn (turns): with
+// the inputs of the saga waiting behind it, in one write, or by the input
+// whose turn it is.
+func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen) error {
+	j := newJob(in, from)
+	if applied, err := e.turns.wait(ctx, id, j); applied {
 		return err
 	}
-	defer release()
+	defer e.turns.pass(id)
+	group := e.turns.group(id, j)
+	err := e.apply(ctx, id, group)
+	errs := make([]error, len(group))
+	for i := range errs {
+		errs[i] = err
+	}
+	if err != nil && len(group) > 1 && ctx.Err() == nil {
+		// One input's failure is not the others': each alone, so that
+		// each is retried, or dead-lettered, for its own sake.
+		for i, o := range group {
+			errs[i] = e.apply(ctx, id, []*job{o})
+		}
+	}
+	for i, o := range group[1:] {
+		o.done <- errs[i+1]
+	}
+	return errs[0]
+}
+
+// apply applies inputs of saga id, in order, each to the saga as the one
+// before left it, and stores the result in one write.
+func (e *engine) apply(ctx context.Context, id string, jobs []*job) (err error) {
 	// What the saga's last flush here published and has not marked yet
 	// goes with this change; given back if the change fails.
 	sentRec, sent := e.marks.take(ctx, id)
@@ -124,6 +148,11 @@ func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen
 			e.marks.later(ctx, sentRec, sent)
 		}
 	}()
+	type change struct {
+		prev, next saga.Saga
+		eff        saga.Effects
+	}
+attempts:
 	for attempt := 1; ; attempt++ {
 		// The saga as this instance stored it last, if kept (recent), the
 		// first time round; else as the store has it.
@@ -138,14 +167,34 @@ func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen
 				return err
 			}
 		}
-		next, eff := saga.Apply(rec.Saga, in)
-		if eff.Ignored != "" && kept {
-			continue // perhaps only stale: asked again of the store
+		cur := rec.Saga
+		var msgs []bus.Message
+		var entries, ignored []sagastore.Entry
+		var changes []change
+		for _, j := range jobs {
+			next, eff := saga.Apply(cur, j.in)
+			if eff.Ignored != "" && kept {
+				continue attempts // perhaps only stale: asked again of the store
+			}
+			if eff.Ignored != "" {
+				e.log.Debug("input ignored", "saga", id, "input", j.in.Kind, "why", eff.Ignored)
+				if j.in.Kind != saga.InputTick { // stale deadlines are routine, not news
+					ignored = append(ignored, j.from.entry(id, 0, j.in.At, eff.Ignored))
+				}
+				continue
+			}
+			m, en, err := e.effects(next, eff)
+			if err != nil {
+				return err
+			}
+			msgs = append(msgs, m...)
+			entries = append(append(entries, j.from.entry(id, next.Seq, j.in.At, "")), en...)
+			changes = append(changes, change{cur, next, eff})
+			cur = next
 		}
-		if eff.Ignored != "" {
-			e.log.Debug("input ignored", "saga", id, "input", in.Kind, "why", eff.Ignored)
-			if in.Kind != saga.InputTick { // stale deadlines are routine, not news
-				if err := e.store.Record(ctx, []sagastore.Entry{from.entry(id, 0, in.At, eff.Ignored)}); err != nil {
+		if len(changes) == 0 {
+			if len(ignored) > 0 {
+				if err := e.store.Record(ctx, ignored); err != nil {
 					return err
 				}
 			}
@@ -153,12 +202,7 @@ func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen
 			sent = nil // flush marks them, or gives them back
 			return e.flush(ctx, rec, published, true)
 		}
-		msgs, entries, err := e.effects(next, eff)
-		if err != nil {
-			return err
-		}
-		entries = append([]sagastore.Entry{from.entry(id, next.Seq, in.At, "")}, entries...)
-		stored, err := e.store.Update(ctx, rec, next, sagastore.Change{Outbox: msgs, Audit: entries, Sent: sent})
+		stored, err := e.store.Update(ctx, rec, cur, sagastore.Change{Outbox: msgs, Audit: append(entries, ignored...), Sent: sent})
 		if err != nil {
 			e.recent.forget(id)
 		}
@@ -174,9 +218,11 @@ func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen
 			return err
 		}
 		e.recent.put(stored)
-		e.metrics.transition(rec.Saga, next, eff)
-		if next.State != rec.Saga.State {
-			e.log.Info("saga "+string(next.State), "saga", id, "from", rec.Saga.State, "reason", next.Reason, "batch", next.Batch)
+		for _, c := range changes {
+			e.metrics.transition(c.prev, c.next, c.eff)
+			if c.next.State != c.prev.State {
+				e.log.Info("saga "+string(c.next.State), "saga", id, "from", c.prev.State, "reason", c.next.Reason, "batch", c.next.Batch)
+			}
 		}
 		sent = nil // marked
 		return e.flush(ctx, stored, nil, true)

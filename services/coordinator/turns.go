@@ -2,64 +2,133 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"sync"
+
+	"github.com/upshift/upshift/pkg/saga"
 )
 
-// turns lets one input of a saga at a time be applied by this instance.
-// The coordinator handles several inputs at once; two of one saga applied
-// together would both read the saga, and all but one would lose the
-// compare-and-set, read it again and retry. A fleet's saga hears from
-// hundreds of targets at once: each input would be tried many times. In
-// turns, each finds the record the one before it stored (recent), and
-// only another instance's change makes it read the store. Inputs of
-// different sagas do not wait for each other.
+// turns lets one input of a saga at a time be applied by this instance,
+// and the inputs that wait be applied together. The coordinator handles
+// several inputs at once; two of one saga applied at once would both read
+// the saga, and all but one would lose the compare-and-set, read it again
+// and retry: a fleet's saga hears from hundreds of targets at once, and
+// each input would be tried many times. In turns, the input whose turn it
+// is takes the inputs waiting behind it (up to maxGroup), applies them one
+// after the other to the saga as it last stored it (recent) and stores the
+// result in one write; each waiting input is then told how that went. The
+// next input to come, if any, has the next turn. Inputs of different sagas
+// do not wait for each other.
 type turns struct {
 	mu    sync.Mutex
-	queue map[string]*turn
+	sagas map[string]*turn
 }
 
-// turn is one saga's: a token held by the input whose turn it is, and the
-// number of inputs holding or waiting for it.
+// maxGroup bounds the inputs applied in one write.
+const maxGroup = 64
+
+// turn is one saga's: whether an input holds it, and the inputs waiting.
 type turn struct {
-	token   chan struct{}
-	holders int
+	held  bool
+	queue []*job
 }
 
-// take waits for saga id's turn, or for ctx to end; release gives it to
-// the next input waiting, if any.
-func (t *turns) take(ctx context.Context, id string) (release func(), err error) {
+// job is one input waiting for its saga's turn. done receives the outcome
+// of the write that applied it, or errYourTurn: its goroutine holds the
+// turn and applies it (and those waiting) itself.
+type job struct {
+	in   saga.Input
+	from seen
+	done chan error
+}
+
+var errYourTurn = errors.New("your turn")
+
+func newJob(in saga.Input, from seen) *job {
+	return &job{in: in, from: from, done: make(chan error, 1)}
+}
+
+// wait returns when j's saga's turn is j's (nil), or j was applied by the
+// input that held it (applied true, with that write's outcome), or ctx
+// ended before anyone took j.
+func (t *turns) wait(ctx context.Context, id string, j *job) (applied bool, err error) {
 	t.mu.Lock()
-	if t.queue == nil {
-		t.queue = map[string]*turn{}
+	if t.sagas == nil {
+		t.sagas = map[string]*turn{}
 	}
-	tu := t.queue[id]
+	tu := t.sagas[id]
 	if tu == nil {
-		tu = &turn{token: make(chan struct{}, 1)}
-		tu.token <- struct{}{}
-		t.queue[id] = tu
+		tu = &turn{}
+		t.sagas[id] = tu
 	}
-	tu.holders++
+	if !tu.held {
+		tu.held = true
+		t.mu.Unlock()
+		return false, nil
+	}
+	tu.queue = append(tu.queue, j)
 	t.mu.Unlock()
-	done := func() {
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		if tu.holders--; tu.holders == 0 {
-			delete(t.queue, id)
-		}
-	}
 	select {
-	case <-tu.token:
-		return func() { tu.token <- struct{}{}; done() }, nil
+	case err := <-j.done:
+		if err == errYourTurn {
+			return false, nil
+		}
+		return true, err
 	case <-ctx.Done():
-		done()
-		return nil, ctx.Err()
 	}
+	t.mu.Lock()
+	if i := indexOf(tu.queue, j); i >= 0 {
+		tu.queue = append(tu.queue[:i:i], tu.queue[i+1:]...)
+		t.mu.Unlock()
+		return true, ctx.Err()
+	}
+	t.mu.Unlock()
+	// Taken already: into a group, or handed the turn.
+	if err := <-j.done; err != errYourTurn {
+		return true, err
+	}
+	return false, nil
 }
 
-// waiting returns the number of sagas with an input holding or waiting for
-// their turn.
+// group returns j and the inputs waiting behind it, in the order they came,
+// at most maxGroup in all, for the holder of the turn to apply.
+func (t *turns) group(id string, j *job) []*job {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tu := t.sagas[id]
+	n := min(len(tu.queue), maxGroup-1)
+	out := append([]*job{j}, tu.queue[:n]...)
+	tu.queue = append([]*job(nil), tu.queue[n:]...)
+	return out
+}
+
+// pass ends the holder's turn: the first input waiting gets the next, or
+// the saga is left.
+func (t *turns) pass(id string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tu := t.sagas[id]
+	if len(tu.queue) == 0 {
+		delete(t.sagas, id)
+		return
+	}
+	next := tu.queue[0]
+	tu.queue = tu.queue[1:]
+	next.done <- errYourTurn
+}
+
+// waiting returns the number of sagas whose turn is held.
 func (t *turns) waiting() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.queue)
+	return len(t.sagas)
+}
+
+func indexOf(q []*job, j *job) int {
+	for i, x := range q {
+		if x == j {
+			return i
+		}
+	}
+	return -1
 }

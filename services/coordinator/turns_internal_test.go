@@ -5,50 +5,92 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/upshift/upshift/pkg/saga"
 )
 
-// One input of a saga at a time: a second waits for the first to release
-// its turn, an input of another saga does not, and one whose context ends
-// while waiting gives up and leaves nothing behind.
+// queued returns the inputs of saga id waiting for its turn.
+func (t *turns) queued(id string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if tu := t.sagas[id]; tu != nil {
+		return len(tu.queue)
+	}
+	return 0
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 5s: %s", what)
+		}
+	}
+}
+
+type waited struct {
+	applied bool
+	err     error
+}
+
+// One input of a saga at a time: the inputs that come while one holds the
+// saga's turn wait, and its holder takes them, in order, and tells each
+// how its write went; an input of another saga does not wait; an input
+// whose context ends while it waits leaves the queue; and when the holder
+// passes the turn, the first input waiting gets it.
 func TestTurnsOneInputOfASagaAtATime(t *testing.T) {
 	t.Parallel()
 	var tu turns
 	ctx := context.Background()
-	first, err := tu.take(ctx, "s1")
-	if err != nil {
-		t.Fatal(err)
+	a := newJob(saga.Input{Kind: saga.InputTick}, seen{})
+	if applied, err := tu.wait(ctx, "s1", a); applied || err != nil {
+		t.Fatalf("the first input: applied %v, %v", applied, err)
 	}
-	other, err := tu.take(ctx, "s2")
-	if err != nil {
-		t.Fatal(err)
+	if applied, err := tu.wait(ctx, "s2", newJob(saga.Input{}, seen{})); applied || err != nil {
+		t.Fatalf("another saga's input waited: applied %v, %v", applied, err)
 	}
-	other()
-	got := make(chan func(), 1)
-	go func() {
-		second, err := tu.take(ctx, "s1")
-		if err != nil {
-			t.Error(err)
-		}
-		got <- second
-	}()
-	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	tu.pass("s2")
+	results := make(chan waited, 2)
+	b, c := newJob(saga.Input{Kind: saga.InputApprove}, seen{}), newJob(saga.Input{Kind: saga.InputCancel}, seen{})
+	for _, j := range []*job{b, c} {
+		go func() {
+			applied, err := tu.wait(ctx, "s1", j)
+			results <- waited{applied, err}
+		}()
+		eventually(t, "an input queued", func() bool { return tu.queued("s1") == indexOf([]*job{b, c}, j)+1 })
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
-	if _, err := tu.take(short, "s1"); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("a third take while the first holds the turn: %v", err)
+	if applied, err := tu.wait(short, "s1", newJob(saga.Input{}, seen{})); !applied || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("an input whose context ended while it waited: applied %v, %v", applied, err)
 	}
-	select {
-	case <-got:
-		t.Fatal("a second input took the saga's turn while the first held it")
-	case <-time.After(100 * time.Millisecond):
+	g := tu.group("s1", a)
+	if len(g) != 3 || g[0] != a || g[1] != b || g[2] != c || tu.queued("s1") != 0 {
+		t.Fatalf("group of %d, %d left waiting; want a, b, c in order and none", len(g), tu.queued("s1"))
 	}
-	first()
-	select {
-	case second := <-got:
-		second()
-	case <-time.After(5 * time.Second):
-		t.Fatal("the second input did not get its turn once the first released it")
+	boom := errors.New("boom")
+	b.done <- nil
+	c.done <- boom
+	got := []waited{<-results, <-results}
+	if !got[0].applied || !got[1].applied || errors.Join(got[0].err, got[1].err) == nil || got[0].err != nil && got[1].err != nil {
+		t.Fatalf("the grouped inputs heard %+v, want applied, one nil and one boom", got)
 	}
+	// Hand-over: d waits while a still holds the turn; a passes it to d.
+	d := newJob(saga.Input{}, seen{})
+	go func() {
+		applied, err := tu.wait(ctx, "s1", d)
+		results <- waited{applied, err}
+	}()
+	eventually(t, "d queued", func() bool { return tu.queued("s1") == 1 })
+	tu.pass("s1")
+	if w := <-results; w.applied || w.err != nil {
+		t.Fatalf("d after the hand-over: %+v, want its turn", w)
+	}
+	if g := tu.group("s1", d); len(g) != 1 {
+		t.Fatalf("d's group: %d inputs", len(g))
+	}
+	tu.pass("s1")
 	if n := tu.waiting(); n != 0 {
-		t.Fatalf("%d sagas still queued once every input is done", n)
+		t.Fatalf("%d sagas still held once every input is done", n)
 	}
 }
