@@ -24,6 +24,8 @@ import (
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/pkg/streams"
+	"github.com/upshift/upshift/services/coordinator"
+	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
 
 // benchTargets are served by the phase services of BenchmarkSagas. A phase
@@ -467,4 +469,81 @@ func BenchmarkSagasInFlight(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkFleetSaga runs one saga of UPSHIFT_BENCH_FLEET targets (default
+// 10,000) in batches of 5%, through one coordinator on the PostgreSQL store
+// (the KV store keeps a saga in one message and takes 200) and the four
+// phase services, an instance of each per 500 targets, executors that
+// succeed at once. It reports the saga's
+// duration, its transitions per second, and the process's peak heap in use
+// while it ran (sampled every 100 ms, less the heap before it): the
+// embedded server, the phase services and the benchmark share the process,
+// so that is an upper bound of the coordinator's share. Run once whatever
+// b.N; nothing is asserted.
+func BenchmarkFleetSaga(b *testing.B) {
+	n := 10000
+	if v := os.Getenv("UPSHIFT_BENCH_FLEET"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 || n > spec.MaxTargets {
+			b.Fatalf("UPSHIFT_BENCH_FLEET=%q: want a number of targets, at most %d", v, spec.MaxTargets)
+		}
+	}
+	targets := make([]string, n)
+	for i := range targets {
+		targets[i] = fmt.Sprintf("host-%05d", i)
+	}
+	// A phase service instance per 500 targets, as agents each serve a
+	// few: one consumer of 10,000 filter subjects takes the server longer
+	// to create than a service waits.
+	const perInstance = 500
+	w := newWorldOn(b, openPostgres, targets[:min(n, perInstance)]...)
+	for i := perInstance; i < n; i += perInstance {
+		w.services(targets[i:min(n, i+perInstance)]...)
+	}
+	w.concurrency, w.marks = benchEngine(b)
+	// The relay at its default interval: it reads every saga with
+	// messages not marked sent yet, and a fleet's saga always has some
+	// (their marks wait for its next input), each read all its steps.
+	w.relay = coordinator.DefaultRelayInterval
+	var updates, loads atomic.Int64
+	w.wrap = func(s sagastore.Store) sagastore.Store { return counting{s, &updates, &loads} }
+	w.coordinator("c0")
+	r := request("test", targets...)
+	r.Spec.Rollout = spec.Rollout{BatchPercent: 5}
+	long := sec(3600)
+	r.Spec.Timeouts = spec.Timeouts{Precheck: long, Backup: long, Deploy: long, Verify: long, Rollback: long}
+	idle := heapInUse()
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				var m runtime.MemStats
+				runtime.ReadMemStats(&m)
+				if m.HeapInuse > peak.Load() {
+					peak.Store(m.HeapInuse)
+				}
+			}
+		}
+	}()
+	b.ResetTimer()
+	start := time.Now()
+	s := w.wait(w.submit(r), 30*time.Minute, saga.StateSucceeded)
+	elapsed := time.Since(start)
+	b.StopTimer()
+	close(stop)
+	<-sampled
+	b.ReportMetric(elapsed.Seconds(), "s/saga")
+	b.ReportMetric(float64(s.Seq)/elapsed.Seconds(), "transitions/s")
+	b.ReportMetric(float64(int64(peak.Load())-idle)/(1<<20), "peak-heap-MiB")
+	b.Logf("%d targets in %d batches: %d steps, %d transitions in %s: %d writes, %d reads of the saga",
+		n, len(s.Batches), len(s.Steps), s.Seq, elapsed.Round(time.Millisecond), updates.Load(), loads.Load())
 }

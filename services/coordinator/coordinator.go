@@ -36,6 +36,10 @@ import (
 	"github.com/upshift/upshift/services/coordinator/sagastore"
 )
 
+// DefaultRelayInterval is how often the relay looks for messages left
+// unsent in the outbox by default.
+const DefaultRelayInterval = 15 * time.Second
+
 // DefaultConcurrency is how many inputs an instance handles at once by
 // default. A transition mostly waits (for the store, then for the acks of
 // its outbox), so more at once is more sagas per second until the CPU or
@@ -106,7 +110,7 @@ func New(nc *nats.Conn, js jetstream.JetStream, cfg Config, log *slog.Logger, re
 		cfg.Concurrency = DefaultConcurrency
 	}
 	if cfg.RelayInterval <= 0 {
-		cfg.RelayInterval = 15 * time.Second
+		cfg.RelayInterval = DefaultRelayInterval
 	}
 	if cfg.OverdueGrace <= 0 {
 		cfg.OverdueGrace = 30 * time.Second
