@@ -33,7 +33,7 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 ## bench: every benchmark; the saga benchmarks through bench-sagas, not per b.N iteration
-SAGA_BENCHES := ^Benchmark(Sagas|SagasInFlight|JetStreamBound)$$
+SAGA_BENCHES := ^Benchmark(Sagas|SagasInFlight|JetStreamBound|FleetSaga)$$
 bench:
 	$(GO) test -run='^$$' -bench=. -skip='$(SAGA_BENCHES)' -benchmem $(PKGS)
 	$(MAKE) bench-sagas
@@ -42,6 +42,7 @@ bench:
 ## heap per saga in flight, JetStream writes per saga and the JetStream bound (docs/architecture.md, Performance);
 ## BENCHTIME (default 2s) is per case, each runs at least twice as many sagas as it keeps in flight; then the heap per
 ## saga held in flight, 2,000 of them (UPSHIFT_BENCH_IN_FLIGHT=10000 for more, UPSHIFT_BENCH_HEAP_DIR for a heap profile);
+## then one saga of 10,000 targets on PostgreSQL (UPSHIFT_BENCH_FLEET for another size; some minutes);
 ## UPSHIFT_BENCH_CONCURRENCY and UPSHIFT_BENCH_MARK_DELAY set the coordinator's instead of its defaults
 BENCHTIME ?= 2s
 bench-sagas:
