@@ -117,10 +117,20 @@ func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen
 	if applied, err := e.turns.wait(ctx, id, j); applied {
 		return err
 	}
-	defer e.turns.pass(id)
 	group := e.turns.group(id, j)
-	err := e.apply(ctx, id, group)
 	errs := make([]error, len(group))
+	for i := range errs {
+		errs[i] = errHolderPanicked // until told otherwise
+	}
+	defer func() {
+		// Even if applying panicked (the consumer recovers it), each
+		// input of the group hears, and the turn passes on.
+		for i, o := range group[1:] {
+			o.done <- errs[i+1]
+		}
+		e.turns.pass(id)
+	}()
+	err := e.apply(ctx, id, group)
 	for i := range errs {
 		errs[i] = err
 	}
@@ -131,11 +141,12 @@ func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen
 			errs[i] = e.apply(ctx, id, []*job{o})
 		}
 	}
-	for i, o := range group[1:] {
-		o.done <- errs[i+1]
-	}
 	return errs[0]
 }
+
+// errHolderPanicked is what the inputs of a group hear when applying it
+// panicked: each is tried again.
+var errHolderPanicked = errors.New("the input applying this one with its own panicked")
 
 // apply applies inputs of saga id, in order, each to the saga as the one
 // before left it, and stores the result in one write.

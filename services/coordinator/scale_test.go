@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/upshift/upshift/pkg/events"
+	"github.com/upshift/upshift/pkg/natstest"
 	"github.com/upshift/upshift/pkg/saga"
 	"github.com/upshift/upshift/pkg/spec"
 	"github.com/upshift/upshift/services/coordinator/sagastore"
@@ -101,4 +102,42 @@ func (c counting) Update(ctx context.Context, from sagastore.Record, s saga.Saga
 func (c counting) Load(ctx context.Context, id string) (sagastore.Record, error) {
 	c.loads.Add(1)
 	return c.Store.Load(ctx, id)
+}
+
+// An input that panics while it applies the inputs waiting behind it (a
+// bug in a store's driver, recovered by the consumer) leaves none of them
+// waiting for ever: each hears, and is tried again, and the saga goes on.
+func TestAPanicWhileApplyingAGroupLeavesNoInputWaiting(t *testing.T) {
+	t.Parallel()
+	w := newWorldOn(t, openKV, "a", "b", "c")
+	var panicked atomic.Bool
+	var updates atomic.Int64
+	w.wrap = func(s sagastore.Store) sagastore.Store { return panicOnce{s, &panicked, &updates} }
+	w.coordinator("c1")
+	r := request("test", "a", "b", "c")
+	r.Spec.Rollout.BatchSize = 3
+	r.Spec.Timeouts.Precheck = sec(600) // far beyond the test's patience
+	s := w.wait(w.submit(r), natstest.Patience, saga.StateSucceeded)
+	if !panicked.Load() {
+		t.Fatalf("no update applied more than one input, none panicked: saga %s", s.State)
+	}
+}
+
+// panicOnce holds its first update a second, while the saga's other
+// inputs come and wait for their turn, and panics in the first update that
+// applies more than one input: an input applying those waiting behind it.
+type panicOnce struct {
+	sagastore.Store
+	done *atomic.Bool
+	n    *atomic.Int64
+}
+
+func (p panicOnce) Update(ctx context.Context, from sagastore.Record, s saga.Saga, ch sagastore.Change) (sagastore.Record, error) {
+	if p.n.Add(1) == 1 {
+		time.Sleep(time.Second)
+	}
+	if s.Seq-from.Saga.Seq > 1 && p.done.CompareAndSwap(false, true) {
+		panic("a bug in the store's driver")
+	}
+	return p.Store.Update(ctx, from, s, ch)
 }

@@ -5,16 +5,21 @@
 // at Open with goose (under a PostgreSQL advisory lock, so coordinators
 // starting together migrate once; versions in saga_schema_version):
 //
-//   - sagas: one row per saga. doc (jsonb) is the whole saga and the source
-//     of truth; revision is the compare-and-set counter; state, kind, team,
+//   - sagas: one row per saga. doc (jsonb) is the saga less its parts that
+//     grow with its targets, and with them the source of truth: spread
+//     (jsonb) holds its targets and batches, written once, at creation;
+//     plan (jsonb) its roll-back plan, written when it changes; its steps
+//     are in saga_steps. A transition thus writes what it changed, not the
+//     fleet. revision is the compare-and-set counter; state, kind, team,
 //     environment, software, from_version, to_version, digest, name, reason,
 //     batch, batches, created_at and updated_at are copies for filtering and
 //     indexing, rewritten with doc. A partial index (sagas_active_idx)
 //     holds the sagas not ended: the in-flight count and the listings of
 //     active sagas read it, not the rows of every saga ever run.
 //   - saga_steps: one row per saga step (keyed by saga and step id, with
-//     its position in the saga), rewritten from doc on every Create and
-//     Update, so steps can be queried with SQL. A copy: never read back.
+//     its position in the saga): doc (jsonb) is the step as the saga has
+//     it, read back in position order; the other columns are copies, to
+//     query steps with SQL. Only a step new or changed is written.
 //   - saga_audit: the append-only audit log, in position order. An entry id
 //     is unique: writing it twice keeps the first. It has no foreign key on
 //     sagas, so the log outlives whatever is done to a saga row. event is
