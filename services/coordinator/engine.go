@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -130,18 +131,30 @@ func (e *engine) handle(ctx context.Context, id string, in saga.Input, from seen
 		}
 		e.turns.pass(id)
 	}()
-	err := e.apply(ctx, id, group)
+	err := e.safeApply(ctx, id, group)
 	for i := range errs {
 		errs[i] = err
 	}
 	if err != nil && len(group) > 1 && ctx.Err() == nil {
 		// One input's failure is not the others': each alone, so that
-		// each is retried, or dead-lettered, for its own sake.
+		// each is retried, or dead-lettered, for its own sake (one that
+		// panics each time would otherwise take its neighbours with it).
 		for i, o := range group {
-			errs[i] = e.apply(ctx, id, []*job{o})
+			errs[i] = e.safeApply(ctx, id, []*job{o})
 		}
 	}
 	return errs[0]
+}
+
+// safeApply is apply with a panic turned into an error, as the consumer
+// turns a handler's: the input is retried like any other failure.
+func (e *engine) safeApply(ctx context.Context, id string, jobs []*job) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("applying %d input(s) of saga %s panicked: %v\n%s", len(jobs), id, p, debug.Stack())
+		}
+	}()
+	return e.apply(ctx, id, jobs)
 }
 
 // errHolderPanicked is what the inputs of a group hear when applying it

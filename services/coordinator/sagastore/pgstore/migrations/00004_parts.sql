@@ -2,7 +2,9 @@
 -- so that a transition writes what it changed, not the whole fleet: each
 -- step in its own row (doc), the targets and batches once, at creation
 -- (spread), the roll-back plan only when it changes (plan). The document
--- keeps the rest. Rows written before this are split here.
+-- keeps the rest. Rows written before this are split here. A coordinator
+-- of an earlier version reads the document whole and cannot read a saga
+-- split: stop every coordinator before starting one of this version.
 
 -- +goose Up
 ALTER TABLE saga_steps ADD COLUMN doc jsonb;
