@@ -27,9 +27,9 @@ type turns struct {
 // maxGroup bounds the inputs applied in one write.
 const maxGroup = 64
 
-// turn is one saga's: whether an input holds it, and the inputs waiting.
+// turn is one saga's while an input holds it (a saga has one only then):
+// the inputs waiting.
 type turn struct {
-	held  bool
 	queue []*job
 }
 
@@ -58,11 +58,7 @@ func (t *turns) wait(ctx context.Context, id string, j *job) (applied bool, err 
 	}
 	tu := t.sagas[id]
 	if tu == nil {
-		tu = &turn{}
-		t.sagas[id] = tu
-	}
-	if !tu.held {
-		tu.held = true
+		t.sagas[id] = &turn{}
 		t.mu.Unlock()
 		return false, nil
 	}
@@ -115,13 +111,6 @@ func (t *turns) pass(id string) {
 	next := tu.queue[0]
 	tu.queue = tu.queue[1:]
 	next.done <- errYourTurn
-}
-
-// waiting returns the number of sagas whose turn is held.
-func (t *turns) waiting() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.sagas)
 }
 
 func indexOf(q []*job, j *job) int {

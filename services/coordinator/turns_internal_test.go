@@ -19,6 +19,13 @@ func (t *turns) queued(id string) int {
 	return 0
 }
 
+// waiting returns the number of sagas whose turn is held.
+func (t *turns) waiting() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.sagas)
+}
+
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
